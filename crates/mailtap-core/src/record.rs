@@ -1,0 +1,361 @@
+//! Log records and their Zeek schemas.
+//!
+//! Each record type knows its log path, its columns (`#fields`/`#types`) and
+//! how to list its values as [`Value`]s; the sinks turn those into Zeek TSV or
+//! JSON. Optional Zeek fields are `Option`s (`None` is written `-`); an empty
+//! string, set or vector is written `(empty)`.
+
+use crate::{Bytes, Interval, Timestamp};
+use std::net::IpAddr;
+
+/// A TCP connection's endpoints, originator first (Zeek `conn_id`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ConnId {
+    pub orig_h: IpAddr,
+    pub orig_p: u16,
+    pub resp_h: IpAddr,
+    pub resp_p: u16,
+}
+
+/// One column of a log: its Zeek name and Zeek type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FieldDef {
+    pub name: &'static str,
+    pub ty: &'static str,
+}
+
+const fn f(name: &'static str, ty: &'static str) -> FieldDef {
+    FieldDef { name, ty }
+}
+
+/// A value of one column, borrowed from the record.
+#[derive(Clone, Copy, Debug)]
+pub enum Value<'a> {
+    Unset,
+    Time(Timestamp),
+    Interval(Interval),
+    Str(&'a [u8]),
+    Enum(&'a str),
+    Addr(IpAddr),
+    Port(u16),
+    Count(u64),
+    Bool(bool),
+    /// `set[string]`: order is not meaningful.
+    StrSet(&'a [Bytes]),
+    /// `vector[string]`: order is meaningful.
+    StrVec(&'a [Bytes]),
+    /// `vector[addr]`.
+    AddrVec(&'a [IpAddr]),
+}
+
+impl<'a> Value<'a> {
+    pub fn opt_str(v: &'a Option<Bytes>) -> Value<'a> {
+        match v {
+            Some(s) => Value::Str(s),
+            None => Value::Unset,
+        }
+    }
+    pub fn opt_set(v: &'a Option<Vec<Bytes>>) -> Value<'a> {
+        match v {
+            Some(s) => Value::StrSet(s),
+            None => Value::Unset,
+        }
+    }
+    pub fn opt_addr(v: Option<IpAddr>) -> Value<'a> {
+        v.map(Value::Addr).unwrap_or(Value::Unset)
+    }
+    pub fn opt_count(v: Option<u64>) -> Value<'a> {
+        v.map(Value::Count).unwrap_or(Value::Unset)
+    }
+}
+
+/// A record that can be written to a Zeek log.
+pub trait ZeekRecord {
+    /// The log's `#path`, e.g. `smtp`.
+    fn path(&self) -> &'static str;
+    /// The columns, in order. Must be the same for every record of a path
+    /// within one run (a writer takes the schema of its first record).
+    fn fields(&self) -> &'static [FieldDef];
+    /// Calls `out` once per column, in the order of [`ZeekRecord::fields`].
+    fn values(&self, out: &mut dyn FnMut(Value<'_>));
+}
+
+/// Everything the analyzers produce, as it crosses to the collector.
+#[derive(Clone, Debug)]
+pub enum Record {
+    Conn(Box<ConnRecord>),
+    Smtp(Box<SmtpRecord>),
+    Weird(Box<WeirdRecord>),
+    Event(Box<crate::EventRecord>),
+}
+
+impl Record {
+    /// The record as a Zeek log record, or `None` for events (which go to
+    /// the event stream, not a log).
+    pub fn as_log(&self) -> Option<&dyn ZeekRecord> {
+        match self {
+            Record::Conn(r) => Some(&**r),
+            Record::Smtp(r) => Some(&**r),
+            Record::Weird(r) => Some(&**r),
+            Record::Event(_) => None,
+        }
+    }
+}
+
+// ---------------------------------------------------------------- conn.log
+
+/// One row of conn.log (TCP connections only).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConnRecord {
+    pub ts: Timestamp,
+    pub uid: String,
+    pub id: ConnId,
+    /// Confirmed analyzers, lower case, in confirmation order (`smtp`).
+    pub service: Vec<&'static str>,
+    pub duration: Option<Interval>,
+    pub orig_bytes: Option<u64>,
+    pub resp_bytes: Option<u64>,
+    pub conn_state: &'static str,
+    pub local_orig: Option<bool>,
+    pub local_resp: Option<bool>,
+    pub missed_bytes: u64,
+    pub history: String,
+    pub orig_pkts: u64,
+    pub orig_ip_bytes: u64,
+    pub resp_pkts: u64,
+    pub resp_ip_bytes: u64,
+}
+
+static CONN_FIELDS: [FieldDef; 22] = [
+    f("ts", "time"),
+    f("uid", "string"),
+    f("id.orig_h", "addr"),
+    f("id.orig_p", "port"),
+    f("id.resp_h", "addr"),
+    f("id.resp_p", "port"),
+    f("proto", "enum"),
+    f("service", "string"),
+    f("duration", "interval"),
+    f("orig_bytes", "count"),
+    f("resp_bytes", "count"),
+    f("conn_state", "string"),
+    f("local_orig", "bool"),
+    f("local_resp", "bool"),
+    f("missed_bytes", "count"),
+    f("history", "string"),
+    f("orig_pkts", "count"),
+    f("orig_ip_bytes", "count"),
+    f("resp_pkts", "count"),
+    f("resp_ip_bytes", "count"),
+    f("tunnel_parents", "set[string]"),
+    f("ip_proto", "count"),
+];
+
+fn id_values(id: &ConnId, out: &mut dyn FnMut(Value<'_>)) {
+    out(Value::Addr(id.orig_h));
+    out(Value::Port(id.orig_p));
+    out(Value::Addr(id.resp_h));
+    out(Value::Port(id.resp_p));
+}
+
+impl ZeekRecord for ConnRecord {
+    fn path(&self) -> &'static str {
+        "conn"
+    }
+    fn fields(&self) -> &'static [FieldDef] {
+        &CONN_FIELDS
+    }
+    fn values(&self, out: &mut dyn FnMut(Value<'_>)) {
+        out(Value::Time(self.ts));
+        out(Value::Str(self.uid.as_bytes()));
+        id_values(&self.id, out);
+        out(Value::Enum("tcp"));
+        if self.service.is_empty() {
+            out(Value::Unset);
+        } else {
+            let s = self.service.join(",");
+            out(Value::Str(s.as_bytes()));
+        }
+        out(self.duration.map(Value::Interval).unwrap_or(Value::Unset));
+        out(Value::opt_count(self.orig_bytes));
+        out(Value::opt_count(self.resp_bytes));
+        out(Value::Str(self.conn_state.as_bytes()));
+        out(self.local_orig.map(Value::Bool).unwrap_or(Value::Unset));
+        out(self.local_resp.map(Value::Bool).unwrap_or(Value::Unset));
+        out(Value::Count(self.missed_bytes));
+        out(Value::Str(self.history.as_bytes()));
+        out(Value::Count(self.orig_pkts));
+        out(Value::Count(self.orig_ip_bytes));
+        out(Value::Count(self.resp_pkts));
+        out(Value::Count(self.resp_ip_bytes));
+        out(Value::Unset);
+        out(Value::Count(6));
+    }
+}
+
+// ---------------------------------------------------------------- smtp.log
+
+/// One row of smtp.log (Zeek `SMTP::Info`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SmtpRecord {
+    pub ts: Timestamp,
+    pub uid: String,
+    pub id: Option<ConnId>,
+    pub trans_depth: u64,
+    pub helo: Option<Bytes>,
+    pub mailfrom: Option<Bytes>,
+    pub rcptto: Option<Vec<Bytes>>,
+    pub date: Option<Bytes>,
+    pub from: Option<Bytes>,
+    pub to: Option<Vec<Bytes>>,
+    pub cc: Option<Vec<Bytes>>,
+    pub reply_to: Option<Bytes>,
+    pub msg_id: Option<Bytes>,
+    pub in_reply_to: Option<Bytes>,
+    pub subject: Option<Bytes>,
+    pub x_originating_ip: Option<IpAddr>,
+    pub first_received: Option<Bytes>,
+    pub second_received: Option<Bytes>,
+    pub last_reply: Option<Bytes>,
+    pub path: Option<Vec<IpAddr>>,
+    pub user_agent: Option<Bytes>,
+    pub tls: bool,
+    pub fuids: Vec<Bytes>,
+    /// `Some` only when the optional `is_webmail` column is enabled
+    /// (`smtp.log_is_webmail`); then it is the last column.
+    pub is_webmail: Option<bool>,
+}
+
+static SMTP_FIELDS: [FieldDef; 27] = [
+    f("ts", "time"),
+    f("uid", "string"),
+    f("id.orig_h", "addr"),
+    f("id.orig_p", "port"),
+    f("id.resp_h", "addr"),
+    f("id.resp_p", "port"),
+    f("trans_depth", "count"),
+    f("helo", "string"),
+    f("mailfrom", "string"),
+    f("rcptto", "set[string]"),
+    f("date", "string"),
+    f("from", "string"),
+    f("to", "set[string]"),
+    f("cc", "set[string]"),
+    f("reply_to", "string"),
+    f("msg_id", "string"),
+    f("in_reply_to", "string"),
+    f("subject", "string"),
+    f("x_originating_ip", "addr"),
+    f("first_received", "string"),
+    f("second_received", "string"),
+    f("last_reply", "string"),
+    f("path", "vector[addr]"),
+    f("user_agent", "string"),
+    f("tls", "bool"),
+    f("fuids", "vector[string]"),
+    f("is_webmail", "bool"),
+];
+
+impl ZeekRecord for SmtpRecord {
+    fn path(&self) -> &'static str {
+        "smtp"
+    }
+    fn fields(&self) -> &'static [FieldDef] {
+        if self.is_webmail.is_some() {
+            &SMTP_FIELDS
+        } else {
+            &SMTP_FIELDS[..26]
+        }
+    }
+    fn values(&self, out: &mut dyn FnMut(Value<'_>)) {
+        out(Value::Time(self.ts));
+        out(Value::Str(self.uid.as_bytes()));
+        match &self.id {
+            Some(id) => id_values(id, out),
+            None => (0..4).for_each(|_| out(Value::Unset)),
+        }
+        out(Value::Count(self.trans_depth));
+        out(Value::opt_str(&self.helo));
+        out(Value::opt_str(&self.mailfrom));
+        out(Value::opt_set(&self.rcptto));
+        out(Value::opt_str(&self.date));
+        out(Value::opt_str(&self.from));
+        out(Value::opt_set(&self.to));
+        out(Value::opt_set(&self.cc));
+        out(Value::opt_str(&self.reply_to));
+        out(Value::opt_str(&self.msg_id));
+        out(Value::opt_str(&self.in_reply_to));
+        out(Value::opt_str(&self.subject));
+        out(Value::opt_addr(self.x_originating_ip));
+        out(Value::opt_str(&self.first_received));
+        out(Value::opt_str(&self.second_received));
+        out(Value::opt_str(&self.last_reply));
+        match &self.path {
+            Some(p) => out(Value::AddrVec(p)),
+            None => out(Value::Unset),
+        }
+        out(Value::opt_str(&self.user_agent));
+        out(Value::Bool(self.tls));
+        out(Value::StrVec(&self.fuids));
+        if let Some(w) = self.is_webmail {
+            out(Value::Bool(w));
+        }
+    }
+}
+
+// --------------------------------------------------------------- weird.log
+
+/// One row of weird.log.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WeirdRecord {
+    pub ts: Timestamp,
+    /// Unset for weirds not tied to a connection.
+    pub uid: Option<String>,
+    pub id: Option<ConnId>,
+    pub name: &'static str,
+    pub addl: Option<Bytes>,
+    /// Analyzer or component that raised it (`SMTP`, `CONTENTLINE`, `TCP`).
+    pub source: Option<&'static str>,
+}
+
+static WEIRD_FIELDS: [FieldDef; 11] = [
+    f("ts", "time"),
+    f("uid", "string"),
+    f("id.orig_h", "addr"),
+    f("id.orig_p", "port"),
+    f("id.resp_h", "addr"),
+    f("id.resp_p", "port"),
+    f("name", "string"),
+    f("addl", "string"),
+    f("notice", "bool"),
+    f("peer", "string"),
+    f("source", "string"),
+];
+
+impl ZeekRecord for WeirdRecord {
+    fn path(&self) -> &'static str {
+        "weird"
+    }
+    fn fields(&self) -> &'static [FieldDef] {
+        &WEIRD_FIELDS
+    }
+    fn values(&self, out: &mut dyn FnMut(Value<'_>)) {
+        out(Value::Time(self.ts));
+        match &self.uid {
+            Some(u) => out(Value::Str(u.as_bytes())),
+            None => out(Value::Unset),
+        }
+        match &self.id {
+            Some(id) => id_values(id, out),
+            None => (0..4).for_each(|_| out(Value::Unset)),
+        }
+        out(Value::Str(self.name.as_bytes()));
+        out(Value::opt_str(&self.addl));
+        out(Value::Bool(false));
+        out(Value::Str(b"mailtap"));
+        match self.source {
+            Some(s) => out(Value::Str(s.as_bytes())),
+            None => out(Value::Unset),
+        }
+    }
+}
