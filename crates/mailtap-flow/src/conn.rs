@@ -85,12 +85,19 @@ impl History {
 }
 
 /// Zeek's `conn_state` from both endpoints' states and sizes.
-pub fn conn_state(orig: EndpointState, resp: EndpointState, orig_size: u64, resp_size: u64) -> &'static str {
+pub fn conn_state(
+    orig: EndpointState,
+    resp: EndpointState,
+    orig_size: u64,
+    resp_size: u64,
+) -> &'static str {
     use EndpointState::*;
     let o_inactive = matches!(orig, Inactive | Partial);
     let r_inactive = matches!(resp, Inactive | Partial);
     if resp == Reset {
-        if matches!(orig, SynSent | SynAckSent) || (orig == Reset && orig_size == 0 && resp_size == 0) {
+        if matches!(orig, SynSent | SynAckSent)
+            || (orig == Reset && orig_size == 0 && resp_size == 0)
+        {
             "REJ"
         } else if o_inactive {
             "RSTRH"
@@ -144,11 +151,7 @@ pub fn update_states(sender: &mut Endpoint, peer: &mut Endpoint, fl: u8, payload
         }
     } else if fl & flags::FIN == 0 {
         match sender.state {
-            Inactive => {
-                if ack || payload_len > 0 {
-                    sender.state = Partial;
-                }
-            }
+            Inactive if ack || payload_len > 0 => sender.state = Partial,
             SynSent | SynAckSent => {
                 if matches!(peer.state, SynSent | SynAckSent) {
                     sender.state = Established;
@@ -161,7 +164,9 @@ pub fn update_states(sender: &mut Endpoint, peer: &mut Endpoint, fl: u8, payload
         }
     }
     if fl & flags::FIN != 0 {
-        if matches!(sender.state, SynSent | SynAckSent) && matches!(peer.state, SynSent | SynAckSent) {
+        if matches!(sender.state, SynSent | SynAckSent)
+            && matches!(peer.state, SynSent | SynAckSent)
+        {
             peer.state = Established;
         }
         sender.state = Closed;

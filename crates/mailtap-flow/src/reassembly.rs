@@ -39,7 +39,11 @@ pub struct MemBudget {
 
 impl MemBudget {
     pub fn new(limit: usize) -> Self {
-        MemBudget { used: 0, limit, peak: 0 }
+        MemBudget {
+            used: 0,
+            limit,
+            peak: 0,
+        }
     }
 }
 
@@ -116,6 +120,7 @@ impl Stream {
     }
 
     /// Feeds one segment. `limit` is this stream's out-of-order byte cap.
+    #[allow(clippy::too_many_arguments)]
     pub fn segment<F: FnMut(Chunk<'_>)>(
         &mut self,
         seq: u32,
@@ -284,11 +289,16 @@ impl Stream {
         let end = abs + payload.len() as u64;
         let mut cursor = abs;
         let mut pieces: Vec<(u64, u64)> = Vec::new();
-        let prev = self.ooo.range(..abs).next_back().map(|(&s, d)| (s, s + d.len() as u64));
-        let overlapping = prev
-            .into_iter()
-            .filter(|&(_, e)| e > abs)
-            .chain(self.ooo.range(abs..end).map(|(&s, d)| (s, s + d.len() as u64)));
+        let prev = self
+            .ooo
+            .range(..abs)
+            .next_back()
+            .map(|(&s, d)| (s, s + d.len() as u64));
+        let overlapping = prev.into_iter().filter(|&(_, e)| e > abs).chain(
+            self.ooo
+                .range(abs..end)
+                .map(|(&s, d)| (s, s + d.len() as u64)),
+        );
         let mut covered: Vec<(u64, u64)> = Vec::new();
         for (s, e) in overlapping {
             if s > cursor {
@@ -371,8 +381,24 @@ mod tests {
         let mut e = collect(&mut got);
         let isn = u32::MAX - 3;
         s.segment(isn, true, false, b"", 1 << 16, &mut b, &mut e);
-        s.segment(isn.wrapping_add(5), false, false, b"efgh", 1 << 16, &mut b, &mut e);
-        s.segment(isn.wrapping_add(1), false, false, b"abcd", 1 << 16, &mut b, &mut e);
+        s.segment(
+            isn.wrapping_add(5),
+            false,
+            false,
+            b"efgh",
+            1 << 16,
+            &mut b,
+            &mut e,
+        );
+        s.segment(
+            isn.wrapping_add(1),
+            false,
+            false,
+            b"abcd",
+            1 << 16,
+            &mut b,
+            &mut e,
+        );
         drop(e);
         assert_eq!(got, vec![Got::Data(b"abcdefgh".to_vec())]);
     }
@@ -388,7 +414,14 @@ mod tests {
         s.segment(13, false, false, b"yz", 1 << 16, &mut b, &mut e);
         s.ack(15, &mut b, &mut e);
         drop(e);
-        assert_eq!(got, vec![Got::Data(b"ab".to_vec()), Got::Gap(10), Got::Data(b"yz".to_vec())]);
+        assert_eq!(
+            got,
+            vec![
+                Got::Data(b"ab".to_vec()),
+                Got::Gap(10),
+                Got::Data(b"yz".to_vec())
+            ]
+        );
         assert_eq!(s.gap_bytes, 10);
     }
 
@@ -431,7 +464,15 @@ mod tests {
         for (i, s) in streams.iter_mut().enumerate() {
             s.segment(0, true, false, b"", 1 << 20, &mut b, &mut sink);
             for k in 0..10u32 {
-                s.segment(100 + k * 50 + i as u32, false, false, &[b'x'; 30], 1 << 20, &mut b, &mut sink);
+                s.segment(
+                    100 + k * 50 + i as u32,
+                    false,
+                    false,
+                    &[b'x'; 30],
+                    1 << 20,
+                    &mut b,
+                    &mut sink,
+                );
                 assert!(b.used <= 100);
             }
         }

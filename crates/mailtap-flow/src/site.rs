@@ -13,7 +13,10 @@ pub struct LocalNets {
 
 impl Default for LocalNets {
     fn default() -> Self {
-        LocalNets { nets: Vec::new(), private_is_local: true }
+        LocalNets {
+            nets: Vec::new(),
+            private_is_local: true,
+        }
     }
 }
 
@@ -23,10 +26,18 @@ pub fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
         Some((a, l)) => (a, Some(l)),
         None => (s, None),
     };
-    let ip: IpAddr = addr.trim().parse().map_err(|_| format!("`{s}` is not an IP network"))?;
+    let ip: IpAddr = addr
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not an IP network"))?;
     let max = if ip.is_ipv4() { 32 } else { 128 };
     let len = match len {
-        Some(l) => l.trim().parse::<u8>().ok().filter(|l| *l <= max).ok_or_else(|| format!("`{s}` has a bad prefix length"))?,
+        Some(l) => l
+            .trim()
+            .parse::<u8>()
+            .ok()
+            .filter(|l| *l <= max)
+            .ok_or_else(|| format!("`{s}` has a bad prefix length"))?,
         None => max,
     };
     Ok((ip, len))
@@ -35,11 +46,19 @@ pub fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
 fn in_net(ip: IpAddr, net: IpAddr, len: u8) -> bool {
     match (ip, net) {
         (IpAddr::V4(a), IpAddr::V4(n)) => {
-            let mask = if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len)) };
+            let mask = if len == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(len))
+            };
             (u32::from(a) & mask) == (u32::from(n) & mask)
         }
         (IpAddr::V6(a), IpAddr::V6(n)) => {
-            let mask = if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len)) };
+            let mask = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(len))
+            };
             (u128::from(a) & mask) == (u128::from(n) & mask)
         }
         _ => false,
@@ -60,7 +79,10 @@ const PRIVATE: &[(&str, u8)] = &[
 
 impl LocalNets {
     pub fn new(nets: Vec<(IpAddr, u8)>, private_is_local: bool) -> Self {
-        LocalNets { nets, private_is_local }
+        LocalNets {
+            nets,
+            private_is_local,
+        }
     }
     pub fn nets(&self) -> &[(IpAddr, u8)] {
         &self.nets
@@ -70,7 +92,9 @@ impl LocalNets {
             return true;
         }
         self.private_is_local
-            && PRIVATE.iter().any(|&(n, l)| in_net(ip, n.parse().expect("constant network"), l))
+            && PRIVATE
+                .iter()
+                .any(|&(n, l)| in_net(ip, n.parse().expect("constant network"), l))
     }
 }
 

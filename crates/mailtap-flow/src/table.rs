@@ -123,7 +123,10 @@ pub struct FlowCounters {
 }
 
 enum App<A> {
-    Detecting { buf: Vec<u8>, order: Vec<(bool, u32)> },
+    Detecting {
+        buf: Vec<u8>,
+        order: Vec<(bool, u32)>,
+    },
     Attached(A),
     Off,
 }
@@ -221,10 +224,21 @@ impl<F: AnalyzerFactory> FlowTable<F> {
             self.idle_q.push_back((seg.ts, flow.serial, key));
             self.map.insert(key, flow);
         }
-        let Some(flow) = self.map.get_mut(&key) else { return };
+        let Some(flow) = self.map.get_mut(&key) else {
+            return;
+        };
         let is_orig = flow.orig_is_a == src_is_a;
         let closing_before = flow.closing;
-        Self::packet(&self.factory, &self.cfg, &mut self.budget, &mut self.counters, flow, seg, is_orig, out);
+        Self::packet(
+            &self.factory,
+            &self.cfg,
+            &mut self.budget,
+            &mut self.counters,
+            flow,
+            seg,
+            is_orig,
+            out,
+        );
         if flow.closing && !closing_before {
             self.closed_q.push_back((seg.ts, flow.serial, key));
         }
@@ -247,8 +261,13 @@ impl<F: AnalyzerFactory> FlowTable<F> {
         } else {
             (seg.src, seg.src_port, seg.dst, seg.dst_port)
         };
-        let id = ConnId { orig_h: oh, orig_p: op, resp_h: rh, resp_p: rp };
-        let partial = !(syn && !ack);
+        let id = ConnId {
+            orig_h: oh,
+            orig_p: op,
+            resp_h: rh,
+            resp_p: rp,
+        };
+        let partial = !syn || ack;
         self.serial += 1;
         self.counters.flows_created += 1;
         let app = if partial {
@@ -259,7 +278,10 @@ impl<F: AnalyzerFactory> FlowTable<F> {
             self.counters.analyzers_by_port += 1;
             App::Attached(a)
         } else {
-            App::Detecting { buf: Vec::new(), order: Vec::new() }
+            App::Detecting {
+                buf: Vec::new(),
+                order: Vec::new(),
+            }
         };
         let mut history = History::default();
         if flipped {
@@ -296,7 +318,11 @@ impl<F: AnalyzerFactory> FlowTable<F> {
         flow.last_ts = flow.last_ts.max(seg.ts);
         {
             let (a, b) = flow.ep.split_at_mut(1);
-            let (sender, peer) = if is_orig { (&mut a[0], &mut b[0]) } else { (&mut b[0], &mut a[0]) };
+            let (sender, peer) = if is_orig {
+                (&mut a[0], &mut b[0])
+            } else {
+                (&mut b[0], &mut a[0])
+            };
             sender.pkts += 1;
             sender.ip_bytes += u64::from(seg.ip_len);
             update_states(sender, peer, fl, seg.payload.len());
@@ -327,11 +353,29 @@ impl<F: AnalyzerFactory> FlowTable<F> {
             h.add(b'w', is_orig);
         }
 
-        let Flow { streams, app, ann, uid, id, history, .. } = flow;
+        let Flow {
+            streams,
+            app,
+            ann,
+            uid,
+            id,
+            history,
+            ..
+        } = flow;
         let (s0, s1) = streams.split_at_mut(1);
-        let (mine, theirs) = if is_orig { (&mut s0[0], &mut s1[0]) } else { (&mut s1[0], &mut s0[0]) };
+        let (mine, theirs) = if is_orig {
+            (&mut s0[0], &mut s1[0])
+        } else {
+            (&mut s1[0], &mut s0[0])
+        };
         let gaps_before = mine.gap_bytes + theirs.gap_bytes;
-        let mut cx = ConnCtx { ts: seg.ts, uid, id, out, conn: ann };
+        let mut cx = ConnCtx {
+            ts: seg.ts,
+            uid,
+            id,
+            out,
+            conn: ann,
+        };
         if seg.bad_checksum {
             // Zeek does not analyse segments with bad checksums.
         } else {
@@ -356,14 +400,23 @@ impl<F: AnalyzerFactory> FlowTable<F> {
                 counters.forced_gaps += 1;
             }
             if fl & flags::ACK != 0 {
-                theirs.ack(seg.ack, budget, &mut |c| to_app(factory, cfg, app, &mut cx, !is_orig, c));
+                theirs.ack(seg.ack, budget, &mut |c| {
+                    to_app(factory, cfg, app, &mut cx, !is_orig, c)
+                });
             }
         }
         let gaps_after = mine.gap_bytes + theirs.gap_bytes;
         if gaps_after > gaps_before {
             counters.gap_bytes += gaps_after - gaps_before;
             // Zeek marks a content gap in the direction that missed data.
-            history.add(b'g', if mine.gap_bytes > 0 { is_orig } else { !is_orig });
+            history.add(
+                b'g',
+                if mine.gap_bytes > 0 {
+                    is_orig
+                } else {
+                    !is_orig
+                },
+            );
         }
         if ann.limit_reached {
             history.mark('X');
@@ -433,14 +486,32 @@ impl<F: AnalyzerFactory> FlowTable<F> {
     }
 
     fn remove(&mut self, key: FlowKey, out: &mut Output) {
-        let Some(mut flow) = self.map.remove(&key) else { return };
+        let Some(mut flow) = self.map.remove(&key) else {
+            return;
+        };
         let ts = flow.last_ts.max(self.now);
-        let Flow { streams, app, ann, uid, id, history, .. } = &mut flow;
-        let mut cx = ConnCtx { ts, uid, id, out, conn: ann };
+        let Flow {
+            streams,
+            app,
+            ann,
+            uid,
+            id,
+            history,
+            ..
+        } = &mut flow;
+        let mut cx = ConnCtx {
+            ts,
+            uid,
+            id,
+            out,
+            conn: ann,
+        };
         for (d, s) in streams.iter_mut().enumerate() {
             let is_orig = d == 0;
             let before = s.gap_bytes;
-            s.flush(&mut self.budget, &mut |c| to_app(&self.factory, &self.cfg, app, &mut cx, is_orig, c));
+            s.flush(&mut self.budget, &mut |c| {
+                to_app(&self.factory, &self.cfg, app, &mut cx, is_orig, c)
+            });
             if s.gap_bytes > before {
                 self.counters.gap_bytes += s.gap_bytes - before;
                 history.add(b'g', is_orig);
@@ -467,7 +538,12 @@ impl<F: AnalyzerFactory> FlowTable<F> {
             duration: has_dur.then_some(dur),
             orig_bytes: has_dur.then(|| f.streams[0].size()),
             resp_bytes: has_dur.then(|| f.streams[1].size()),
-            conn_state: conn_state(f.ep[0].state, f.ep[1].state, f.streams[0].size(), f.streams[1].size()),
+            conn_state: conn_state(
+                f.ep[0].state,
+                f.ep[1].state,
+                f.streams[0].size(),
+                f.streams[1].size(),
+            ),
             local_orig: Some(self.local.is_local(f.id.orig_h)),
             local_resp: Some(self.local.is_local(f.id.resp_h)),
             missed_bytes: f.streams[0].gap_bytes + f.streams[1].gap_bytes,
@@ -549,5 +625,277 @@ fn to_app<F: AnalyzerFactory>(
                 _ => *app = App::Off,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mailtap_core::Record;
+    use std::sync::{Arc, Mutex};
+
+    /// Records what the flow layer hands to an analyzer.
+    #[derive(Clone, Default)]
+    struct Recorder(Arc<Mutex<Vec<String>>>);
+
+    impl TcpAnalyzer for Recorder {
+        fn deliver(&mut self, _cx: &mut ConnCtx<'_>, is_orig: bool, data: &[u8]) {
+            self.0.lock().unwrap().push(format!(
+                "{}:{}",
+                if is_orig { "o" } else { "r" },
+                String::from_utf8_lossy(data)
+            ));
+        }
+        fn gap(&mut self, _cx: &mut ConnCtx<'_>, is_orig: bool, len: u64) {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("{}:gap{len}", if is_orig { "o" } else { "r" }));
+        }
+        fn eof(&mut self, _cx: &mut ConnCtx<'_>, is_orig: bool) {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("{}:eof", if is_orig { "o" } else { "r" }));
+        }
+        fn done(&mut self, cx: &mut ConnCtx<'_>) {
+            cx.confirm("test");
+            self.0.lock().unwrap().push("done".into());
+        }
+    }
+
+    struct Factory {
+        rec: Recorder,
+        port: u16,
+    }
+
+    impl AnalyzerFactory for Factory {
+        type Analyzer = Recorder;
+        fn by_port(&self, id: &ConnId) -> Option<Recorder> {
+            (id.resp_p == self.port).then(|| self.rec.clone())
+        }
+        fn detect(&self, _id: &ConnId, o: &[u8], r: &[u8]) -> Detect<Recorder> {
+            if o.starts_with(b"EHLO") && r.starts_with(b"220") {
+                Detect::Attach(self.rec.clone())
+            } else if !o.is_empty() && !o.starts_with(b"EHLO") {
+                Detect::GiveUp
+            } else {
+                Detect::NeedMore
+            }
+        }
+    }
+
+    const C: &str = "10.0.0.1";
+    const S: &str = "192.0.2.25";
+
+    fn seg(
+        ts: i64,
+        from_client: bool,
+        sport: u16,
+        fl: u8,
+        seq: u32,
+        ack: u32,
+        payload: &[u8],
+    ) -> Segment<'_> {
+        let (c, s): (IpAddr, IpAddr) = (C.parse().unwrap(), S.parse().unwrap());
+        let (src, dst, sp, dp) = if from_client {
+            (c, s, 40000, sport)
+        } else {
+            (s, c, sport, 40000)
+        };
+        Segment {
+            ts: Timestamp(ts * 1_000_000_000),
+            src,
+            dst,
+            src_port: sp,
+            dst_port: dp,
+            seq,
+            ack,
+            flags: fl,
+            window: 1000,
+            ip_len: 40 + payload.len() as u32,
+            payload,
+            bad_checksum: false,
+        }
+    }
+
+    fn table(port: u16, cfg: FlowConfig) -> (FlowTable<Factory>, Recorder) {
+        let rec = Recorder::default();
+        let t = FlowTable::new(
+            cfg,
+            Factory {
+                rec: rec.clone(),
+                port,
+            },
+            UidGenerator::new(""),
+            LocalNets::default(),
+        );
+        (t, rec)
+    }
+
+    fn conns(out: &Output) -> Vec<&ConnRecord> {
+        out.records
+            .iter()
+            .filter_map(|r| {
+                if let Record::Conn(c) = r {
+                    Some(&**c)
+                } else {
+                    None
+                }
+            })
+            .collect()
+    }
+
+    use flags::{ACK, FIN, PSH, SYN};
+
+    fn session(t: &mut FlowTable<Factory>, out: &mut Output, port: u16) {
+        t.process(&seg(1, true, port, SYN, 100, 0, b""), out);
+        t.process(&seg(2, false, port, SYN | ACK, 500, 101, b""), out);
+        t.process(&seg(3, true, port, ACK, 101, 501, b""), out);
+        t.process(
+            &seg(4, false, port, ACK | PSH, 501, 101, b"220 hi\r\n"),
+            out,
+        );
+        t.process(&seg(5, true, port, ACK | PSH, 101, 509, b"EHLO x\r\n"), out);
+        t.process(&seg(6, true, port, FIN | ACK, 109, 509, b""), out);
+        t.process(&seg(7, false, port, FIN | ACK, 509, 110, b""), out);
+        t.process(&seg(8, true, port, ACK, 110, 510, b""), out);
+    }
+
+    #[test]
+    fn full_connection_by_port() {
+        let (mut t, rec) = table(25, FlowConfig::default());
+        let mut out = Output::new(false);
+        session(&mut t, &mut out, 25);
+        assert_eq!(t.len(), 1, "kept during the close delay");
+        t.advance(Timestamp(20_000_000_000), &mut out);
+        assert_eq!(t.len(), 0);
+        let c = conns(&out);
+        assert_eq!(c.len(), 1);
+        let c = c[0];
+        assert_eq!(c.conn_state, "SF");
+        assert_eq!(c.history, "ShAdDFf");
+        assert_eq!((c.orig_bytes, c.resp_bytes), (Some(8), Some(8)));
+        assert_eq!((c.orig_pkts, c.resp_pkts), (5, 3));
+        assert_eq!(c.service, vec!["test"]);
+        assert_eq!(c.id.resp_p, 25);
+        assert_eq!(c.duration, Some(mailtap_core::Interval(7_000_000_000)));
+        assert_eq!(
+            *rec.0.lock().unwrap(),
+            vec!["r:220 hi\r\n", "o:EHLO x\r\n", "o:eof", "r:eof", "done"]
+        );
+    }
+
+    #[test]
+    fn detection_replays_in_arrival_order() {
+        let (mut t, rec) = table(25, FlowConfig::default());
+        let mut out = Output::new(false);
+        session(&mut t, &mut out, 2525);
+        t.finish(&mut out);
+        assert_eq!(
+            *rec.0.lock().unwrap(),
+            vec!["r:220 hi\r\n", "o:EHLO x\r\n", "o:eof", "r:eof", "done"]
+        );
+        assert_eq!(t.counters().flows_flushed_at_end, 1);
+    }
+
+    #[test]
+    fn detection_gives_up_on_other_protocols() {
+        let (mut t, rec) = table(25, FlowConfig::default());
+        let mut out = Output::new(false);
+        t.process(&seg(1, true, 80, SYN, 1, 0, b""), &mut out);
+        t.process(
+            &seg(2, true, 80, ACK, 2, 0, b"GET / HTTP/1.1\r\n"),
+            &mut out,
+        );
+        t.finish(&mut out);
+        assert!(rec.0.lock().unwrap().is_empty());
+        assert_eq!(conns(&out)[0].service, Vec::<&str>::new());
+    }
+
+    #[test]
+    fn partial_connection_not_analyzed() {
+        let (mut t, rec) = table(25, FlowConfig::default());
+        let mut out = Output::new(false);
+        t.process(
+            &seg(1, true, 25, ACK, 1000, 1, b"MAIL FROM:<a@b>\r\n"),
+            &mut out,
+        );
+        t.finish(&mut out);
+        assert!(rec.0.lock().unwrap().is_empty());
+        let c = conns(&out);
+        assert_eq!(c[0].conn_state, "OTH");
+        assert_eq!(
+            c[0].id.orig_p, 40000,
+            "sender of the first packet is the originator"
+        );
+        assert_eq!(t.counters().flows_partial, 1);
+    }
+
+    #[test]
+    fn responder_first_packet_flips() {
+        let (mut t, _) = table(25, FlowConfig::default());
+        let mut out = Output::new(false);
+        t.process(&seg(1, false, 25, ACK, 1000, 1, b"250 ok\r\n"), &mut out);
+        t.finish(&mut out);
+        let c = conns(&out);
+        assert_eq!((c[0].id.orig_p, c[0].id.resp_p), (40000, 25));
+        assert!(c[0].history.starts_with('^'));
+    }
+
+    #[test]
+    fn table_limit_evicts_oldest_and_logs_it() {
+        let cfg = FlowConfig {
+            max_flows: 2,
+            ..FlowConfig::default()
+        };
+        let (mut t, _) = table(25, cfg);
+        let mut out = Output::new(false);
+        for (i, p) in [25u16, 26, 27].iter().enumerate() {
+            t.process(&seg(i as i64, true, *p, SYN, 1, 0, b""), &mut out);
+        }
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.counters().flows_evicted, 1);
+        assert_eq!(conns(&out)[0].id.resp_p, 25);
+    }
+
+    #[test]
+    fn inactivity_timeout_expires() {
+        let cfg = FlowConfig {
+            tcp_inactivity_timeout: 10.0,
+            ..FlowConfig::default()
+        };
+        let (mut t, rec) = table(25, cfg);
+        let mut out = Output::new(false);
+        t.process(&seg(1, true, 25, SYN, 1, 0, b""), &mut out);
+        t.process(&seg(8, true, 25, ACK, 2, 0, b"x"), &mut out);
+        t.advance(Timestamp(15_000_000_000), &mut out);
+        assert_eq!(t.len(), 1, "last packet at 8 s: not idle for 10 s yet");
+        t.advance(Timestamp(19_000_000_000), &mut out);
+        assert_eq!(t.len(), 0);
+        assert_eq!(t.counters().flows_timed_out, 1);
+        assert_eq!(rec.0.lock().unwrap().last().unwrap(), "done");
+        assert_eq!(conns(&out)[0].conn_state, "S0");
+    }
+
+    #[test]
+    fn syn_flood_stays_bounded() {
+        let cfg = FlowConfig {
+            max_flows: 1000,
+            ..FlowConfig::default()
+        };
+        let (mut t, _) = table(25, cfg);
+        let mut out = Output::new(false);
+        for i in 0..20_000u32 {
+            let mut s = seg(1, true, 25, SYN, i, 0, b"");
+            s.src_port = (i % 60000) as u16;
+            s.src = IpAddr::from([10, 1, (i >> 8) as u8, i as u8]);
+            t.process(&s, &mut out);
+            assert!(t.len() <= 1000);
+            if out.records.len() > 1000 {
+                out.take();
+            }
+        }
+        assert_eq!(t.counters().flows_evicted, 19_000);
     }
 }

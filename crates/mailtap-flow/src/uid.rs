@@ -100,7 +100,10 @@ mod tests {
         assert!(a.starts_with('C') && a.len() >= 8 && a.len() <= 19, "{a}");
         assert_ne!(a, g.conn_uid(&id(1001), Timestamp(5)));
         assert_ne!(a, g.conn_uid(&id(1000), Timestamp(6)));
-        assert_ne!(a, UidGenerator::new("other").conn_uid(&id(1000), Timestamp(5)));
+        assert_ne!(
+            a,
+            UidGenerator::new("other").conn_uid(&id(1000), Timestamp(5))
+        );
         assert!(a[1..].bytes().all(|c| c.is_ascii_alphanumeric()));
     }
 }

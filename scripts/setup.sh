@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what mailtap needs to build, test and benchmark on Debian 12.
+# Idempotent: installs only what is missing. Run as root (or with sudo).
+set -euo pipefail
+
+need_apt=()
+have() { command -v "$1" >/dev/null 2>&1; }
+pkg_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+
+# Build: a C toolchain for -sys crates; pkg-config.
+# Benchmarks: tcpdump (the I/O floor), hyperfine is optional.
+for p in build-essential pkg-config tcpdump ca-certificates; do
+  pkg_installed "$p" || need_apt+=("$p")
+done
+
+if [ ${#need_apt[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
+fi
+
+if ! have cargo; then
+  # Debian's own toolchain is the only one reachable without rustup's
+  # servers; it must be recent enough for the workspace's rust-version.
+  echo "cargo not found: installing Debian's rust toolchain" >&2
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get install -y -qq cargo rustc
+fi
+
+echo "setup: ok ($(cargo --version))"
