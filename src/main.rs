@@ -1,1 +1,282 @@
-fn main() {}
+//! `mailtap`: a mail-traffic sensor. See README.md.
+
+mod config;
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use config::Config;
+use mailtap_engine::{run_offline, EngineConfig, MailAnalyzers, Progress, Summary};
+use mailtap_flow::LocalNets;
+use mailtap_logs::{LogFormat, LogLimits};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(name = "mailtap", version, about = "Watches SMTP traffic and writes Zeek-compatible logs")]
+struct Cli {
+    /// More diagnostics (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    cmd: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Read pcap/pcapng files (gzip allowed, `-` for stdin) in order, as one stream.
+    Read(ReadArgs),
+    /// Generate a deterministic capture of SMTP sessions.
+    Gen(GenArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum FormatArg {
+    Zeek,
+    Json,
+}
+
+#[derive(clap::Args)]
+struct ReadArgs {
+    /// Capture files, read in order as one stream; `-` reads stdin.
+    #[arg(required = true)]
+    pcaps: Vec<PathBuf>,
+    /// Directory for the logs (created if missing).
+    #[arg(short, long, default_value = ".")]
+    out: PathBuf,
+    /// Shard worker threads [default: cores - 1, at least 1].
+    #[arg(short, long)]
+    workers: Option<usize>,
+    /// Log format: Zeek's TSV or Zeek's JSON.
+    #[arg(long, value_enum, default_value = "zeek")]
+    log_format: FormatArg,
+    /// Write every SMTP event as a JSON line to this file.
+    #[arg(long)]
+    events: Option<PathBuf>,
+    /// Configuration file (TOML).
+    #[arg(short, long)]
+    config: Option<PathBuf>,
+    /// Override one configuration key, e.g. --set smtp.max_invalid_mail_transactions=2.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// No progress bar even on a terminal.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+#[derive(clap::Args)]
+struct GenArgs {
+    /// Output pcap file (`-` for stdout).
+    #[arg(short, long)]
+    out: PathBuf,
+    /// Number of SMTP sessions.
+    #[arg(long, default_value_t = 100)]
+    sessions: u64,
+    /// Stop after about this many bytes instead (e.g. 500M, 1G); overrides --sessions.
+    #[arg(long)]
+    size: Option<String>,
+    /// Sessions in flight at once (interleaved).
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Random seed; the same seed gives the same file.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Percentage of sessions over IPv6.
+    #[arg(long)]
+    ipv6_percent: Option<u8>,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    let code = match match cli.cmd {
+        Command::Read(a) => cmd_read(a),
+        Command::Gen(a) => cmd_gen(a),
+    } {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("mailtap: error: {e:#}");
+            2
+        }
+    };
+    std::process::exit(code);
+}
+
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).saturating_sub(1).max(1)
+}
+
+fn cmd_read(a: ReadArgs) -> Result<i32> {
+    let cfg = Config::load(a.config.as_deref(), &a.sets)?;
+    let workers = a.workers.unwrap_or_else(default_workers);
+    if workers == 0 || workers > 1024 {
+        bail!("--workers must be between 1 and 1024");
+    }
+    std::fs::create_dir_all(&a.out).with_context(|| format!("creating output directory {}", a.out.display()))?;
+    let local = LocalNets::new(
+        cfg.site
+            .local_nets
+            .iter()
+            .map(|n| mailtap_flow::site::parse_cidr(n).map_err(|e| anyhow!(e)))
+            .collect::<Result<_>>()?,
+        cfg.site.private_address_space_is_local,
+    );
+    let mut smtp = cfg.smtp.clone();
+    smtp.local_nets = local.nets().to_vec();
+    let engine = EngineConfig {
+        workers,
+        flow: cfg.flow.clone(),
+        analyzers: MailAnalyzers { smtp: Arc::new(smtp), dpd: cfg.dpd.enabled },
+        local,
+        uid_salt: cfg.general.uid_salt.clone(),
+        verify_checksums: cfg.capture.verify_checksums,
+        block_bytes: cfg.capture.block_bytes,
+        blocks_per_worker: cfg.capture.blocks_per_worker,
+        defrag: mailtap_wire::defrag::DefragConfig {
+            max_datagrams: cfg.defrag.max_datagrams,
+            max_bytes: cfg.defrag.max_bytes,
+            timeout: mailtap_core::Interval((cfg.defrag.timeout * 1e9) as i64),
+        },
+        out_dir: a.out.clone(),
+        log_format: match a.log_format {
+            FormatArg::Zeek => LogFormat::Zeek,
+            FormatArg::Json => LogFormat::Json,
+        },
+        log_limits: LogLimits {
+            max_string_bytes: cfg.log.max_field_string_bytes,
+            max_container_elements: cfg.log.max_field_container_elements,
+            max_total_container_elements: cfg.log.max_total_container_elements,
+            max_total_string_bytes: cfg.log.max_total_string_bytes,
+        },
+        events: a.events.clone(),
+    };
+
+    // SIGINT/SIGTERM stop reading; everything read so far is flushed. A
+    // second signal exits at once.
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        let _ = ctrlc::set_handler(move || {
+            if stop.swap(true, Ordering::SeqCst) {
+                eprintln!("mailtap: second signal, exiting without flushing");
+                std::process::exit(130);
+            }
+            eprintln!("mailtap: stopping, flushing logs (signal again to abort)");
+        });
+    }
+
+    let bar = (!a.no_progress && std::io::stderr().is_terminal()).then(|| {
+        let b = indicatif::ProgressBar::new(0);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bytes}/{total_bytes} {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    });
+    let started = std::time::Instant::now();
+    let mut on_progress = |p: &Progress| {
+        if let Some(b) = &bar {
+            if let Some(t) = p.file_size {
+                b.set_length(t);
+            }
+            b.set_position(p.file_bytes_read);
+            let secs = started.elapsed().as_secs_f64().max(1e-3);
+            b.set_message(format!(
+                "file {} · {} packets · {:.0} pkt/s",
+                p.file_index + 1,
+                p.packets,
+                p.packets as f64 / secs
+            ));
+        }
+    };
+    let (summary, result) = run_offline(&engine, &a.pcaps, &stop, &mut on_progress);
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    eprintln!("{}", summary_line(&summary));
+    match result {
+        Ok(()) => Ok(0),
+        Err(e) => {
+            eprintln!("mailtap: error: {e}");
+            Ok(1)
+        }
+    }
+}
+
+fn summary_line(s: &Summary) -> String {
+    let secs = s.elapsed.as_secs_f64().max(1e-9);
+    let rows: Vec<String> = s.log_rows.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let drops: Vec<String> = s.drops().iter().map(|(k, v)| format!("{k}={v}")).collect();
+    format!(
+        "mailtap: {} packets ({} bytes, {:.3} Gbit/s, {:.0} pkt/s) in {:.2}s; {} flows; records: {}; events: {}; drops: {}",
+        s.packets,
+        s.bytes,
+        s.bytes as f64 * 8.0 / secs / 1e9,
+        s.packets as f64 / secs,
+        secs,
+        s.flow.flows_created,
+        if rows.is_empty() { "none".into() } else { rows.join(" ") },
+        s.output.events,
+        if drops.is_empty() { "none".into() } else { drops.join(" ") },
+    )
+}
+
+fn parse_size(s: &str) -> Result<u64> {
+    let s = s.trim();
+    let (num, mult) = match s.chars().last().map(|c| c.to_ascii_uppercase()) {
+        Some('K') => (&s[..s.len() - 1], 1u64 << 10),
+        Some('M') => (&s[..s.len() - 1], 1 << 20),
+        Some('G') => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    let n: f64 = num.parse().map_err(|_| anyhow!("--size {s}: expected a number with optional K, M or G"))?;
+    if !(n.is_finite() && n > 0.0) {
+        bail!("--size {s}: must be positive");
+    }
+    Ok((n * mult as f64) as u64)
+}
+
+fn cmd_gen(a: GenArgs) -> Result<i32> {
+    let mut cfg = mailtap_gen::GenConfig { sessions: a.sessions, concurrency: a.concurrency.max(1), seed: a.seed, ..Default::default() };
+    if let Some(s) = &a.size {
+        cfg.target_bytes = Some(parse_size(s)?);
+    }
+    if let Some(p) = a.ipv6_percent {
+        if p > 100 {
+            bail!("--ipv6-percent must be 0..=100");
+        }
+        cfg.ipv6_percent = p;
+    }
+    let started = std::time::Instant::now();
+    let stats = if a.out.as_os_str() == "-" {
+        mailtap_gen::generate(&cfg, std::io::stdout().lock())
+    } else {
+        let f = std::fs::File::create(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+        mailtap_gen::generate(&cfg, f)
+    }
+    .with_context(|| format!("writing {}", a.out.display()))?;
+    let secs = started.elapsed().as_secs_f64().max(1e-9);
+    eprintln!(
+        "mailtap gen: {} sessions, {} messages, {} packets, {} bytes in {:.2}s ({:.0} MB/s)",
+        stats.sessions,
+        stats.messages,
+        stats.packets,
+        stats.bytes,
+        secs,
+        stats.bytes as f64 / secs / 1e6
+    );
+    Ok(0)
+}

@@ -1,0 +1,426 @@
+//! Reading capture files through the shard pipeline.
+
+use crate::factory::MailAnalyzers;
+use crossbeam_channel::{bounded, Receiver, Sender};
+use mailtap_core::analyzer::OutputCounters;
+use mailtap_core::{Output, Record, Timestamp};
+use mailtap_flow::{FlowConfig, FlowCounters, FlowTable, LocalNets, Segment, UidGenerator};
+use mailtap_logs::{LogFormat, LogLimits, LogSet};
+use mailtap_wire::decode::{decode, flow_hash, Decoded};
+use mailtap_wire::defrag::{DefragConfig, Defragmenter};
+use mailtap_wire::source::{Block, CaptureReader, LinkType, SourceError};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Everything `mailtap read` needs, already validated.
+#[derive(Clone)]
+pub struct EngineConfig {
+    /// Shard worker threads (at least 1).
+    pub workers: usize,
+    /// Flow limits for the whole process; divided among shards.
+    pub flow: FlowConfig,
+    pub analyzers: MailAnalyzers,
+    pub local: LocalNets,
+    pub uid_salt: String,
+    pub verify_checksums: bool,
+    /// Bytes of capture data per block handed to the shards.
+    pub block_bytes: usize,
+    /// Blocks in flight per worker (bounds memory; the reader waits when
+    /// all are in use, which is the offline back-pressure).
+    pub blocks_per_worker: usize,
+    pub defrag: DefragConfig,
+    pub out_dir: PathBuf,
+    pub log_format: LogFormat,
+    pub log_limits: LogLimits,
+    pub events: Option<PathBuf>,
+}
+
+/// Reader progress, reported once per block.
+#[derive(Clone, Debug, Default)]
+pub struct Progress {
+    pub file_index: usize,
+    pub file_bytes_read: u64,
+    pub file_size: Option<u64>,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// What a run did; printed as the one-line summary and in stats.
+#[derive(Clone, Debug, Default)]
+pub struct Summary {
+    pub packets: u64,
+    pub bytes: u64,
+    pub tcp_packets: u64,
+    pub non_tcp_packets: u64,
+    pub fragments: u64,
+    pub fragments_reassembled: u64,
+    pub defrag_dropped: u64,
+    /// Undecodable packets by cause.
+    pub decode_errors: BTreeMap<&'static str, u64>,
+    pub flow: FlowCounters,
+    pub output: OutputCounters,
+    /// Rows written per log path.
+    pub log_rows: BTreeMap<String, u64>,
+    pub elapsed: Duration,
+}
+
+impl Summary {
+    /// Everything that was dropped or lost, by cause.
+    pub fn drops(&self) -> BTreeMap<String, u64> {
+        let mut d: BTreeMap<String, u64> = BTreeMap::new();
+        for (k, v) in &self.decode_errors {
+            d.insert(format!("decode.{k}"), *v);
+        }
+        let f = &self.flow;
+        for (k, v) in [
+            ("defrag.dropped", self.defrag_dropped),
+            ("flow.evicted", f.flows_evicted),
+            ("reassembly.forced_gaps", f.forced_gaps),
+            ("tcp.bad_checksum", f.bad_checksums),
+        ] {
+            if v > 0 {
+                d.insert(k.to_string(), v);
+            }
+        }
+        d
+    }
+}
+
+/// Errors that end a run early (after everything read so far is written).
+#[derive(Debug)]
+pub enum EngineError {
+    Source(SourceError),
+    Logs(std::io::Error),
+}
+
+impl std::fmt::Display for EngineError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EngineError::Source(e) => write!(f, "{e}"),
+            EngineError::Logs(e) => write!(f, "writing logs: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for EngineError {}
+
+/// A block that goes back to the reader's pool when the last shard is done
+/// with it.
+struct PooledBlock {
+    block: Option<Block>,
+    home: Sender<Block>,
+}
+
+impl Drop for PooledBlock {
+    fn drop(&mut self) {
+        if let Some(b) = self.block.take() {
+            let _ = self.home.send(b);
+        }
+    }
+}
+
+impl PooledBlock {
+    fn get(&self) -> &Block {
+        self.block.as_ref().expect("block present until drop")
+    }
+}
+
+/// The packets of one block that belong to one shard.
+struct ShardBatch {
+    block: Arc<PooledBlock>,
+    /// Indices into the block; values with the top bit set index `extra`.
+    slots: Vec<u32>,
+    /// Reassembled fragments (rare): time and raw IP packet.
+    extra: Vec<(Timestamp, Vec<u8>)>,
+    /// Packet time at the end of the block, so idle shards still expire.
+    now: Timestamp,
+}
+
+const EXTRA_BIT: u32 = 1 << 31;
+
+struct ShardResult {
+    flow: FlowCounters,
+    output: OutputCounters,
+}
+
+/// Reads `inputs` in order as one stream and writes the logs. Stops early,
+/// cleanly, when `stop` is set. Returns the summary and, if a file could
+/// not be read to the end, the error (the logs of everything before it are
+/// complete).
+pub fn run_offline(
+    cfg: &EngineConfig,
+    inputs: &[PathBuf],
+    stop: &AtomicBool,
+    progress: &mut dyn FnMut(&Progress),
+) -> (Summary, Result<(), EngineError>) {
+    let started = Instant::now();
+    let workers = cfg.workers.max(1);
+    let mut summary = Summary::default();
+
+    let logs = match LogSet::new(&cfg.out_dir, cfg.log_format, cfg.log_limits.clone(), cfg.events.as_deref()) {
+        Ok(l) => l,
+        Err(e) => return (summary, Err(EngineError::Logs(e))),
+    };
+    let (rec_tx, rec_rx) = bounded::<Vec<Record>>(workers * 16);
+    let collector = thread::Builder::new()
+        .name("mailtap-collector".into())
+        .spawn(move || collect(logs, rec_rx))
+        .expect("spawn collector thread");
+
+    let mut shard_cfg = cfg.flow.clone();
+    shard_cfg.max_flows = (cfg.flow.max_flows / workers).max(1);
+    shard_cfg.reassembly_memory = (cfg.flow.reassembly_memory / workers).max(1);
+    let uids = UidGenerator::new(&cfg.uid_salt);
+    let mut shard_tx = Vec::with_capacity(workers);
+    let mut shards = Vec::with_capacity(workers);
+    for i in 0..workers {
+        let (tx, rx) = bounded::<ShardBatch>(cfg.blocks_per_worker.max(1) * 2);
+        shard_tx.push(tx);
+        let table = FlowTable::new(shard_cfg.clone(), cfg.analyzers.clone(), uids.clone(), cfg.local.clone());
+        let out = Output::new(cfg.events.is_some());
+        let rec_tx = rec_tx.clone();
+        let verify = cfg.verify_checksums;
+        shards.push(
+            thread::Builder::new()
+                .name(format!("mailtap-shard-{i}"))
+                .spawn(move || shard(table, out, rx, rec_tx, verify))
+                .expect("spawn shard thread"),
+        );
+    }
+    drop(rec_tx);
+
+    let pool_size = workers * cfg.blocks_per_worker.max(1) + 1;
+    let (pool_tx, pool_rx) = bounded::<Block>(pool_size);
+    for _ in 0..pool_size {
+        let _ = pool_tx.send(Block::with_capacity(cfg.block_bytes));
+    }
+    let mut defrag = Defragmenter::new(cfg.defrag.clone());
+    let mut result = Ok(());
+    let mut prog = Progress::default();
+    let mut frag_buf = Vec::new();
+
+    'files: for (fi, path) in inputs.iter().enumerate() {
+        let mut reader = match CaptureReader::open(path) {
+            Ok(r) => r,
+            Err(e) => {
+                result = Err(EngineError::Source(e));
+                break;
+            }
+        };
+        prog.file_index = fi;
+        prog.file_size = reader.file_size();
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                break 'files;
+            }
+            let Ok(mut block) = pool_rx.recv() else { break 'files };
+            block.clear();
+            let filled = reader.fill(&mut block);
+            prog.file_bytes_read = reader.bytes_read();
+            let more = match filled {
+                Ok(m) => m,
+                Err(e) => {
+                    result = Err(EngineError::Source(e));
+                    false
+                }
+            };
+            dispatch(block, &pool_tx, &shard_tx, &mut defrag, &mut frag_buf, &mut summary);
+            prog.packets = summary.packets;
+            prog.bytes = summary.bytes;
+            progress(&prog);
+            if result.is_err() {
+                break 'files;
+            }
+            if !more {
+                break;
+            }
+        }
+    }
+    let dc = defrag.counters();
+    summary.fragments_reassembled = dc.reassembled;
+    summary.defrag_dropped = dc.timed_out + dc.evicted_table_full + dc.dropped_over_memory + dc.malformed;
+
+    drop(shard_tx);
+    for h in shards {
+        match h.join() {
+            Ok(r) => {
+                add_flow(&mut summary.flow, &r.flow);
+                let o = &mut summary.output;
+                o.records += r.output.records;
+                o.events += r.output.events;
+                o.weirds += r.output.weirds;
+                o.weirds_suppressed += r.output.weirds_suppressed;
+            }
+            Err(_) => tracing::error!("a shard thread panicked; its connections are lost"),
+        }
+    }
+    match collector.join() {
+        Ok(Ok(rows)) => summary.log_rows = rows,
+        Ok(Err(e)) => {
+            if result.is_ok() {
+                result = Err(EngineError::Logs(e));
+            }
+        }
+        Err(_) => tracing::error!("the collector thread panicked"),
+    }
+    summary.elapsed = started.elapsed();
+    (summary, result)
+}
+
+/// Splits one block's packets among the shards by symmetric flow hash.
+fn dispatch(
+    block: Block,
+    pool: &Sender<Block>,
+    shards: &[Sender<ShardBatch>],
+    defrag: &mut Defragmenter,
+    frag_buf: &mut Vec<u8>,
+    summary: &mut Summary,
+) {
+    let n = shards.len();
+    let mut slots: Vec<Vec<u32>> = (0..n).map(|_| Vec::with_capacity(block.packets.len() / n + 16)).collect();
+    let mut extra: Vec<Vec<(Timestamp, Vec<u8>)>> = (0..n).map(|_| Vec::new()).collect();
+    let mut now = Timestamp::ZERO;
+    for (i, p) in block.packets.iter().enumerate() {
+        summary.packets += 1;
+        summary.bytes += u64::from(p.len);
+        now = now.max(p.ts);
+        let data = block.packet(i);
+        match decode(p.link, data, false) {
+            Ok(Decoded::Tcp(t)) => {
+                summary.tcp_packets += 1;
+                let s = (flow_hash(t.src, t.src_port, t.dst, t.dst_port) % n as u64) as usize;
+                slots[s].push(i as u32);
+            }
+            Ok(Decoded::Fragment(f)) => {
+                summary.fragments += 1;
+                if defrag.push(p.ts, &f, frag_buf) {
+                    if let Ok(Decoded::Tcp(t)) = decode(LinkType::Raw, frag_buf, false) {
+                        let s = (flow_hash(t.src, t.src_port, t.dst, t.dst_port) % n as u64) as usize;
+                        slots[s].push(EXTRA_BIT | extra[s].len() as u32);
+                        extra[s].push((p.ts, frag_buf.clone()));
+                    } else {
+                        summary.non_tcp_packets += 1;
+                    }
+                }
+            }
+            Ok(Decoded::Other) => summary.non_tcp_packets += 1,
+            Err(e) => *summary.decode_errors.entry(e.name()).or_default() += 1,
+        }
+    }
+    defrag.expire(now);
+    let shared = Arc::new(PooledBlock { block: Some(block), home: pool.clone() });
+    for (s, tx) in shards.iter().enumerate() {
+        let batch = ShardBatch {
+            block: shared.clone(),
+            slots: std::mem::take(&mut slots[s]),
+            extra: std::mem::take(&mut extra[s]),
+            now,
+        };
+        // A shard only disconnects if it panicked; its packets are lost
+        // then, which the join reports.
+        let _ = tx.send(batch);
+    }
+}
+
+/// One shard worker: owns its flow table and analyzers.
+fn shard(
+    mut table: FlowTable<MailAnalyzers>,
+    mut out: Output,
+    rx: Receiver<ShardBatch>,
+    records: Sender<Vec<Record>>,
+    verify: bool,
+) -> ShardResult {
+    for batch in rx {
+        let block = batch.block.get();
+        for &slot in &batch.slots {
+            let (ts, link, data) = if slot & EXTRA_BIT != 0 {
+                let (ts, ref d) = batch.extra[(slot & !EXTRA_BIT) as usize];
+                (ts, LinkType::Raw, d.as_slice())
+            } else {
+                let p = &block.packets[slot as usize];
+                (p.ts, p.link, block.packet(slot as usize))
+            };
+            let (t, bad) = match decode(link, data, verify) {
+                Ok(Decoded::Tcp(t)) => {
+                    let bad = t.checksum_ok == Some(false);
+                    (t, bad)
+                }
+                // A bad checksum found by verification, or (impossible
+                // here) a packet the reader decoded differently.
+                _ => match decode(link, data, false) {
+                    Ok(Decoded::Tcp(t)) => (t, true),
+                    _ => continue,
+                },
+            };
+            let seg = Segment {
+                ts,
+                src: t.src,
+                dst: t.dst,
+                src_port: t.src_port,
+                dst_port: t.dst_port,
+                seq: t.seq,
+                ack: t.ack,
+                flags: t.flags.bits(),
+                window: t.window,
+                ip_len: t.ip_len,
+                payload: t.payload,
+                bad_checksum: bad,
+            };
+            table.process(&seg, &mut out);
+        }
+        table.advance(batch.now, &mut out);
+        drop(batch);
+        if !out.records.is_empty() && records.send(out.take()).is_err() {
+            break;
+        }
+    }
+    table.finish(&mut out);
+    if !out.records.is_empty() {
+        let _ = records.send(out.take());
+    }
+    ShardResult { flow: table.counters(), output: out.counters.clone() }
+}
+
+/// The collector: writes every record batch to the logs.
+fn collect(mut logs: LogSet, rx: Receiver<Vec<Record>>) -> std::io::Result<BTreeMap<String, u64>> {
+    let mut failed: Option<std::io::Error> = None;
+    for batch in rx {
+        if failed.is_some() {
+            continue; // keep draining so shards never block on a dead sink
+        }
+        for r in &batch {
+            if let Err(e) = logs.write(r) {
+                tracing::error!("writing logs failed: {e}");
+                failed = Some(e);
+                break;
+            }
+        }
+    }
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let stats = logs.finish()?;
+    Ok(stats.rows.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+}
+
+fn add_flow(a: &mut FlowCounters, b: &FlowCounters) {
+    a.packets += b.packets;
+    a.payload_bytes += b.payload_bytes;
+    a.flows_created += b.flows_created;
+    a.flows_partial += b.flows_partial;
+    a.flows_closed += b.flows_closed;
+    a.flows_timed_out += b.flows_timed_out;
+    a.flows_evicted += b.flows_evicted;
+    a.flows_flushed_at_end += b.flows_flushed_at_end;
+    a.analyzers_by_port += b.analyzers_by_port;
+    a.analyzers_by_detection += b.analyzers_by_detection;
+    a.gap_bytes += b.gap_bytes;
+    a.forced_gaps += b.forced_gaps;
+    a.inconsistent_overlaps += b.inconsistent_overlaps;
+    a.reassembly_peak_bytes += b.reassembly_peak_bytes;
+    a.bad_checksums += b.bad_checksums;
+}

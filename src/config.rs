@@ -1,0 +1,193 @@
+//! The configuration file (TOML) and `--set KEY=VALUE` overrides.
+//!
+//! Every key lives in a section (`smtp.max_invalid_mail_transactions`);
+//! Zeek's tunables keep Zeek's names. Unknown keys and bad values are
+//! errors that name the key. docs/configuration.md lists every key.
+
+use anyhow::{anyhow, bail, Context, Result};
+use mailtap_flow::FlowConfig;
+use mailtap_smtp::SmtpConfig;
+use serde::Deserialize;
+use std::path::Path;
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub general: General,
+    pub capture: Capture,
+    pub flow: FlowConfig,
+    pub defrag: Defrag,
+    pub dpd: Dpd,
+    pub site: Site,
+    pub smtp: SmtpConfig,
+    pub log: Log,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct General {
+    /// Mixed into connection uids; give each sensor its own to make uids
+    /// differ between sensors that see the same traffic.
+    pub uid_salt: String,
+}
+
+impl Default for General {
+    fn default() -> Self {
+        General { uid_salt: String::new() }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Capture {
+    /// Verify IPv4 and TCP checksums (off: offloading makes captures
+    /// full of bad checksums).
+    pub verify_checksums: bool,
+    /// Bytes of capture data per block handed to the shards.
+    pub block_bytes: usize,
+    /// Blocks in flight per worker: bounds reader memory.
+    pub blocks_per_worker: usize,
+}
+
+impl Default for Capture {
+    fn default() -> Self {
+        Capture { verify_checksums: false, block_bytes: 2 << 20, blocks_per_worker: 4 }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Defrag {
+    pub max_datagrams: usize,
+    pub max_bytes: usize,
+    /// Seconds an incomplete datagram is kept.
+    pub timeout: f64,
+}
+
+impl Default for Defrag {
+    fn default() -> Self {
+        Defrag { max_datagrams: 4096, max_bytes: 16 << 20, timeout: 30.0 }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Dpd {
+    /// Detect SMTP on any port (HELO/EHLO answered by 220).
+    pub enabled: bool,
+}
+
+impl Default for Dpd {
+    fn default() -> Self {
+        Dpd { enabled: true }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Site {
+    /// Networks considered local (Zeek `Site::local_nets`), CIDR strings.
+    pub local_nets: Vec<String>,
+    /// Private, loopback and link-local ranges count as local (Zeek's
+    /// `Site::private_address_space_is_local`).
+    pub private_address_space_is_local: bool,
+}
+
+impl Default for Site {
+    fn default() -> Self {
+        Site { local_nets: Vec::new(), private_address_space_is_local: true }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Log {
+    /// Zeek's `Log::max_field_string_bytes`.
+    pub max_field_string_bytes: usize,
+    /// Zeek's `Log::max_field_container_elements`.
+    pub max_field_container_elements: usize,
+    /// Zeek's `Log::max_total_container_elements`.
+    pub max_total_container_elements: usize,
+    /// Zeek's `Log::max_total_string_bytes`.
+    pub max_total_string_bytes: usize,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log {
+            max_field_string_bytes: 4096,
+            max_field_container_elements: 100,
+            max_total_container_elements: 500,
+            max_total_string_bytes: 256000,
+        }
+    }
+}
+
+impl Config {
+    /// Loads the optional file, applies the `--set` overrides in order and
+    /// validates the result.
+    pub fn load(file: Option<&Path>, sets: &[String]) -> Result<Config> {
+        let mut table = match file {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).with_context(|| format!("reading config file {}", p.display()))?;
+                toml::from_str::<toml::Table>(&text).with_context(|| format!("config file {}", p.display()))?
+            }
+            None => toml::Table::new(),
+        };
+        for s in sets {
+            apply_set(&mut table, s)?;
+        }
+        let cfg = Config::deserialize(toml::Value::Table(table)).map_err(|e| anyhow!("configuration: {e}"))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        self.flow.validate().map_err(|e| anyhow!("configuration: {e}"))?;
+        self.smtp.validate().map_err(|e| anyhow!("configuration: {e}"))?;
+        for n in &self.site.local_nets {
+            mailtap_flow::site::parse_cidr(n).map_err(|e| anyhow!("configuration: site.local_nets: {e}"))?;
+        }
+        if self.capture.block_bytes < 64 << 10 || self.capture.block_bytes > 256 << 20 {
+            bail!("configuration: capture.block_bytes must be between 65536 and 268435456");
+        }
+        if !(self.defrag.timeout.is_finite() && self.defrag.timeout >= 0.0) {
+            bail!("configuration: defrag.timeout must be a non-negative number of seconds");
+        }
+        Ok(())
+    }
+}
+
+/// Applies one `section.key=value`. The value is read as a TOML value
+/// (`true`, `3`, `[25, 587]`, `"x"`); anything that is not valid TOML is
+/// taken as a plain string.
+fn apply_set(table: &mut toml::Table, s: &str) -> Result<()> {
+    let (key, value) = s.split_once('=').ok_or_else(|| anyhow!("--set {s}: expected KEY=VALUE"))?;
+    let key = key.trim();
+    let parts: Vec<&str> = key.split('.').collect();
+    if parts.len() < 2 || parts.iter().any(|p| p.is_empty()) {
+        bail!("--set {s}: the key must be SECTION.NAME, e.g. smtp.max_invalid_mail_transactions");
+    }
+    let value = match toml::from_str::<toml::Table>(&format!("v = {value}")) {
+        Ok(mut t) => t.remove("v").unwrap_or(toml::Value::String(value.to_string())),
+        Err(_) => toml::Value::String(value.to_string()),
+    };
+    let mut cur = table;
+    for p in &parts[..parts.len() - 1] {
+        let entry = cur.entry(p.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        cur = entry.as_table_mut().ok_or_else(|| anyhow!("--set {s}: `{p}` is not a section"))?;
+    }
+    // Check this key alone, so that an error names exactly this --set.
+    let mut alone = toml::Table::new();
+    let mut inner = toml::Table::new();
+    inner.insert(parts[parts.len() - 1].to_string(), value.clone());
+    for p in parts[..parts.len() - 1].iter().rev() {
+        let mut t = toml::Table::new();
+        t.insert(p.to_string(), toml::Value::Table(inner));
+        inner = t;
+    }
+    alone.extend(inner);
+    Config::deserialize(toml::Value::Table(alone)).map_err(|e| anyhow!("--set {s}: {e}"))?;
+    cur.insert(parts[parts.len() - 1].to_string(), value);
+    Ok(())
+}
