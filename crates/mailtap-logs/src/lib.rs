@@ -17,6 +17,9 @@ mod file;
 mod format;
 mod values;
 
+#[cfg(test)]
+mod tests;
+
 pub use file::{
     EventFile, LogFile, LogSet, LogStats, WEIRD_CONTAINER_TRUNCATED, WEIRD_STRING_TRUNCATED,
 };
