@@ -123,6 +123,25 @@ impl ConnCtx<'_> {
         })));
     }
 
+    /// A weird without a `source` column, as Zeek's script-level
+    /// `Reporter::conn_weird(name, c)` writes it (deduplicated like
+    /// [`ConnCtx::weird`]).
+    pub fn weird_unsourced(&mut self, name: &'static str, addl: Option<&[u8]>) {
+        if self.conn.weirds_seen.contains(&name) {
+            self.out.counters.weirds_suppressed += 1;
+            return;
+        }
+        self.conn.weirds_seen.push(name);
+        self.out.push(Record::Weird(Box::new(WeirdRecord {
+            ts: self.ts,
+            uid: Some(self.uid.to_owned()),
+            id: Some(*self.id),
+            name,
+            addl: addl.map(<[u8]>::to_vec),
+            source: None,
+        })));
+    }
+
     /// A "limit reached" weird: also marks the conn.log history with `X`.
     pub fn limit_weird(&mut self, name: &'static str, addl: Option<&[u8]>, source: &'static str) {
         self.conn.limit_reached = true;

@@ -1,1 +1,26 @@
-//! placeholder
+//! mailtap's SMTP analyzer: a re-implementation of Zeek's SMTP analyzer and
+//! SMTP scripts that turns reassembled TCP payload into Zeek-compatible
+//! smtp.log records, weirds and `smtp_*` events.
+//!
+//! Layers, bottom up: [`line`] splits each direction into lines (Zeek's
+//! ContentLine), [`parser`] parses single lines, [`bdat`] handles CHUNKING
+//! data, [`mime`] and [`headers`] parse a message's top-level headers,
+//! [`analyzer`] is the protocol state machine, and [`record`] is the
+//! script layer that builds smtp.log records.
+
+pub mod analyzer;
+pub mod bdat;
+pub mod config;
+pub mod headers;
+pub mod line;
+pub mod mime;
+pub mod parser;
+pub mod record;
+
+#[cfg(test)]
+mod testutil;
+#[cfg(test)]
+mod tests;
+
+pub use analyzer::{dpd_orig_matches, dpd_resp_matches, SmtpAnalyzer, SmtpStats, State};
+pub use config::{MailPathCapture, SmtpConfig};

@@ -1,0 +1,683 @@
+//! The SMTP protocol state machine (Zeek's `SMTP_Analyzer`): per-direction
+//! line splitting, command/reply pairing through the pending-command queue,
+//! DATA and BDAT message transfer, AUTH, STARTTLS hand-off, content gaps,
+//! analyzer violations, and the `smtp_*` events; it drives the script layer
+//! in [`crate::record`] in event order.
+
+use crate::bdat::Bdat;
+use crate::config::SmtpConfig;
+use crate::line::{LineSplitter, Piece};
+use crate::mime::Message;
+use crate::parser::{parse_bdat_arg, parse_reply, split_command, Cmd, ReplyLine};
+use crate::record::Script;
+use mailtap_core::{ConnCtx, Event, TcpAnalyzer};
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+/// Zeek's SMTP states; the numbers appear in `smtp_unexpected` details.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum State {
+    Connected = 0,
+    Initiated = 1,
+    NotAvailable = 2,
+    Ready = 3,
+    MailOk = 4,
+    RcptOk = 5,
+    InData = 6,
+    AfterData = 7,
+    InAuth = 8,
+    InTls = 9,
+    Quit = 10,
+    AfterGap = 11,
+    GapRecovery = 12,
+    InBdat = 13,
+}
+
+/// Counters of one analyzer instance.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SmtpStats {
+    pub commands: u64,
+    pub replies: u64,
+    pub data_lines: u64,
+    pub bdat_bytes: u64,
+    pub gaps: u64,
+    pub violations: u64,
+}
+
+/// SMTP analyzer for one TCP connection.
+pub struct SmtpAnalyzer {
+    /// Line splitters, indexed by `is_orig as usize` (0 = responder).
+    lines: [LineSplitter; 2],
+    p: Proto,
+    disabled: bool,
+    finished: bool,
+}
+
+/// Protocol state, kept apart from the splitters so a borrowed line and
+/// the state can be used together.
+struct Proto {
+    cfg: Arc<SmtpConfig>,
+    state: State,
+    first_cmd: Option<Cmd>,
+    pending: VecDeque<Cmd>,
+    last_replied: Option<Cmd>,
+    pending_reply: u16,
+    orig_is_sender: bool,
+    mail: Option<Message>,
+    bdat: Option<Bdat>,
+    confirmed: bool,
+    /// Plain-delivery length to set on a splitter after the current line
+    /// (splitter index, length; 0 cancels).
+    plain_cmd: Option<(usize, u64)>,
+    /// Payload bytes seen in both directions (DPD's size check).
+    bytes_seen: u64,
+    /// Next relative sequence number per direction, for gap messages.
+    seq: [u64; 2],
+    /// An analyzer violation asked DPD to disable us.
+    violation_disable: bool,
+    script: Script,
+    stats: SmtpStats,
+}
+
+impl SmtpAnalyzer {
+    pub fn new(cfg: Arc<SmtpConfig>) -> Self {
+        let max_line = cfg.max_line_length;
+        let mut p = Proto {
+            cfg,
+            state: State::Connected,
+            first_cmd: Some(Cmd::ConnEstablishment),
+            pending: VecDeque::new(),
+            last_replied: None,
+            pending_reply: 0,
+            orig_is_sender: true,
+            mail: None,
+            bdat: None,
+            confirmed: false,
+            plain_cmd: None,
+            bytes_seen: 0,
+            seq: [1, 1],
+            violation_disable: false,
+            script: Script::default(),
+            stats: SmtpStats::default(),
+        };
+        // CONN_ESTABLISHMENT with reply 0: CONNECTED -> INITIATED, no events.
+        p.state = State::Initiated;
+        SmtpAnalyzer { lines: [LineSplitter::new(max_line), LineSplitter::new(max_line)], p, disabled: false, finished: false }
+    }
+
+    /// Current protocol state.
+    pub fn state(&self) -> State {
+        self.p.state
+    }
+
+    pub fn stats(&self) -> SmtpStats {
+        self.p.stats
+    }
+
+    /// smtp.log records written so far.
+    pub fn records_written(&self) -> u64 {
+        self.p.script.records_written
+    }
+
+    fn feed(&mut self, cx: &mut ConnCtx<'_>, is_orig: bool, data: &[u8]) {
+        let dir = usize::from(is_orig);
+        let mut pos = 0usize;
+        while self.p.state != State::InTls {
+            let Some(piece) = self.lines[dir].next(cx, data, &mut pos) else { break };
+            self.p.piece(cx, is_orig, piece);
+            if let Some((idx, n)) = self.p.plain_cmd.take() {
+                if let Some(sp) = self.lines.get_mut(idx) {
+                    sp.set_plain(n);
+                }
+            }
+        }
+        self.apply_disable(cx);
+    }
+
+    /// Disabling (by the script or DPD) takes effect once the current
+    /// packet is processed, as Zeek's event-driven disable does.
+    fn apply_disable(&mut self, cx: &mut ConnCtx<'_>) {
+        if !self.disabled && (self.p.script.disable_requested || self.p.violation_disable) {
+            self.disabled = true;
+            // Removing the analyzer runs its Done(): an open message ends.
+            if self.p.mail.is_some() {
+                self.p.end_data(cx);
+            }
+        }
+    }
+}
+
+impl TcpAnalyzer for SmtpAnalyzer {
+    fn deliver(&mut self, cx: &mut ConnCtx<'_>, is_orig: bool, data: &[u8]) {
+        if self.disabled || self.finished || data.is_empty() {
+            return;
+        }
+        let dir = usize::from(is_orig);
+        self.p.bytes_seen = self.p.bytes_seen.saturating_add(data.len() as u64);
+        self.p.seq[dir] = self.p.seq[dir].saturating_add(data.len() as u64);
+        if self.p.state == State::InTls {
+            // The SSL analyzer would take these bytes.
+            return;
+        }
+        self.feed(cx, is_orig, data);
+    }
+
+    fn gap(&mut self, cx: &mut ConnCtx<'_>, is_orig: bool, len: u64) {
+        if self.disabled || self.finished || len == 0 {
+            return;
+        }
+        let dir = usize::from(is_orig);
+        let seq = self.p.seq[dir];
+        self.p.seq[dir] = seq.saturating_add(len);
+        self.p.bytes_seen = self.p.bytes_seen.saturating_add(len);
+        if self.p.state == State::InTls {
+            return;
+        }
+        self.p.gap(cx, is_orig, seq, len);
+        if let Some((idx, n)) = self.p.plain_cmd.take() {
+            if let Some(sp) = self.lines.get_mut(idx) {
+                sp.set_plain(n);
+            }
+        }
+    }
+
+    fn eof(&mut self, cx: &mut ConnCtx<'_>, is_orig: bool) {
+        if self.disabled || self.finished || self.p.state == State::InTls {
+            return;
+        }
+        // ContentLine flushes a partial line at end of stream.
+        if self.lines[usize::from(is_orig)].has_partial() {
+            self.feed(cx, is_orig, b"\n");
+        }
+    }
+
+    fn done(&mut self, cx: &mut ConnCtx<'_>) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        if !self.disabled && self.p.mail.is_some() {
+            self.p.end_data(cx);
+        }
+        self.p.script.finish(cx);
+    }
+
+    fn disabled(&self) -> bool {
+        self.disabled
+    }
+}
+
+impl Proto {
+    fn sender_index(&self) -> usize {
+        usize::from(self.orig_is_sender)
+    }
+
+    /// `smtp_unexpected`; `is_sender` is relative to the sender role.
+    fn unexpected(&self, cx: &mut ConnCtx<'_>, is_sender: bool, msg: &'static str, detail: &[u8]) {
+        let is_orig = if self.orig_is_sender { is_sender } else { !is_sender };
+        cx.event(|| Event::SmtpUnexpected { is_orig, msg: msg.as_bytes().to_vec(), detail: detail.to_vec() });
+    }
+
+    fn unexpected_command(&self, cx: &mut ConnCtx<'_>, cmd: Option<Cmd>, reply: u16) {
+        if cx.events_enabled() {
+            let d = format!("{} reply = {} state = {}", cmd.map_or("(UNKNOWN)", Cmd::name), reply, self.state as u8);
+            self.unexpected(cx, true, "unexpected command", d.as_bytes());
+        }
+    }
+
+    fn unexpected_reply(&self, cx: &mut ConnCtx<'_>, cmd: Option<Cmd>, reply: u16) {
+        if cx.events_enabled() {
+            let d = format!("{} state = {}, last command = {}", reply, self.state as u8, cmd.map_or("(UNKNOWN)", Cmd::name));
+            self.unexpected(cx, true, "unexpected reply", d.as_bytes());
+        }
+    }
+
+    /// `smtp_request` (and analyzer confirmation before the first one).
+    fn request(&mut self, cx: &mut ConnCtx<'_>, command: &[u8], arg: &[u8]) {
+        if command.is_empty() && arg.is_empty() {
+            return;
+        }
+        if !self.confirmed {
+            self.confirmed = true;
+            cx.confirm("smtp");
+            self.script.on_confirm(cx, &self.cfg);
+        }
+        let is_orig = self.orig_is_sender;
+        cx.event(|| Event::SmtpRequest { is_orig, command: command.to_ascii_uppercase(), arg: arg.to_vec() });
+        self.script.on_request(cx, &self.cfg, command, arg);
+    }
+
+    fn new_cmd(&mut self, cx: &mut ConnCtx<'_>, cmd: Cmd) {
+        self.stats.commands += 1;
+        if self.first_cmd.is_none() {
+            self.first_cmd = Some(cmd);
+        } else {
+            self.pending.push_back(cmd);
+            if self.pending.len() > self.cfg.max_pending_commands {
+                cx.weird("smtp_excessive_pending_cmds", None, "SMTP");
+                self.pending.clear();
+            }
+        }
+    }
+
+    /// One piece from a line splitter.
+    fn piece(&mut self, cx: &mut ConnCtx<'_>, orig: bool, piece: Piece<'_>) {
+        let mut line = match piece {
+            Piece::Line(l) | Piece::Plain(l) => l,
+        };
+        let is_sender = orig == self.orig_is_sender;
+        if is_sender && self.bdat.is_some() {
+            let n = self.bdat_consume(cx, line);
+            line = &line[n..];
+            if self.bdat.as_ref().is_some_and(Bdat::complete) {
+                // LAST chunk complete: end of data right away, not queued.
+                self.update_state(cx, Some(Cmd::EndOfData), 0, orig);
+            }
+            if n > 0 && line.is_empty() {
+                return;
+            }
+        }
+        // Unreachable with line-split input, kept for plain leftovers.
+        if line.last() == Some(&b'\r') {
+            self.unexpected(cx, is_sender, "more than one <CR> at the end of line", line);
+            while line.last() == Some(&b'\r') {
+                line = &line[..line.len() - 1];
+            }
+        }
+        if memchr::memchr2(b'\r', b'\n', line).is_some() {
+            self.unexpected(cx, is_sender, "Bare <CR> or <LF> appears in the middle of line", line);
+        }
+        if is_sender {
+            self.sender_line(cx, orig, line);
+        } else {
+            self.receiver_line(cx, orig, is_sender, line);
+        }
+    }
+
+    /// Feeds owed chunk bytes to the BDAT transfer; returns bytes used.
+    fn bdat_consume(&mut self, cx: &mut ConnCtx<'_>, data: &[u8]) -> usize {
+        let Proto { bdat, mail, script, cfg, stats, .. } = self;
+        let Some(b) = bdat.as_mut() else { return 0 };
+        let n = usize::try_from(b.remaining()).unwrap_or(usize::MAX).min(data.len());
+        if n > 0 {
+            stats.bdat_bytes += n as u64;
+            b.deliver(cx, &data[..n], &mut |cx, l| message_line(mail, script, cfg, cx, l));
+        }
+        n
+    }
+
+    fn sender_line(&mut self, cx: &mut ConnCtx<'_>, orig: bool, line: &[u8]) {
+        match self.state {
+            // Unknown whether command or data: swallowed.
+            State::AfterGap => {}
+            State::InData if line == b"." => {
+                self.new_cmd(cx, Cmd::EndOfData);
+                self.update_state(cx, Some(Cmd::EndOfData), 0, orig);
+                self.request(cx, b".", b".");
+            }
+            State::InData => {
+                let data = line.strip_prefix(b".").unwrap_or(line);
+                if self.mail.is_none() {
+                    self.begin_data(cx, orig);
+                }
+                self.stats.data_lines += 1;
+                let Proto { mail, script, cfg, .. } = self;
+                message_line(mail, script, cfg, cx, data);
+                cx.event(|| Event::SmtpData { is_orig: orig, data: data.to_vec() });
+            }
+            State::InAuth => {
+                self.new_cmd(cx, Cmd::AuthAnswer);
+                self.request(cx, b"**", line);
+                self.update_state(cx, Some(Cmd::AuthAnswer), 0, orig);
+            }
+            _ => {
+                let (word, arg) = split_command(line);
+                let Some(cmd) = Cmd::parse(word) else {
+                    self.unexpected(cx, true, "unknown command", word);
+                    return;
+                };
+                self.new_cmd(cx, cmd);
+                self.request(cx, word, arg);
+                if cmd == Cmd::Bdat {
+                    self.bdat_command(cx, orig, arg);
+                    return;
+                }
+                if self.bdat.is_some() {
+                    cx.weird("smtp_missing_bdat_last_chunk", None, "SMTP");
+                    self.end_data(cx);
+                }
+                self.update_state(cx, Some(cmd), 0, orig);
+            }
+        }
+    }
+
+    fn bdat_command(&mut self, cx: &mut ConnCtx<'_>, orig: bool, arg: &[u8]) {
+        let a = match parse_bdat_arg(arg) {
+            Ok(a) => a,
+            Err(e) => {
+                cx.weird("smtp_invalid_bdat_command", Some(e.text().as_bytes()), "SMTP");
+                return;
+            }
+        };
+        if a.size > i64::MAX as u64 {
+            cx.weird("smtp_huge_bdat_chunk", Some(a.size.to_string().as_bytes()), "SMTP");
+            return;
+        }
+        if self.bdat.is_none() {
+            self.begin_data(cx, orig);
+            self.state = State::InBdat;
+            self.bdat = Some(Bdat::new(self.cfg.bdat_max_line_length));
+        }
+        if let Some(b) = self.bdat.as_mut() {
+            b.next_chunk(a.size, a.last);
+        }
+        self.plain_cmd = Some((self.sender_index(), a.size));
+        self.update_state(cx, Some(Cmd::Bdat), 0, orig);
+    }
+
+    fn receiver_line(&mut self, cx: &mut ConnCtx<'_>, orig: bool, is_sender: bool, line: &[u8]) {
+        let (code, cont, msg) = match parse_reply(line) {
+            ReplyLine::Reply { code, cont, msg } => (code, cont, msg),
+            ReplyLine::OutOfRange => {
+                self.unexpected(cx, is_sender, "reply code out of range", line);
+                self.violation(cx);
+                return;
+            }
+        };
+        self.stats.replies += 1;
+        if self.pending_reply != 0 && code != self.pending_reply {
+            self.unexpected(cx, is_sender, "reply code does not match the continuing reply", line);
+            self.pending_reply = 0;
+        }
+        if self.pending_reply == 0 {
+            self.new_reply(cx, code, orig);
+        }
+        self.pending_reply = if cont { code } else { 0 };
+        let cmd = Cmd::reply_name(self.last_replied);
+        cx.event(|| Event::SmtpReply {
+            is_orig: orig,
+            code: u32::from(code),
+            cmd: cmd.as_bytes().to_vec(),
+            msg: msg.to_vec(),
+            cont_resp: cont,
+        });
+        self.script.on_reply(cx, &self.cfg, code, cmd, msg, cont);
+    }
+
+    fn new_reply(&mut self, cx: &mut ConnCtx<'_>, code: u16, orig: bool) {
+        if self.state == State::AfterGap {
+            self.state = State::GapRecovery;
+            self.request(cx, b"(UNKNOWN)", b"");
+        }
+        let cmd = self.first_cmd;
+        self.last_replied = cmd;
+        self.first_cmd = self.pending.pop_front();
+        self.update_state(cx, cmd, code, orig);
+    }
+
+    /// Analyzer violation; DPD disables the analyzer while the connection
+    /// is still small.
+    fn violation(&mut self, cx: &mut ConnCtx<'_>) {
+        self.stats.violations += 1;
+        let max = self.cfg.max_analyzer_violations;
+        if self.stats.violations > max {
+            if self.stats.violations == max.saturating_add(1) {
+                cx.weird("too_many_analyzer_violations", None, "SMTP");
+            }
+            return;
+        }
+        let after = self.cfg.dpd_ignore_violations_after;
+        if after == 0 || self.bytes_seen <= after {
+            self.violation_disable = true;
+        }
+    }
+
+    /// Zeek's `UpdateState(cmd, reply)`; reply 0 = command just seen.
+    fn update_state(&mut self, cx: &mut ConnCtx<'_>, cmd: Option<Cmd>, reply: u16, orig: bool) {
+        use State::*;
+        let st = self.state;
+        if st == Quit && reply == 0 {
+            self.unexpected_command(cx, cmd, reply);
+        }
+        match cmd {
+            Some(Cmd::ConnEstablishment) => match reply {
+                0 => {
+                    if st != Connected {
+                        self.unexpected_command(cx, cmd, reply);
+                    }
+                    self.state = Initiated;
+                }
+                220 => {}
+                421 | 554 => self.state = NotAvailable,
+                _ => self.unexpected_reply(cx, cmd, reply),
+            },
+            Some(Cmd::Ehlo | Cmd::Helo) => match reply {
+                0 => {
+                    if st != Initiated {
+                        self.unexpected_command(cx, cmd, reply);
+                    }
+                    self.state = Ready;
+                }
+                250 => {}
+                421 | 500 | 501 | 504 | 550 => self.state = Initiated,
+                _ => self.unexpected_reply(cx, cmd, reply),
+            },
+            Some(Cmd::Mail | Cmd::Send | Cmd::Soml | Cmd::Saml) => match reply {
+                0 => {
+                    if st != Ready {
+                        self.unexpected_command(cx, cmd, reply);
+                    }
+                    self.state = MailOk;
+                }
+                250 => {}
+                421 | 451 | 452 | 500 | 501 | 503 | 550 | 552 | 553 => {
+                    if self.state != InData {
+                        self.state = Ready;
+                    }
+                }
+                _ => self.unexpected_reply(cx, cmd, reply),
+            },
+            Some(Cmd::Rcpt) => match reply {
+                0 => {
+                    if st != MailOk && st != RcptOk {
+                        self.unexpected_command(cx, cmd, reply);
+                    }
+                    self.state = RcptOk;
+                }
+                250 | 251 | 421 | 450 | 451 | 452 | 500 | 501 | 503 | 550..=554 => {}
+                _ => self.unexpected_reply(cx, cmd, reply),
+            },
+            Some(Cmd::Data) => match reply {
+                0 => {
+                    if self.state != RcptOk {
+                        self.unexpected_command(cx, cmd, reply);
+                    }
+                    self.begin_data(cx, orig);
+                }
+                354 => {}
+                421 => {
+                    if self.state == InData {
+                        self.end_data(cx);
+                    }
+                    self.state = Quit;
+                }
+                451 | 500 | 501 | 503 | 554 => {
+                    if self.state == InData {
+                        self.end_data(cx);
+                    }
+                    self.state = Ready;
+                }
+                _ => {
+                    self.unexpected_reply(cx, cmd, reply);
+                    if self.state == InData {
+                        self.end_data(cx);
+                    }
+                    self.state = Ready;
+                }
+            },
+            Some(Cmd::Bdat) => match reply {
+                0 => {
+                    if st != RcptOk {
+                        self.unexpected_command(cx, cmd, reply);
+                    }
+                    self.state = InBdat;
+                }
+                250 | 421 | 451 | 500 | 501 | 503 | 554 => {}
+                _ => self.unexpected_reply(cx, cmd, reply),
+            },
+            Some(Cmd::EndOfData) => {
+                match reply {
+                    0 => {
+                        if st != InData && st != InBdat {
+                            self.unexpected_command(cx, cmd, reply);
+                        }
+                        self.end_data(cx);
+                        self.state = AfterData;
+                    }
+                    250 | 421 | 451 | 452 | 552 | 554 => {}
+                    _ => self.unexpected_reply(cx, cmd, reply),
+                }
+                if reply > 0 {
+                    self.state = Ready;
+                }
+            }
+            Some(Cmd::Rset) => match reply {
+                0 => self.state = Ready,
+                250 => {}
+                _ => self.unexpected_reply(cx, cmd, reply),
+            },
+            Some(Cmd::Quit) => match reply {
+                0 => self.state = Quit,
+                221 => {}
+                _ => self.unexpected_reply(cx, cmd, reply),
+            },
+            Some(Cmd::Auth) => {
+                if st != Ready {
+                    self.unexpected_command(cx, cmd, reply);
+                }
+                match reply {
+                    0 => {}
+                    334 => self.state = InAuth,
+                    _ => self.state = Initiated,
+                }
+            }
+            Some(Cmd::AuthAnswer) => {
+                if st != InAuth {
+                    self.unexpected_command(cx, cmd, reply);
+                }
+                match reply {
+                    0 => {}
+                    334 => self.state = InAuth,
+                    _ => self.state = Initiated,
+                }
+            }
+            Some(Cmd::Turn) => {
+                if st != Ready {
+                    self.unexpected_command(cx, cmd, reply);
+                }
+                if reply == 250 {
+                    self.orig_is_sender = !self.orig_is_sender;
+                    self.state = Connected;
+                }
+            }
+            Some(Cmd::Starttls | Cmd::XAnonymousTls) => {
+                if st != Ready {
+                    self.unexpected_command(cx, cmd, reply);
+                }
+                if reply == 220 {
+                    self.start_tls(cx);
+                }
+            }
+            Some(Cmd::Vrfy | Cmd::Expn | Cmd::Help | Cmd::Noop | Cmd::Etrn) | None => {
+                if st == GapRecovery && reply == 354 {
+                    self.begin_data(cx, orig);
+                }
+            }
+        }
+    }
+
+    fn start_tls(&mut self, cx: &mut ConnCtx<'_>) {
+        self.state = State::InTls;
+        cx.event(|| Event::SmtpStarttls);
+        self.script.on_starttls();
+    }
+
+    /// Starts a message (DATA command, first BDAT chunk, 354 after a gap).
+    fn begin_data(&mut self, cx: &mut ConnCtx<'_>, orig: bool) {
+        self.state = State::InData;
+        if let Some(old) = self.mail.take() {
+            cx.weird("smtp_nested_mail_transaction", None, "SMTP");
+            finish_message(old, &mut self.script, &self.cfg, cx);
+        }
+        self.mail = Some(Message::new(orig, self.cfg.max_header_bytes));
+        self.script.on_begin_entity();
+    }
+
+    /// Ends the current message (and an open BDAT transfer).
+    fn end_data(&mut self, cx: &mut ConnCtx<'_>) {
+        if let Some(mut b) = self.bdat.take() {
+            if b.remaining() > 0 {
+                cx.weird("smtp_bdat_remaining_at_end_data", None, "SMTP");
+            }
+            let Proto { mail, script, cfg, .. } = self;
+            b.close(cx, &mut |cx, l| message_line(mail, script, cfg, cx, l));
+            self.plain_cmd = Some((self.sender_index(), 0));
+        }
+        match self.mail.take() {
+            Some(m) => finish_message(m, &mut self.script, &self.cfg, cx),
+            None => cx.weird("smtp_unmatched_end_of_data", None, "SMTP"),
+        }
+    }
+
+    fn gap(&mut self, cx: &mut ConnCtx<'_>, is_orig: bool, seq: u64, len: u64) {
+        self.stats.gaps += 1;
+        if cx.events_enabled() {
+            let d = format!("seq = {seq}, len = {len}");
+            self.unexpected(cx, is_orig, "content gap", d.as_bytes());
+        }
+        if matches!(self.state, State::InData | State::InBdat) {
+            if let Some(m) = self.mail.as_mut() {
+                m.gap(len);
+            }
+            self.end_data(cx);
+        }
+        self.pending.clear();
+        self.first_cmd = None;
+        self.last_replied = None;
+        self.state = State::AfterGap;
+    }
+}
+
+/// Hands one message line to the MIME layer; completed top-level headers
+/// go to the script layer.
+fn message_line(mail: &mut Option<Message>, script: &mut Script, cfg: &SmtpConfig, cx: &mut ConnCtx<'_>, line: &[u8]) {
+    if let Some(m) = mail.as_mut() {
+        m.line(cx, line, &mut |cx, name, value| script.on_header(cx, cfg, name, value));
+    }
+}
+
+fn finish_message(mut m: Message, script: &mut Script, cfg: &SmtpConfig, cx: &mut ConnCtx<'_>) {
+    m.finish(cx, &mut |cx, name, value| script.on_header(cx, cfg, name, value));
+    script.on_end_entity();
+}
+
+/// DPD client half: `HELO`/`EHLO` at the start or after CR/LF, after
+/// optional whitespace, case-insensitive.
+pub fn dpd_orig_matches(payload: &[u8]) -> bool {
+    let mut starts = std::iter::once(0).chain(memchr::memchr2_iter(b'\r', b'\n', payload).map(|i| i + 1));
+    starts.any(|s| {
+        let rest = &payload[s.min(payload.len())..];
+        let n = rest.iter().take_while(|c| c.is_ascii_whitespace() || **c == 0x0b).count();
+        let w = &rest[n..];
+        w.len() >= 4 && (w[..4].eq_ignore_ascii_case(b"HELO") || w[..4].eq_ignore_ascii_case(b"EHLO"))
+    })
+}
+
+/// DPD server half: `220` followed by whitespace or `-`, after optional
+/// leading whitespace.
+pub fn dpd_resp_matches(payload: &[u8]) -> bool {
+    let n = payload.iter().take_while(|c| c.is_ascii_whitespace() || **c == 0x0b).count();
+    let w = &payload[n..];
+    w.len() >= 4 && &w[..3] == b"220" && (w[3].is_ascii_whitespace() || w[3] == 0x0b || w[3] == b'-')
+}

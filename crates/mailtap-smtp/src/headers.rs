@@ -1,0 +1,508 @@
+//! The top-level MIME header block of a message (folding, the header byte
+//! limit, name/value extraction) and the text helpers Zeek's SMTP scripts
+//! apply to header and command values: e-mail address extraction, MIME
+//! address-list splitting and IP address finding (with "wrapping").
+
+use mailtap_core::ConnCtx;
+use std::net::IpAddr;
+
+/// A completed header: upper-cased name and value.
+pub struct Header<'a> {
+    pub name: &'a [u8],
+    pub value: &'a [u8],
+}
+
+/// Header mode of the top-level entity. Lines are fed until the empty
+/// line; the body is not looked at.
+#[derive(Debug)]
+pub struct HeaderBlock {
+    /// Raw bytes of the header being accumulated (folded lines joined).
+    cur: Vec<u8>,
+    has_cur: bool,
+    /// Bytes of the current header so far (Zeek counts line lengths).
+    cur_bytes: usize,
+    /// Upper-cased name scratch.
+    name: Vec<u8>,
+    max_header_bytes: usize,
+    pub done: bool,
+}
+
+impl HeaderBlock {
+    pub fn new(max_header_bytes: usize) -> Self {
+        HeaderBlock { cur: Vec::new(), has_cur: false, cur_bytes: 0, name: Vec::new(), max_header_bytes, done: false }
+    }
+
+    /// One line of the message while in header mode; completed headers go
+    /// to `on_header`.
+    pub fn line(&mut self, cx: &mut ConnCtx<'_>, line: &[u8], on_header: &mut dyn FnMut(&mut ConnCtx<'_>, Header<'_>)) {
+        if self.done {
+            return;
+        }
+        if line.is_empty() || line[0] == 0 {
+            self.finish(cx, on_header);
+            return;
+        }
+        if line[0] == b' ' || line[0] == b'\t' {
+            if self.has_cur {
+                if self.cur_bytes >= self.max_header_bytes {
+                    let addl = self.cur_bytes.to_string();
+                    cx.limit_weird("exceeded_mime_max_header_bytes", Some(addl.as_bytes()), "SMTP");
+                    return;
+                }
+                // Folded: joined verbatim, leading whitespace kept.
+                self.cur.extend_from_slice(line);
+                self.cur_bytes += line.len();
+                return;
+            }
+            // Continuation without a header: Zeek treats it as a new
+            // header with the whitespace stripped.
+            let n = line.iter().take_while(|&&c| c == b' ' || c == b'\t').count();
+            self.start(&line[n..]);
+            return;
+        }
+        self.complete(cx, on_header);
+        self.start(line);
+    }
+
+    fn start(&mut self, line: &[u8]) {
+        self.cur.clear();
+        self.cur.extend_from_slice(line);
+        self.cur_bytes = line.len();
+        self.has_cur = true;
+    }
+
+    /// Completes a pending header (end of headers or end of message).
+    pub fn finish(&mut self, cx: &mut ConnCtx<'_>, on_header: &mut dyn FnMut(&mut ConnCtx<'_>, Header<'_>)) {
+        if !self.done {
+            self.complete(cx, on_header);
+            self.done = true;
+            self.cur = Vec::new();
+        }
+    }
+
+    fn complete(&mut self, cx: &mut ConnCtx<'_>, on_header: &mut dyn FnMut(&mut ConnCtx<'_>, Header<'_>)) {
+        if !self.has_cur {
+            return;
+        }
+        self.has_cur = false;
+        if let Some((name, value)) = split_header(&self.cur) {
+            self.name.clear();
+            self.name.extend(name.iter().map(u8::to_ascii_uppercase));
+            on_header(cx, Header { name: &self.name, value });
+        }
+    }
+}
+
+fn is_name_char(c: u8) -> bool {
+    (33..=126).contains(&c) && c != b':'
+}
+
+/// Skips whitespace, non-name bytes other than `:` and `(...)` comments.
+fn skip_lws_comments(s: &[u8], mut i: usize, stop_at_name: bool) -> usize {
+    while i < s.len() {
+        let c = s[i];
+        if c == b'(' {
+            let mut depth = 0usize;
+            while i < s.len() {
+                match s[i] {
+                    b'(' => depth += 1,
+                    b')' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            i += 1;
+                            break;
+                        }
+                    }
+                    b'\\' => i += 1,
+                    _ => {}
+                }
+                i += 1;
+            }
+        } else if c == b' ' || c == b'\t' || (stop_at_name && !is_name_char(c) && c != b':') {
+            i += 1;
+        } else {
+            break;
+        }
+    }
+    i
+}
+
+/// Splits a raw header into name and value (value left-trimmed only).
+pub fn split_header(h: &[u8]) -> Option<(&[u8], &[u8])> {
+    let start = skip_lws_comments(h, 0, true);
+    let end = start + h.get(start..)?.iter().take_while(|&&c| is_name_char(c)).count();
+    if end == start {
+        return None;
+    }
+    let colon = skip_lws_comments(h, end, false);
+    if h.get(colon) != Some(&b':') {
+        return None;
+    }
+    let v = &h[colon + 1..];
+    let n = v.iter().take_while(|&&c| c == b' ' || c == b'\t').count();
+    Some((&h[start..end], &v[n..]))
+}
+
+// ------------------------------------------------------------ e-mail addresses
+
+/// Zeek's `extract_email_addrs_vec`: addresses in order of appearance.
+/// `(^|[<,:blank])[^<,:blank@]+@[^>,;blank]+([>,;blank]|$)` tried at every
+/// position (longest match), then `<>,:;` and blanks deleted.
+pub fn extract_email_addrs(s: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut p = 0usize;
+    while p < s.len() {
+        match email_match_at(s, p) {
+            Some(end) => {
+                out.push(s[p..end].iter().copied().filter(|&c| !matches!(c, b'<' | b'>' | b',' | b':' | b';' | b' ' | b'\t')).collect());
+                p = end;
+            }
+            None => p += 1,
+        }
+    }
+    out
+}
+
+/// Longest match of the address pattern starting exactly at `p`.
+fn email_match_at(s: &[u8], p: usize) -> Option<usize> {
+    let local_ok = |c: u8| !matches!(c, b'<' | b',' | b':' | b' ' | b'\t' | b'@');
+    let dom_ok = |c: u8| !matches!(c, b'>' | b',' | b';' | b' ' | b'\t');
+    let mut best = None;
+    // `^` matches at every tried position; a delimiter may also be consumed.
+    let mut starts = vec![p];
+    if matches!(s[p], b'<' | b',' | b':' | b' ' | b'\t') {
+        starts.push(p + 1);
+    }
+    for st in starts {
+        let l = s[st..].iter().take_while(|&&c| local_ok(c)).count();
+        if l == 0 || s.get(st + l) != Some(&b'@') {
+            continue;
+        }
+        let d0 = st + l + 1;
+        let d = s[d0..].iter().take_while(|&&c| dom_ok(c)).count();
+        if d == 0 {
+            continue;
+        }
+        // Domain chars exclude the terminators, so the match ends either at
+        // the end of the string or with one terminator character.
+        let end = if d0 + d == s.len() { d0 + d } else { d0 + d + 1 };
+        best = Some(best.map_or(end, |b: usize| b.max(end)));
+    }
+    best
+}
+
+/// Zeek's `split_mime_email_addresses`: matches of
+/// `("[^"]*")?[^,]+` with surrounding whitespace stripped, keeping only
+/// parts that contain `@` the way Zeek's pattern requires.
+pub fn split_mime_addresses(s: &[u8]) -> Vec<Vec<u8>> {
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    let mut p = 0usize;
+    while p < s.len() {
+        match mime_addr_match_at(s, p) {
+            Some(end) => {
+                let part = strip(&s[p..end]);
+                if !out.iter().any(|o| o.as_slice() == part) {
+                    out.push(part.to_vec());
+                }
+                p = end;
+            }
+            None => p += 1,
+        }
+    }
+    out
+}
+
+/// Longest match at `p` of an optional quoted string followed by one or
+/// more non-comma characters that include an `@` with a non-comma on both
+/// sides (Zeek's to/cc pattern as the spec describes it).
+fn mime_addr_match_at(s: &[u8], p: usize) -> Option<usize> {
+    let mut best = None;
+    let try_from = |body: usize, best: &mut Option<usize>| {
+        // [^,]+ @ [^,]+ : the longest run of non-commas, which must contain
+        // an '@' that is not its first or last character.
+        let run = s[body..].iter().take_while(|&&c| c != b',').count();
+        let seg = &s[body..body + run];
+        if seg.len() >= 3 && seg[1..seg.len() - 1].contains(&b'@') {
+            let end = body + run;
+            *best = Some(best.map_or(end, |b: usize| b.max(end)));
+        }
+    };
+    try_from(p, &mut best);
+    if s[p] == b'"' {
+        if let Some(q) = memchr::memchr(b'"', &s[p + 1..]) {
+            let after = p + 1 + q + 1;
+            if after < s.len() {
+                try_from(after, &mut best);
+            }
+        }
+    }
+    best
+}
+
+/// Zeek `strip`: removes leading/trailing whitespace.
+fn strip(s: &[u8]) -> &[u8] {
+    let ws = |c: &u8| c.is_ascii_whitespace() || *c == 0x0b;
+    let a = s.iter().position(|c| !ws(c)).unwrap_or(s.len());
+    let b = s.iter().rposition(|c| !ws(c)).map_or(a, |i| i + 1);
+    &s[a..b.max(a)]
+}
+
+/// Removes every `ORCPT=rfc822` optionally followed by `;`.
+pub fn remove_orcpt(a: &[u8]) -> Vec<u8> {
+    const PAT: &[u8] = b"ORCPT=rfc822";
+    let mut out = Vec::with_capacity(a.len());
+    let mut i = 0;
+    while i < a.len() {
+        if a[i..].starts_with(PAT) {
+            i += PAT.len();
+            if a.get(i) == Some(&b';') {
+                i += 1;
+            }
+        } else {
+            out.push(a[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+// ------------------------------------------------------------ IP addresses
+
+fn is_hex(c: u8) -> bool {
+    c.is_ascii_hexdigit()
+}
+
+/// Possible ends of a hextet (1-4 hex digits) starting at each of `from`.
+fn hextet(s: &[u8], from: &[usize]) -> Vec<usize> {
+    let mut out = Vec::new();
+    for &p in from {
+        for n in 1..=4 {
+            if p + n <= s.len() && s[p..p + n].iter().all(|&c| is_hex(c)) {
+                out.push(p + n);
+            } else {
+                break;
+            }
+        }
+    }
+    dedup(out)
+}
+
+fn lit(s: &[u8], from: &[usize], l: &[u8]) -> Vec<usize> {
+    dedup(from.iter().filter(|&&p| s[p.min(s.len())..].starts_with(l)).map(|&p| p + l.len()).collect())
+}
+
+fn dedup(mut v: Vec<usize>) -> Vec<usize> {
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+fn union(a: Vec<usize>, b: Vec<usize>) -> Vec<usize> {
+    dedup([a, b].concat())
+}
+
+/// `h(:h){lo,hi}` ends.
+fn hexseq(s: &[u8], from: &[usize], lo: usize, hi: usize) -> Vec<usize> {
+    let mut cur = hextet(s, from);
+    let mut out = if lo == 0 { cur.clone() } else { Vec::new() };
+    for k in 1..=hi {
+        cur = hextet(s, &lit(s, &cur, b":"));
+        if cur.is_empty() {
+            break;
+        }
+        if k >= lo {
+            out = union(out, cur.clone());
+        }
+    }
+    out
+}
+
+/// Ends of an IPv4 decimal octet: 1-2 digits, or 3 digits ≤ 255.
+fn decim(s: &[u8], from: &[usize]) -> Vec<usize> {
+    let mut out = Vec::new();
+    for &p in from {
+        let d = |i: usize| s.get(p + i).copied().filter(u8::is_ascii_digit);
+        if d(0).is_some() {
+            out.push(p + 1);
+            if d(1).is_some() {
+                out.push(p + 2);
+                if let (Some(a), Some(b), Some(c)) = (d(0), d(1), d(2)) {
+                    let v = u32::from(a - b'0') * 100 + u32::from(b - b'0') * 10 + u32::from(c - b'0');
+                    if v <= 255 {
+                        out.push(p + 3);
+                    }
+                }
+            }
+        }
+    }
+    dedup(out)
+}
+
+fn ipv4(s: &[u8], from: &[usize]) -> Vec<usize> {
+    let mut cur = decim(s, from);
+    for _ in 0..3 {
+        cur = decim(s, &lit(s, &cur, b"."));
+    }
+    cur
+}
+
+/// `(h:){n}` ends.
+fn hex_colon_n(s: &[u8], from: &[usize], n: usize) -> Vec<usize> {
+    let mut cur = from.to_vec();
+    for _ in 0..n {
+        cur = lit(s, &hextet(s, &cur), b":");
+    }
+    cur
+}
+
+fn opt(base: &[usize], more: Vec<usize>) -> Vec<usize> {
+    union(base.to_vec(), more)
+}
+
+/// All ends of Zeek's `ip_addr_regex` starting at `p`.
+fn ip_ends(s: &[u8], p: usize) -> Vec<usize> {
+    let st = [p];
+    let mut ends = ipv4(s, &st);
+    // ipv6_8hex: (h:){7}h
+    ends = union(ends, hextet(s, &hex_colon_n(s, &st, 7)));
+    // ipv6_hex4dec: (h:){6}ipv4
+    ends = union(ends, ipv4(s, &hex_colon_n(s, &st, 6)));
+    // compressed, k leading hextets before "::", up to 7-k after.
+    for k in 0..=7usize {
+        let lead = if k == 0 { st.to_vec() } else { hexseq_exact(s, &st, k) };
+        let dc = lit(s, &lead, b"::");
+        if dc.is_empty() {
+            continue;
+        }
+        if k == 7 {
+            ends = union(ends, dc);
+            continue;
+        }
+        let after = hexseq(s, &dc, 0, 6 - k);
+        ends = union(ends, opt(&dc, after));
+    }
+    // compressed with trailing IPv4, k leading hextets (0..=5).
+    for k in 0..=5usize {
+        let lead = if k == 0 { st.to_vec() } else { hexseq_exact(s, &st, k) };
+        let dc = lit(s, &lead, b"::");
+        if dc.is_empty() {
+            continue;
+        }
+        let mids = if k == 5 { dc.clone() } else { opt(&dc, hexseq(s, &dc, 0, 4 - k)) };
+        ends = union(ends, ipv4(s, &mids));
+    }
+    ends
+}
+
+/// Exactly `k` hextets separated by `:`.
+fn hexseq_exact(s: &[u8], from: &[usize], k: usize) -> Vec<usize> {
+    let mut cur = hextet(s, from);
+    for _ in 1..k {
+        cur = hextet(s, &lit(s, &cur, b":"));
+    }
+    cur
+}
+
+/// Zeek's `extract_ip_addresses(input, check_wrapping)`.
+pub fn extract_ip_addresses(s: &[u8], check_wrapping: bool) -> Vec<IpAddr> {
+    // Leftmost-longest matches of the address pattern (split_string_all).
+    let mut matches: Vec<(usize, usize)> = Vec::new();
+    let mut p = 0usize;
+    while p < s.len() {
+        let c = s[p];
+        let end = if is_hex(c) || c == b':' { ip_ends(s, p).into_iter().max().filter(|&e| e > p) } else { None };
+        match end {
+            Some(e) => {
+                matches.push((p, e));
+                p = e;
+            }
+            None => p += 1,
+        }
+    }
+    let mut out = Vec::new();
+    for (idx, &(a, b)) in matches.iter().enumerate() {
+        let Some(ip) = std::str::from_utf8(&s[a..b]).ok().and_then(|t| t.parse::<IpAddr>().ok()) else {
+            continue;
+        };
+        if !check_wrapping {
+            out.push(ip);
+            continue;
+        }
+        let prev_end = if idx == 0 { 0 } else { matches[idx - 1].1 };
+        let next_start = matches.get(idx + 1).map_or(s.len(), |m| m.0);
+        let p1 = &s[prev_end..a];
+        let p3 = &s[b..next_start];
+        let wrapped = (p1.is_empty() && p3.is_empty())
+            || matches!(
+                (p1.last(), p3.first()),
+                (Some(b'['), Some(b']')) | (Some(b'('), Some(b')')) | (Some(b'{'), Some(b'}')) | (Some(b' '), Some(b' '))
+            );
+        if wrapped {
+            out.push(ip);
+        }
+    }
+    out
+}
+
+/// `find_address_in_smtp_header`: the second wrapped address if there are
+/// several, else the first.
+pub fn received_address(value: &[u8]) -> Option<IpAddr> {
+    let ips = extract_ip_addresses(value, true);
+    if ips.len() > 1 {
+        Some(ips[1])
+    } else {
+        ips.first().copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strs(v: Vec<Vec<u8>>) -> Vec<String> {
+        v.into_iter().map(|x| String::from_utf8(x).unwrap()).collect()
+    }
+
+    #[test]
+    fn email_extraction() {
+        assert_eq!(strs(extract_email_addrs(b"FROM:<gurpartap@patriots.in>")), vec!["gurpartap@patriots.in"]);
+        assert_eq!(strs(extract_email_addrs(b"FROM:<>")), Vec::<String>::new());
+        assert_eq!(
+            strs(extract_email_addrs(b"From:<a@b.org> BODY=8BITMIME SIZE=12")),
+            vec!["a@b.org"]
+        );
+        assert_eq!(strs(extract_email_addrs(b"TO:<x@y.com> ORCPT=rfc822;x@y.com")), vec!["x@y.com", "ORCPT=rfc822x@y.com"]);
+        assert_eq!(remove_orcpt(b"ORCPT=rfc822x@y.com"), b"x@y.com".to_vec());
+    }
+
+    #[test]
+    fn mime_address_lists_keep_display_names() {
+        let v = strs(split_mime_addresses(
+            b"\"Smith, John\" <js@example.com>, Andrew Morton <akpm@linux-foundation.org>,\r\n\tno-at-here, x@y",
+        ));
+        assert_eq!(v, vec!["\"Smith, John\" <js@example.com>", "Andrew Morton <akpm@linux-foundation.org>", "x@y"]);
+        let v = strs(split_mime_addresses(b"\"Test Group\":a@b.com, c@d.com;"));
+        assert_eq!(v, vec!["\"Test Group\":a@b.com", "c@d.com;"]);
+    }
+
+    #[test]
+    fn ip_extraction_wrapping() {
+        let ips = extract_ip_addresses(b"from GP ([122.162.143.157]) by xc90 with esmtpa (Exim 4.69)", true);
+        assert_eq!(ips, vec!["122.162.143.157".parse::<IpAddr>().unwrap()]);
+        let v = b"from a.example (a.example [10.0.0.1]) by b (1.2.3.4) with SMTP";
+        assert_eq!(received_address(v), Some("1.2.3.4".parse().unwrap()));
+        assert_eq!(received_address(b"from x ([IPv6:2001:db8::1]) by y"), None);
+        assert_eq!(received_address(b"10.1.1.1"), Some("10.1.1.1".parse().unwrap()));
+        assert_eq!(extract_ip_addresses(b"X 2001:db8::5 Y", false), vec!["2001:db8::5".parse::<IpAddr>().unwrap()]);
+        assert_eq!(extract_ip_addresses(b"v1.2.3.4x", false), vec!["1.2.3.4".parse::<IpAddr>().unwrap()]);
+        assert!(extract_ip_addresses(b"version 1.2.3.4.5", true).is_empty());
+    }
+
+    #[test]
+    fn header_split_rules() {
+        assert_eq!(split_header(b"Subject: hi  "), Some((b"Subject".as_slice(), b"hi  ".as_slice())));
+        assert_eq!(split_header(b"From nobody Mon"), None);
+        assert_eq!(split_header(b"X-A :\tv"), Some((b"X-A".as_slice(), b"v".as_slice())));
+        assert_eq!(split_header(b": v"), None);
+    }
+}

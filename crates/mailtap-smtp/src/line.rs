@@ -1,0 +1,264 @@
+//! Zeek's ContentLine splitter for one direction: turns a byte stream into
+//! command/reply lines (CR, LF and CRLF all end a line), with plain
+//! pass-through of the next N bytes for BDAT chunks.
+//!
+//! Complete lines inside a delivered slice are handed out borrowed, without
+//! copying; only a partial trailing line is copied into a per-direction
+//! buffer bounded by the maximum line length.
+
+use mailtap_core::ConnCtx;
+
+/// One item produced by the splitter.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Piece<'a> {
+    /// A line without its terminator.
+    Line(&'a [u8]),
+    /// Bytes passed through unsplit (plain delivery).
+    Plain(&'a [u8]),
+}
+
+/// Counters of one splitter, for statistics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LineStats {
+    pub lines: u64,
+    /// Lines handed out straight from the delivered slice.
+    pub lines_borrowed: u64,
+    /// Bytes copied into the partial-line buffer.
+    pub bytes_buffered: u64,
+    pub plain_bytes: u64,
+}
+
+/// Per-direction line splitter with Zeek's ContentLine semantics.
+#[derive(Debug)]
+pub struct LineSplitter {
+    /// Partial line carried across deliveries (bounded by `max_line`).
+    buf: Vec<u8>,
+    /// `buf` holds a line that was handed out and must be cleared first.
+    buf_emitted: bool,
+    /// The previous line ended with a lone CR (Zeek `last_char == '\r'`).
+    last_cr: bool,
+    /// Bytes still to pass through unsplit.
+    plain_remaining: u64,
+    /// The first NUL of this direction is still to be dropped.
+    flag_nuls: bool,
+    max_line: usize,
+    pub stats: LineStats,
+}
+
+impl LineSplitter {
+    pub fn new(max_line: usize) -> Self {
+        LineSplitter {
+            buf: Vec::new(),
+            buf_emitted: false,
+            last_cr: false,
+            plain_remaining: 0,
+            flag_nuls: true,
+            max_line: max_line.max(2),
+            stats: LineStats::default(),
+        }
+    }
+
+    /// Passes the next `n` bytes through unsplit (0 cancels).
+    pub fn set_plain(&mut self, n: u64) {
+        self.plain_remaining = n;
+    }
+
+    pub fn plain_remaining(&self) -> u64 {
+        self.plain_remaining
+    }
+
+    /// True if bytes of an unterminated line are buffered.
+    pub fn has_partial(&self) -> bool {
+        !self.buf_emitted && !self.buf.is_empty()
+    }
+
+    /// Returns the next line or plain piece starting at `data[*pos..]`,
+    /// advancing `pos`; `None` once the slice is used up (a trailing
+    /// partial line is then buffered).
+    pub fn next<'s>(&'s mut self, cx: &mut ConnCtx<'_>, data: &'s [u8], pos: &mut usize) -> Option<Piece<'s>> {
+        if self.buf_emitted {
+            self.buf.clear();
+            self.buf_emitted = false;
+        }
+        loop {
+            let rest = data.get(*pos..).unwrap_or(&[]);
+            let first = *rest.first()?;
+            // A CR that ended the previous line plus an LF at the start of
+            // this data is one CRLF; checked before plain delivery, as Zeek does.
+            if self.last_cr && first == b'\n' {
+                self.last_cr = false;
+                *pos += 1;
+                continue;
+            }
+            if self.plain_remaining > 0 {
+                let n = usize::try_from(self.plain_remaining).unwrap_or(usize::MAX).min(rest.len());
+                self.last_cr = false;
+                self.plain_remaining -= n as u64;
+                *pos += n;
+                self.stats.plain_bytes += n as u64;
+                return Some(Piece::Plain(&rest[..n]));
+            }
+            if self.last_cr {
+                // A lone CR followed by anything but CR/LF: Zeek flags it.
+                if first != b'\r' {
+                    cx.weird("line_terminated_with_single_CR", None, "CONTENTLINE");
+                }
+                self.last_cr = false;
+            }
+            // Bytes that may still join the current line before the limit.
+            let room = self.max_line.saturating_sub(self.buf.len());
+            let window = &rest[..rest.len().min(room)];
+            let hit = if self.flag_nuls {
+                memchr::memchr3(b'\r', b'\n', 0, window)
+            } else {
+                memchr::memchr2(b'\r', b'\n', window)
+            };
+            match hit {
+                Some(i) => {
+                    let c = window[i];
+                    if c == 0 {
+                        // The first NUL per direction is dropped; later ones kept.
+                        self.buf.extend_from_slice(&window[..i]);
+                        self.stats.bytes_buffered += i as u64;
+                        self.flag_nuls = false;
+                        cx.weird("NUL_in_line", None, "CONTENTLINE");
+                        *pos += i + 1;
+                        continue;
+                    }
+                    let consumed = if c == b'\r' {
+                        if rest.get(i + 1) == Some(&b'\n') {
+                            i + 2
+                        } else {
+                            self.last_cr = true;
+                            i + 1
+                        }
+                    } else {
+                        i + 1
+                    };
+                    *pos += consumed;
+                    self.stats.lines += 1;
+                    if self.buf.is_empty() {
+                        self.stats.lines_borrowed += 1;
+                        return Some(Piece::Line(&rest[..i]));
+                    }
+                    self.buf.extend_from_slice(&rest[..i]);
+                    self.stats.bytes_buffered += i as u64;
+                    self.buf_emitted = true;
+                    return Some(Piece::Line(&self.buf));
+                }
+                None if window.len() == rest.len() => {
+                    self.buf.extend_from_slice(rest);
+                    self.stats.bytes_buffered += rest.len() as u64;
+                    *pos += rest.len();
+                    return None;
+                }
+                None => {
+                    // Line limit: the buffer fills up; the line is cut and
+                    // the last buffered byte and the current one are lost.
+                    self.buf.extend_from_slice(window);
+                    self.stats.bytes_buffered += window.len() as u64;
+                    let c = rest.get(window.len()).copied().unwrap_or(0);
+                    *pos += window.len() + 1;
+                    cx.weird("contentline_size_exceeded", None, "CONTENTLINE");
+                    self.last_cr = c == b'\r';
+                    let keep = self.max_line - 1;
+                    self.buf.truncate(keep);
+                    self.buf_emitted = true;
+                    self.stats.lines += 1;
+                    return Some(Piece::Line(&self.buf));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::Harness;
+
+    fn split_all(h: &mut Harness, sp: &mut LineSplitter, chunks: &[&[u8]]) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        for c in chunks {
+            let mut pos = 0;
+            let mut cx = h.cx();
+            while let Some(p) = sp.next(&mut cx, c, &mut pos) {
+                match p {
+                    Piece::Line(l) => out.push(l.to_vec()),
+                    Piece::Plain(p) => out.push([b"<plain>".as_slice(), p].concat()),
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn crlf_lf_cr_terminators() {
+        let mut h = Harness::new();
+        let mut sp = LineSplitter::new(1000);
+        let l = split_all(&mut h, &mut sp, &[b"a\r\nb\nc\rd\r\n"]);
+        assert_eq!(l, vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec(), b"d".to_vec()]);
+        assert_eq!(h.weird_names(), vec!["line_terminated_with_single_CR"]);
+    }
+
+    #[test]
+    fn crlf_split_across_deliveries_is_one_terminator() {
+        let mut h = Harness::new();
+        let mut sp = LineSplitter::new(1000);
+        let l = split_all(&mut h, &mut sp, &[b"HELO x\r", b"\nQUIT\r\n"]);
+        assert_eq!(l, vec![b"HELO x".to_vec(), b"QUIT".to_vec()]);
+        assert!(h.weird_names().is_empty());
+    }
+
+    #[test]
+    fn cr_cr_lf_gives_extra_empty_line_without_weird() {
+        let mut h = Harness::new();
+        let mut sp = LineSplitter::new(1000);
+        let l = split_all(&mut h, &mut sp, &[b"x\r\r\ny\r\n"]);
+        assert_eq!(l, vec![b"x".to_vec(), b"".to_vec(), b"y".to_vec()]);
+        assert!(h.weird_names().is_empty());
+    }
+
+    #[test]
+    fn first_nul_dropped_later_kept() {
+        let mut h = Harness::new();
+        let mut sp = LineSplitter::new(1000);
+        let l = split_all(&mut h, &mut sp, &[b"a\0b\r\nc\0d\r\n"]);
+        assert_eq!(l, vec![b"ab".to_vec(), b"c\0d".to_vec()]);
+        assert_eq!(h.weird_names(), vec!["NUL_in_line"]);
+    }
+
+    #[test]
+    fn partial_lines_are_buffered_and_complete_lines_borrowed() {
+        let mut h = Harness::new();
+        let mut sp = LineSplitter::new(1000);
+        let l = split_all(&mut h, &mut sp, &[b"EH", b"LO a", b"\r\nQUIT\r\n"]);
+        assert_eq!(l, vec![b"EHLO a".to_vec(), b"QUIT".to_vec()]);
+        assert_eq!(sp.stats.lines, 2);
+        assert_eq!(sp.stats.lines_borrowed, 1);
+        assert_eq!(sp.stats.bytes_buffered, 6);
+    }
+
+    #[test]
+    fn plain_delivery_then_lines() {
+        let mut h = Harness::new();
+        let mut sp = LineSplitter::new(1000);
+        let mut cx = h.cx();
+        let data = b"abc\r\nrest\r\n";
+        sp.set_plain(5);
+        let mut pos = 0;
+        assert_eq!(sp.next(&mut cx, data, &mut pos), Some(Piece::Plain(b"abc\r\n")));
+        assert_eq!(sp.next(&mut cx, data, &mut pos), Some(Piece::Line(b"rest")));
+        assert_eq!(sp.next(&mut cx, data, &mut pos), None);
+    }
+
+    #[test]
+    fn line_limit_cuts_and_loses_two_bytes() {
+        let mut h = Harness::new();
+        let mut sp = LineSplitter::new(8);
+        let l = split_all(&mut h, &mut sp, &[b"0123", b"456789ab\r\n"]);
+        // 8 bytes buffered, byte '8' triggers the limit: 7 delivered, '7' and '8' lost.
+        assert_eq!(l, vec![b"0123456".to_vec(), b"9ab".to_vec()]);
+        assert_eq!(h.weird_names(), vec!["contentline_size_exceeded"]);
+    }
+}
