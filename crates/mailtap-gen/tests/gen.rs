@@ -1,0 +1,627 @@
+//! End-to-end checks of the generator: the pcap is parsed, checksummed and
+//! reassembled here, independently of the generator's own code.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use mailtap_gen::{generate, generate_with_truth, sample_config, GenConfig, Mix};
+
+type Endpoint = (IpAddr, u16);
+
+#[derive(Debug, Clone)]
+struct Pkt {
+    ts_us: u64,
+    src: Endpoint,
+    dst: Endpoint,
+    seq: u32,
+    ack: u32,
+    flags: u8,
+    payload: Vec<u8>,
+}
+
+const FIN: u8 = 1;
+const SYN: u8 = 2;
+const ACK: u8 = 16;
+
+fn csum(data: &[u8], mut s: u32) -> u32 {
+    for c in data.chunks(2) {
+        s += if c.len() == 2 {
+            (c[0] as u32) << 8 | c[1] as u32
+        } else {
+            (c[0] as u32) << 8
+        };
+        s = (s & 0xffff) + (s >> 16);
+    }
+    s
+}
+
+fn u16be(b: &[u8]) -> u16 {
+    u16::from_be_bytes([b[0], b[1]])
+}
+fn u32be(b: &[u8]) -> u32 {
+    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+}
+fn u32le(b: &[u8]) -> u32 {
+    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+}
+
+/// Parses the whole capture, asserting well-formedness and checksums.
+fn parse(pcap: &[u8]) -> Vec<Pkt> {
+    assert!(pcap.len() >= 24);
+    assert_eq!(u32le(&pcap[0..]), 0xa1b2_c3d4, "magic (LE, microseconds)");
+    assert_eq!(u16::from_le_bytes([pcap[4], pcap[5]]), 2);
+    assert_eq!(u16::from_le_bytes([pcap[6], pcap[7]]), 4);
+    let snaplen = u32le(&pcap[16..]) as usize;
+    assert_eq!(u32le(&pcap[20..]), 1, "linktype ethernet");
+    let mut off = 24;
+    let mut out = Vec::new();
+    while off < pcap.len() {
+        assert!(off + 16 <= pcap.len(), "truncated record header");
+        let sec = u32le(&pcap[off..]) as u64;
+        let usec = u32le(&pcap[off + 4..]) as u64;
+        assert!(usec < 1_000_000);
+        let incl = u32le(&pcap[off + 8..]) as usize;
+        let orig = u32le(&pcap[off + 12..]) as usize;
+        assert_eq!(incl, orig);
+        assert!(incl <= snaplen);
+        off += 16;
+        assert!(off + incl <= pcap.len(), "truncated record");
+        let f = &pcap[off..off + incl];
+        off += incl;
+        let ethertype = u16be(&f[12..]);
+        let (src_ip, dst_ip, l4, pseudo): (IpAddr, IpAddr, &[u8], u32) = match ethertype {
+            0x0800 => {
+                let ip = &f[14..];
+                assert_eq!(ip[0], 0x45);
+                let tot = u16be(&ip[2..]) as usize;
+                assert_eq!(tot, ip.len(), "ipv4 total length");
+                assert_eq!(ip[9], 6);
+                assert_eq!(csum(&ip[..20], 0), 0xffff, "ipv4 header checksum");
+                let s = Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
+                let d = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
+                let mut p = csum(&ip[12..20], 0);
+                p = csum(&[0, 6], p);
+                p = csum(&((tot - 20) as u16).to_be_bytes(), p);
+                (s.into(), d.into(), &ip[20..], p)
+            }
+            0x86dd => {
+                let ip = &f[14..];
+                assert_eq!(ip[0] >> 4, 6);
+                let plen = u16be(&ip[4..]) as usize;
+                assert_eq!(plen + 40, ip.len(), "ipv6 payload length");
+                assert_eq!(ip[6], 6);
+                let s = Ipv6Addr::from(<[u8; 16]>::try_from(&ip[8..24]).unwrap());
+                let d = Ipv6Addr::from(<[u8; 16]>::try_from(&ip[24..40]).unwrap());
+                let mut p = csum(&ip[8..40], 0);
+                p = csum(&[0, 6], p);
+                p = csum(&(plen as u16).to_be_bytes(), p);
+                (s.into(), d.into(), &ip[40..], p)
+            }
+            t => panic!("unexpected ethertype {t:#x}"),
+        };
+        assert_eq!(csum(l4, pseudo), 0xffff, "tcp checksum");
+        let hl = (l4[12] >> 4) as usize * 4;
+        assert!(hl >= 20 && hl <= l4.len());
+        out.push(Pkt {
+            ts_us: sec * 1_000_000 + usec,
+            src: (src_ip, u16be(&l4[0..])),
+            dst: (dst_ip, u16be(&l4[2..])),
+            seq: u32be(&l4[4..]),
+            ack: u32be(&l4[8..]),
+            flags: l4[13],
+            payload: l4[hl..].to_vec(),
+        });
+    }
+    out
+}
+
+#[derive(Default)]
+struct Flow {
+    client: Option<Endpoint>,
+    pkts: Vec<Pkt>,
+}
+
+/// Groups packets by connection, keyed by (client, server).
+fn flows(pkts: &[Pkt]) -> BTreeMap<(Endpoint, Endpoint), Flow> {
+    let mut m: BTreeMap<(Endpoint, Endpoint), Flow> = BTreeMap::new();
+    for p in pkts {
+        let key = if p.dst.1 == 25 || p.dst.1 == 587 {
+            (p.src, p.dst)
+        } else {
+            (p.dst, p.src)
+        };
+        let f = m.entry(key).or_default();
+        if p.flags & SYN != 0 && p.flags & ACK == 0 {
+            assert!(f.client.is_none(), "second SYN on {key:?}");
+            f.client = Some(p.src);
+        }
+        f.pkts.push(p.clone());
+    }
+    m
+}
+
+/// Checks handshake, seq/ack continuity and timestamps; returns the
+/// reassembled (client, server) byte streams.
+fn reassemble(key: &(Endpoint, Endpoint), f: &Flow) -> (Vec<u8>, Vec<u8>) {
+    assert_eq!(
+        f.client,
+        Some(key.0),
+        "flow must start with the client's SYN"
+    );
+    let p = &f.pkts;
+    assert!(p.len() >= 7, "{key:?}: too few packets");
+    assert_eq!(p[0].flags, SYN);
+    assert_eq!(p[1].flags, SYN | ACK);
+    assert_eq!(p[1].ack, p[0].seq.wrapping_add(1));
+    assert_eq!(p[2].flags, ACK);
+    let mut next = [p[0].seq.wrapping_add(1), p[1].seq.wrapping_add(1)];
+    let mut streams = (Vec::new(), Vec::new());
+    let mut fins = [false, false];
+    for w in p.windows(2) {
+        assert!(
+            w[1].ts_us > w[0].ts_us,
+            "{key:?}: timestamps must increase within a flow"
+        );
+    }
+    for pk in &p[2..] {
+        let d = if pk.src == key.0 { 0 } else { 1 };
+        assert!(
+            !fins[d] || (pk.payload.is_empty() && pk.flags == ACK),
+            "data after FIN"
+        );
+        assert_eq!(pk.seq, next[d], "{key:?}: seq continuity, dir {d}");
+        assert!(pk.flags & ACK != 0);
+        assert_eq!(
+            pk.ack,
+            next[1 - d],
+            "{key:?}: ack must cover everything the peer sent"
+        );
+        next[d] = next[d].wrapping_add(pk.payload.len() as u32);
+        if d == 0 {
+            streams.0.extend_from_slice(&pk.payload);
+        } else {
+            streams.1.extend_from_slice(&pk.payload);
+        }
+        if pk.flags & FIN != 0 {
+            fins[d] = true;
+            next[d] = next[d].wrapping_add(1);
+        }
+    }
+    assert!(fins[0] && fins[1], "{key:?}: both sides must close");
+    assert_eq!(p.last().unwrap().flags, ACK, "final ACK");
+    (streams.0, streams.1)
+}
+
+#[derive(Debug, Default)]
+struct Parsed {
+    /// (mailfrom, rcpts, message bytes, via_bdat)
+    messages: Vec<(String, Vec<String>, Vec<u8>, bool)>,
+    commands: Vec<String>,
+    starttls: bool,
+}
+
+fn bare(arg: &str, prefix: &str) -> String {
+    let rest = arg
+        .strip_prefix(prefix)
+        .unwrap_or_else(|| panic!("{arg:?} lacks {prefix}"));
+    let a = rest.find('<').unwrap();
+    let b = rest.find('>').unwrap();
+    rest[a + 1..b].to_string()
+}
+
+/// Parses a client stream as SMTP: commands, DATA bodies (dot-unstuffed)
+/// and BDAT chunks.
+fn parse_client(s: &[u8]) -> Parsed {
+    let mut out = Parsed::default();
+    let mut pos = 0;
+    let mut from = String::new();
+    let mut rcpts = Vec::new();
+    let mut bdat = Vec::new();
+    let line = |pos: &mut usize| -> Vec<u8> {
+        let rest = &s[*pos..];
+        let i = rest
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .expect("CRLF-terminated line");
+        *pos += i + 2;
+        rest[..i].to_vec()
+    };
+    while pos < s.len() {
+        let l = String::from_utf8(line(&mut pos)).expect("command lines are UTF-8");
+        let (cmd, arg) = l.split_once(' ').unwrap_or((&l, ""));
+        out.commands.push(cmd.to_string());
+        match cmd {
+            "EHLO" | "RSET" | "QUIT" => {}
+            "AUTH" => {
+                if arg == "LOGIN" {
+                    line(&mut pos);
+                    line(&mut pos);
+                } else {
+                    assert!(arg.starts_with("PLAIN "));
+                }
+            }
+            "MAIL" => {
+                from = bare(arg, "FROM:");
+                rcpts.clear();
+            }
+            "RCPT" => rcpts.push(bare(arg, "TO:")),
+            "DATA" => {
+                let mut msg = Vec::new();
+                loop {
+                    let l = line(&mut pos);
+                    if l == b"." {
+                        break;
+                    }
+                    let l = if l.first() == Some(&b'.') {
+                        &l[1..]
+                    } else {
+                        &l[..]
+                    };
+                    msg.extend_from_slice(l);
+                    msg.extend_from_slice(b"\r\n");
+                }
+                out.messages.push((from.clone(), rcpts.clone(), msg, false));
+            }
+            "BDAT" => {
+                let mut it = arg.split(' ');
+                let n: usize = it.next().unwrap().parse().unwrap();
+                let last = it.next() == Some("LAST");
+                bdat.extend_from_slice(&s[pos..pos + n]);
+                pos += n;
+                if last {
+                    out.messages.push((
+                        from.clone(),
+                        rcpts.clone(),
+                        std::mem::take(&mut bdat),
+                        true,
+                    ));
+                }
+            }
+            "STARTTLS" => {
+                out.starttls = true;
+                // everything after is opaque TLS records
+                assert_eq!(s[pos], 0x16, "TLS handshake record after STARTTLS");
+                break;
+            }
+            other => panic!("unexpected command {other:?}"),
+        }
+    }
+    out
+}
+
+/// Every server line is a reply: three digits then space or hyphen.
+fn check_server(s: &[u8], tls: bool) -> Vec<u16> {
+    let mut codes = Vec::new();
+    let mut pos = 0;
+    while pos < s.len() {
+        let rest = &s[pos..];
+        let i = rest.windows(2).position(|w| w == b"\r\n").expect("CRLF");
+        let l = &rest[..i];
+        pos += i + 2;
+        assert!(
+            l.len() >= 4 && l[..3].iter().all(u8::is_ascii_digit) && (l[3] == b' ' || l[3] == b'-'),
+            "{l:?}"
+        );
+        let code: u16 = std::str::from_utf8(&l[..3]).unwrap().parse().unwrap();
+        if l[3] == b' ' {
+            codes.push(code);
+        }
+        if tls && code == 220 && l.starts_with(b"220 2.0.0 Ready to start TLS") {
+            break;
+        }
+    }
+    codes
+}
+
+fn gen(cfg: &GenConfig) -> Vec<u8> {
+    let mut v = Vec::new();
+    generate(cfg, &mut v).unwrap();
+    v
+}
+
+type Truth = HashMap<(Endpoint, Endpoint), Vec<(u32, String, Vec<String>, Vec<u8>, bool, String)>>;
+
+fn gen_truth(cfg: &GenConfig) -> (Vec<u8>, Truth, mailtap_gen::GenStats) {
+    let mut v = Vec::new();
+    let mut truth: Truth = HashMap::new();
+    let stats = generate_with_truth(cfg, &mut v, &mut |t| {
+        truth.entry((t.orig, t.resp)).or_default().push((
+            t.index_in_session,
+            t.mailfrom.to_string(),
+            t.rcptto.to_vec(),
+            t.bytes.to_vec(),
+            t.via_bdat,
+            t.subject.to_string(),
+        ));
+    })
+    .unwrap();
+    (v, truth, stats)
+}
+
+fn small_cfg(seed: u64) -> GenConfig {
+    GenConfig {
+        sessions: 60,
+        concurrency: 8,
+        seed,
+        body_bytes: (200, 20_000),
+        ..GenConfig::default()
+    }
+}
+
+#[test]
+fn deterministic() {
+    let a = gen(&small_cfg(7));
+    let b = gen(&small_cfg(7));
+    assert_eq!(a, b);
+    let c = gen(&small_cfg(8));
+    assert_ne!(a, c);
+    // generate and generate_with_truth write the same bytes
+    let (d, _, _) = gen_truth(&small_cfg(7));
+    assert_eq!(a, d);
+}
+
+#[test]
+fn wellformed_reassembles_and_matches_truth() {
+    let cfg = GenConfig {
+        sessions: 120,
+        concurrency: 12,
+        seed: 42,
+        mss: 536,
+        body_bytes: (10, 40_000),
+        mix: Mix {
+            plain: 34,
+            pipelined: 33,
+            bdat: 33,
+            mime_attachment: 40,
+            auth: 30,
+            starttls: 10,
+        },
+        ipv6_percent: 30,
+        ..GenConfig::default()
+    };
+    let (pcap, truth, stats) = gen_truth(&cfg);
+    assert_eq!(stats.bytes as usize, pcap.len());
+    let pkts = parse(&pcap);
+    assert_eq!(pkts.len() as u64, stats.packets);
+    for w in pkts.windows(2) {
+        assert!(w[1].ts_us >= w[0].ts_us, "capture timestamps never go back");
+    }
+    assert!(pkts.iter().all(|p| p.payload.len() <= cfg.mss));
+    assert_eq!(pkts[0].ts_us, 1_709_294_400_000_000);
+    let fl = flows(&pkts);
+    assert_eq!(fl.len() as u64, stats.sessions);
+    assert_eq!(stats.sessions, 120);
+    let mut n_msgs = 0;
+    let mut n_tls = 0;
+    let mut n_truth = 0;
+    for (key, f) in &fl {
+        let (c, s) = reassemble(key, f);
+        let parsed = parse_client(&c);
+        let codes = check_server(&s, parsed.starttls);
+        assert_eq!(codes[0], 220);
+        assert_eq!(parsed.commands[0], "EHLO");
+        if parsed.starttls {
+            n_tls += 1;
+            assert!(parsed.messages.is_empty());
+            assert!(!truth.contains_key(key));
+            continue;
+        }
+        assert_eq!(parsed.commands.last().unwrap(), "QUIT");
+        assert_eq!(*codes.last().unwrap(), 221);
+        let t = truth.get(key).map(|v| &v[..]).unwrap_or(&[]);
+        assert_eq!(t.len(), parsed.messages.len(), "{key:?}");
+        for (i, (tm, pm)) in t.iter().zip(&parsed.messages).enumerate() {
+            assert_eq!(tm.0 as usize, i);
+            assert_eq!(tm.1, pm.0, "mailfrom");
+            assert_eq!(tm.2, pm.1, "rcptto");
+            assert_eq!(tm.4, pm.3, "via_bdat");
+            assert!(tm.3 == pm.2, "{key:?} message {i}: bytes differ from truth");
+            assert!(tm.3.ends_with(b"\r\n"));
+            // the subject in the truth is found in the headers
+            let hdr_end = tm.3.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+            let unfolded = String::from_utf8_lossy(&tm.3[..hdr_end]).replace("\r\n", "");
+            assert!(unfolded.contains(&format!("Subject: {}", tm.5)), "{}", tm.5);
+        }
+        n_msgs += parsed.messages.len();
+        n_truth += t.len();
+    }
+    assert_eq!(n_msgs as u64, stats.messages);
+    assert_eq!(n_truth, n_msgs);
+    assert!(n_tls > 0);
+}
+
+#[test]
+fn unique_four_tuples() {
+    let cfg = GenConfig {
+        sessions: 3000,
+        concurrency: 200,
+        messages_per_session: (0, 1),
+        body_bytes: (10, 200),
+        ..GenConfig::default()
+    };
+    let pcap = gen(&cfg);
+    let pkts = parse(&pcap);
+    let syns: Vec<_> = pkts
+        .iter()
+        .filter(|p| p.flags == SYN)
+        .map(|p| (p.src, p.dst))
+        .collect();
+    assert_eq!(syns.len(), 3000);
+    let set: HashSet<_> = syns.iter().collect();
+    assert_eq!(set.len(), 3000);
+    // spread over several client and server /16s
+    let nets = |ep: &Endpoint| match ep.0 {
+        IpAddr::V4(a) => format!("{}.{}", a.octets()[0], a.octets()[1]),
+        IpAddr::V6(a) => format!("{:x}", a.segments()[2]),
+    };
+    let cnets: HashSet<_> = syns.iter().map(|s| nets(&s.0)).collect();
+    let snets: HashSet<_> = syns.iter().map(|s| nets(&s.1)).collect();
+    assert!(cnets.len() >= 6, "{cnets:?}");
+    assert!(snets.len() >= 4, "{snets:?}");
+    let ports: HashSet<_> = syns.iter().map(|s| s.1 .1).collect();
+    assert_eq!(ports, HashSet::from([25, 587]));
+}
+
+#[test]
+fn target_bytes_honoured() {
+    for (target, conc) in [(3_000_000u64, 16usize), (6_000_000, 64)] {
+        let cfg = GenConfig {
+            target_bytes: Some(target),
+            concurrency: conc,
+            sessions: 1,
+            ..GenConfig::default()
+        };
+        let mut sink = std::io::sink();
+        let stats = generate(&cfg, &mut sink).unwrap();
+        let ratio = stats.bytes as f64 / target as f64;
+        assert!(
+            (0.9..1.1).contains(&ratio),
+            "target {target}: wrote {} ({ratio:.3})",
+            stats.bytes
+        );
+        assert!(stats.sessions > 1);
+    }
+}
+
+#[test]
+fn concurrency_interleaves() {
+    let count_overlap = |conc: usize| {
+        let cfg = GenConfig {
+            sessions: 40,
+            concurrency: conc,
+            seed: 3,
+            ..GenConfig::default()
+        };
+        let pkts = parse(&gen(&cfg));
+        let key = |p: &Pkt| {
+            if p.dst.1 == 25 || p.dst.1 == 587 {
+                (p.src, p.dst)
+            } else {
+                (p.dst, p.src)
+            }
+        };
+        let mut last: HashMap<(Endpoint, Endpoint), usize> = HashMap::new();
+        for (i, p) in pkts.iter().enumerate() {
+            last.insert(key(p), i);
+        }
+        let mut open: HashSet<(Endpoint, Endpoint)> = HashSet::new();
+        let mut max_open = 0;
+        let mut switches = 0;
+        for (i, p) in pkts.iter().enumerate() {
+            let k = key(p);
+            open.insert(k);
+            max_open = max_open.max(open.len());
+            if i > 0 && key(&pkts[i - 1]) != k {
+                switches += 1;
+            }
+            if last[&k] == i {
+                open.remove(&k);
+            }
+        }
+        (max_open, switches, pkts.len())
+    };
+    let (m1, s1, _) = count_overlap(1);
+    assert_eq!(m1, 1, "concurrency 1 runs sessions one after another");
+    assert_eq!(s1, 39);
+    let (m8, s8, n8) = count_overlap(8);
+    assert!(m8 >= 6, "max open flows {m8}");
+    assert!(
+        s8 > n8 / 4,
+        "flows alternate: {s8} switches over {n8} packets"
+    );
+}
+
+#[test]
+fn bundled_sample_is_current() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../samples/sample-smtp.pcap"
+    );
+    let committed = std::fs::read(path).expect("samples/sample-smtp.pcap exists");
+    let now = gen(&sample_config());
+    assert!(
+        committed == now,
+        "samples/sample-smtp.pcap is stale: run `cargo run -p mailtap-gen --example make-sample`"
+    );
+    assert!(now.len() < 1 << 20);
+}
+
+#[test]
+fn sample_covers_every_feature() {
+    let (pcap, truth, stats) = gen_truth(&sample_config());
+    assert_eq!(stats.sessions, 40);
+    let pkts = parse(&pcap);
+    let fl = flows(&pkts);
+    let mut all_client = Vec::new();
+    let mut all_server = Vec::new();
+    let mut pipelined = false;
+    for (key, f) in &fl {
+        let (c, s) = reassemble(key, f);
+        all_client.extend_from_slice(&c);
+        all_server.extend_from_slice(&s);
+        for p in &f.pkts {
+            let pl = &p.payload;
+            let has = |n: &[u8]| pl.windows(n.len()).any(|w| w == n);
+            if has(b"MAIL FROM:") && has(b"RCPT TO:") && has(b"DATA\r\n") {
+                pipelined = true;
+            }
+        }
+    }
+    assert!(pipelined, "a segment with MAIL, RCPT and DATA together");
+    let has = |h: &[u8], n: &str| h.windows(n.len()).any(|w| w == n.as_bytes());
+    for needle in [
+        "BDAT ",
+        " LAST\r\n",
+        "AUTH PLAIN ",
+        "AUTH LOGIN\r\n",
+        "STARTTLS\r\n",
+        "RSET\r\n",
+        "\r\n..",
+        "\r\n.\r\n",
+    ] {
+        assert!(has(&all_client, needle), "client stream lacks {needle:?}");
+    }
+    for needle in [
+        "220-",
+        "250-PIPELINING",
+        "250-CHUNKING",
+        "250-8BITMIME",
+        "250-AUTH",
+        "354 ",
+        "550 5.1.1",
+        "334 ",
+        "235 ",
+        "221 ",
+    ] {
+        assert!(has(&all_server, needle), "server stream lacks {needle:?}");
+    }
+    let msgs: Vec<&Vec<u8>> = truth.values().flatten().map(|m| &m.3).collect();
+    let any = |n: &str| msgs.iter().any(|m| has(m, n));
+    for needle in [
+        "multipart/mixed",
+        "Content-Transfer-Encoding: base64",
+        "Content-Transfer-Encoding: quoted-printable",
+        "=?UTF-8?B?",
+        "=?UTF-8?Q?",
+        "Received: ",
+        "Message-ID: <",
+        "User-Agent: ",
+        "X-Mailer: ",
+        "Cc: ",
+        "\r\n.\r\n",
+    ] {
+        assert!(any(needle), "no message contains {needle:?}");
+    }
+    assert!(
+        msgs.iter()
+            .any(|m| m.windows(3).any(|w| w == b"\r\n\t") || m.windows(3).any(|w| w == b"\r\n ")),
+        "folded header"
+    );
+    assert!(truth.values().flatten().any(|m| m.4) && truth.values().flatten().any(|m| !m.4));
+    assert!(pkts.iter().any(|p| p.src.0.is_ipv6()));
+    assert!(pkts.iter().any(|p| p.dst.1 == 587));
+    // three Received hops somewhere
+    assert!(msgs
+        .iter()
+        .any(|m| m.windows(10).filter(|w| w == b"Received: ").count() == 3));
+}
