@@ -9,7 +9,7 @@ pkg_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "insta
 
 # Build: a C toolchain for -sys crates; pkg-config.
 # Benchmarks: tcpdump (the I/O floor), hyperfine is optional.
-for p in build-essential pkg-config tcpdump ca-certificates; do
+for p in build-essential pkg-config tcpdump time ca-certificates; do
   pkg_installed "$p" || need_apt+=("$p")
 done
 
