@@ -135,7 +135,7 @@ fn cmd_read(a: ReadArgs) -> Result<i32> {
         cfg.site.private_address_space_is_local,
     );
     let mut smtp = cfg.smtp.clone();
-    smtp.local_nets = local.nets().to_vec();
+    smtp.local_nets = local.effective_nets();
     let engine = EngineConfig {
         workers,
         flow: cfg.flow.clone(),

@@ -87,6 +87,17 @@ impl LocalNets {
     pub fn nets(&self) -> &[(IpAddr, u8)] {
         &self.nets
     }
+    /// The configured networks plus, when private address space counts as
+    /// local, the private ranges: the list Zeek's `Site::local_nets`
+    /// effectively holds.
+    pub fn effective_nets(&self) -> Vec<(IpAddr, u8)> {
+        let mut v = self.nets.clone();
+        if self.private_is_local {
+            v.extend(PRIVATE.iter().map(|&(n, l)| (n.parse().expect("constant network"), l)));
+        }
+        v
+    }
+
     pub fn is_local(&self, ip: IpAddr) -> bool {
         if self.nets.iter().any(|&(n, l)| in_net(ip, n, l)) {
             return true;
