@@ -1002,15 +1002,11 @@ impl Session {
     }
 
     fn mail_cmd(&mut self, m: &Msg) {
-        let body = if self.mode == Mode::Bdat {
-            "BINARYMIME"
-        } else {
-            "8BITMIME"
-        };
+        // BODY=8BITMIME for BDAT too: the server does not offer BINARYMIME.
         let _ = write!(
             self.local,
-            "MAIL FROM:<{}> SIZE={} BODY={}\r\n",
-            m.mailfrom, m.len, body
+            "MAIL FROM:<{}> SIZE={} BODY=8BITMIME\r\n",
+            m.mailfrom, m.len
         );
     }
 
