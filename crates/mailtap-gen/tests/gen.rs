@@ -625,3 +625,42 @@ fn sample_covers_every_feature() {
         .iter()
         .any(|m| m.windows(10).filter(|w| w == b"Received: ").count() == 3));
 }
+
+#[test]
+fn degenerate_config_still_valid() {
+    let cfg = GenConfig {
+        sessions: 30,
+        concurrency: 0,               // treated as 1
+        messages_per_session: (3, 0), // swapped
+        recipients: (0, 0),           // at least one
+        body_bytes: (0, 0),           // one pool line
+        mss: 10,                      // clamped to 64
+        mix: Mix {
+            plain: 0,
+            pipelined: 0,
+            bdat: 1,
+            mime_attachment: 50,
+            auth: 50,
+            starttls: 0,
+        },
+        ..GenConfig::default()
+    };
+    let (pcap, truth, stats) = gen_truth(&cfg);
+    let pkts = parse(&pcap);
+    assert!(pkts.iter().all(|p| p.payload.len() <= 64));
+    let fl = flows(&pkts);
+    assert_eq!(fl.len(), 30);
+    let mut n = 0;
+    for (key, f) in &fl {
+        let (c, s) = reassemble(key, f);
+        let parsed = parse_client(&c);
+        check_server(&s, false);
+        let t = truth.get(key).map(|v| &v[..]).unwrap_or(&[]);
+        assert_eq!(t.len(), parsed.messages.len());
+        for (tm, pm) in t.iter().zip(&parsed.messages) {
+            assert!(tm.3 == pm.2 && pm.3);
+        }
+        n += t.len();
+    }
+    assert_eq!(n as u64, stats.messages);
+}
