@@ -11,7 +11,9 @@ use mailtap_smtp::{SmtpAnalyzer, SmtpConfig};
 use std::sync::Arc;
 
 fn hex(s: &str) -> Vec<u8> {
-    (0..s.len() / 2).filter_map(|i| u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()).collect()
+    (0..s.len() / 2)
+        .filter_map(|i| u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect()
 }
 
 fn ts(s: &str) -> Timestamp {
@@ -31,7 +33,13 @@ struct Conn {
 }
 
 fn finish(c: &mut Conn, out: &mut Output, t: Timestamp) {
-    let mut cx = ConnCtx { ts: t, uid: &c.uid, id: &c.id, out, conn: &mut c.ann };
+    let mut cx = ConnCtx {
+        ts: t,
+        uid: &c.uid,
+        id: &c.id,
+        out,
+        conn: &mut c.ann,
+    };
     c.a.done(&mut cx);
 }
 
@@ -67,7 +75,12 @@ fn main() {
                 resp_h: f[3].parse().unwrap_or([0, 0, 0, 0].into()),
                 resp_p: f[4].parse().unwrap_or(0),
             };
-            cur = Some(Conn { a: SmtpAnalyzer::new(cfg.clone()), id, uid: format!("C{n}"), ann: ConnAnnotations::default() });
+            cur = Some(Conn {
+                a: SmtpAnalyzer::new(cfg.clone()),
+                id,
+                uid: format!("C{n}"),
+                ann: ConnAnnotations::default(),
+            });
             continue;
         }
         let Some(c) = cur.as_mut() else { continue };
@@ -77,7 +90,13 @@ fn main() {
         if c.a.disabled() {
             continue;
         }
-        let mut cx = ConnCtx { ts: t, uid: &c.uid, id: &c.id, out: &mut out, conn: &mut c.ann };
+        let mut cx = ConnCtx {
+            ts: t,
+            uid: &c.uid,
+            id: &c.id,
+            out: &mut out,
+            conn: &mut c.ann,
+        };
         match f[0] {
             "D" => c.a.deliver(&mut cx, is_orig, &hex(f[3])),
             "G" => c.a.gap(&mut cx, is_orig, f[3].parse().unwrap_or(0)),
@@ -92,7 +111,9 @@ fn main() {
         match r {
             Record::Smtp(s) => {
                 let set = |v: &Option<Vec<Vec<u8>>>| {
-                    v.as_ref().map_or("-".into(), |v| v.iter().map(|x| show(x)).collect::<Vec<_>>().join(","))
+                    v.as_ref().map_or("-".into(), |v| {
+                        v.iter().map(|x| show(x)).collect::<Vec<_>>().join(",")
+                    })
                 };
                 let o = |v: &Option<Vec<u8>>| v.as_ref().map_or("-".into(), |v| show(v));
                 println!(
@@ -132,12 +153,24 @@ fn main() {
                 let mut args = Vec::new();
                 e.event.args(&mut |_, v| {
                     args.push(match v {
-                        mailtap_core::event::ArgValue::Bool(b) => if b { "T".into() } else { "F".into() },
+                        mailtap_core::event::ArgValue::Bool(b) => {
+                            if b {
+                                "T".into()
+                            } else {
+                                "F".into()
+                            }
+                        }
                         mailtap_core::event::ArgValue::Count(c) => c.to_string(),
                         mailtap_core::event::ArgValue::Str(s) => show(s),
                     })
                 });
-                println!("EV\t{}\t{}\t{}\t{}", e.ts, e.uid, e.event.name(), args.join(", "));
+                println!(
+                    "EV\t{}\t{}\t{}\t{}",
+                    e.ts,
+                    e.uid,
+                    e.event.name(),
+                    args.join(", ")
+                );
             }
             Record::Conn(_) => {}
         }

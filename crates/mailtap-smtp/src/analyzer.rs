@@ -103,7 +103,12 @@ impl SmtpAnalyzer {
         };
         // CONN_ESTABLISHMENT with reply 0: CONNECTED -> INITIATED, no events.
         p.state = State::Initiated;
-        SmtpAnalyzer { lines: [LineSplitter::new(max_line), LineSplitter::new(max_line)], p, disabled: false, finished: false }
+        SmtpAnalyzer {
+            lines: [LineSplitter::new(max_line), LineSplitter::new(max_line)],
+            p,
+            disabled: false,
+            finished: false,
+        }
     }
 
     /// Current protocol state.
@@ -124,7 +129,9 @@ impl SmtpAnalyzer {
         let dir = usize::from(is_orig);
         let mut pos = 0usize;
         while self.p.state != State::InTls {
-            let Some(piece) = self.lines[dir].next(cx, data, &mut pos) else { break };
+            let Some(piece) = self.lines[dir].next(cx, data, &mut pos) else {
+                break;
+            };
             self.p.piece(cx, is_orig, piece);
             if let Some((idx, n)) = self.p.plain_cmd.take() {
                 if let Some(sp) = self.lines.get_mut(idx) {
@@ -215,20 +222,38 @@ impl Proto {
 
     /// `smtp_unexpected`; `is_sender` is relative to the sender role.
     fn unexpected(&self, cx: &mut ConnCtx<'_>, is_sender: bool, msg: &'static str, detail: &[u8]) {
-        let is_orig = if self.orig_is_sender { is_sender } else { !is_sender };
-        cx.event(|| Event::SmtpUnexpected { is_orig, msg: msg.as_bytes().to_vec(), detail: detail.to_vec() });
+        let is_orig = if self.orig_is_sender {
+            is_sender
+        } else {
+            !is_sender
+        };
+        cx.event(|| Event::SmtpUnexpected {
+            is_orig,
+            msg: msg.as_bytes().to_vec(),
+            detail: detail.to_vec(),
+        });
     }
 
     fn unexpected_command(&self, cx: &mut ConnCtx<'_>, cmd: Option<Cmd>, reply: u16) {
         if cx.events_enabled() {
-            let d = format!("{} reply = {} state = {}", cmd.map_or("(UNKNOWN)", Cmd::name), reply, self.state as u8);
+            let d = format!(
+                "{} reply = {} state = {}",
+                cmd.map_or("(UNKNOWN)", Cmd::name),
+                reply,
+                self.state as u8
+            );
             self.unexpected(cx, true, "unexpected command", d.as_bytes());
         }
     }
 
     fn unexpected_reply(&self, cx: &mut ConnCtx<'_>, cmd: Option<Cmd>, reply: u16) {
         if cx.events_enabled() {
-            let d = format!("{} state = {}, last command = {}", reply, self.state as u8, cmd.map_or("(UNKNOWN)", Cmd::name));
+            let d = format!(
+                "{} state = {}, last command = {}",
+                reply,
+                self.state as u8,
+                cmd.map_or("(UNKNOWN)", Cmd::name)
+            );
             self.unexpected(cx, true, "unexpected reply", d.as_bytes());
         }
     }
@@ -244,7 +269,11 @@ impl Proto {
             self.script.on_confirm(cx, &self.cfg);
         }
         let is_orig = self.orig_is_sender;
-        cx.event(|| Event::SmtpRequest { is_orig, command: command.to_ascii_uppercase(), arg: arg.to_vec() });
+        cx.event(|| Event::SmtpRequest {
+            is_orig,
+            command: command.to_ascii_uppercase(),
+            arg: arg.to_vec(),
+        });
         self.script.on_request(cx, &self.cfg, command, arg);
     }
 
@@ -286,7 +315,12 @@ impl Proto {
             }
         }
         if memchr::memchr2(b'\r', b'\n', line).is_some() {
-            self.unexpected(cx, is_sender, "Bare <CR> or <LF> appears in the middle of line", line);
+            self.unexpected(
+                cx,
+                is_sender,
+                "Bare <CR> or <LF> appears in the middle of line",
+                line,
+            );
         }
         if is_sender {
             self.sender_line(cx, orig, line);
@@ -297,12 +331,23 @@ impl Proto {
 
     /// Feeds owed chunk bytes to the BDAT transfer; returns bytes used.
     fn bdat_consume(&mut self, cx: &mut ConnCtx<'_>, data: &[u8]) -> usize {
-        let Proto { bdat, mail, script, cfg, stats, .. } = self;
+        let Proto {
+            bdat,
+            mail,
+            script,
+            cfg,
+            stats,
+            ..
+        } = self;
         let Some(b) = bdat.as_mut() else { return 0 };
-        let n = usize::try_from(b.remaining()).unwrap_or(usize::MAX).min(data.len());
+        let n = usize::try_from(b.remaining())
+            .unwrap_or(usize::MAX)
+            .min(data.len());
         if n > 0 {
             stats.bdat_bytes += n as u64;
-            b.deliver(cx, &data[..n], &mut |cx, l| message_line(mail, script, cfg, cx, l));
+            b.deliver(cx, &data[..n], &mut |cx, l| {
+                message_line(mail, script, cfg, cx, l)
+            });
         }
         n
     }
@@ -322,9 +367,14 @@ impl Proto {
                     self.begin_data(cx, orig);
                 }
                 self.stats.data_lines += 1;
-                let Proto { mail, script, cfg, .. } = self;
+                let Proto {
+                    mail, script, cfg, ..
+                } = self;
                 message_line(mail, script, cfg, cx, data);
-                cx.event(|| Event::SmtpData { is_orig: orig, data: data.to_vec() });
+                cx.event(|| Event::SmtpData {
+                    is_orig: orig,
+                    data: data.to_vec(),
+                });
             }
             State::InAuth => {
                 self.new_cmd(cx, Cmd::AuthAnswer);
@@ -356,12 +406,20 @@ impl Proto {
         let a = match parse_bdat_arg(arg) {
             Ok(a) => a,
             Err(e) => {
-                cx.weird("smtp_invalid_bdat_command", Some(e.text().as_bytes()), "SMTP");
+                cx.weird(
+                    "smtp_invalid_bdat_command",
+                    Some(e.text().as_bytes()),
+                    "SMTP",
+                );
                 return;
             }
         };
         if a.size > i64::MAX as u64 {
-            cx.weird("smtp_huge_bdat_chunk", Some(a.size.to_string().as_bytes()), "SMTP");
+            cx.weird(
+                "smtp_huge_bdat_chunk",
+                Some(a.size.to_string().as_bytes()),
+                "SMTP",
+            );
             return;
         }
         if self.bdat.is_none() {
@@ -387,7 +445,12 @@ impl Proto {
         };
         self.stats.replies += 1;
         if self.pending_reply != 0 && code != self.pending_reply {
-            self.unexpected(cx, is_sender, "reply code does not match the continuing reply", line);
+            self.unexpected(
+                cx,
+                is_sender,
+                "reply code does not match the continuing reply",
+                line,
+            );
             self.pending_reply = 0;
         }
         if self.pending_reply == 0 {
@@ -620,7 +683,9 @@ impl Proto {
             if b.remaining() > 0 {
                 cx.weird("smtp_bdat_remaining_at_end_data", None, "SMTP");
             }
-            let Proto { mail, script, cfg, .. } = self;
+            let Proto {
+                mail, script, cfg, ..
+            } = self;
             b.close(cx, &mut |cx, l| message_line(mail, script, cfg, cx, l));
             self.plain_cmd = Some((self.sender_index(), 0));
         }
@@ -651,33 +716,53 @@ impl Proto {
 
 /// Hands one message line to the MIME layer; completed top-level headers
 /// go to the script layer.
-fn message_line(mail: &mut Option<Message>, script: &mut Script, cfg: &SmtpConfig, cx: &mut ConnCtx<'_>, line: &[u8]) {
+fn message_line(
+    mail: &mut Option<Message>,
+    script: &mut Script,
+    cfg: &SmtpConfig,
+    cx: &mut ConnCtx<'_>,
+    line: &[u8],
+) {
     if let Some(m) = mail.as_mut() {
-        m.line(cx, line, &mut |cx, name, value| script.on_header(cx, cfg, name, value));
+        m.line(cx, line, &mut |cx, name, value| {
+            script.on_header(cx, cfg, name, value)
+        });
     }
 }
 
 fn finish_message(mut m: Message, script: &mut Script, cfg: &SmtpConfig, cx: &mut ConnCtx<'_>) {
-    m.finish(cx, &mut |cx, name, value| script.on_header(cx, cfg, name, value));
+    m.finish(cx, &mut |cx, name, value| {
+        script.on_header(cx, cfg, name, value)
+    });
     script.on_end_entity();
 }
 
 /// DPD client half: `HELO`/`EHLO` at the start or after CR/LF, after
 /// optional whitespace, case-insensitive.
 pub fn dpd_orig_matches(payload: &[u8]) -> bool {
-    let mut starts = std::iter::once(0).chain(memchr::memchr2_iter(b'\r', b'\n', payload).map(|i| i + 1));
+    let mut starts =
+        std::iter::once(0).chain(memchr::memchr2_iter(b'\r', b'\n', payload).map(|i| i + 1));
     starts.any(|s| {
         let rest = &payload[s.min(payload.len())..];
-        let n = rest.iter().take_while(|c| c.is_ascii_whitespace() || **c == 0x0b).count();
+        let n = rest
+            .iter()
+            .take_while(|c| c.is_ascii_whitespace() || **c == 0x0b)
+            .count();
         let w = &rest[n..];
-        w.len() >= 4 && (w[..4].eq_ignore_ascii_case(b"HELO") || w[..4].eq_ignore_ascii_case(b"EHLO"))
+        w.len() >= 4
+            && (w[..4].eq_ignore_ascii_case(b"HELO") || w[..4].eq_ignore_ascii_case(b"EHLO"))
     })
 }
 
 /// DPD server half: `220` followed by whitespace or `-`, after optional
 /// leading whitespace.
 pub fn dpd_resp_matches(payload: &[u8]) -> bool {
-    let n = payload.iter().take_while(|c| c.is_ascii_whitespace() || **c == 0x0b).count();
+    let n = payload
+        .iter()
+        .take_while(|c| c.is_ascii_whitespace() || **c == 0x0b)
+        .count();
     let w = &payload[n..];
-    w.len() >= 4 && &w[..3] == b"220" && (w[3].is_ascii_whitespace() || w[3] == 0x0b || w[3] == b'-')
+    w.len() >= 4
+        && &w[..3] == b"220"
+        && (w[3].is_ascii_whitespace() || w[3] == 0x0b || w[3] == b'-')
 }

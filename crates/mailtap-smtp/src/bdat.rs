@@ -29,7 +29,14 @@ pub struct Bdat {
 
 impl Bdat {
     pub fn new(max_line: usize) -> Self {
-        Bdat { remaining: 0, last: false, buf: Vec::new(), scratch: Vec::new(), max_line: max_line.max(1), bytes: 0 }
+        Bdat {
+            remaining: 0,
+            last: false,
+            buf: Vec::new(),
+            scratch: Vec::new(),
+            max_line: max_line.max(1),
+            bytes: 0,
+        }
     }
 
     /// Starts the next chunk.
@@ -53,7 +60,9 @@ impl Bdat {
         if data.len() as u64 > self.remaining {
             // More than the chunk holds: a caller bug; truncate like Zeek.
             cx.weird("smtp_bdat_chunk_overflow", None, SRC);
-            data = &data[..usize::try_from(self.remaining).unwrap_or(usize::MAX).min(data.len())];
+            data = &data[..usize::try_from(self.remaining)
+                .unwrap_or(usize::MAX)
+                .min(data.len())];
         }
         self.bytes += data.len() as u64;
         if self.buf.last() == Some(&b'\r') && data.first() != Some(&b'\n') {
@@ -77,7 +86,13 @@ impl Bdat {
     /// Runs Zeek's byte loop over `buf ++ data` while the current line
     /// started inside `buf`. Returns where the next line starts in `data`,
     /// or `None` if everything was absorbed into `buf`.
-    fn finish_buffered(&mut self, cx: &mut ConnCtx<'_>, data: &[u8], total: usize, sink: &mut LineSink<'_>) -> Option<usize> {
+    fn finish_buffered(
+        &mut self,
+        cx: &mut ConnCtx<'_>,
+        data: &[u8],
+        total: usize,
+        sink: &mut LineSink<'_>,
+    ) -> Option<usize> {
         let a = self.buf.len();
         if a == 0 {
             return Some(0);
@@ -97,7 +112,11 @@ impl Bdat {
                 self.emit_span(cx, data, ls, i + 1, sink);
                 ls = i + 1;
             } else if i - ls >= self.max_line {
-                cx.weird("smtp_bdat_line_too_long", Some(total.to_string().as_bytes()), SRC);
+                cx.weird(
+                    "smtp_bdat_line_too_long",
+                    Some(total.to_string().as_bytes()),
+                    SRC,
+                );
                 self.emit_span(cx, data, ls, i, sink);
                 ls = i;
             }
@@ -116,14 +135,22 @@ impl Bdat {
     }
 
     /// Emits `(buf ++ data)[from..to]`, copying only if it spans both.
-    fn emit_span(&mut self, cx: &mut ConnCtx<'_>, data: &[u8], from: usize, to: usize, sink: &mut LineSink<'_>) {
+    fn emit_span(
+        &mut self,
+        cx: &mut ConnCtx<'_>,
+        data: &[u8],
+        from: usize,
+        to: usize,
+        sink: &mut LineSink<'_>,
+    ) {
         let a = self.buf.len();
         if to <= a {
             sink(cx, &self.buf[from..to]);
         } else {
             self.scratch.clear();
             self.scratch.extend_from_slice(&self.buf[from.min(a)..]);
-            self.scratch.extend_from_slice(&data[from.saturating_sub(a)..to - a]);
+            self.scratch
+                .extend_from_slice(&data[from.saturating_sub(a)..to - a]);
             let scratch = std::mem::take(&mut self.scratch);
             sink(cx, &scratch);
             self.scratch = scratch;
@@ -132,15 +159,30 @@ impl Bdat {
 
     /// Splits `data[s..]` (a line starts at `s`) without copying; the
     /// unterminated rest is buffered.
-    fn split_slice(&mut self, cx: &mut ConnCtx<'_>, data: &[u8], mut s: usize, total: usize, sink: &mut LineSink<'_>) {
+    fn split_slice(
+        &mut self,
+        cx: &mut ConnCtx<'_>,
+        data: &[u8],
+        mut s: usize,
+        total: usize,
+        sink: &mut LineSink<'_>,
+    ) {
         let max = self.max_line;
         while s < data.len() {
             let rest = &data[s..];
             match memchr::memchr(b'\n', rest) {
                 Some(j) => {
-                    let (t, crlf) = if j > 0 && rest[j - 1] == b'\r' { (j - 1, true) } else { (j, false) };
+                    let (t, crlf) = if j > 0 && rest[j - 1] == b'\r' {
+                        (j - 1, true)
+                    } else {
+                        (j, false)
+                    };
                     if t > max {
-                        cx.weird("smtp_bdat_line_too_long", Some(total.to_string().as_bytes()), SRC);
+                        cx.weird(
+                            "smtp_bdat_line_too_long",
+                            Some(total.to_string().as_bytes()),
+                            SRC,
+                        );
                         sink(cx, &rest[..max]);
                         s += max;
                     } else if crlf {
@@ -153,7 +195,11 @@ impl Bdat {
                     }
                 }
                 None if rest.len() > max => {
-                    cx.weird("smtp_bdat_line_too_long", Some(total.to_string().as_bytes()), SRC);
+                    cx.weird(
+                        "smtp_bdat_line_too_long",
+                        Some(total.to_string().as_bytes()),
+                        SRC,
+                    );
                     sink(cx, &rest[..max]);
                     s += max;
                 }
@@ -202,29 +248,64 @@ mod tests {
 
     #[test]
     fn two_lines_split_in_four() {
-        let (l, w) = run(128, &[b"MIME-", b"Version: 1.0\r\n", b"Subject: Zeek", b" Logo\r\n"]);
+        let (l, w) = run(
+            128,
+            &[
+                b"MIME-",
+                b"Version: 1.0\r\n",
+                b"Subject: Zeek",
+                b" Logo\r\n",
+            ],
+        );
         assert_eq!(l, v(&["MIME-Version: 1.0", "Subject: Zeek Logo"]));
         assert!(w.is_empty());
     }
 
     #[test]
     fn split_on_cr() {
-        let (l, w) = run(128, &[b"MIME-", b"Version: 1.0\r", b"\nSubject: Zeek", b" Logo\r", b"\n"]);
+        let (l, w) = run(
+            128,
+            &[
+                b"MIME-",
+                b"Version: 1.0\r",
+                b"\nSubject: Zeek",
+                b" Logo\r",
+                b"\n",
+            ],
+        );
         assert_eq!(l, v(&["MIME-Version: 1.0", "Subject: Zeek Logo"]));
         assert!(w.is_empty());
     }
 
     #[test]
     fn cr_without_lf() {
-        let (l, w) = run(128, &[b"MIME-Version: 1.0\r", b"Subject: Zeek", b" Logo\r\n"]);
+        let (l, w) = run(
+            128,
+            &[b"MIME-Version: 1.0\r", b"Subject: Zeek", b" Logo\r\n"],
+        );
         assert_eq!(l, v(&["MIME-Version: 1.0\r", "Subject: Zeek Logo"]));
         assert_eq!(w, vec!["smtp_bdat_line_cr_only"]);
     }
 
     #[test]
     fn lf_without_cr() {
-        let (l, w) = run(128, &[b"MIME-Version: 1.0\n", b"Subject: Zeek", b" Logo\n", b"From: Zeek <zeek@localhost>\r\n"]);
-        assert_eq!(l, v(&["MIME-Version: 1.0\n", "Subject: Zeek Logo\n", "From: Zeek <zeek@localhost>"]));
+        let (l, w) = run(
+            128,
+            &[
+                b"MIME-Version: 1.0\n",
+                b"Subject: Zeek",
+                b" Logo\n",
+                b"From: Zeek <zeek@localhost>\r\n",
+            ],
+        );
+        assert_eq!(
+            l,
+            v(&[
+                "MIME-Version: 1.0\n",
+                "Subject: Zeek Logo\n",
+                "From: Zeek <zeek@localhost>"
+            ])
+        );
         assert_eq!(w, vec!["smtp_bdat_line_lf_only"]);
     }
 

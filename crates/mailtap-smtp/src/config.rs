@@ -96,7 +96,7 @@ impl SmtpConfig {
     /// Checks values that would make the analyzer misbehave; the error
     /// names the offending key.
     pub fn validate(&self) -> Result<(), String> {
-        if self.ports.iter().any(|&p| p == 0) {
+        if self.ports.contains(&0) {
             return Err("smtp.ports: port 0 is not a valid responder port".into());
         }
         if self.bdat_max_line_length == 0 {
@@ -115,7 +115,9 @@ impl SmtpConfig {
         for (net, len) in &self.local_nets {
             let max = if net.is_ipv4() { 32 } else { 128 };
             if *len > max {
-                return Err(format!("site.local_nets: prefix length /{len} too long for {net}"));
+                return Err(format!(
+                    "site.local_nets: prefix length /{len} too long for {net}"
+                ));
             }
         }
         Ok(())
@@ -123,7 +125,9 @@ impl SmtpConfig {
 
     /// `Site::is_local_addr`.
     pub fn is_local_addr(&self, a: IpAddr) -> bool {
-        self.local_nets.iter().any(|&(net, len)| in_subnet(a, net, len))
+        self.local_nets
+            .iter()
+            .any(|&(net, len)| in_subnet(a, net, len))
     }
 
     /// Zeek's `addr_matches_host(ip, mail_path_capture)`.
@@ -147,7 +151,11 @@ pub fn in_subnet(a: IpAddr, net: IpAddr, len: u8) -> bool {
         }
         (IpAddr::V6(a), IpAddr::V6(n)) => {
             let len = u32::from(len.min(128));
-            let mask = if len == 0 { 0 } else { u128::MAX << (128 - len) };
+            let mask = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - len)
+            };
             (u128::from(a) & mask) == (u128::from(n) & mask)
         }
         _ => false,
@@ -202,10 +210,12 @@ const PRIVATE_SPACE: &[(&str, u8)] = &[
 
 /// `Site::is_private_addr`.
 pub fn is_private_addr(a: IpAddr) -> bool {
-    PRIVATE_SPACE.iter().any(|&(net, len)| match net.parse::<IpAddr>() {
-        Ok(n) => in_subnet(a, n, len),
-        Err(_) => false,
-    })
+    PRIVATE_SPACE
+        .iter()
+        .any(|&(net, len)| match net.parse::<IpAddr>() {
+            Ok(n) => in_subnet(a, n, len),
+            Err(_) => false,
+        })
 }
 
 #[cfg(test)]
@@ -225,15 +235,24 @@ mod tests {
 
     #[test]
     fn validate_names_key() {
-        let c = SmtpConfig { bdat_max_line_length: 0, ..SmtpConfig::default() };
+        let c = SmtpConfig {
+            bdat_max_line_length: 0,
+            ..SmtpConfig::default()
+        };
         assert!(c.validate().unwrap_err().contains("bdat_max_line_length"));
-        let c = SmtpConfig { local_nets: vec![("10.0.0.0".parse().unwrap(), 33)], ..SmtpConfig::default() };
+        let c = SmtpConfig {
+            local_nets: vec![("10.0.0.0".parse().unwrap(), 33)],
+            ..SmtpConfig::default()
+        };
         assert!(c.validate().unwrap_err().contains("local_nets"));
     }
 
     #[test]
     fn capture_semantics() {
-        let mut c = SmtpConfig { local_nets: vec![("10.0.0.0".parse().unwrap(), 8)], ..SmtpConfig::default() };
+        let mut c = SmtpConfig {
+            local_nets: vec![("10.0.0.0".parse().unwrap(), 8)],
+            ..SmtpConfig::default()
+        };
         let inside: IpAddr = "10.1.2.3".parse().unwrap();
         let outside: IpAddr = "8.8.8.8".parse().unwrap();
         c.mail_path_capture = MailPathCapture::LocalHosts;

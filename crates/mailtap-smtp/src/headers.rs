@@ -29,12 +29,24 @@ pub struct HeaderBlock {
 
 impl HeaderBlock {
     pub fn new(max_header_bytes: usize) -> Self {
-        HeaderBlock { cur: Vec::new(), has_cur: false, cur_bytes: 0, name: Vec::new(), max_header_bytes, done: false }
+        HeaderBlock {
+            cur: Vec::new(),
+            has_cur: false,
+            cur_bytes: 0,
+            name: Vec::new(),
+            max_header_bytes,
+            done: false,
+        }
     }
 
     /// One line of the message while in header mode; completed headers go
     /// to `on_header`.
-    pub fn line(&mut self, cx: &mut ConnCtx<'_>, line: &[u8], on_header: &mut dyn FnMut(&mut ConnCtx<'_>, Header<'_>)) {
+    pub fn line(
+        &mut self,
+        cx: &mut ConnCtx<'_>,
+        line: &[u8],
+        on_header: &mut dyn FnMut(&mut ConnCtx<'_>, Header<'_>),
+    ) {
         if self.done {
             return;
         }
@@ -46,7 +58,11 @@ impl HeaderBlock {
             if self.has_cur {
                 if self.cur_bytes >= self.max_header_bytes {
                     let addl = self.cur_bytes.to_string();
-                    cx.limit_weird("exceeded_mime_max_header_bytes", Some(addl.as_bytes()), "SMTP");
+                    cx.limit_weird(
+                        "exceeded_mime_max_header_bytes",
+                        Some(addl.as_bytes()),
+                        "SMTP",
+                    );
                     return;
                 }
                 // Folded: joined verbatim, leading whitespace kept.
@@ -56,7 +72,10 @@ impl HeaderBlock {
             }
             // Continuation without a header: Zeek treats it as a new
             // header with the whitespace stripped.
-            let n = line.iter().take_while(|&&c| c == b' ' || c == b'\t').count();
+            let n = line
+                .iter()
+                .take_while(|&&c| c == b' ' || c == b'\t')
+                .count();
             self.start(&line[n..]);
             return;
         }
@@ -72,7 +91,11 @@ impl HeaderBlock {
     }
 
     /// Completes a pending header (end of headers or end of message).
-    pub fn finish(&mut self, cx: &mut ConnCtx<'_>, on_header: &mut dyn FnMut(&mut ConnCtx<'_>, Header<'_>)) {
+    pub fn finish(
+        &mut self,
+        cx: &mut ConnCtx<'_>,
+        on_header: &mut dyn FnMut(&mut ConnCtx<'_>, Header<'_>),
+    ) {
         if !self.done {
             self.complete(cx, on_header);
             self.done = true;
@@ -80,7 +103,11 @@ impl HeaderBlock {
         }
     }
 
-    fn complete(&mut self, cx: &mut ConnCtx<'_>, on_header: &mut dyn FnMut(&mut ConnCtx<'_>, Header<'_>)) {
+    fn complete(
+        &mut self,
+        cx: &mut ConnCtx<'_>,
+        on_header: &mut dyn FnMut(&mut ConnCtx<'_>, Header<'_>),
+    ) {
         if !self.has_cur {
             return;
         }
@@ -88,7 +115,13 @@ impl HeaderBlock {
         if let Some((name, value)) = split_header(&self.cur) {
             self.name.clear();
             self.name.extend(name.iter().map(u8::to_ascii_uppercase));
-            on_header(cx, Header { name: &self.name, value });
+            on_header(
+                cx,
+                Header {
+                    name: &self.name,
+                    value,
+                },
+            );
         }
     }
 }
@@ -130,7 +163,11 @@ fn skip_lws_comments(s: &[u8], mut i: usize, stop_at_name: bool) -> usize {
 /// Splits a raw header into name and value (value left-trimmed only).
 pub fn split_header(h: &[u8]) -> Option<(&[u8], &[u8])> {
     let start = skip_lws_comments(h, 0, true);
-    let end = start + h.get(start..)?.iter().take_while(|&&c| is_name_char(c)).count();
+    let end = start
+        + h.get(start..)?
+            .iter()
+            .take_while(|&&c| is_name_char(c))
+            .count();
     if end == start {
         return None;
     }
@@ -154,7 +191,13 @@ pub fn extract_email_addrs(s: &[u8]) -> Vec<Vec<u8>> {
     while p < s.len() {
         match email_match_at(s, p) {
             Some(end) => {
-                out.push(s[p..end].iter().copied().filter(|&c| !matches!(c, b'<' | b'>' | b',' | b':' | b';' | b' ' | b'\t')).collect());
+                out.push(
+                    s[p..end]
+                        .iter()
+                        .copied()
+                        .filter(|&c| !matches!(c, b'<' | b'>' | b',' | b':' | b';' | b' ' | b'\t'))
+                        .collect(),
+                );
                 p = end;
             }
             None => p += 1,
@@ -185,7 +228,11 @@ fn email_match_at(s: &[u8], p: usize) -> Option<usize> {
         }
         // Domain chars exclude the terminators, so the match ends either at
         // the end of the string or with one terminator character.
-        let end = if d0 + d == s.len() { d0 + d } else { d0 + d + 1 };
+        let end = if d0 + d == s.len() {
+            d0 + d
+        } else {
+            d0 + d + 1
+        };
         best = Some(best.map_or(end, |b: usize| b.max(end)));
     }
     best
@@ -288,7 +335,12 @@ fn hextet(s: &[u8], from: &[usize]) -> Vec<usize> {
 }
 
 fn lit(s: &[u8], from: &[usize], l: &[u8]) -> Vec<usize> {
-    dedup(from.iter().filter(|&&p| s[p.min(s.len())..].starts_with(l)).map(|&p| p + l.len()).collect())
+    dedup(
+        from.iter()
+            .filter(|&&p| s[p.min(s.len())..].starts_with(l))
+            .map(|&p| p + l.len())
+            .collect(),
+    )
 }
 
 fn dedup(mut v: Vec<usize>) -> Vec<usize> {
@@ -327,7 +379,8 @@ fn decim(s: &[u8], from: &[usize]) -> Vec<usize> {
             if d(1).is_some() {
                 out.push(p + 2);
                 if let (Some(a), Some(b), Some(c)) = (d(0), d(1), d(2)) {
-                    let v = u32::from(a - b'0') * 100 + u32::from(b - b'0') * 10 + u32::from(c - b'0');
+                    let v =
+                        u32::from(a - b'0') * 100 + u32::from(b - b'0') * 10 + u32::from(c - b'0');
                     if v <= 255 {
                         out.push(p + 3);
                     }
@@ -369,7 +422,11 @@ fn ip_ends(s: &[u8], p: usize) -> Vec<usize> {
     ends = union(ends, ipv4(s, &hex_colon_n(s, &st, 6)));
     // compressed, k leading hextets before "::", up to 7-k after.
     for k in 0..=7usize {
-        let lead = if k == 0 { st.to_vec() } else { hexseq_exact(s, &st, k) };
+        let lead = if k == 0 {
+            st.to_vec()
+        } else {
+            hexseq_exact(s, &st, k)
+        };
         let dc = lit(s, &lead, b"::");
         if dc.is_empty() {
             continue;
@@ -383,12 +440,20 @@ fn ip_ends(s: &[u8], p: usize) -> Vec<usize> {
     }
     // compressed with trailing IPv4, k leading hextets (0..=5).
     for k in 0..=5usize {
-        let lead = if k == 0 { st.to_vec() } else { hexseq_exact(s, &st, k) };
+        let lead = if k == 0 {
+            st.to_vec()
+        } else {
+            hexseq_exact(s, &st, k)
+        };
         let dc = lit(s, &lead, b"::");
         if dc.is_empty() {
             continue;
         }
-        let mids = if k == 5 { dc.clone() } else { opt(&dc, hexseq(s, &dc, 0, 4 - k)) };
+        let mids = if k == 5 {
+            dc.clone()
+        } else {
+            opt(&dc, hexseq(s, &dc, 0, 4 - k))
+        };
         ends = union(ends, ipv4(s, &mids));
     }
     ends
@@ -410,7 +475,11 @@ pub fn extract_ip_addresses(s: &[u8], check_wrapping: bool) -> Vec<IpAddr> {
     let mut p = 0usize;
     while p < s.len() {
         let c = s[p];
-        let end = if is_hex(c) || c == b':' { ip_ends(s, p).into_iter().max().filter(|&e| e > p) } else { None };
+        let end = if is_hex(c) || c == b':' {
+            ip_ends(s, p).into_iter().max().filter(|&e| e > p)
+        } else {
+            None
+        };
         match end {
             Some(e) => {
                 matches.push((p, e));
@@ -421,7 +490,10 @@ pub fn extract_ip_addresses(s: &[u8], check_wrapping: bool) -> Vec<IpAddr> {
     }
     let mut out = Vec::new();
     for (idx, &(a, b)) in matches.iter().enumerate() {
-        let Some(ip) = std::str::from_utf8(&s[a..b]).ok().and_then(|t| t.parse::<IpAddr>().ok()) else {
+        let Some(ip) = std::str::from_utf8(&s[a..b])
+            .ok()
+            .and_then(|t| t.parse::<IpAddr>().ok())
+        else {
             continue;
         };
         if !check_wrapping {
@@ -435,7 +507,10 @@ pub fn extract_ip_addresses(s: &[u8], check_wrapping: bool) -> Vec<IpAddr> {
         let wrapped = (p1.is_empty() && p3.is_empty())
             || matches!(
                 (p1.last(), p3.first()),
-                (Some(b'['), Some(b']')) | (Some(b'('), Some(b')')) | (Some(b'{'), Some(b'}')) | (Some(b' '), Some(b' '))
+                (Some(b'['), Some(b']'))
+                    | (Some(b'('), Some(b')'))
+                    | (Some(b'{'), Some(b'}'))
+                    | (Some(b' '), Some(b' '))
             );
         if wrapped {
             out.push(ip);
@@ -460,18 +535,26 @@ mod tests {
     use super::*;
 
     fn strs(v: Vec<Vec<u8>>) -> Vec<String> {
-        v.into_iter().map(|x| String::from_utf8(x).unwrap()).collect()
+        v.into_iter()
+            .map(|x| String::from_utf8(x).unwrap())
+            .collect()
     }
 
     #[test]
     fn email_extraction() {
-        assert_eq!(strs(extract_email_addrs(b"FROM:<gurpartap@patriots.in>")), vec!["gurpartap@patriots.in"]);
+        assert_eq!(
+            strs(extract_email_addrs(b"FROM:<gurpartap@patriots.in>")),
+            vec!["gurpartap@patriots.in"]
+        );
         assert_eq!(strs(extract_email_addrs(b"FROM:<>")), Vec::<String>::new());
         assert_eq!(
             strs(extract_email_addrs(b"From:<a@b.org> BODY=8BITMIME SIZE=12")),
             vec!["a@b.org"]
         );
-        assert_eq!(strs(extract_email_addrs(b"TO:<x@y.com> ORCPT=rfc822;x@y.com")), vec!["x@y.com", "ORCPT=rfc822x@y.com"]);
+        assert_eq!(
+            strs(extract_email_addrs(b"TO:<x@y.com> ORCPT=rfc822;x@y.com")),
+            vec!["x@y.com", "ORCPT=rfc822x@y.com"]
+        );
         assert_eq!(remove_orcpt(b"ORCPT=rfc822x@y.com"), b"x@y.com".to_vec());
     }
 
@@ -480,29 +563,54 @@ mod tests {
         let v = strs(split_mime_addresses(
             b"\"Smith, John\" <js@example.com>, Andrew Morton <akpm@linux-foundation.org>,\r\n\tno-at-here, x@y",
         ));
-        assert_eq!(v, vec!["\"Smith, John\" <js@example.com>", "Andrew Morton <akpm@linux-foundation.org>", "x@y"]);
+        assert_eq!(
+            v,
+            vec![
+                "\"Smith, John\" <js@example.com>",
+                "Andrew Morton <akpm@linux-foundation.org>",
+                "x@y"
+            ]
+        );
         let v = strs(split_mime_addresses(b"\"Test Group\":a@b.com, c@d.com;"));
         assert_eq!(v, vec!["\"Test Group\":a@b.com", "c@d.com;"]);
     }
 
     #[test]
     fn ip_extraction_wrapping() {
-        let ips = extract_ip_addresses(b"from GP ([122.162.143.157]) by xc90 with esmtpa (Exim 4.69)", true);
+        let ips = extract_ip_addresses(
+            b"from GP ([122.162.143.157]) by xc90 with esmtpa (Exim 4.69)",
+            true,
+        );
         assert_eq!(ips, vec!["122.162.143.157".parse::<IpAddr>().unwrap()]);
         let v = b"from a.example (a.example [10.0.0.1]) by b (1.2.3.4) with SMTP";
         assert_eq!(received_address(v), Some("1.2.3.4".parse().unwrap()));
         assert_eq!(received_address(b"from x ([IPv6:2001:db8::1]) by y"), None);
-        assert_eq!(received_address(b"10.1.1.1"), Some("10.1.1.1".parse().unwrap()));
-        assert_eq!(extract_ip_addresses(b"X 2001:db8::5 Y", false), vec!["2001:db8::5".parse::<IpAddr>().unwrap()]);
-        assert_eq!(extract_ip_addresses(b"v1.2.3.4x", false), vec!["1.2.3.4".parse::<IpAddr>().unwrap()]);
+        assert_eq!(
+            received_address(b"10.1.1.1"),
+            Some("10.1.1.1".parse().unwrap())
+        );
+        assert_eq!(
+            extract_ip_addresses(b"X 2001:db8::5 Y", false),
+            vec!["2001:db8::5".parse::<IpAddr>().unwrap()]
+        );
+        assert_eq!(
+            extract_ip_addresses(b"v1.2.3.4x", false),
+            vec!["1.2.3.4".parse::<IpAddr>().unwrap()]
+        );
         assert!(extract_ip_addresses(b"version 1.2.3.4.5", true).is_empty());
     }
 
     #[test]
     fn header_split_rules() {
-        assert_eq!(split_header(b"Subject: hi  "), Some((b"Subject".as_slice(), b"hi  ".as_slice())));
+        assert_eq!(
+            split_header(b"Subject: hi  "),
+            Some((b"Subject".as_slice(), b"hi  ".as_slice()))
+        );
         assert_eq!(split_header(b"From nobody Mon"), None);
-        assert_eq!(split_header(b"X-A :\tv"), Some((b"X-A".as_slice(), b"v".as_slice())));
+        assert_eq!(
+            split_header(b"X-A :\tv"),
+            Some((b"X-A".as_slice(), b"v".as_slice()))
+        );
         assert_eq!(split_header(b": v"), None);
     }
 }

@@ -18,9 +18,9 @@ pub mod parser;
 pub mod record;
 
 #[cfg(test)]
-mod testutil;
-#[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod testutil;
 
 pub use analyzer::{dpd_orig_matches, dpd_resp_matches, SmtpAnalyzer, SmtpStats, State};
 pub use config::{MailPathCapture, SmtpConfig};

@@ -75,7 +75,12 @@ impl LineSplitter {
     /// Returns the next line or plain piece starting at `data[*pos..]`,
     /// advancing `pos`; `None` once the slice is used up (a trailing
     /// partial line is then buffered).
-    pub fn next<'s>(&'s mut self, cx: &mut ConnCtx<'_>, data: &'s [u8], pos: &mut usize) -> Option<Piece<'s>> {
+    pub fn next<'s>(
+        &'s mut self,
+        cx: &mut ConnCtx<'_>,
+        data: &'s [u8],
+        pos: &mut usize,
+    ) -> Option<Piece<'s>> {
         if self.buf_emitted {
             self.buf.clear();
             self.buf_emitted = false;
@@ -91,7 +96,9 @@ impl LineSplitter {
                 continue;
             }
             if self.plain_remaining > 0 {
-                let n = usize::try_from(self.plain_remaining).unwrap_or(usize::MAX).min(rest.len());
+                let n = usize::try_from(self.plain_remaining)
+                    .unwrap_or(usize::MAX)
+                    .min(rest.len());
                 self.last_cr = false;
                 self.plain_remaining -= n as u64;
                 *pos += n;
@@ -197,7 +204,10 @@ mod tests {
         let mut h = Harness::new();
         let mut sp = LineSplitter::new(1000);
         let l = split_all(&mut h, &mut sp, &[b"a\r\nb\nc\rd\r\n"]);
-        assert_eq!(l, vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec(), b"d".to_vec()]);
+        assert_eq!(
+            l,
+            vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec(), b"d".to_vec()]
+        );
         assert_eq!(h.weird_names(), vec!["line_terminated_with_single_CR"]);
     }
 
@@ -247,7 +257,10 @@ mod tests {
         let data = b"abc\r\nrest\r\n";
         sp.set_plain(5);
         let mut pos = 0;
-        assert_eq!(sp.next(&mut cx, data, &mut pos), Some(Piece::Plain(b"abc\r\n")));
+        assert_eq!(
+            sp.next(&mut cx, data, &mut pos),
+            Some(Piece::Plain(b"abc\r\n"))
+        );
         assert_eq!(sp.next(&mut cx, data, &mut pos), Some(Piece::Line(b"rest")));
         assert_eq!(sp.next(&mut cx, data, &mut pos), None);
     }

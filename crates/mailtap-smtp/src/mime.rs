@@ -24,7 +24,13 @@ pub struct Message {
 
 impl Message {
     pub fn new(is_orig: bool, max_header_bytes: usize) -> Self {
-        Message { is_orig, headers: HeaderBlock::new(max_header_bytes), body_lines: 0, body_bytes: 0, gap_bytes: 0 }
+        Message {
+            is_orig,
+            headers: HeaderBlock::new(max_header_bytes),
+            body_lines: 0,
+            body_bytes: 0,
+            gap_bytes: 0,
+        }
     }
 
     /// One line of the message (without its line break).
@@ -33,7 +39,8 @@ impl Message {
             self.body_line(line);
             return;
         }
-        self.headers.line(cx, line, &mut |cx, h| sink(cx, h.name, h.value));
+        self.headers
+            .line(cx, line, &mut |cx, h| sink(cx, h.name, h.value));
     }
 
     /// Body of the top-level entity. File analysis (MIME entity splitting,
@@ -50,6 +57,7 @@ impl Message {
 
     /// End of message: a pending header is completed.
     pub fn finish(&mut self, cx: &mut ConnCtx<'_>, sink: &mut HeaderSink<'_>) {
-        self.headers.finish(cx, &mut |cx, h| sink(cx, h.name, h.value));
+        self.headers
+            .finish(cx, &mut |cx, h| sink(cx, h.name, h.value));
     }
 }

@@ -60,7 +60,11 @@ const CMD_NAMES: &[(&str, Cmd)] = &[
 impl Cmd {
     /// Zeek's internal name (`END_OF_DATA`, `X_ANONYMOUSTLS`, ...).
     pub fn name(self) -> &'static str {
-        CMD_NAMES.iter().find(|(_, c)| *c == self).map(|(n, _)| *n).unwrap_or("(UNKNOWN)")
+        CMD_NAMES
+            .iter()
+            .find(|(_, c)| *c == self)
+            .map(|(n, _)| *n)
+            .unwrap_or("(UNKNOWN)")
     }
 
     /// Name used as `cmd` in `smtp_reply`.
@@ -79,7 +83,10 @@ impl Cmd {
         if word.eq_ignore_ascii_case(b"X-ANONYMOUSTLS") {
             return Some(Cmd::XAnonymousTls);
         }
-        CMD_NAMES.iter().find(|(n, _)| n.as_bytes().eq_ignore_ascii_case(word)).map(|(_, c)| *c)
+        CMD_NAMES
+            .iter()
+            .find(|(n, _)| n.as_bytes().eq_ignore_ascii_case(word))
+            .map(|(_, c)| *c)
     }
 }
 
@@ -105,7 +112,11 @@ pub fn skip_blanks(s: &[u8]) -> &[u8] {
 #[derive(Debug, PartialEq, Eq)]
 pub enum ReplyLine<'a> {
     /// Valid code: `cont` is true for `NNN-` lines; `msg` the text.
-    Reply { code: u16, cont: bool, msg: &'a [u8] },
+    Reply {
+        code: u16,
+        cont: bool,
+        msg: &'a [u8],
+    },
     /// No three leading digits, or a code outside 100..=599.
     OutOfRange,
 }
@@ -123,7 +134,11 @@ pub fn parse_reply(line: &[u8]) -> ReplyLine<'_> {
     }
     let cont = line.get(3) == Some(&b'-');
     let after = if cont { &line[4..] } else { &line[3..] };
-    ReplyLine::Reply { code, cont, msg: skip_blanks(after) }
+    ReplyLine::Reply {
+        code,
+        cont,
+        msg: skip_blanks(after),
+    }
 }
 
 /// Why a BDAT argument was rejected; `text()` is Zeek's weird addl.
@@ -198,7 +213,10 @@ mod tests {
 
     #[test]
     fn command_words() {
-        assert_eq!(split_command(b"MAIL FROM:<a@b> "), (b"MAIL".as_slice(), b"FROM:<a@b> ".as_slice()));
+        assert_eq!(
+            split_command(b"MAIL FROM:<a@b> "),
+            (b"MAIL".as_slice(), b"FROM:<a@b> ".as_slice())
+        );
         assert_eq!(split_command(b"QUIT"), (b"QUIT".as_slice(), b"".as_slice()));
         assert_eq!(split_command(b" x"), (b"".as_slice(), b"x".as_slice()));
         assert_eq!(Cmd::parse(b"ehlo"), Some(Cmd::Ehlo));
@@ -211,10 +229,38 @@ mod tests {
 
     #[test]
     fn replies() {
-        assert_eq!(parse_reply(b"250-PIPELINING"), ReplyLine::Reply { code: 250, cont: true, msg: b"PIPELINING" });
-        assert_eq!(parse_reply(b"250"), ReplyLine::Reply { code: 250, cont: false, msg: b"" });
-        assert_eq!(parse_reply(b"250OK"), ReplyLine::Reply { code: 250, cont: false, msg: b"OK" });
-        assert_eq!(parse_reply(b"220  x "), ReplyLine::Reply { code: 220, cont: false, msg: b"x " });
+        assert_eq!(
+            parse_reply(b"250-PIPELINING"),
+            ReplyLine::Reply {
+                code: 250,
+                cont: true,
+                msg: b"PIPELINING"
+            }
+        );
+        assert_eq!(
+            parse_reply(b"250"),
+            ReplyLine::Reply {
+                code: 250,
+                cont: false,
+                msg: b""
+            }
+        );
+        assert_eq!(
+            parse_reply(b"250OK"),
+            ReplyLine::Reply {
+                code: 250,
+                cont: false,
+                msg: b"OK"
+            }
+        );
+        assert_eq!(
+            parse_reply(b"220  x "),
+            ReplyLine::Reply {
+                code: 220,
+                cont: false,
+                msg: b"x "
+            }
+        );
         assert_eq!(parse_reply(b"099 x"), ReplyLine::OutOfRange);
         assert_eq!(parse_reply(b"600 x"), ReplyLine::OutOfRange);
         assert_eq!(parse_reply(b"2x0"), ReplyLine::OutOfRange);
@@ -224,10 +270,34 @@ mod tests {
     #[test]
     fn bdat_args_match_zeek_cases() {
         use BdatArgError::*;
-        assert_eq!(parse_bdat_arg(b"86 LAST"), Ok(BdatArg { size: 86, last: true }));
-        assert_eq!(parse_bdat_arg(b"86 last"), Ok(BdatArg { size: 86, last: true }));
-        assert_eq!(parse_bdat_arg(b"86"), Ok(BdatArg { size: 86, last: false }));
-        assert_eq!(parse_bdat_arg(b"0 LAST"), Ok(BdatArg { size: 0, last: true }));
+        assert_eq!(
+            parse_bdat_arg(b"86 LAST"),
+            Ok(BdatArg {
+                size: 86,
+                last: true
+            })
+        );
+        assert_eq!(
+            parse_bdat_arg(b"86 last"),
+            Ok(BdatArg {
+                size: 86,
+                last: true
+            })
+        );
+        assert_eq!(
+            parse_bdat_arg(b"86"),
+            Ok(BdatArg {
+                size: 86,
+                last: false
+            })
+        );
+        assert_eq!(
+            parse_bdat_arg(b"0 LAST"),
+            Ok(BdatArg {
+                size: 0,
+                last: true
+            })
+        );
         assert_eq!(parse_bdat_arg(b""), Err(BadLength));
         assert_eq!(parse_bdat_arg(b" 86 LAST"), Err(NotFollowedBySize));
         assert_eq!(parse_bdat_arg(b"SCRAMBLE"), Err(NotFollowedBySize));
@@ -237,11 +307,20 @@ mod tests {
         assert_eq!(parse_bdat_arg(b"1234 SCRAMBLE"), Err(FollowedByJunk));
         assert_eq!(parse_bdat_arg(b"86 LASTX"), Err(FollowedByJunk));
         assert_eq!(parse_bdat_arg(b"184467440737095516150"), Err(SizeTooLarge));
-        assert_eq!(parse_bdat_arg(b"184467440737095516150 LAST"), Err(BadLength));
+        assert_eq!(
+            parse_bdat_arg(b"184467440737095516150 LAST"),
+            Err(BadLength)
+        );
         assert_eq!(
             parse_bdat_arg(b"18446744073709551615 LAST"),
-            Ok(BdatArg { size: u64::MAX, last: true })
+            Ok(BdatArg {
+                size: u64::MAX,
+                last: true
+            })
         );
-        assert_eq!(parse_bdat_arg(b"15555555557777777777 LAST").map(|a| a.size), Ok(15555555557777777777));
+        assert_eq!(
+            parse_bdat_arg(b"15555555557777777777 LAST").map(|a| a.size),
+            Ok(15555555557777777777)
+        );
     }
 }

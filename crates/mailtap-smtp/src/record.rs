@@ -4,7 +4,9 @@
 //! validation that can disable the analyzer.
 
 use crate::config::{is_private_addr, SmtpConfig};
-use crate::headers::{extract_email_addrs, received_address, remove_orcpt, split_mime_addresses, extract_ip_addresses};
+use crate::headers::{
+    extract_email_addrs, extract_ip_addresses, received_address, remove_orcpt, split_mime_addresses,
+};
 use mailtap_core::{Bytes, ConnCtx, Record, SmtpRecord};
 
 /// The record being filled (`c$smtp`) plus its unlogged fields.
@@ -104,23 +106,41 @@ impl Script {
     }
 
     fn invalid_transaction(&mut self, cx: &mut ConnCtx<'_>, cfg: &SmtpConfig, addl: &str) {
-        cx.weird("smtp_mail_transaction_invalid", Some(addl.as_bytes()), "SMTP");
+        cx.weird(
+            "smtp_mail_transaction_invalid",
+            Some(addl.as_bytes()),
+            "SMTP",
+        );
         self.invalid_transactions += 1;
         if cfg.max_invalid_mail_transactions > 0
             && self.invalid_transactions > cfg.max_invalid_mail_transactions
             && self.analyzer_id
         {
-            let addl = format!("{} > {}", self.invalid_transactions, cfg.max_invalid_mail_transactions);
-            cx.limit_weird("smtp_excessive_invalid_mail_transactions", Some(addl.as_bytes()), "SMTP");
+            let addl = format!(
+                "{} > {}",
+                self.invalid_transactions, cfg.max_invalid_mail_transactions
+            );
+            cx.limit_weird(
+                "smtp_excessive_invalid_mail_transactions",
+                Some(addl.as_bytes()),
+                "SMTP",
+            );
             self.disable_requested = true;
             self.analyzer_id = false;
         }
     }
 
     /// `smtp_request` handler.
-    pub fn on_request(&mut self, cx: &mut ConnCtx<'_>, cfg: &SmtpConfig, command: &[u8], arg: &[u8]) {
+    pub fn on_request(
+        &mut self,
+        cx: &mut ConnCtx<'_>,
+        cfg: &SmtpConfig,
+        command: &[u8],
+        arg: &[u8],
+    ) {
         self.session(cx, cfg);
-        let starts_ci = |s: &[u8], p: &[u8]| s.len() >= p.len() && s[..p.len()].eq_ignore_ascii_case(p);
+        let starts_ci =
+            |s: &[u8], p: &[u8]| s.len() >= p.len() && s[..p.len()].eq_ignore_ascii_case(p);
         if command.eq_ignore_ascii_case(b"HELO") || command.eq_ignore_ascii_case(b"EHLO") {
             self.helo = Some(arg.to_vec());
             self.session(cx, cfg).rec.helo = Some(arg.to_vec());
@@ -177,7 +197,15 @@ impl Script {
     }
 
     /// `smtp_reply` handlers (priority 5 and -5).
-    pub fn on_reply(&mut self, cx: &mut ConnCtx<'_>, cfg: &SmtpConfig, code: u16, cmd: &str, msg: &[u8], cont: bool) {
+    pub fn on_reply(
+        &mut self,
+        cx: &mut ConnCtx<'_>,
+        cfg: &SmtpConfig,
+        code: u16,
+        cmd: &str,
+        msg: &[u8],
+        cont: bool,
+    ) {
         let cur = self.session(cx, cfg);
         let mut lr = Vec::with_capacity(4 + msg.len());
         lr.extend_from_slice(code.to_string().as_bytes());
@@ -246,9 +274,17 @@ impl Script {
                 let is_to = name == b"TO";
                 let parts = split_mime_addresses(capped(cfg, value));
                 let (set, max, weird) = if is_to {
-                    (rec.to.get_or_insert_with(Vec::new), cfg.max_to_addresses, "smtp_too_many_to_addresses")
+                    (
+                        rec.to.get_or_insert_with(Vec::new),
+                        cfg.max_to_addresses,
+                        "smtp_too_many_to_addresses",
+                    )
                 } else {
-                    (rec.cc.get_or_insert_with(Vec::new), cfg.max_cc_addresses, "smtp_too_many_cc_addresses")
+                    (
+                        rec.cc.get_or_insert_with(Vec::new),
+                        cfg.max_cc_addresses,
+                        "smtp_too_many_cc_addresses",
+                    )
                 };
                 let mut too_many = false;
                 for p in parts {
@@ -277,7 +313,9 @@ impl Script {
         }
         // The Received path handler (priority 3).
         if name == b"RECEIVED" && cur.process_received_from {
-            let Some(ip) = received_address(value) else { return };
+            let Some(ip) = received_address(value) else {
+                return;
+            };
             if !cfg.path_capture_matches(ip) && !is_private_addr(ip) {
                 cur.process_received_from = false;
             }

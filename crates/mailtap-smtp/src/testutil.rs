@@ -28,11 +28,27 @@ impl Harness {
     }
 
     pub fn cx(&mut self) -> ConnCtx<'_> {
-        ConnCtx { ts: self.ts, uid: &self.uid, id: &self.id, out: &mut self.out, conn: &mut self.conn }
+        ConnCtx {
+            ts: self.ts,
+            uid: &self.uid,
+            id: &self.id,
+            out: &mut self.out,
+            conn: &mut self.conn,
+        }
     }
 
     pub fn weirds(&self) -> Vec<&WeirdRecord> {
-        self.out.records.iter().filter_map(|r| if let Record::Weird(w) = r { Some(&**w) } else { None }).collect()
+        self.out
+            .records
+            .iter()
+            .filter_map(|r| {
+                if let Record::Weird(w) = r {
+                    Some(&**w)
+                } else {
+                    None
+                }
+            })
+            .collect()
     }
 
     pub fn weird_names(&self) -> Vec<&'static str> {
@@ -40,10 +56,30 @@ impl Harness {
     }
 
     pub fn smtp(&self) -> Vec<&SmtpRecord> {
-        self.out.records.iter().filter_map(|r| if let Record::Smtp(s) = r { Some(&**s) } else { None }).collect()
+        self.out
+            .records
+            .iter()
+            .filter_map(|r| {
+                if let Record::Smtp(s) = r {
+                    Some(&**s)
+                } else {
+                    None
+                }
+            })
+            .collect()
     }
 
     pub fn events(&self) -> Vec<&Event> {
-        self.out.records.iter().filter_map(|r| if let Record::Event(e) = r { Some(&e.event) } else { None }).collect()
+        self.out
+            .records
+            .iter()
+            .filter_map(|r| {
+                if let Record::Event(e) = r {
+                    Some(&e.event)
+                } else {
+                    None
+                }
+            })
+            .collect()
     }
 }
