@@ -117,12 +117,18 @@ fn analyze(pkts: &[Pkt]) -> (Vec<String>, Vec<String>, Vec<String>) {
             Record::Smtp(m) => {
                 let mut m = (**m).clone();
                 m.ts = Timestamp::ZERO;
-                smtp.push(format!("{m:?}"));
+                let mut row = Vec::new();
+                mailtap_logs::format_zeek_row(&m, &mailtap_logs::LogLimits::default(), &mut row);
+                smtp.push(String::from_utf8_lossy(&row).into_owned());
             }
             Record::Weird(w) => weird.push(w.name.to_string()),
             Record::Event(e) => match &e.event {
                 Event::SmtpRequest { .. } | Event::SmtpReply { .. } | Event::SmtpData { .. } => {
-                    events.push(format!("{:?}", e.event))
+                    let mut e = (**e).clone();
+                    e.ts = Timestamp::ZERO;
+                    let mut line = Vec::new();
+                    mailtap_logs::format_event(&e, &mut line);
+                    events.push(String::from_utf8_lossy(&line).into_owned())
                 }
                 _ => {}
             },
