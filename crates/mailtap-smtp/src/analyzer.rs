@@ -292,8 +292,9 @@ impl Proto {
 
     /// One piece from a line splitter.
     fn piece(&mut self, cx: &mut ConnCtx<'_>, orig: bool, piece: Piece<'_>) {
-        let mut line = match piece {
-            Piece::Line(l) | Piece::Plain(l) => l,
+        let (mut line, plain) = match piece {
+            Piece::Line(l) => (l, false),
+            Piece::Plain(l) => (l, true),
         };
         let is_sender = orig == self.orig_is_sender;
         if is_sender && self.bdat.is_some() {
@@ -307,14 +308,15 @@ impl Proto {
                 return;
             }
         }
-        // Unreachable with line-split input, kept for plain leftovers.
-        if line.last() == Some(&b'\r') {
+        // Only plain leftovers can carry CR/LF; split lines never do, so
+        // the per-line scan is skipped on the hot path.
+        if plain && line.last() == Some(&b'\r') {
             self.unexpected(cx, is_sender, "more than one <CR> at the end of line", line);
             while line.last() == Some(&b'\r') {
                 line = &line[..line.len() - 1];
             }
         }
-        if memchr::memchr2(b'\r', b'\n', line).is_some() {
+        if plain && memchr::memchr2(b'\r', b'\n', line).is_some() {
             self.unexpected(
                 cx,
                 is_sender,
