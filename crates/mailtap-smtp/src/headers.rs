@@ -473,13 +473,34 @@ pub fn extract_ip_addresses(s: &[u8], check_wrapping: bool) -> Vec<IpAddr> {
     // Leftmost-longest matches of the address pattern (split_string_all).
     let mut matches: Vec<(usize, usize)> = Vec::new();
     let mut p = 0usize;
+    // Every character an address can contain is in [0-9A-Fa-f:.], so a
+    // match lies inside one maximal run of those. A run with no ':' and
+    // no '.'-plus-digit cannot hold one: skip it whole instead of trying
+    // the pattern at each of its positions (ordinary header words such
+    // as "by" or "cafe" are such runs). Only plausible runs pay for the
+    // full pattern.
+    let mut plausible_until = 0usize;
     while p < s.len() {
         let c = s[p];
-        let end = if is_hex(c) || c == b':' {
-            ip_ends(s, p).into_iter().max().filter(|&e| e > p)
-        } else {
-            None
-        };
+        if !(is_hex(c) || c == b':') {
+            p += 1;
+            continue;
+        }
+        if p >= plausible_until {
+            let run = s[p..]
+                .iter()
+                .position(|&b| !(is_hex(b) || b == b':' || b == b'.'))
+                .unwrap_or(s.len() - p);
+            let tok = &s[p..p + run];
+            let plausible =
+                tok.contains(&b':') || (tok.contains(&b'.') && tok.iter().any(u8::is_ascii_digit));
+            if !plausible {
+                p += run;
+                continue;
+            }
+            plausible_until = p + run;
+        }
+        let end = ip_ends(s, p).into_iter().max().filter(|&e| e > p);
         match end {
             Some(e) => {
                 matches.push((p, e));
