@@ -474,11 +474,11 @@ pub fn extract_ip_addresses(s: &[u8], check_wrapping: bool) -> Vec<IpAddr> {
     let mut matches: Vec<(usize, usize)> = Vec::new();
     let mut p = 0usize;
     // Every character an address can contain is in [0-9A-Fa-f:.], so a
-    // match lies inside one maximal run of those. A run with no ':' and
-    // no '.'-plus-digit cannot hold one: skip it whole instead of trying
-    // the pattern at each of its positions (ordinary header words such
-    // as "by" or "cafe" are such runs). Only plausible runs pay for the
-    // full pattern.
+    // match lies inside one maximal run of those. A run that cannot hold
+    // any alternative of the pattern is skipped whole instead of trying
+    // the pattern at each of its positions (header words such as "by" or
+    // "cafe", times such as 11:59:52, hex queue ids). Only plausible runs
+    // pay for the full pattern.
     let mut plausible_until = 0usize;
     while p < s.len() {
         let c = s[p];
@@ -492,8 +492,12 @@ pub fn extract_ip_addresses(s: &[u8], check_wrapping: bool) -> Vec<IpAddr> {
                 .position(|&b| !(is_hex(b) || b == b':' || b == b'.'))
                 .unwrap_or(s.len() - p);
             let tok = &s[p..p + run];
-            let plausible =
-                tok.contains(&b':') || (tok.contains(&b'.') && tok.iter().any(u8::is_ascii_digit));
+            // Each alternative of the pattern needs "::" (compressed
+            // IPv6), six or seven ':' (full IPv6, with or without a dotted
+            // tail) or three '.' (IPv4).
+            let colons = tok.iter().filter(|&&b| b == b':').count();
+            let dots = tok.iter().filter(|&&b| b == b'.').count();
+            let plausible = colons >= 6 || dots >= 3 || tok.windows(2).any(|w| w == b"::");
             if !plausible {
                 p += run;
                 continue;
@@ -633,5 +637,37 @@ mod tests {
             Some((b"X-A".as_slice(), b"v".as_slice()))
         );
         assert_eq!(split_header(b": v"), None);
+    }
+}
+
+#[cfg(test)]
+mod prefilter_tests {
+    use super::extract_ip_addresses;
+    use std::net::IpAddr;
+
+    fn ips(s: &str, wrap: bool) -> Vec<IpAddr> {
+        extract_ip_addresses(s.as_bytes(), wrap)
+    }
+
+    #[test]
+    fn skipped_runs_do_not_hide_addresses() {
+        let hdr = "from mx.cafe.example (mx [10.1.2.3]) by beef.example ([2001:db8::1]) \
+                   with ESMTP id 7f3f1ed92c8c8fe7; Fri, 01 Mar 2024 11:59:52 +0000";
+        assert_eq!(
+            ips(hdr, true),
+            vec![
+                "10.1.2.3".parse::<IpAddr>().unwrap(),
+                "2001:db8::1".parse().unwrap()
+            ]
+        );
+        assert_eq!(
+            ips("at 11:59:52 and 1:2:3:4:5:6:7:8 dead:beef", false),
+            vec!["1:2:3:4:5:6:7:8".parse::<IpAddr>().unwrap()]
+        );
+        assert_eq!(
+            ips("x ::ffff:192.0.2.1 y", false),
+            vec!["::ffff:192.0.2.1".parse::<IpAddr>().unwrap()]
+        );
+        assert!(ips("version 1.2.3 and a.b.c", false).is_empty());
     }
 }
