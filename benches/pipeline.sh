@@ -17,28 +17,34 @@ cargo build --release --quiet
 BIN=target/release/mailtap
 CAP="$OUT/gen-$SIZE-c$CONC.pcap"
 if [ ! -f "$CAP" ]; then
-  /usr/bin/time -f "gen: %e s, peak %M KiB" "$BIN" gen -o "$CAP" --size "$SIZE" --concurrency "$CONC" --seed 42
+  "$BIN" gen -o "$CAP" --size "$SIZE" --concurrency "$CONC" --seed 42
 fi
 BYTES=$(stat -c %s "$CAP")
 # Warm the page cache so every run reads from memory.
 cat "$CAP" > /dev/null
 
-row() { # name, wall seconds, peak KiB, packets
-  awk -v n="$1" -v s="$2" -v k="$3" -v p="$4" -v b="$BYTES" 'BEGIN {
-    printf "| %s | %.2f | %.0f | %.2f | %.0f |\n", n, s, p / s, b * 8 / s / 1e9, k / 1024 }'
+row() { # name, "wall peakKiB user sys", packets
+  set -- "$1" $2 "$3"
+  awk -v n="$1" -v s="$2" -v k="$3" -v u="$4" -v y="$5" -v p="$6" -v b="$BYTES" 'BEGIN {
+    cpu = u + y; if (cpu <= 0) cpu = 0.01
+    printf "| %s | %.2f | %.2f | %.0f | %.2f | %.2f | %.0f |\n", n, s, cpu, p / s, b * 8 / s / 1e9, b * 8 / cpu / 1e9, k / 1024 }'
 }
 
-PKTS=$(tcpdump -r "$CAP" -w /dev/null 2>&1 | awk '/packets/ {print $1; exit}' || true)
-echo "capture: $CAP ($BYTES bytes, ${PKTS:-?} packets, concurrency $CONC)"
+echo "capture: $CAP ($BYTES bytes, concurrency $CONC)"
 echo
-echo "| run | wall s | packets/s | Gbit/s (file bytes) | peak RSS MiB |"
-echo "|---|---|---|---|---|"
-T=$( { /usr/bin/time -f "%e %M" tcpdump -r "$CAP" -w /dev/null 2>/dev/null; } 2>&1 | tail -1 )
-row "tcpdump -r X -w /dev/null (floor)" ${T% *} ${T#* } "${PKTS:-0}"
+echo "| run | wall s | CPU s | packets/s | Gbit/s | Gbit/s per CPU-second | peak RSS MiB |"
+echo "|---|---|---|---|---|---|---|"
+SUMS=()
 for W in 1 2; do
   rm -rf "$OUT/logs-w$W"
-  T=$( { /usr/bin/time -f "%e %M" "$BIN" read --no-progress -w "$W" -o "$OUT/logs-w$W" "$CAP" 2>"$OUT/summary-w$W.txt"; } 2>&1 | tail -1 )
-  row "mailtap read -w $W" ${T% *} ${T#* } "${PKTS:-0}"
+  /usr/bin/time -o "$OUT/time-w$W.txt" -f "%e %M %U %S" "$BIN" read --no-progress -w "$W" -o "$OUT/logs-w$W" "$CAP" 2>"$OUT/summary-w$W.txt"
+  T=$(tail -1 "$OUT/time-w$W.txt")
+  PKTS=$(sed -n 's/^mailtap: \([0-9]*\) packets.*/\1/p' "$OUT/summary-w$W.txt")
+  SUMS+=("$(grep '^mailtap:' "$OUT/summary-w$W.txt")")
+  row "mailtap read -w $W" "$T" "$PKTS"
 done
+/usr/bin/time -o "$OUT/time-tcpdump.txt" -f "%e %M %U %S" tcpdump -r "$CAP" -w /dev/null 2>/dev/null
+T=$(tail -1 "$OUT/time-tcpdump.txt")
+row "tcpdump -r X -w /dev/null (floor)" "$T" "$PKTS"
 echo
-for W in 1 2; do echo "w$W: $(grep '^mailtap:' "$OUT/summary-w$W.txt")"; done
+printf '%s\n' "${SUMS[@]}"
