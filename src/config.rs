@@ -23,18 +23,12 @@ pub struct Config {
     pub log: Log,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct General {
     /// Mixed into connection uids; give each sensor its own to make uids
     /// differ between sensors that see the same traffic.
     pub uid_salt: String,
-}
-
-impl Default for General {
-    fn default() -> Self {
-        General { uid_salt: String::new() }
-    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -51,7 +45,11 @@ pub struct Capture {
 
 impl Default for Capture {
     fn default() -> Self {
-        Capture { verify_checksums: false, block_bytes: 2 << 20, blocks_per_worker: 4 }
+        Capture {
+            verify_checksums: false,
+            block_bytes: 2 << 20,
+            blocks_per_worker: 4,
+        }
     }
 }
 
@@ -66,7 +64,11 @@ pub struct Defrag {
 
 impl Default for Defrag {
     fn default() -> Self {
-        Defrag { max_datagrams: 4096, max_bytes: 16 << 20, timeout: 30.0 }
+        Defrag {
+            max_datagrams: 4096,
+            max_bytes: 16 << 20,
+            timeout: 30.0,
+        }
     }
 }
 
@@ -95,7 +97,10 @@ pub struct Site {
 
 impl Default for Site {
     fn default() -> Self {
-        Site { local_nets: Vec::new(), private_address_space_is_local: true }
+        Site {
+            local_nets: Vec::new(),
+            private_address_space_is_local: true,
+        }
     }
 }
 
@@ -129,24 +134,32 @@ impl Config {
     pub fn load(file: Option<&Path>, sets: &[String]) -> Result<Config> {
         let mut table = match file {
             Some(p) => {
-                let text = std::fs::read_to_string(p).with_context(|| format!("reading config file {}", p.display()))?;
-                toml::from_str::<toml::Table>(&text).with_context(|| format!("config file {}", p.display()))?
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("reading config file {}", p.display()))?;
+                toml::from_str::<toml::Table>(&text)
+                    .with_context(|| format!("config file {}", p.display()))?
             }
             None => toml::Table::new(),
         };
         for s in sets {
             apply_set(&mut table, s)?;
         }
-        let cfg = Config::deserialize(toml::Value::Table(table)).map_err(|e| anyhow!("configuration: {e}"))?;
+        let cfg = Config::deserialize(toml::Value::Table(table))
+            .map_err(|e| anyhow!("configuration: {e}"))?;
         cfg.validate()?;
         Ok(cfg)
     }
 
     pub fn validate(&self) -> Result<()> {
-        self.flow.validate().map_err(|e| anyhow!("configuration: {e}"))?;
-        self.smtp.validate().map_err(|e| anyhow!("configuration: {e}"))?;
+        self.flow
+            .validate()
+            .map_err(|e| anyhow!("configuration: {e}"))?;
+        self.smtp
+            .validate()
+            .map_err(|e| anyhow!("configuration: {e}"))?;
         for n in &self.site.local_nets {
-            mailtap_flow::site::parse_cidr(n).map_err(|e| anyhow!("configuration: site.local_nets: {e}"))?;
+            mailtap_flow::site::parse_cidr(n)
+                .map_err(|e| anyhow!("configuration: site.local_nets: {e}"))?;
         }
         if self.capture.block_bytes < 64 << 10 || self.capture.block_bytes > 256 << 20 {
             bail!("configuration: capture.block_bytes must be between 65536 and 268435456");
@@ -162,20 +175,28 @@ impl Config {
 /// (`true`, `3`, `[25, 587]`, `"x"`); anything that is not valid TOML is
 /// taken as a plain string.
 fn apply_set(table: &mut toml::Table, s: &str) -> Result<()> {
-    let (key, value) = s.split_once('=').ok_or_else(|| anyhow!("--set {s}: expected KEY=VALUE"))?;
+    let (key, value) = s
+        .split_once('=')
+        .ok_or_else(|| anyhow!("--set {s}: expected KEY=VALUE"))?;
     let key = key.trim();
     let parts: Vec<&str> = key.split('.').collect();
     if parts.len() < 2 || parts.iter().any(|p| p.is_empty()) {
         bail!("--set {s}: the key must be SECTION.NAME, e.g. smtp.max_invalid_mail_transactions");
     }
     let value = match toml::from_str::<toml::Table>(&format!("v = {value}")) {
-        Ok(mut t) => t.remove("v").unwrap_or(toml::Value::String(value.to_string())),
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or(toml::Value::String(value.to_string())),
         Err(_) => toml::Value::String(value.to_string()),
     };
     let mut cur = table;
     for p in &parts[..parts.len() - 1] {
-        let entry = cur.entry(p.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        cur = entry.as_table_mut().ok_or_else(|| anyhow!("--set {s}: `{p}` is not a section"))?;
+        let entry = cur
+            .entry(p.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        cur = entry
+            .as_table_mut()
+            .ok_or_else(|| anyhow!("--set {s}: `{p}` is not a section"))?;
     }
     // Check this key alone, so that an error names exactly this --set.
     let mut alone = toml::Table::new();

@@ -14,7 +14,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 #[derive(Parser)]
-#[command(name = "mailtap", version, about = "Watches SMTP traffic and writes Zeek-compatible logs")]
+#[command(
+    name = "mailtap",
+    version,
+    about = "Watches SMTP traffic and writes Zeek-compatible logs"
+)]
 struct Cli {
     /// More diagnostics (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -112,11 +116,18 @@ fn init_tracing(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 fn default_workers() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).saturating_sub(1).max(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .saturating_sub(1)
+        .max(1)
 }
 
 fn cmd_read(a: ReadArgs) -> Result<i32> {
@@ -125,7 +136,8 @@ fn cmd_read(a: ReadArgs) -> Result<i32> {
     if workers == 0 || workers > 1024 {
         bail!("--workers must be between 1 and 1024");
     }
-    std::fs::create_dir_all(&a.out).with_context(|| format!("creating output directory {}", a.out.display()))?;
+    std::fs::create_dir_all(&a.out)
+        .with_context(|| format!("creating output directory {}", a.out.display()))?;
     let local = LocalNets::new(
         cfg.site
             .local_nets
@@ -139,7 +151,10 @@ fn cmd_read(a: ReadArgs) -> Result<i32> {
     let engine = EngineConfig {
         workers,
         flow: cfg.flow.clone(),
-        analyzers: MailAnalyzers { smtp: Arc::new(smtp), dpd: cfg.dpd.enabled },
+        analyzers: MailAnalyzers {
+            smtp: Arc::new(smtp),
+            dpd: cfg.dpd.enabled,
+        },
         local,
         uid_salt: cfg.general.uid_salt.clone(),
         verify_checksums: cfg.capture.verify_checksums,
@@ -181,8 +196,10 @@ fn cmd_read(a: ReadArgs) -> Result<i32> {
     let bar = (!a.no_progress && std::io::stderr().is_terminal()).then(|| {
         let b = indicatif::ProgressBar::new(0);
         b.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bytes}/{total_bytes} {msg}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            indicatif::ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bytes}/{total_bytes} {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         b
     });
@@ -242,7 +259,9 @@ fn parse_size(s: &str) -> Result<u64> {
         Some('G') => (&s[..s.len() - 1], 1 << 30),
         _ => (s, 1),
     };
-    let n: f64 = num.parse().map_err(|_| anyhow!("--size {s}: expected a number with optional K, M or G"))?;
+    let n: f64 = num
+        .parse()
+        .map_err(|_| anyhow!("--size {s}: expected a number with optional K, M or G"))?;
     if !(n.is_finite() && n > 0.0) {
         bail!("--size {s}: must be positive");
     }
@@ -250,7 +269,12 @@ fn parse_size(s: &str) -> Result<u64> {
 }
 
 fn cmd_gen(a: GenArgs) -> Result<i32> {
-    let mut cfg = mailtap_gen::GenConfig { sessions: a.sessions, concurrency: a.concurrency.max(1), seed: a.seed, ..Default::default() };
+    let mut cfg = mailtap_gen::GenConfig {
+        sessions: a.sessions,
+        concurrency: a.concurrency.max(1),
+        seed: a.seed,
+        ..Default::default()
+    };
     if let Some(s) = &a.size {
         cfg.target_bytes = Some(parse_size(s)?);
     }
@@ -264,7 +288,8 @@ fn cmd_gen(a: GenArgs) -> Result<i32> {
     let stats = if a.out.as_os_str() == "-" {
         mailtap_gen::generate(&cfg, std::io::stdout().lock())
     } else {
-        let f = std::fs::File::create(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+        let f = std::fs::File::create(&a.out)
+            .with_context(|| format!("creating {}", a.out.display()))?;
         mailtap_gen::generate(&cfg, f)
     }
     .with_context(|| format!("writing {}", a.out.display()))?;

@@ -12,7 +12,12 @@ fn random_bytes_file_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("noise.pcap");
     std::fs::write(&f, Rng(7).bytes(100_000)).unwrap();
-    let (o, _) = run(&["read", f.to_str().unwrap(), "-o", dir.path().join("out").to_str().unwrap()]);
+    let (o, _) = run(&[
+        "read",
+        f.to_str().unwrap(),
+        "-o",
+        dir.path().join("out").to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(1), "stderr: {}", stderr(&o));
     let e = stderr(&o);
     assert!(e.contains("noise.pcap"), "error names the file: {e}");
@@ -22,7 +27,12 @@ fn random_bytes_file_is_a_clear_error() {
 #[test]
 fn missing_file_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
-    let (o, _) = run(&["read", "/nonexistent/x.pcap", "-o", dir.path().to_str().unwrap()]);
+    let (o, _) = run(&[
+        "read",
+        "/nonexistent/x.pcap",
+        "-o",
+        dir.path().to_str().unwrap(),
+    ]);
     assert_ne!(o.status.code(), Some(0));
     assert!(stderr(&o).contains("/nonexistent/x.pcap"), "{}", stderr(&o));
 }
@@ -38,9 +48,19 @@ fn truncated_file_keeps_what_came_before() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let e = stderr(&o);
     assert!(e.contains("cut.pcap") && e.contains("truncated"), "{e}");
-    assert!(!rows(&out, "conn.log").is_empty(), "connections before the cut are logged");
+    assert!(
+        !rows(&out, "conn.log").is_empty(),
+        "connections before the cut are logged"
+    );
     let conn = std::fs::read_to_string(out.join("conn.log")).unwrap();
-    assert!(conn.trim_end().lines().last().unwrap().starts_with("#close"), "conn.log is complete");
+    assert!(
+        conn.trim_end()
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with("#close"),
+        "conn.log is complete"
+    );
 }
 
 #[test]
@@ -48,7 +68,17 @@ fn garbage_on_port_25_is_bounded() {
     let dir = tempfile::tempdir().unwrap();
     let mut p = Pcap::new();
     p.tcp(1_000_000, CLIENT, 40000, SERVER, 25, 100, 0, SYN, b"");
-    p.tcp(1_000_100, SERVER, 25, CLIENT, 40000, 500, 101, SYN | ACK, b"");
+    p.tcp(
+        1_000_100,
+        SERVER,
+        25,
+        CLIENT,
+        40000,
+        500,
+        101,
+        SYN | ACK,
+        b"",
+    );
     p.tcp(1_000_200, CLIENT, 40000, SERVER, 25, 101, 501, ACK, b"");
     let mut rng = Rng(1);
     let mut seq = 101u32;
@@ -63,16 +93,39 @@ fn garbage_on_port_25_is_bounded() {
                 }
             }
         }
-        p.tcp(1_000_300 + i, CLIENT, 40000, SERVER, 25, seq, 501, ACK | PSH, &chunk);
+        p.tcp(
+            1_000_300 + i,
+            CLIENT,
+            40000,
+            SERVER,
+            25,
+            seq,
+            501,
+            ACK | PSH,
+            &chunk,
+        );
         seq = seq.wrapping_add(1400);
     }
     let f = dir.path().join("garbage.pcap");
     p.write(&f);
     let out = dir.path().join("out");
-    let (o, peak) = run(&["read", f.to_str().unwrap(), "-o", out.to_str().unwrap(), "-w", "1", "--events", out.join("ev.json").to_str().unwrap()]);
+    let (o, peak) = run(&[
+        "read",
+        f.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "-w",
+        "1",
+        "--events",
+        out.join("ev.json").to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(rows(&out, "conn.log").len(), 1);
-    assert!(peak < 200 << 20, "peak RSS {} MiB for 42 MB of garbage", peak >> 20);
+    assert!(
+        peak < 200 << 20,
+        "peak RSS {} MiB for 42 MB of garbage",
+        peak >> 20
+    );
 }
 
 #[test]
@@ -81,16 +134,42 @@ fn syn_flood_is_bounded_and_counted() {
     let mut p = Pcap::new();
     for i in 0..200_000u32 {
         let src = [10, (i >> 16) as u8, (i >> 8) as u8, i as u8];
-        p.tcp(1_000_000 + u64::from(i), src, 1024 + (i % 60000) as u16, SERVER, 25, i, 0, SYN, b"");
+        p.tcp(
+            1_000_000 + u64::from(i),
+            src,
+            1024 + (i % 60000) as u16,
+            SERVER,
+            25,
+            i,
+            0,
+            SYN,
+            b"",
+        );
     }
     let f = dir.path().join("flood.pcap");
     p.write(&f);
     let out = dir.path().join("out");
-    let (o, peak) = run(&["read", f.to_str().unwrap(), "-o", out.to_str().unwrap(), "--set", "flow.max_flows=5000", "-w", "2"]);
+    let (o, peak) = run(&[
+        "read",
+        f.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--set",
+        "flow.max_flows=5000",
+        "-w",
+        "2",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let e = stderr(&o);
-    assert!(e.contains("flow.evicted=19"), "evictions counted in the summary: {e}");
-    assert_eq!(rows(&out, "conn.log").len(), 200_000, "every connection logged, evicted or not");
+    assert!(
+        e.contains("flow.evicted=19"),
+        "evictions counted in the summary: {e}"
+    );
+    assert_eq!(
+        rows(&out, "conn.log").len(),
+        200_000,
+        "every connection logged, evicted or not"
+    );
     assert!(peak < 300 << 20, "peak RSS {} MiB", peak >> 20);
 }
 
@@ -98,15 +177,40 @@ fn syn_flood_is_bounded_and_counted() {
 fn bad_configuration_names_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let s = sample();
-    let (o, _) = run(&["read", s.to_str().unwrap(), "-o", dir.path().to_str().unwrap(), "--set", "smtp.no_such_key=1"]);
+    let (o, _) = run(&[
+        "read",
+        s.to_str().unwrap(),
+        "-o",
+        dir.path().to_str().unwrap(),
+        "--set",
+        "smtp.no_such_key=1",
+    ]);
     assert_ne!(o.status.code(), Some(0));
     assert!(stderr(&o).contains("no_such_key"), "{}", stderr(&o));
-    let (o, _) = run(&["read", s.to_str().unwrap(), "-o", dir.path().to_str().unwrap(), "--set", "flow.max_flows=lots"]);
+    let (o, _) = run(&[
+        "read",
+        s.to_str().unwrap(),
+        "-o",
+        dir.path().to_str().unwrap(),
+        "--set",
+        "flow.max_flows=lots",
+    ]);
     assert_ne!(o.status.code(), Some(0));
     assert!(stderr(&o).contains("flow.max_flows"), "{}", stderr(&o));
     let cfg = dir.path().join("bad.toml");
     std::fs::write(&cfg, "[smtp]\nmax_invalid_mail_transactions = \"x\"\n").unwrap();
-    let (o, _) = run(&["read", s.to_str().unwrap(), "-o", dir.path().to_str().unwrap(), "-c", cfg.to_str().unwrap()]);
+    let (o, _) = run(&[
+        "read",
+        s.to_str().unwrap(),
+        "-o",
+        dir.path().to_str().unwrap(),
+        "-c",
+        cfg.to_str().unwrap(),
+    ]);
     assert_ne!(o.status.code(), Some(0));
-    assert!(stderr(&o).contains("max_invalid_mail_transactions"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("max_invalid_mail_transactions"),
+        "{}",
+        stderr(&o)
+    );
 }

@@ -41,7 +41,8 @@ pub fn run(args: &[&str]) -> (Output, u64) {
                 if let Ok(s) = std::fs::read_to_string(&status_path) {
                     for l in s.lines() {
                         if let Some(v) = l.strip_prefix("VmHWM:") {
-                            let kb: u64 = v.trim().trim_end_matches(" kB").trim().parse().unwrap_or(0);
+                            let kb: u64 =
+                                v.trim().trim_end_matches(" kB").trim().parse().unwrap_or(0);
                             peak.fetch_max(kb * 1024, std::sync::atomic::Ordering::Relaxed);
                         }
                     }
@@ -63,7 +64,12 @@ pub fn stderr(o: &Output) -> String {
 /// Data rows of a Zeek log (comment lines dropped), or empty if absent.
 pub fn rows(dir: &Path, log: &str) -> Vec<String> {
     std::fs::read_to_string(dir.join(log))
-        .map(|t| t.lines().filter(|l| !l.starts_with('#')).map(str::to_string).collect())
+        .map(|t| {
+            t.lines()
+                .filter(|l| !l.starts_with('#'))
+                .map(str::to_string)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -92,11 +98,35 @@ impl Pcap {
     /// Appends an Ethernet/IPv4/TCP packet (checksums left zero: mailtap
     /// does not verify them by default).
     #[allow(clippy::too_many_arguments)]
-    pub fn tcp(&mut self, ts_us: u64, src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, seq: u32, ack: u32, flags: u8, payload: &[u8]) {
+    pub fn tcp(
+        &mut self,
+        ts_us: u64,
+        src: [u8; 4],
+        sport: u16,
+        dst: [u8; 4],
+        dport: u16,
+        seq: u32,
+        ack: u32,
+        flags: u8,
+        payload: &[u8],
+    ) {
         let mut p = Vec::with_capacity(54 + payload.len());
         p.extend_from_slice(&[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 0x08, 0x00]);
         let total = (40 + payload.len()) as u16;
-        p.extend_from_slice(&[0x45, 0, (total >> 8) as u8, total as u8, 0, 0, 0x40, 0, 64, 6, 0, 0]);
+        p.extend_from_slice(&[
+            0x45,
+            0,
+            (total >> 8) as u8,
+            total as u8,
+            0,
+            0,
+            0x40,
+            0,
+            64,
+            6,
+            0,
+            0,
+        ]);
         p.extend_from_slice(&src);
         p.extend_from_slice(&dst);
         p.extend_from_slice(&sport.to_be_bytes());
@@ -105,15 +135,22 @@ impl Pcap {
         p.extend_from_slice(&ack.to_be_bytes());
         p.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
         p.extend_from_slice(payload);
-        self.bytes.extend_from_slice(&((ts_us / 1_000_000) as u32).to_le_bytes());
-        self.bytes.extend_from_slice(&((ts_us % 1_000_000) as u32).to_le_bytes());
-        self.bytes.extend_from_slice(&(p.len() as u32).to_le_bytes());
-        self.bytes.extend_from_slice(&(p.len() as u32).to_le_bytes());
+        self.bytes
+            .extend_from_slice(&((ts_us / 1_000_000) as u32).to_le_bytes());
+        self.bytes
+            .extend_from_slice(&((ts_us % 1_000_000) as u32).to_le_bytes());
+        self.bytes
+            .extend_from_slice(&(p.len() as u32).to_le_bytes());
+        self.bytes
+            .extend_from_slice(&(p.len() as u32).to_le_bytes());
         self.bytes.extend_from_slice(&p);
     }
 
     pub fn write(&self, path: &Path) {
-        std::fs::File::create(path).unwrap().write_all(&self.bytes).unwrap();
+        std::fs::File::create(path)
+            .unwrap()
+            .write_all(&self.bytes)
+            .unwrap();
     }
 }
 

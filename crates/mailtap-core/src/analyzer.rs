@@ -60,7 +60,11 @@ pub struct Output {
 
 impl Output {
     pub fn new(events_enabled: bool) -> Self {
-        Output { records: Vec::with_capacity(256), events_enabled, counters: OutputCounters::default() }
+        Output {
+            records: Vec::with_capacity(256),
+            events_enabled,
+            counters: OutputCounters::default(),
+        }
     }
     pub fn push(&mut self, r: Record) {
         match r {

@@ -18,10 +18,27 @@ pub struct EventRecord {
 /// The events mailtap raises, with Zeek's arguments.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {
-    SmtpRequest { is_orig: bool, command: Bytes, arg: Bytes },
-    SmtpReply { is_orig: bool, code: u32, cmd: Bytes, msg: Bytes, cont_resp: bool },
-    SmtpData { is_orig: bool, data: Bytes },
-    SmtpUnexpected { is_orig: bool, msg: Bytes, detail: Bytes },
+    SmtpRequest {
+        is_orig: bool,
+        command: Bytes,
+        arg: Bytes,
+    },
+    SmtpReply {
+        is_orig: bool,
+        code: u32,
+        cmd: Bytes,
+        msg: Bytes,
+        cont_resp: bool,
+    },
+    SmtpData {
+        is_orig: bool,
+        data: Bytes,
+    },
+    SmtpUnexpected {
+        is_orig: bool,
+        msg: Bytes,
+        detail: Bytes,
+    },
     SmtpStarttls,
 }
 
@@ -48,12 +65,22 @@ impl Event {
     /// The arguments after `c`, named as in Zeek, in Zeek's order.
     pub fn args(&self, out: &mut dyn FnMut(&'static str, ArgValue<'_>)) {
         match self {
-            Event::SmtpRequest { is_orig, command, arg } => {
+            Event::SmtpRequest {
+                is_orig,
+                command,
+                arg,
+            } => {
                 out("is_orig", ArgValue::Bool(*is_orig));
                 out("command", ArgValue::Str(command));
                 out("arg", ArgValue::Str(arg));
             }
-            Event::SmtpReply { is_orig, code, cmd, msg, cont_resp } => {
+            Event::SmtpReply {
+                is_orig,
+                code,
+                cmd,
+                msg,
+                cont_resp,
+            } => {
                 out("is_orig", ArgValue::Bool(*is_orig));
                 out("code", ArgValue::Count(u64::from(*code)));
                 out("cmd", ArgValue::Str(cmd));
@@ -64,7 +91,11 @@ impl Event {
                 out("is_orig", ArgValue::Bool(*is_orig));
                 out("data", ArgValue::Str(data));
             }
-            Event::SmtpUnexpected { is_orig, msg, detail } => {
+            Event::SmtpUnexpected {
+                is_orig,
+                msg,
+                detail,
+            } => {
                 out("is_orig", ArgValue::Bool(*is_orig));
                 out("msg", ArgValue::Str(msg));
                 out("detail", ArgValue::Str(detail));

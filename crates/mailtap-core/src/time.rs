@@ -59,8 +59,14 @@ mod tests {
 
     #[test]
     fn six_decimals_rounded() {
-        assert_eq!(Timestamp(1_254_722_767_529_046_400).to_string(), "1254722767.529046");
-        assert_eq!(Timestamp(1_254_722_767_529_046_500).to_string(), "1254722767.529047");
+        assert_eq!(
+            Timestamp(1_254_722_767_529_046_400).to_string(),
+            "1254722767.529046"
+        );
+        assert_eq!(
+            Timestamp(1_254_722_767_529_046_500).to_string(),
+            "1254722767.529047"
+        );
         assert_eq!(Interval(461_731_000).to_string(), "0.461731");
         assert_eq!(Interval(0).to_string(), "0.000000");
         assert_eq!(Interval(-1_500_000_000).to_string(), "-1.500000");

@@ -69,7 +69,8 @@ impl AnalyzerFactory for MailAnalyzers {
         }
         // Each side must match on its first bytes; once a side has shown
         // enough to be judged and does not match, stop looking.
-        let judged = |b: &[u8], m: bool| !b.is_empty() && !m && (b.len() >= 64 || b.contains(&b'\n'));
+        let judged =
+            |b: &[u8], m: bool| !b.is_empty() && !m && (b.len() >= 64 || b.contains(&b'\n'));
         if judged(orig, o) || judged(resp, r) {
             Detect::GiveUp
         } else {

@@ -161,7 +161,12 @@ pub fn run_offline(
     let workers = cfg.workers.max(1);
     let mut summary = Summary::default();
 
-    let logs = match LogSet::new(&cfg.out_dir, cfg.log_format, cfg.log_limits.clone(), cfg.events.as_deref()) {
+    let logs = match LogSet::new(
+        &cfg.out_dir,
+        cfg.log_format,
+        cfg.log_limits,
+        cfg.events.as_deref(),
+    ) {
         Ok(l) => l,
         Err(e) => return (summary, Err(EngineError::Logs(e))),
     };
@@ -180,7 +185,12 @@ pub fn run_offline(
     for i in 0..workers {
         let (tx, rx) = bounded::<ShardBatch>(cfg.blocks_per_worker.max(1) * 2);
         shard_tx.push(tx);
-        let table = FlowTable::new(shard_cfg.clone(), cfg.analyzers.clone(), uids.clone(), cfg.local.clone());
+        let table = FlowTable::new(
+            shard_cfg.clone(),
+            cfg.analyzers.clone(),
+            uids.clone(),
+            cfg.local.clone(),
+        );
         let out = Output::new(cfg.events.is_some());
         let rec_tx = rec_tx.clone();
         let verify = cfg.verify_checksums;
@@ -198,7 +208,7 @@ pub fn run_offline(
     for _ in 0..pool_size {
         let _ = pool_tx.send(Block::with_capacity(cfg.block_bytes));
     }
-    let mut defrag = Defragmenter::new(cfg.defrag.clone());
+    let mut defrag = Defragmenter::new(cfg.defrag);
     let mut result = Ok(());
     let mut prog = Progress::default();
     let mut frag_buf = Vec::new();
@@ -217,7 +227,9 @@ pub fn run_offline(
             if stop.load(Ordering::Relaxed) {
                 break 'files;
             }
-            let Ok(mut block) = pool_rx.recv() else { break 'files };
+            let Ok(mut block) = pool_rx.recv() else {
+                break 'files;
+            };
             block.clear();
             let filled = reader.fill(&mut block);
             prog.file_bytes_read = reader.bytes_read();
@@ -228,7 +240,14 @@ pub fn run_offline(
                     false
                 }
             };
-            dispatch(block, &pool_tx, &shard_tx, &mut defrag, &mut frag_buf, &mut summary);
+            dispatch(
+                block,
+                &pool_tx,
+                &shard_tx,
+                &mut defrag,
+                &mut frag_buf,
+                &mut summary,
+            );
             prog.packets = summary.packets;
             prog.bytes = summary.bytes;
             progress(&prog);
@@ -242,7 +261,8 @@ pub fn run_offline(
     }
     let dc = defrag.counters();
     summary.fragments_reassembled = dc.reassembled;
-    summary.defrag_dropped = dc.timed_out + dc.evicted_table_full + dc.dropped_over_memory + dc.malformed;
+    summary.defrag_dropped =
+        dc.timed_out + dc.evicted_table_full + dc.dropped_over_memory + dc.malformed;
 
     drop(shard_tx);
     for h in shards {
@@ -281,7 +301,9 @@ fn dispatch(
     summary: &mut Summary,
 ) {
     let n = shards.len();
-    let mut slots: Vec<Vec<u32>> = (0..n).map(|_| Vec::with_capacity(block.packets.len() / n + 16)).collect();
+    let mut slots: Vec<Vec<u32>> = (0..n)
+        .map(|_| Vec::with_capacity(block.packets.len() / n + 16))
+        .collect();
     let mut extra: Vec<Vec<(Timestamp, Vec<u8>)>> = (0..n).map(|_| Vec::new()).collect();
     let mut now = Timestamp::ZERO;
     for (i, p) in block.packets.iter().enumerate() {
@@ -299,7 +321,8 @@ fn dispatch(
                 summary.fragments += 1;
                 if defrag.push(p.ts, &f, frag_buf) {
                     if let Ok(Decoded::Tcp(t)) = decode(LinkType::Raw, frag_buf, false) {
-                        let s = (flow_hash(t.src, t.src_port, t.dst, t.dst_port) % n as u64) as usize;
+                        let s =
+                            (flow_hash(t.src, t.src_port, t.dst, t.dst_port) % n as u64) as usize;
                         slots[s].push(EXTRA_BIT | extra[s].len() as u32);
                         extra[s].push((p.ts, frag_buf.clone()));
                     } else {
@@ -312,7 +335,10 @@ fn dispatch(
         }
     }
     defrag.expire(now);
-    let shared = Arc::new(PooledBlock { block: Some(block), home: pool.clone() });
+    let shared = Arc::new(PooledBlock {
+        block: Some(block),
+        home: pool.clone(),
+    });
     for (s, tx) in shards.iter().enumerate() {
         let batch = ShardBatch {
             block: shared.clone(),
@@ -382,7 +408,10 @@ fn shard(
     if !out.records.is_empty() {
         let _ = records.send(out.take());
     }
-    ShardResult { flow: table.counters(), output: out.counters.clone() }
+    ShardResult {
+        flow: table.counters(),
+        output: out.counters.clone(),
+    }
 }
 
 /// The collector: writes every record batch to the logs.
@@ -404,7 +433,11 @@ fn collect(mut logs: LogSet, rx: Receiver<Vec<Record>>) -> std::io::Result<BTree
         return Err(e);
     }
     let stats = logs.finish()?;
-    Ok(stats.rows.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+    Ok(stats
+        .rows
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect())
 }
 
 fn add_flow(a: &mut FlowCounters, b: &FlowCounters) {

@@ -41,9 +41,27 @@ struct Pkt {
 fn build(cuts: &[usize], perm: &[u32], dups: &[(u16, u16)]) -> Vec<Pkt> {
     let (cisn, sisn) = (1000u32, 900_000u32);
     let mut v = vec![
-        Pkt { from_client: true, seq: cisn, ack: 0, flags: 0x02, data: vec![] },
-        Pkt { from_client: false, seq: sisn, ack: cisn + 1, flags: 0x12, data: vec![] },
-        Pkt { from_client: true, seq: cisn + 1, ack: sisn + 1, flags: 0x10, data: vec![] },
+        Pkt {
+            from_client: true,
+            seq: cisn,
+            ack: 0,
+            flags: 0x02,
+            data: vec![],
+        },
+        Pkt {
+            from_client: false,
+            seq: sisn,
+            ack: cisn + 1,
+            flags: 0x12,
+            data: vec![],
+        },
+        Pkt {
+            from_client: true,
+            seq: cisn + 1,
+            ack: sisn + 1,
+            flags: 0x10,
+            data: vec![],
+        },
     ];
     let (mut cseq, mut sseq) = (cisn + 1, sisn + 1);
     let mut ci = 0usize;
@@ -56,7 +74,13 @@ fn build(cuts: &[usize], perm: &[u32], dups: &[(u16, u16)]) -> Vec<Pkt> {
             let n = cuts[ci % cuts.len()].min(bytes.len() - pos);
             ci += 1;
             let (seq, ack) = if client { (cseq, sseq) } else { (sseq, cseq) };
-            turn.push(Pkt { from_client: client, seq: seq.wrapping_add(pos as u32), ack, flags: 0x18, data: bytes[pos..pos + n].to_vec() });
+            turn.push(Pkt {
+                from_client: client,
+                seq: seq.wrapping_add(pos as u32),
+                ack,
+                flags: 0x18,
+                data: bytes[pos..pos + n].to_vec(),
+            });
             pos += n;
         }
         for i in (1..turn.len()).rev() {
@@ -78,22 +102,52 @@ fn build(cuts: &[usize], perm: &[u32], dups: &[(u16, u16)]) -> Vec<Pkt> {
         let p = v[src].clone();
         v.insert(dst, p);
     }
-    v.push(Pkt { from_client: true, seq: cseq, ack: sseq, flags: 0x11, data: vec![] });
-    v.push(Pkt { from_client: false, seq: sseq, ack: cseq + 1, flags: 0x11, data: vec![] });
-    v.push(Pkt { from_client: true, seq: cseq + 1, ack: sseq + 1, flags: 0x10, data: vec![] });
+    v.push(Pkt {
+        from_client: true,
+        seq: cseq,
+        ack: sseq,
+        flags: 0x11,
+        data: vec![],
+    });
+    v.push(Pkt {
+        from_client: false,
+        seq: sseq,
+        ack: cseq + 1,
+        flags: 0x11,
+        data: vec![],
+    });
+    v.push(Pkt {
+        from_client: true,
+        seq: cseq + 1,
+        ack: sseq + 1,
+        flags: 0x10,
+        data: vec![],
+    });
     v
 }
 
 /// Runs the packets through a real flow table and SMTP analyzer; returns
 /// smtp.log records without ts, weird names and the request/reply events.
 fn analyze(pkts: &[Pkt]) -> (Vec<String>, Vec<String>, Vec<String>) {
-    let factory = MailAnalyzers { smtp: Arc::new(SmtpConfig::default()), dpd: true };
-    let mut t = FlowTable::new(FlowConfig::default(), factory, UidGenerator::new(""), LocalNets::default());
+    let factory = MailAnalyzers {
+        smtp: Arc::new(SmtpConfig::default()),
+        dpd: true,
+    };
+    let mut t = FlowTable::new(
+        FlowConfig::default(),
+        factory,
+        UidGenerator::new(""),
+        LocalNets::default(),
+    );
     let mut out = Output::new(true);
     let c: IpAddr = "10.1.1.1".parse().unwrap();
     let s: IpAddr = "10.2.2.2".parse().unwrap();
     for (i, p) in pkts.iter().enumerate() {
-        let (src, dst, sp, dp) = if p.from_client { (c, s, 41000, 25) } else { (s, c, 25, 41000) };
+        let (src, dst, sp, dp) = if p.from_client {
+            (c, s, 41000, 25)
+        } else {
+            (s, c, 25, 41000)
+        };
         let seg = Segment {
             ts: Timestamp(1_700_000_000_000_000_000 + i as i64 * 1000),
             src,
@@ -142,10 +196,17 @@ fn analyze(pkts: &[Pkt]) -> (Vec<String>, Vec<String>, Vec<String>) {
 fn in_order_session_is_logged() {
     let (smtp, weird, events) = analyze(&build(&[100_000], &[0], &[]));
     assert_eq!(smtp.len(), 2, "{smtp:#?}");
-    assert!(smtp[0].contains("quarterly numbers") && smtp[0].contains("bob@example.net"), "{}", smtp[0]);
+    assert!(
+        smtp[0].contains("quarterly numbers") && smtp[0].contains("bob@example.net"),
+        "{}",
+        smtp[0]
+    );
     assert!(smtp[1].contains("chunked"), "{}", smtp[1]);
     assert!(weird.is_empty(), "{weird:?}");
-    assert!(events.iter().any(|e| e.contains("a dot-stuffed line")), "smtp_data is unstuffed");
+    assert!(
+        events.iter().any(|e| e.contains("a dot-stuffed line")),
+        "smtp_data is unstuffed"
+    );
 }
 
 proptest! {

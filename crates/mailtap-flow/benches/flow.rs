@@ -3,7 +3,9 @@
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use mailtap_core::{ConnCtx, ConnId, Output, TcpAnalyzer, Timestamp};
 use mailtap_flow::reassembly::{MemBudget, Stream};
-use mailtap_flow::{AnalyzerFactory, Detect, FlowConfig, FlowTable, LocalNets, Segment, UidGenerator};
+use mailtap_flow::{
+    AnalyzerFactory, Detect, FlowConfig, FlowTable, LocalNets, Segment, UidGenerator,
+};
 use std::net::IpAddr;
 
 struct Sink;
@@ -33,7 +35,12 @@ fn bench(c: &mut Criterion) {
     // 10k live connections, data segments round-robin across them.
     let flows = 10_000u32;
     g.bench_function("table_process_10k_flows", |b| {
-        let mut t = FlowTable::new(FlowConfig::default(), F, UidGenerator::new(""), LocalNets::default());
+        let mut t = FlowTable::new(
+            FlowConfig::default(),
+            F,
+            UidGenerator::new(""),
+            LocalNets::default(),
+        );
         let mut out = Output::new(false);
         let seqs: Vec<u32> = vec![1; flows as usize];
         let mut seqs = seqs;
@@ -79,7 +86,15 @@ fn bench(c: &mut Criterion) {
         let n = payload.len() as u32;
         b.iter(|| {
             // Every pair of segments arrives swapped: one buffered copy each.
-            s.segment(seq.wrapping_add(n), false, false, &payload, 1 << 20, &mut budget, &mut sink);
+            s.segment(
+                seq.wrapping_add(n),
+                false,
+                false,
+                &payload,
+                1 << 20,
+                &mut budget,
+                &mut sink,
+            );
             s.segment(seq, false, false, &payload, 1 << 20, &mut budget, &mut sink);
             seq = seq.wrapping_add(2 * n);
         })

@@ -140,7 +140,10 @@ pub fn update_states(sender: &mut Endpoint, peer: &mut Endpoint, fl: u8, payload
     let syn = fl & flags::SYN != 0;
     let ack = fl & flags::ACK != 0;
     if fl & flags::RST != 0 {
-        sender.state = Reset;
+        // A reset after both sides closed changes nothing (Zeek logs SF).
+        if !(sender.state == Closed && peer.state == Closed) {
+            sender.state = Reset;
+        }
         return;
     }
     if syn {

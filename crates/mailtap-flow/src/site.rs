@@ -93,7 +93,11 @@ impl LocalNets {
     pub fn effective_nets(&self) -> Vec<(IpAddr, u8)> {
         let mut v = self.nets.clone();
         if self.private_is_local {
-            v.extend(PRIVATE.iter().map(|&(n, l)| (n.parse().expect("constant network"), l)));
+            v.extend(
+                PRIVATE
+                    .iter()
+                    .map(|&(n, l)| (n.parse().expect("constant network"), l)),
+            );
         }
         v
     }

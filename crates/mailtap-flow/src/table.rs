@@ -138,7 +138,12 @@ struct Flow<A> {
     /// Whether the canonical key's `a` side is the originator.
     orig_is_a: bool,
     first_ts: Timestamp,
+    /// Time of the latest packet (drives the inactivity timeout).
     last_ts: Timestamp,
+    /// End of the connection for conn.log `duration`: like Zeek, packets
+    /// that arrive once both sides have closed (the last ACK, a late RST)
+    /// do not extend it.
+    dur_end: Timestamp,
     ep: [Endpoint; 2],
     streams: [Stream; 2],
     history: History,
@@ -216,6 +221,14 @@ impl<F: AnalyzerFactory> FlowTable<F> {
             self.now = seg.ts;
         }
         let (key, src_is_a) = FlowKey::new(seg.src, seg.src_port, seg.dst, seg.dst_port);
+        // A new SYN on a connection that has closed or been reset starts a
+        // new connection (Zeek's connection reuse): end the old one first.
+        if seg.flags & (flags::SYN | flags::ACK) == flags::SYN
+            && self.map.get(&key).is_some_and(|f| f.closing)
+        {
+            self.counters.flows_closed += 1;
+            self.remove(key, out);
+        }
         if !self.map.contains_key(&key) {
             if self.map.len() >= self.cfg.max_flows {
                 self.evict_one(out);
@@ -294,6 +307,7 @@ impl<F: AnalyzerFactory> FlowTable<F> {
             orig_is_a: src_is_a != flipped,
             first_ts: seg.ts,
             last_ts: seg.ts,
+            dur_end: seg.ts,
             ep: Default::default(),
             streams: Default::default(),
             history,
@@ -316,6 +330,13 @@ impl<F: AnalyzerFactory> FlowTable<F> {
     ) {
         let fl = seg.flags;
         flow.last_ts = flow.last_ts.max(seg.ts);
+        let both_closed = |f: &Flow<F::Analyzer>| {
+            f.ep.iter()
+                .all(|e| e.state == crate::conn::EndpointState::Closed)
+        };
+        if !both_closed(flow) {
+            flow.dur_end = flow.dur_end.max(seg.ts);
+        }
         {
             let (a, b) = flow.ep.split_at_mut(1);
             let (sender, peer) = if is_orig {
@@ -528,7 +549,7 @@ impl<F: AnalyzerFactory> FlowTable<F> {
     }
 
     fn conn_record(&self, f: &Flow<F::Analyzer>) -> ConnRecord {
-        let dur = f.last_ts.since(f.first_ts);
+        let dur = f.dur_end.since(f.first_ts);
         let has_dur = dur.0 > 0;
         ConnRecord {
             ts: f.first_ts,
@@ -779,7 +800,8 @@ mod tests {
         assert_eq!((c.orig_pkts, c.resp_pkts), (5, 3));
         assert_eq!(c.service, vec!["test"]);
         assert_eq!(c.id.resp_p, 25);
-        assert_eq!(c.duration, Some(mailtap_core::Interval(7_000_000_000)));
+        // The last ACK comes after both FINs: not part of the duration (Zeek).
+        assert_eq!(c.duration, Some(mailtap_core::Interval(6_000_000_000)));
         assert_eq!(
             *rec.0.lock().unwrap(),
             vec!["r:220 hi\r\n", "o:EHLO x\r\n", "o:eof", "r:eof", "done"]
@@ -841,6 +863,25 @@ mod tests {
         let c = conns(&out);
         assert_eq!((c[0].id.orig_p, c[0].id.resp_p), (40000, 25));
         assert!(c[0].history.starts_with('^'));
+    }
+
+    #[test]
+    fn syn_after_reset_is_a_new_connection() {
+        let (mut t, _) = table(110, FlowConfig::default());
+        let mut out = Output::new(false);
+        for i in 0..3 {
+            t.process(&seg(i * 2, true, 110, SYN, 7, 0, b""), &mut out);
+            t.process(
+                &seg(i * 2 + 1, false, 110, flags::RST | ACK, 0, 8, b""),
+                &mut out,
+            );
+        }
+        t.finish(&mut out);
+        let c = conns(&out);
+        assert_eq!(c.len(), 3);
+        assert!(c
+            .iter()
+            .all(|c| c.conn_state == "REJ" && c.history == "Sr" && c.orig_pkts == 1));
     }
 
     #[test]

@@ -11,7 +11,10 @@ use std::sync::Arc;
 fn body(lines: usize) -> Vec<u8> {
     let mut b = Vec::new();
     for i in 0..lines {
-        b.extend_from_slice(format!("Line {i} of a plain text message body, about seventy bytes long.\r\n").as_bytes());
+        b.extend_from_slice(
+            format!("Line {i} of a plain text message body, about seventy bytes long.\r\n")
+                .as_bytes(),
+        );
     }
     b
 }
@@ -23,7 +26,8 @@ fn session(body: &[u8]) -> (Vec<u8>, Vec<u8>) {
     );
     c.extend_from_slice(body);
     c.extend_from_slice(b".\r\nQUIT\r\n");
-    let s = b"220 mx ESMTP\r\n250 mx\r\n250 ok\r\n250 ok\r\n354 go\r\n250 queued\r\n221 bye\r\n".to_vec();
+    let s = b"220 mx ESMTP\r\n250 mx\r\n250 ok\r\n250 ok\r\n354 go\r\n250 queued\r\n221 bye\r\n"
+        .to_vec();
     (c, s)
 }
 
@@ -41,7 +45,13 @@ fn bench(c: &mut Criterion) {
         let mut out = Output::new(false);
         let mut ann = ConnAnnotations::default();
         bench.iter(|| {
-            let mut cx = ConnCtx { ts: Timestamp(0), uid: "C1", id: &id, out: &mut out, conn: &mut ann };
+            let mut cx = ConnCtx {
+                ts: Timestamp(0),
+                uid: "C1",
+                id: &id,
+                out: &mut out,
+                conn: &mut ann,
+            };
             let mut sp = LineSplitter::new(16 << 20);
             for seg in b.chunks(1448) {
                 let mut pos = 0;
@@ -60,7 +70,13 @@ fn bench(c: &mut Criterion) {
         bench.iter(|| {
             let mut ann = ConnAnnotations::default();
             let mut a = SmtpAnalyzer::new(cfg.clone());
-            let mut cx = ConnCtx { ts: Timestamp(0), uid: "C1", id: &id, out: &mut out, conn: &mut ann };
+            let mut cx = ConnCtx {
+                ts: Timestamp(0),
+                uid: "C1",
+                id: &id,
+                out: &mut out,
+                conn: &mut ann,
+            };
             // Server greeting and replies interleaved the way a pipelining
             // client sees them; the body goes in MSS-sized pieces.
             let replies: Vec<&[u8]> = server.split_inclusive(|&x| x == b'\n').collect();
