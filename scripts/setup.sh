@@ -29,4 +29,7 @@ if ! have cargo; then
   $SUDO apt-get install -y -qq cargo rustc
 fi
 
+# cargo-fuzz for scripts/fuzz.sh (from crates.io).
+command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked --quiet
+
 echo "setup: ok ($(cargo --version))"

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs every cargo-fuzz target for SECONDS each (default 60).
+#   bash scripts/fuzz.sh [SECONDS] [TARGET...]
+# cargo-fuzz needs nightly flags; the stable toolchain accepts them with
+# RUSTC_BOOTSTRAP=1 (the only toolchain this project can install).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECS=${1:-60}
+shift || true
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+export RUSTC_BOOTSTRAP=1
+cd fuzz
+TARGETS=("$@")
+[ ${#TARGETS[@]} -gt 0 ] || mapfile -t TARGETS < <(cargo fuzz list)
+cargo fuzz build -O
+for t in "${TARGETS[@]}"; do
+  echo "fuzz: $t for ${SECS}s"
+  cargo fuzz run -O "$t" -- -max_total_time="$SECS" -rss_limit_mb=2048 2>&1 | grep -E '^(Done|==[0-9]+==|SUMMARY)|panicked' || true
+  [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "fuzz: $t FAILED (crash input under fuzz/artifacts/$t)"; exit 1; }
+done
+echo "fuzz: all targets clean"
