@@ -15,7 +15,15 @@ TARGETS=("$@")
 cargo fuzz build -O
 for t in "${TARGETS[@]}"; do
   echo "fuzz: $t for ${SECS}s"
-  cargo fuzz run -O "$t" -- -max_total_time="$SECS" -rss_limit_mb=2048 2>&1 | grep -E '^(Done|==[0-9]+==|SUMMARY)|panicked' || true
-  [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "fuzz: $t FAILED (crash input under fuzz/artifacts/$t)"; exit 1; }
+  log=$(mktemp)
+  rc=0
+  cargo fuzz run -O "$t" -- -max_total_time="$SECS" -rss_limit_mb=2048 >"$log" 2>&1 || rc=$?
+  grep -E '^(Done|==[0-9]+==|SUMMARY)|panicked' "$log" || true
+  if [ "$rc" -ne 0 ]; then
+    tail -n 40 "$log"
+    echo "fuzz: $t FAILED (crash input under fuzz/artifacts/$t)"
+    exit 1
+  fi
+  rm -f "$log"
 done
 echo "fuzz: all targets clean"
