@@ -204,6 +204,7 @@ fn cmd_read(a: ReadArgs) -> Result<i32> {
         b
     });
     let started = std::time::Instant::now();
+    let n_files = a.pcaps.len();
     let mut on_progress = |p: &Progress| {
         if let Some(b) = &bar {
             if let Some(t) = p.file_size {
@@ -212,10 +213,12 @@ fn cmd_read(a: ReadArgs) -> Result<i32> {
             b.set_position(p.file_bytes_read);
             let secs = started.elapsed().as_secs_f64().max(1e-3);
             b.set_message(format!(
-                "file {} · {} packets · {:.0} pkt/s",
+                "file {}/{} · {} packets · {:.0} pkt/s · {} flows",
                 p.file_index + 1,
+                n_files,
                 p.packets,
-                p.packets as f64 / secs
+                p.packets as f64 / secs,
+                p.flows
             ));
         }
     };

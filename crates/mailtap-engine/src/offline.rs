@@ -11,7 +11,7 @@ use mailtap_wire::defrag::{DefragConfig, Defragmenter};
 use mailtap_wire::source::{Block, CaptureReader, LinkType, SourceError};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -47,6 +47,8 @@ pub struct Progress {
     pub file_size: Option<u64>,
     pub packets: u64,
     pub bytes: u64,
+    /// Connections seen so far (updated by the shards once per batch).
+    pub flows: u64,
 }
 
 /// What a run did; printed as the one-line summary and in stats.
@@ -180,6 +182,7 @@ pub fn run_offline(
     shard_cfg.max_flows = (cfg.flow.max_flows / workers).max(1);
     shard_cfg.reassembly_memory = (cfg.flow.reassembly_memory / workers).max(1);
     let uids = UidGenerator::new(&cfg.uid_salt);
+    let flows_seen = Arc::new(AtomicU64::new(0));
     let mut shard_tx = Vec::with_capacity(workers);
     let mut shards = Vec::with_capacity(workers);
     for i in 0..workers {
@@ -194,10 +197,11 @@ pub fn run_offline(
         let out = Output::new(cfg.events.is_some());
         let rec_tx = rec_tx.clone();
         let verify = cfg.verify_checksums;
+        let flows_seen = flows_seen.clone();
         shards.push(
             thread::Builder::new()
                 .name(format!("mailtap-shard-{i}"))
-                .spawn(move || shard(table, out, rx, rec_tx, verify))
+                .spawn(move || shard(table, out, rx, rec_tx, verify, &flows_seen))
                 .expect("spawn shard thread"),
         );
     }
@@ -223,6 +227,7 @@ pub fn run_offline(
         };
         prog.file_index = fi;
         prog.file_size = reader.file_size();
+        tracing::info!(file = %path.display(), size = ?reader.file_size(), "reading capture");
         loop {
             if stop.load(Ordering::Relaxed) {
                 break 'files;
@@ -250,6 +255,7 @@ pub fn run_offline(
             );
             prog.packets = summary.packets;
             prog.bytes = summary.bytes;
+            prog.flows = flows_seen.load(Ordering::Relaxed);
             progress(&prog);
             if result.is_err() {
                 break 'files;
@@ -259,6 +265,11 @@ pub fn run_offline(
             }
         }
     }
+    tracing::info!(
+        packets = summary.packets,
+        bytes = summary.bytes,
+        "reader done; draining shards"
+    );
     let dc = defrag.counters();
     summary.fragments_reassembled = dc.reassembled;
     summary.defrag_dropped =
@@ -288,6 +299,7 @@ pub fn run_offline(
         Err(_) => tracing::error!("the collector thread panicked"),
     }
     summary.elapsed = started.elapsed();
+    tracing::debug!(?summary, "run finished");
     (summary, result)
 }
 
@@ -359,7 +371,9 @@ fn shard(
     rx: Receiver<ShardBatch>,
     records: Sender<Vec<Record>>,
     verify: bool,
+    flows_seen: &AtomicU64,
 ) -> ShardResult {
+    let mut flows_reported = 0u64;
     for batch in rx {
         let block = batch.block.get();
         for &slot in &batch.slots {
@@ -400,6 +414,9 @@ fn shard(
         }
         table.advance(batch.now, &mut out);
         drop(batch);
+        let created = table.flows_created();
+        flows_seen.fetch_add(created - flows_reported, Ordering::Relaxed);
+        flows_reported = created;
         if !out.records.is_empty() && records.send(out.take()).is_err() {
             break;
         }

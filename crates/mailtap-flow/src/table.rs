@@ -199,6 +199,11 @@ impl<F: AnalyzerFactory> FlowTable<F> {
         c
     }
 
+    /// Connections created so far (cheap, for progress reports).
+    pub fn flows_created(&self) -> u64 {
+        self.counters.flows_created
+    }
+
     /// Connections tracked now.
     pub fn len(&self) -> usize {
         self.map.len()
