@@ -55,6 +55,9 @@ pub struct Output {
     pub records: Vec<Record>,
     /// When false, events are not built at all (no allocation per line).
     pub events_enabled: bool,
+    /// When true, analyzers stream every message's bytes as
+    /// `Record::EmailData` and end it with `Record::EmailMeta`.
+    pub extract_enabled: bool,
     pub counters: OutputCounters,
 }
 
@@ -93,6 +96,11 @@ pub struct ConnCtx<'a> {
 impl ConnCtx<'_> {
     pub fn events_enabled(&self) -> bool {
         self.out.events_enabled
+    }
+
+    /// Whether messages are to be extracted (see [`crate::mail`]).
+    pub fn extract_enabled(&self) -> bool {
+        self.out.extract_enabled
     }
 
     /// Raises an event; build it lazily so nothing is allocated when the

@@ -40,6 +40,37 @@ pub enum Event {
         detail: Bytes,
     },
     SmtpStarttls,
+    Pop3Request {
+        is_orig: bool,
+        command: Bytes,
+        arg: Bytes,
+    },
+    Pop3Reply {
+        is_orig: bool,
+        cmd: Bytes,
+        msg: Bytes,
+    },
+    Pop3Data {
+        is_orig: bool,
+        data: Bytes,
+    },
+    Pop3Unexpected {
+        is_orig: bool,
+        msg: Bytes,
+        detail: Bytes,
+    },
+    Pop3Starttls,
+    /// `password` is empty unless `pop3.log_passwords` is on.
+    Pop3LoginSuccess {
+        is_orig: bool,
+        user: Bytes,
+        password: Bytes,
+    },
+    Pop3LoginFailure {
+        is_orig: bool,
+        user: Bytes,
+        password: Bytes,
+    },
 }
 
 /// One argument value of an event, for the sinks to format.
@@ -59,6 +90,13 @@ impl Event {
             Event::SmtpData { .. } => "smtp_data",
             Event::SmtpUnexpected { .. } => "smtp_unexpected",
             Event::SmtpStarttls => "smtp_starttls",
+            Event::Pop3Request { .. } => "pop3_request",
+            Event::Pop3Reply { .. } => "pop3_reply",
+            Event::Pop3Data { .. } => "pop3_data",
+            Event::Pop3Unexpected { .. } => "pop3_unexpected",
+            Event::Pop3Starttls => "pop3_starttls",
+            Event::Pop3LoginSuccess { .. } => "pop3_login_success",
+            Event::Pop3LoginFailure { .. } => "pop3_login_failure",
         }
     }
 
@@ -100,7 +138,48 @@ impl Event {
                 out("msg", ArgValue::Str(msg));
                 out("detail", ArgValue::Str(detail));
             }
-            Event::SmtpStarttls => {}
+            Event::SmtpStarttls | Event::Pop3Starttls => {}
+            Event::Pop3Request {
+                is_orig,
+                command,
+                arg,
+            } => {
+                out("is_orig", ArgValue::Bool(*is_orig));
+                out("command", ArgValue::Str(command));
+                out("arg", ArgValue::Str(arg));
+            }
+            Event::Pop3Reply { is_orig, cmd, msg } => {
+                out("is_orig", ArgValue::Bool(*is_orig));
+                out("cmd", ArgValue::Str(cmd));
+                out("msg", ArgValue::Str(msg));
+            }
+            Event::Pop3Data { is_orig, data } => {
+                out("is_orig", ArgValue::Bool(*is_orig));
+                out("data", ArgValue::Str(data));
+            }
+            Event::Pop3Unexpected {
+                is_orig,
+                msg,
+                detail,
+            } => {
+                out("is_orig", ArgValue::Bool(*is_orig));
+                out("msg", ArgValue::Str(msg));
+                out("detail", ArgValue::Str(detail));
+            }
+            Event::Pop3LoginSuccess {
+                is_orig,
+                user,
+                password,
+            }
+            | Event::Pop3LoginFailure {
+                is_orig,
+                user,
+                password,
+            } => {
+                out("is_orig", ArgValue::Bool(*is_orig));
+                out("user", ArgValue::Str(user));
+                out("password", ArgValue::Str(password));
+            }
         }
     }
 }

@@ -9,13 +9,15 @@
 
 pub mod analyzer;
 pub mod event;
+pub mod mail;
 pub mod record;
 pub mod time;
 
 pub use analyzer::{ConnCtx, Output, TcpAnalyzer};
 pub use event::{Event, EventRecord};
 pub use record::{
-    ConnId, ConnRecord, FieldDef, Record, SmtpRecord, Value, WeirdRecord, ZeekRecord,
+    ConnId, ConnRecord, FieldDef, FileHashes, FileRecord, Pop3Record, Record, SmtpRecord, Value,
+    WeirdRecord, ZeekRecord,
 };
 pub use time::{Interval, Timestamp};
 

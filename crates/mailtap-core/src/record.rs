@@ -87,6 +87,12 @@ pub enum Record {
     Smtp(Box<SmtpRecord>),
     Weird(Box<WeirdRecord>),
     Event(Box<crate::EventRecord>),
+    Pop3(Box<Pop3Record>),
+    File(Box<FileRecord>),
+    /// Bytes of an extracted message, in order (see [`crate::mail`]).
+    EmailData(Box<crate::mail::EmailChunk>),
+    /// The end of an extracted message and its metadata.
+    EmailMeta(Box<crate::mail::EmailMeta>),
 }
 
 impl Record {
@@ -97,7 +103,9 @@ impl Record {
             Record::Conn(r) => Some(&**r),
             Record::Smtp(r) => Some(&**r),
             Record::Weird(r) => Some(&**r),
-            Record::Event(_) => None,
+            Record::Pop3(r) => Some(&**r),
+            Record::File(r) => Some(&**r),
+            Record::Event(_) | Record::EmailData(_) | Record::EmailMeta(_) => None,
         }
     }
 }
@@ -356,6 +364,190 @@ impl ZeekRecord for WeirdRecord {
         match self.source {
             Some(s) => out(Value::Str(s.as_bytes())),
             None => out(Value::Unset),
+        }
+    }
+}
+
+// ---------------------------------------------------------------- pop3.log
+
+/// One row of pop3.log (mailtap's own log: Zeek has none), one per session.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Pop3Record {
+    pub ts: Timestamp,
+    pub uid: String,
+    pub id: Option<ConnId>,
+    pub user: Option<Bytes>,
+    /// `USER/PASS`, `APOP`, or the SASL mechanism of `AUTH` (`PLAIN`, ...).
+    pub auth_method: Option<Bytes>,
+    /// `success`, `failure` or `unknown`.
+    pub login: &'static str,
+    pub login_failures: u64,
+    pub messages_retrieved: u64,
+    pub bytes_retrieved: u64,
+    pub messages_deleted: u64,
+    pub tls: bool,
+    pub last_reply: Option<Bytes>,
+}
+
+static POP3_FIELDS: [FieldDef; 15] = [
+    f("ts", "time"),
+    f("uid", "string"),
+    f("id.orig_h", "addr"),
+    f("id.orig_p", "port"),
+    f("id.resp_h", "addr"),
+    f("id.resp_p", "port"),
+    f("user", "string"),
+    f("auth_method", "string"),
+    f("login", "string"),
+    f("login_failures", "count"),
+    f("messages_retrieved", "count"),
+    f("bytes_retrieved", "count"),
+    f("messages_deleted", "count"),
+    f("tls", "bool"),
+    f("last_reply", "string"),
+];
+
+impl ZeekRecord for Pop3Record {
+    fn path(&self) -> &'static str {
+        "pop3"
+    }
+    fn fields(&self) -> &'static [FieldDef] {
+        &POP3_FIELDS
+    }
+    fn values(&self, out: &mut dyn FnMut(Value<'_>)) {
+        out(Value::Time(self.ts));
+        out(Value::Str(self.uid.as_bytes()));
+        match &self.id {
+            Some(id) => id_values(id, out),
+            None => (0..4).for_each(|_| out(Value::Unset)),
+        }
+        out(Value::opt_str(&self.user));
+        out(Value::opt_str(&self.auth_method));
+        out(Value::Str(self.login.as_bytes()));
+        out(Value::Count(self.login_failures));
+        out(Value::Count(self.messages_retrieved));
+        out(Value::Count(self.bytes_retrieved));
+        out(Value::Count(self.messages_deleted));
+        out(Value::Bool(self.tls));
+        out(Value::opt_str(&self.last_reply));
+    }
+}
+
+// --------------------------------------------------------------- files.log
+
+/// One row of files.log (Zeek `Files::Info`). The hash columns are present
+/// only when hashing is configured (`hashes` is `Some`), as in Zeek when the
+/// hash analyzers are loaded.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FileRecord {
+    pub ts: Timestamp,
+    pub fuid: String,
+    pub uid: Option<String>,
+    pub id: Option<ConnId>,
+    /// `SMTP` or `POP3`.
+    pub source: Option<&'static str>,
+    pub depth: u64,
+    /// Analyzers attached (`MD5`, `SHA1`, `SHA256`, `EXTRACT`...).
+    pub analyzers: Vec<Bytes>,
+    pub mime_type: Option<Bytes>,
+    pub filename: Option<Bytes>,
+    pub duration: Interval,
+    pub local_orig: Option<bool>,
+    pub is_orig: Option<bool>,
+    pub seen_bytes: u64,
+    pub total_bytes: Option<u64>,
+    pub missing_bytes: u64,
+    pub overflow_bytes: u64,
+    pub timedout: bool,
+    pub parent_fuid: Option<String>,
+    /// Hex digests (`md5`, `sha1`, `sha256`), each `None` when not computed.
+    pub hashes: Option<FileHashes>,
+}
+
+/// The hash columns of files.log.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FileHashes {
+    pub md5: Option<String>,
+    pub sha1: Option<String>,
+    pub sha256: Option<String>,
+}
+
+static FILE_FIELDS: [FieldDef; 24] = [
+    f("ts", "time"),
+    f("fuid", "string"),
+    f("uid", "string"),
+    f("id.orig_h", "addr"),
+    f("id.orig_p", "port"),
+    f("id.resp_h", "addr"),
+    f("id.resp_p", "port"),
+    f("source", "string"),
+    f("depth", "count"),
+    f("analyzers", "set[string]"),
+    f("mime_type", "string"),
+    f("filename", "string"),
+    f("duration", "interval"),
+    f("local_orig", "bool"),
+    f("is_orig", "bool"),
+    f("seen_bytes", "count"),
+    f("total_bytes", "count"),
+    f("missing_bytes", "count"),
+    f("overflow_bytes", "count"),
+    f("timedout", "bool"),
+    f("parent_fuid", "string"),
+    f("md5", "string"),
+    f("sha1", "string"),
+    f("sha256", "string"),
+];
+
+impl ZeekRecord for FileRecord {
+    fn path(&self) -> &'static str {
+        "files"
+    }
+    fn fields(&self) -> &'static [FieldDef] {
+        if self.hashes.is_some() {
+            &FILE_FIELDS
+        } else {
+            &FILE_FIELDS[..21]
+        }
+    }
+    fn values(&self, out: &mut dyn FnMut(Value<'_>)) {
+        out(Value::Time(self.ts));
+        out(Value::Str(self.fuid.as_bytes()));
+        match &self.uid {
+            Some(u) => out(Value::Str(u.as_bytes())),
+            None => out(Value::Unset),
+        }
+        match &self.id {
+            Some(id) => id_values(id, out),
+            None => (0..4).for_each(|_| out(Value::Unset)),
+        }
+        match self.source {
+            Some(s) => out(Value::Str(s.as_bytes())),
+            None => out(Value::Unset),
+        }
+        out(Value::Count(self.depth));
+        out(Value::StrSet(&self.analyzers));
+        out(Value::opt_str(&self.mime_type));
+        out(Value::opt_str(&self.filename));
+        out(Value::Interval(self.duration));
+        out(self.local_orig.map(Value::Bool).unwrap_or(Value::Unset));
+        out(self.is_orig.map(Value::Bool).unwrap_or(Value::Unset));
+        out(Value::Count(self.seen_bytes));
+        out(Value::opt_count(self.total_bytes));
+        out(Value::Count(self.missing_bytes));
+        out(Value::Count(self.overflow_bytes));
+        out(Value::Bool(self.timedout));
+        match &self.parent_fuid {
+            Some(p) => out(Value::Str(p.as_bytes())),
+            None => out(Value::Unset),
+        }
+        if let Some(h) = &self.hashes {
+            for v in [&h.md5, &h.sha1, &h.sha256] {
+                match v {
+                    Some(x) => out(Value::Str(x.as_bytes())),
+                    None => out(Value::Unset),
+                }
+            }
         }
     }
 }

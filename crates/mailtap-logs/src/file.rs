@@ -291,6 +291,11 @@ impl LogSet {
             Record::Smtp(r) => r.ts,
             Record::Weird(r) => r.ts,
             Record::Event(e) => e.ts,
+            Record::Pop3(r) => r.ts,
+            Record::File(r) => r.ts,
+            Record::EmailMeta(m) => m.ts,
+            // Extracted message bytes are not the logs' business.
+            Record::EmailData(_) => return Ok(()),
         };
         match self.network_time {
             Some(t) if t >= ts => {}
@@ -307,6 +312,9 @@ impl LogSet {
             Record::Conn(r) => self.write_log(&**r),
             Record::Smtp(r) => self.write_log(&**r),
             Record::Weird(r) => self.write_log(&**r),
+            Record::Pop3(r) => self.write_log(&**r),
+            Record::File(r) => self.write_log(&**r),
+            Record::EmailData(_) | Record::EmailMeta(_) => Ok(()),
         }
     }
 

@@ -1,0 +1,90 @@
+//! Extracted messages on their way to the extraction sink.
+//!
+//! A shard streams each message it extracts as [`EmailChunk`]s (in order,
+//! already dot-unstuffed, byte-exact) and ends it with one [`EmailMeta`].
+//! The collector appends chunks to `<uid>-<n>.eml` under a temporary name
+//! and, at the meta record, renames it and writes `<uid>-<n>.json` (see
+//! docs/outputs.md).
+
+use crate::{Bytes, ConnId, Timestamp};
+
+/// Which protocol carried the message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MailProtocol {
+    Smtp,
+    Pop3,
+}
+
+impl MailProtocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MailProtocol::Smtp => "smtp",
+            MailProtocol::Pop3 => "pop3",
+        }
+    }
+}
+
+/// Bytes of message `n` of connection `uid`, to append.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EmailChunk {
+    pub uid: String,
+    pub n: u32,
+    pub data: Bytes,
+}
+
+/// The end of message `n` of connection `uid`: everything for its JSON.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EmailMeta {
+    pub uid: String,
+    pub n: u32,
+    /// When the message started (DATA/BDAT/RETR time).
+    pub ts: Timestamp,
+    pub id: Option<ConnId>,
+    pub protocol: Option<MailProtocol>,
+    pub trans_depth: u64,
+    pub helo: Option<Bytes>,
+    pub mailfrom: Option<Bytes>,
+    /// Recipients the server accepted.
+    pub rcptto: Vec<Bytes>,
+    /// Recipients the server refused, with its reply code.
+    pub rcptto_rejected: Vec<(Bytes, u32)>,
+    /// The server's reply to the end of data (SMTP).
+    pub status_code: Option<u32>,
+    pub status_text: Option<Bytes>,
+    /// POP3 user.
+    pub user: Option<Bytes>,
+    pub size: u64,
+    /// Hex SHA-256 of the extracted bytes.
+    pub sha256: String,
+    /// False when a gap or the end of the capture cut the message.
+    pub complete: bool,
+    pub missing_bytes: u64,
+    /// A POP3 TOP response: only part of the message.
+    pub partial: bool,
+    pub headers: EmailHeaders,
+    pub attachments: Vec<Attachment>,
+    pub tls: bool,
+}
+
+/// Top-level headers, RFC 2047 words decoded to UTF-8.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EmailHeaders {
+    pub date: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub cc: Option<String>,
+    pub reply_to: Option<String>,
+    pub subject: Option<String>,
+    pub msg_id: Option<String>,
+    pub in_reply_to: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// A MIME entity that carried a named or non-text body.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Attachment {
+    pub filename: Option<String>,
+    pub mime_type: Option<String>,
+    pub size: u64,
+    pub sha256: String,
+}
