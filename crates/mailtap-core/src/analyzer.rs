@@ -66,6 +66,7 @@ impl Output {
         Output {
             records: Vec::with_capacity(256),
             events_enabled,
+            extract_enabled: false,
             counters: OutputCounters::default(),
         }
     }
