@@ -186,7 +186,7 @@ fn analyze(pkts: &[Pkt]) -> (Vec<String>, Vec<String>, Vec<String>) {
                 }
                 _ => {}
             },
-            Record::Conn(_) => {}
+            _ => {}
         }
     }
     (smtp, weird, events)
