@@ -852,7 +852,7 @@ fn fingerprint(h: &Harness) -> Vec<String> {
             Record::Event(e) => format!("{:?}", e.event),
             Record::Smtp(s) => format!("{:?}", s),
             Record::Weird(w) => format!("{} {:?} {:?}", w.name, w.addl, w.source),
-            Record::Conn(_) => String::new(),
+            other => format!("{other:?}"),
         })
         .collect()
 }
