@@ -131,7 +131,12 @@ impl ConnCtx<'_> {
         self.push_weird(name, addl, None);
     }
 
-    fn push_weird(&mut self, name: &'static str, addl: Option<&[u8]>, source: Option<&'static str>) {
+    fn push_weird(
+        &mut self,
+        name: &'static str,
+        addl: Option<&[u8]>,
+        source: Option<&'static str>,
+    ) {
         if self.conn.weirds_seen.contains(&name) {
             self.out.counters.weirds_suppressed += 1;
             return;
@@ -144,128 +149,6 @@ impl ConnCtx<'_> {
             name,
             addl: addl.map(<[u8]>::to_vec),
             source,
-        })));
-    }
-
-    /// A "limit reached" weird was raised: conn.log history gets an `X`.
-    pub limit_reached: bool,
-    /// Weird names already logged for this connection (Zeek logs a name
-    /// once per connection).
-    pub weirds_seen: Vec<&'static str>,
-}
-
-/// Counters every shard keeps about what it produced or dropped.
-#[derive(Clone, Debug, Default)]
-pub struct OutputCounters {
-    pub records: u64,
-    pub events: u64,
-    pub weirds: u64,
-    pub weirds_suppressed: u64,
-}
-
-/// A shard's batch of records on its way to the collector.
-#[derive(Debug, Default)]
-pub struct Output {
-    pub records: Vec<Record>,
-    /// When false, events are not built at all (no allocation per line).
-    pub events_enabled: bool,
-    /// When true, analyzers stream every message's bytes as
-    /// `Record::EmailData` and end it with `Record::EmailMeta`.
-    pub extract_enabled: bool,
-    pub counters: OutputCounters,
-}
-
-impl Output {
-    pub fn new(events_enabled: bool) -> Self {
-        Output {
-            records: Vec::with_capacity(256),
-            events_enabled,
-            extract_enabled: false,
-            counters: OutputCounters::default(),
-        }
-    }
-    pub fn push(&mut self, r: Record) {
-        match r {
-            Record::Event(_) => self.counters.events += 1,
-            Record::Weird(_) => self.counters.weirds += 1,
-            _ => self.counters.records += 1,
-        }
-        self.records.push(r);
-    }
-    /// Takes the batch, leaving an empty one with the same capacity class.
-    pub fn take(&mut self) -> Vec<Record> {
-        std::mem::replace(&mut self.records, Vec::with_capacity(256))
-    }
-}
-
-/// Everything an analyzer may read or touch while handling one call.
-pub struct ConnCtx<'a> {
-    /// Time of the packet being processed (network time).
-    pub ts: Timestamp,
-    pub uid: &'a str,
-    pub id: &'a ConnId,
-    pub out: &'a mut Output,
-    pub conn: &'a mut ConnAnnotations,
-}
-
-impl ConnCtx<'_> {
-    pub fn events_enabled(&self) -> bool {
-        self.out.events_enabled
-    }
-
-    /// Whether messages are to be extracted (see [`crate::mail`]).
-    pub fn extract_enabled(&self) -> bool {
-        self.out.extract_enabled
-    }
-
-    /// Raises an event; build it lazily so nothing is allocated when the
-    /// event stream is off.
-    pub fn event(&mut self, make: impl FnOnce() -> Event) {
-        if self.out.events_enabled {
-            let event = make();
-            self.out.push(Record::Event(Box::new(EventRecord {
-                ts: self.ts,
-                uid: self.uid.to_owned(),
-                id: *self.id,
-                event,
-            })));
-        }
-    }
-
-    /// Raises a weird tied to this connection; a name is logged once per
-    /// connection, as Zeek's weird framework does by default.
-    pub fn weird(&mut self, name: &'static str, addl: Option<&[u8]>, source: &'static str) {
-        if self.conn.weirds_seen.contains(&name) {
-            self.out.counters.weirds_suppressed += 1;
-            return;
-        }
-        self.conn.weirds_seen.push(name);
-        self.out.push(Record::Weird(Box::new(WeirdRecord {
-            ts: self.ts,
-            uid: Some(self.uid.to_owned()),
-            id: Some(*self.id),
-            name,
-            addl: addl.map(<[u8]>::to_vec),
-            source: Some(source),
-        })));
-    }
-
-    /// A weird without a `source` column, as Zeek's script-level
-    /// `Reporter::conn_weird(name, c)` writes it (deduplicated like
-    /// [`ConnCtx::weird`]).
-    pub fn weird_unsourced(&mut self, name: &'static str, addl: Option<&[u8]>) {
-        if self.conn.weirds_seen.contains(&name) {
-            self.out.counters.weirds_suppressed += 1;
-            return;
-        }
-        self.conn.weirds_seen.push(name);
-        self.out.push(Record::Weird(Box::new(WeirdRecord {
-            ts: self.ts,
-            uid: Some(self.uid.to_owned()),
-            id: Some(*self.id),
-            name,
-            addl: addl.map(<[u8]>::to_vec),
-            source: None,
         })));
     }
 
