@@ -31,7 +31,7 @@ struct Cli {
 enum Command {
     /// Read pcap/pcapng files (gzip allowed, `-` for stdin) in order, as one stream.
     Read(ReadArgs),
-    /// Generate a deterministic capture of SMTP sessions.
+    /// Generate a deterministic capture of SMTP (and POP3) sessions.
     Gen(GenArgs),
 }
 
@@ -89,6 +89,13 @@ struct GenArgs {
     /// Percentage of sessions over IPv6.
     #[arg(long)]
     ipv6_percent: Option<u8>,
+    /// Percentage of sessions that are POP3 (port 110) instead of SMTP.
+    #[arg(long, default_value_t = 0)]
+    pop3_percent: u8,
+    /// Percentage of plain/pipelined SMTP sessions with one client segment
+    /// left out of the capture (a content gap: the message is incomplete).
+    #[arg(long, default_value_t = 0)]
+    gaps: u8,
 }
 
 fn main() {
@@ -288,6 +295,11 @@ fn cmd_gen(a: GenArgs) -> Result<i32> {
         }
         cfg.ipv6_percent = p;
     }
+    if a.pop3_percent > 100 || a.gaps > 100 {
+        bail!("--pop3-percent and --gaps must be 0..=100");
+    }
+    cfg.mix.pop3 = a.pop3_percent;
+    cfg.gap_percent = a.gaps;
     let started = std::time::Instant::now();
     let stats = if a.out.as_os_str() == "-" {
         mailtap_gen::generate(&cfg, std::io::stdout().lock())

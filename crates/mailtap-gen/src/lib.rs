@@ -1,4 +1,4 @@
-//! Deterministic SMTP traffic generator writing classic pcap files.
+//! Deterministic SMTP and POP3 traffic generator writing classic pcap files.
 //!
 //! Used for the bundled sample capture (`samples/sample-smtp.pcap`), for
 //! tests, and for multi-hundred-megabyte benchmark captures. The same
@@ -12,8 +12,9 @@
 //! quoted-printable and base64 pools, so output runs at several hundred MB/s.
 //!
 //! [`generate_with_truth`] additionally reports every message as the
-//! receiving MTA sees it (after dot-unstuffing / BDAT reassembly), so tests
-//! can check an analyzer byte for byte.
+//! receiving MTA (SMTP) or the mail client (POP3 `RETR`/`TOP`) sees it,
+//! after dot-unstuffing / BDAT reassembly, so tests can check an analyzer
+//! or the message extraction byte for byte.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -31,7 +32,7 @@ mod text;
 use session::{Ctx, Session};
 
 /// Feature mix. `plain`, `pipelined` and `bdat` are relative weights that
-/// choose each session's transfer style; the others are percentages.
+/// choose each SMTP session's transfer style; the others are percentages.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Mix {
     /// Weight: one command per round trip, `DATA` + dot-stuffed body.
@@ -42,13 +43,24 @@ pub struct Mix {
     /// last with `LAST` (sometimes a separate `BDAT 0 LAST`) (CHUNKING).
     pub bdat: u8,
     /// Percent of messages that are `multipart/mixed` with a text part,
-    /// sometimes a quoted-printable part, and a base64 attachment.
+    /// sometimes a quoted-printable part, and an attachment (base64, or
+    /// for about a quarter of them a quoted-printable text file).
     pub mime_attachment: u8,
     /// Percent of sessions that authenticate (AUTH PLAIN or AUTH LOGIN).
     pub auth: u8,
     /// Percent of sessions that issue STARTTLS after EHLO and then carry
     /// only opaque TLS-looking records (no plaintext messages).
     pub starttls: u8,
+    /// Percent of sessions that are POP3 (port 110) instead of SMTP: CAPA,
+    /// USER/PASS (sometimes failing first), APOP or AUTH PLAIN, STAT, LIST,
+    /// UIDL, `RETR` (and sometimes `TOP`) of every message, DELE, QUIT.
+    pub pop3: u8,
+    /// Percent of SMTP messages the server rejects with a 5xx reply to the
+    /// end of data (the message was still transferred completely).
+    pub reject: u8,
+    /// Percent of SMTP `DATA` messages whose body has a run of LF-only
+    /// lines (bare `\n`), which must survive extraction byte for byte.
+    pub lf_only: u8,
 }
 
 impl Default for Mix {
@@ -60,6 +72,9 @@ impl Default for Mix {
             mime_attachment: 30,
             auth: 20,
             starttls: 5,
+            pop3: 0,
+            reject: 3,
+            lf_only: 3,
         }
     }
 }
@@ -88,6 +103,12 @@ pub struct GenConfig {
     pub start_ts: Timestamp,
     /// TCP maximum segment size for data packets (clamped to 64..=9000).
     pub mss: usize,
+    /// Percent of plain/pipelined SMTP sessions (one message each) from
+    /// which one full-size client data segment in the middle of the message
+    /// is left out of the capture. The server still acknowledges it, so a
+    /// receiver sees a content gap and the message is incomplete
+    /// ([`MessageTruth::complete`] is false). 0 (the default) drops nothing.
+    pub gap_percent: u8,
 }
 
 impl Default for GenConfig {
@@ -105,6 +126,7 @@ impl Default for GenConfig {
             // 2024-03-01T12:00:00Z
             start_ts: Timestamp::from_secs_micros(1_709_294_400, 0),
             mss: 1460,
+            gap_percent: 0,
         }
     }
 }
@@ -126,6 +148,7 @@ impl GenConfig {
         c.body_bytes.0 = c.body_bytes.0.min(c.body_bytes.1);
         c.mss = c.mss.clamp(64, 9000);
         c.ipv6_percent = c.ipv6_percent.min(100);
+        c.gap_percent = c.gap_percent.min(100);
         c
     }
 }
@@ -134,34 +157,80 @@ impl GenConfig {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct GenStats {
     pub sessions: u64,
-    /// Plaintext messages transferred (STARTTLS sessions carry none).
+    /// Plaintext messages transferred (STARTTLS sessions carry none): one
+    /// per SMTP transaction with data, one per POP3 `RETR` or `TOP` response;
+    /// the number of [`MessageTruth`] reports.
     pub messages: u64,
+    /// Packets left out of the capture (see [`GenConfig::gap_percent`]);
+    /// not counted in `packets`.
+    pub dropped_packets: u64,
     pub packets: u64,
     /// Bytes written, including the pcap global header.
     pub bytes: u64,
 }
 
+/// Which protocol carried a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    Smtp,
+    Pop3,
+}
+
+impl Protocol {
+    /// `smtp` or `pop3`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Smtp => "smtp",
+            Protocol::Pop3 => "pop3",
+        }
+    }
+}
+
 /// Ground truth of one message, as reported by [`generate_with_truth`].
 #[derive(Debug)]
 pub struct MessageTruth<'a> {
+    pub protocol: Protocol,
     /// Client (connection originator) address and port.
     pub orig: (IpAddr, u16),
-    /// Server (responder) address and port (25 or 587).
+    /// Server (responder) address and port (25 or 587 for SMTP, 110 for
+    /// POP3).
     pub resp: (IpAddr, u16),
-    /// 0-based message number within the session.
+    /// 0-based message number within the session, in transfer order (for
+    /// POP3: the number of the `RETR`/`TOP` response, not the maildrop
+    /// message number).
     pub index_in_session: u32,
-    /// The bare address of `MAIL FROM:<…>`.
+    /// The bare address of `MAIL FROM:<…>` (POP3: the `From:` address).
     pub mailfrom: &'a str,
-    /// The bare address of every `RCPT TO:<…>` sent, in order, including a
-    /// recipient the server rejected with 550 (Zeek logs those too).
+    /// SMTP: the bare address of every `RCPT TO:<…>` sent, in order,
+    /// including a recipient the server rejected with 550 (Zeek logs those
+    /// too). POP3: the envelope the message was composed with (not on the
+    /// wire).
     pub rcptto: &'a [String],
+    /// SMTP: the recipients the server rejected (a subset of `rcptto`).
+    pub rcptto_rejected: &'a [String],
     /// The Subject header value as Zeek reports it: raw (encoded words are
     /// not decoded), folded lines joined by dropping the CRLF only.
     pub subject: &'a str,
-    /// The exact message bytes transferred, after dot-unstuffing (DATA) or
-    /// chunk concatenation (BDAT); always ends in CRLF.
+    /// The Subject with RFC 2047 encoded words decoded to UTF-8 (and the
+    /// whitespace between adjacent encoded words removed).
+    pub subject_decoded: &'a str,
+    /// The exact message bytes transferred, after dot-unstuffing (DATA,
+    /// RETR, TOP) or chunk concatenation (BDAT); always ends in CRLF. May
+    /// contain LF-only lines (see [`Mix::lf_only`]).
     pub bytes: &'a [u8],
     pub via_bdat: bool,
+    /// SMTP: the server's reply code to the end of data (250, or 5xx when
+    /// the message was rejected). POP3: `None`.
+    pub status_code: Option<u16>,
+    /// POP3: the user that logged in. SMTP: `None`.
+    pub user: Option<&'a str>,
+    /// POP3 `TOP` response: only the headers and the first lines of the
+    /// body.
+    pub partial: bool,
+    /// False when the generator left a segment of this message out of the
+    /// capture (see [`GenConfig::gap_percent`]); `bytes` is then what was
+    /// sent, not what a receiver of the capture can see.
+    pub complete: bool,
 }
 
 /// Writes a classic pcap (Ethernet, microsecond, little-endian) to `w`.
@@ -234,6 +303,7 @@ fn run<W: Write>(
                 .as_mut()
                 .map(|f| &mut **f as &mut dyn FnMut(&MessageTruth)),
             messages: &mut stats.messages,
+            dropped: &mut stats.dropped_packets,
         };
         buf.clear();
         let next = sess.emit(&mut ctx, &mut buf);
@@ -274,7 +344,8 @@ fn run<W: Write>(
 }
 
 /// The configuration of the bundled `samples/sample-smtp.pcap`: 40
-/// sessions, 8 concurrent, seed 1, every feature of the mix present.
+/// sessions, 8 concurrent, seed 1, every SMTP feature of the mix present
+/// (no POP3, no gaps).
 pub fn sample_config() -> GenConfig {
     GenConfig {
         sessions: 40,
@@ -291,9 +362,68 @@ pub fn sample_config() -> GenConfig {
             mime_attachment: 35,
             auth: 25,
             starttls: 10,
+            pop3: 0,
+            reject: 8,
+            lf_only: 10,
         },
         ipv6_percent: 15,
         start_ts: Timestamp::from_secs_micros(1_709_294_400, 0),
         mss: 1460,
+        gap_percent: 0,
+    }
+}
+
+/// The configuration of the bundled `samples/sample-pop3.pcap`: 16 POP3
+/// sessions, 4 concurrent, seed 2 (every login style, `RETR` and `TOP`).
+pub fn sample_pop3_config() -> GenConfig {
+    GenConfig {
+        sessions: 16,
+        concurrency: 4,
+        seed: 2,
+        target_bytes: None,
+        messages_per_session: (0, 4),
+        recipients: (1, 3),
+        body_bytes: (300, 8 * 1024),
+        mix: Mix {
+            mime_attachment: 40,
+            pop3: 100,
+            ..Mix::default()
+        },
+        ipv6_percent: 15,
+        start_ts: Timestamp::from_secs_micros(1_709_298_000, 0),
+        mss: 1460,
+        gap_percent: 0,
+    }
+}
+
+/// A configuration with every feature the extraction tests need: SMTP
+/// (plain, pipelined, BDAT, attachments in both encodings, encoded-word
+/// and folded subjects, dot-stuffed and LF-only lines, rejected messages,
+/// multi-message sessions) and POP3 (`RETR`, `TOP`, every login style),
+/// plus gap sessions. About `sessions` × 1.5 messages.
+pub fn extraction_test_config(sessions: u64, seed: u64) -> GenConfig {
+    GenConfig {
+        sessions,
+        concurrency: 24,
+        seed,
+        target_bytes: None,
+        messages_per_session: (1, 3),
+        recipients: (1, 4),
+        body_bytes: (200, 24 * 1024),
+        mix: Mix {
+            plain: 40,
+            pipelined: 30,
+            bdat: 30,
+            mime_attachment: 40,
+            auth: 25,
+            starttls: 5,
+            pop3: 25,
+            reject: 10,
+            lf_only: 10,
+        },
+        ipv6_percent: 20,
+        start_ts: Timestamp::from_secs_micros(1_709_294_400, 0),
+        mss: 1460,
+        gap_percent: 6,
     }
 }

@@ -16,6 +16,7 @@ pub(crate) const SRC_TEXT_STUFFED: u8 = 2;
 pub(crate) const SRC_B64: u8 = 3;
 pub(crate) const SRC_QP: u8 = 4;
 pub(crate) const SRC_OPAQUE: u8 = 5;
+pub(crate) const SRC_TEXT_LF: u8 = 6;
 
 /// A byte range in one of the pools or in a session's local buffer.
 #[derive(Clone, Copy, Debug)]
@@ -89,6 +90,9 @@ pub(crate) struct Pools {
     pub text_stuffed: LinePool,
     pub b64: LinePool,
     pub qp: LinePool,
+    /// Text lines ending in a bare LF, none starting with `.` (so the same
+    /// bytes serve DATA and the ground truth).
+    pub text_lf: LinePool,
     pub opaque: Vec<u8>,
 }
 
@@ -96,6 +100,7 @@ const TEXT_POOL: usize = 1 << 20;
 const B64_POOL: usize = 512 << 10;
 const QP_POOL: usize = 256 << 10;
 const OPAQUE_POOL: usize = 64 << 10;
+const LF_POOL: usize = 64 << 10;
 
 impl Pools {
     pub(crate) fn new(seed: u64) -> Self {
@@ -111,6 +116,24 @@ impl Pools {
         }
         let text_stuffed = LinePool::from_bytes(stuffed);
         assert_eq!(text_stuffed.n_lines(), text.n_lines());
+        let mut lf = Vec::with_capacity(LF_POOL + 256);
+        let mut lf_lines = vec![0u32];
+        for w in text.lines.windows(2) {
+            let line = &text.bytes[w[0] as usize..w[1] as usize - 2];
+            if line.first() == Some(&b'.') {
+                continue;
+            }
+            lf.extend_from_slice(line);
+            lf.push(b'\n');
+            lf_lines.push(lf.len() as u32);
+            if lf.len() >= LF_POOL {
+                break;
+            }
+        }
+        let text_lf = LinePool {
+            bytes: lf,
+            lines: lf_lines,
+        };
 
         let mut raw = vec![0u8; 57];
         let mut b64 = Vec::with_capacity(B64_POOL + 80);
@@ -134,6 +157,7 @@ impl Pools {
             text_stuffed,
             b64,
             qp,
+            text_lf,
             opaque,
         }
     }
@@ -146,6 +170,7 @@ impl Pools {
             SRC_B64 => &self.b64.bytes,
             SRC_QP => &self.qp.bytes,
             SRC_OPAQUE => &self.opaque,
+            SRC_TEXT_LF => &self.text_lf.bytes,
             _ => &[],
         }
     }

@@ -14,13 +14,18 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::pcap::{add16, finish, sum_be};
 use crate::pool::{
-    pick_lines, Pools, Seg, SRC_B64, SRC_LOCAL, SRC_OPAQUE, SRC_QP, SRC_TEXT, SRC_TEXT_STUFFED,
+    pick_lines, Pools, Seg, SRC_B64, SRC_LOCAL, SRC_OPAQUE, SRC_QP, SRC_TEXT, SRC_TEXT_LF,
+    SRC_TEXT_STUFFED,
 };
 use crate::rng::{perm32, Rng};
 use crate::text::{
-    base64_into, hex_into, rfc5322_date, DOMAINS, FIRST, LAST, MAILERS, SUBJECTS_UTF8, WORDS,
+    base64_into, hex_into, rfc5322_date, DOMAINS, FIRST, LAST, MAILERS, SUBJECTS_LATIN1,
+    SUBJECTS_UTF8, WORDS,
 };
-use crate::{GenConfig, MessageTruth};
+use crate::{GenConfig, MessageTruth, Protocol};
+
+mod pop3;
+use pop3::Pop3;
 
 const C: usize = 0; // client -> server
 const S: usize = 1; // server -> client
@@ -93,6 +98,14 @@ struct Msg {
     chunks: Vec<u64>,
     zero_last: bool,
     qid: u64,
+    /// The server's reply code to the end of data (250, or 5xx).
+    status: u16,
+    subject: String,
+    subject_decoded: String,
+    /// Length of the header block including the empty line.
+    hdr_end: u64,
+    /// Whether `segs[1]` is the first run of plain body text (not MIME).
+    plain_body: bool,
 }
 
 /// Everything the script needs from the generator while advancing.
@@ -103,6 +116,7 @@ pub(crate) struct Ctx<'a> {
     pub truth_buf: &'a mut Vec<u8>,
     pub on_message: Option<&'a mut dyn FnMut(&MessageTruth)>,
     pub messages: &'a mut u64,
+    pub dropped: &'a mut u64,
 }
 
 pub(crate) struct Session {
@@ -135,6 +149,13 @@ pub(crate) struct Session {
     server: String,
     sender: String,
     sender_name: String,
+    /// POP3 session state (`None`: SMTP).
+    pop3: Option<Box<Pop3>>,
+    /// Messages reported to the truth callback so far.
+    reported: u32,
+    /// One client data segment of this session's message is left out.
+    gap: bool,
+    drop_pending: bool,
     /// Estimated total pcap bytes of this session (for `target_bytes`).
     pub est_bytes: u64,
     pub written: u64,
@@ -231,6 +252,7 @@ impl Session {
         addr_sum = sum_be(&ipb[0][..alen], addr_sum);
         addr_sum = sum_be(&ipb[1][..alen], addr_sum);
 
+        let is_pop3 = cfg.mix.pop3 > 0 && rng.pct(cfg.mix.pop3 as u32);
         let mode = match pick_weighted(
             &mut rng,
             &[
@@ -258,7 +280,20 @@ impl Session {
         } else {
             25
         };
-        let n_msgs = rng.range32(cfg.messages_per_session.0, cfg.messages_per_session.1);
+        let mut n_msgs = rng.range32(cfg.messages_per_session.0, cfg.messages_per_session.1);
+        let (mode, auth, starttls, sport) = if is_pop3 {
+            (Mode::Plain, Auth::None, false, 110)
+        } else {
+            (mode, auth, starttls, sport)
+        };
+        let gap = !is_pop3
+            && !starttls
+            && mode != Mode::Bdat
+            && cfg.gap_percent > 0
+            && rng.pct(cfg.gap_percent as u32);
+        if gap {
+            n_msgs = 1;
+        }
         let rtt = if rng.pct(70) {
             rng.range32(100, 3_000)
         } else {
@@ -282,7 +317,12 @@ impl Session {
         let per_msg = mean_body * 1077 / 1000
             + 1700
             + 260 * (cfg.recipients.0 as u64 + cfg.recipients.1 as u64) / 2;
-        let est_bytes = 2300 + n_msgs as u64 * per_msg;
+        let est_bytes = 2300 + n_msgs as u64 * per_msg * if is_pop3 { 5 } else { 4 } / 4;
+        let pop3 = if is_pop3 {
+            Some(Box::new(Pop3::new(&mut rng, n_msgs, &sender)))
+        } else {
+            None
+        };
         let mac = |ip: &[u8; 16], tag: u8| {
             [
                 0x02,
@@ -326,6 +366,10 @@ impl Session {
             server,
             sender,
             sender_name,
+            pop3,
+            reported: 0,
+            gap,
+            drop_pending: false,
             est_bytes,
             written: 0,
         }
@@ -369,6 +413,12 @@ impl Session {
                 let last = n == remaining;
                 let flags = if last { ACK | PSH } else { ACK };
                 self.packet(ctx.pools, buf, ctx.now_us, dir, flags, n as usize, false);
+                if self.drop_pending && dir == C && bulk && since_ack == 1 && !last {
+                    // left out of the capture; the peer still acknowledges it
+                    buf.clear();
+                    self.drop_pending = false;
+                    *ctx.dropped += 1;
+                }
                 self.seq[dir] = self.seq[dir].wrapping_add(n);
                 if last {
                     self.plan.pop_front();
@@ -640,6 +690,9 @@ impl Session {
         if self.msg.is_none() {
             self.local.clear();
         }
+        if self.pop3.is_some() && matches!(self.stage, Stage::Greeting) {
+            return self.pop3_step(ctx);
+        }
         match self.stage {
             Stage::Connect => {
                 let d = self.rng.range32(20, 150);
@@ -883,6 +936,8 @@ impl Session {
                 return;
             }
             let m = self.build_message(ctx);
+            let len = ctx.truth_buf.len();
+            self.report(ctx, &m, len, false);
             self.msg = Some(m);
         }
         let mut m = self.msg.take().expect("message");
@@ -1027,6 +1082,22 @@ impl Session {
     }
 
     fn queued_reply(&mut self, m: &Msg) {
+        match m.status {
+            250 => {}
+            552 => {
+                self.local
+                    .extend_from_slice(b"552 5.3.4 Message size exceeds fixed limit\r\n");
+                return;
+            }
+            _ => {
+                let _ = write!(
+                    self.local,
+                    "{} 5.7.1 Message rejected: content policy violation\r\n",
+                    m.status
+                );
+                return;
+            }
+        }
         self.local.extend_from_slice(b"250 2.0.0 Ok: queued as ");
         hex_into(&mut self.local, m.qid, 10, true);
         self.local.extend_from_slice(b"\r\n");
@@ -1034,6 +1105,7 @@ impl Session {
 
     /// DATA transfer: the dot-stuffed message, `.` CRLF, then the reply.
     fn send_body(&mut self, m: &Msg) {
+        self.drop_pending = self.gap;
         for s in &m.segs {
             self.flights[C].push_back(*s);
         }
@@ -1054,8 +1126,46 @@ impl Session {
         self.maybe_client_ack();
     }
 
-    /// Builds the next message (headers into `local`, body as pool slices),
-    /// reports its ground truth and returns its transfer state.
+    /// Reports message `m` to the truth callback: the first `len` bytes of
+    /// `ctx.truth_buf` (all of it, or a `TOP` prefix).
+    fn report(&mut self, ctx: &mut Ctx, m: &Msg, len: usize, partial: bool) {
+        *ctx.messages += 1;
+        let index = self.reported;
+        self.reported += 1;
+        if let Some(cb) = ctx.on_message.as_mut() {
+            let pop3 = self.pop3.as_deref();
+            let rejected = match m.rejected {
+                Some(i) if pop3.is_none() => std::slice::from_ref(&m.rcpts[i]),
+                _ => &[],
+            };
+            let t = MessageTruth {
+                protocol: if pop3.is_some() {
+                    Protocol::Pop3
+                } else {
+                    Protocol::Smtp
+                },
+                orig: (self.ip[0], self.port[0]),
+                resp: (self.ip[1], self.port[1]),
+                index_in_session: index,
+                mailfrom: &m.mailfrom,
+                rcptto: &m.rcpts,
+                rcptto_rejected: rejected,
+                subject: &m.subject,
+                subject_decoded: &m.subject_decoded,
+                bytes: &ctx.truth_buf[..len],
+                via_bdat: self.mode == Mode::Bdat,
+                status_code: if pop3.is_some() { None } else { Some(m.status) },
+                user: pop3.map(|p| p.user.as_str()),
+                partial,
+                complete: !self.gap,
+            };
+            cb(&t);
+        }
+    }
+
+    /// Builds the next message (headers into `local`, body as pool slices)
+    /// and returns its transfer state; its bytes are in `ctx.truth_buf`
+    /// when a truth callback is set.
     fn build_message(&mut self, ctx: &mut Ctx) -> Msg {
         let cfg = ctx.cfg;
         let pools = ctx.pools;
@@ -1083,14 +1193,26 @@ impl Session {
         } else {
             None
         };
-        let body_len = rng.range(cfg.body_bytes.0 as u64, cfg.body_bytes.1 as u64) as usize;
+        let mut body_len = rng.range(cfg.body_bytes.0 as u64, cfg.body_bytes.1 as u64) as usize;
+        if self.gap {
+            // room for a dropped segment well inside the message
+            body_len = body_len.max(6 * cfg.mss);
+        }
         let attach = rng.pct(cfg.mix.mime_attachment as u32);
         let qid = rng.next_u64() & 0xff_ffff_ffff;
+        let smtp = self.pop3.is_none();
+        let status = if smtp && cfg.mix.reject > 0 && rng.pct(cfg.mix.reject as u32) {
+            *rng.pick(&[554u16, 550, 552])
+        } else {
+            250
+        };
+        let lf_only = smtp && stuffed && cfg.mix.lf_only > 0 && rng.pct(cfg.mix.lf_only as u32);
         let now = ctx.now_us;
 
         let l = &mut self.local;
         let mut segs: Vec<Seg> = Vec::with_capacity(8);
         let mut mark = l.len();
+        let mark0 = mark;
 
         // Received: 1-3 hops, newest first.
         let hops = rng.range(1, 3);
@@ -1160,7 +1282,8 @@ impl Session {
             }
             l.extend_from_slice(b"\r\n");
         }
-        // Subject: plain, folded, or RFC 2047 encoded words.
+        // Subject: plain, folded, or RFC 2047 encoded words (UTF-8 B and Q,
+        // ISO-8859-1 Q, two adjacent encoded words on folded lines).
         let mut subject = String::new();
         let prefix = match rng.below(10) {
             0 => "Re: ",
@@ -1168,6 +1291,7 @@ impl Session {
             _ => "",
         };
         subject.push_str(prefix);
+        let mut decoded = String::from(prefix);
         let kind = rng.below(100);
         let words = |n: u64, rng: &mut Rng| {
             let mut s = String::new();
@@ -1181,17 +1305,49 @@ impl Session {
             s
         };
         l.extend_from_slice(b"Subject: ");
-        if kind < 12 {
+        if kind < 10 {
             let raw = *rng.pick(SUBJECTS_UTF8);
             let mut enc = b"=?UTF-8?B?".to_vec();
             base64_into(&mut enc, raw.as_bytes());
             enc.extend_from_slice(b"?=");
             subject.push_str(std::str::from_utf8(&enc).expect("ascii"));
-        } else if kind < 20 {
-            subject.push_str("=?UTF-8?Q?Caf=C3=A9_r=C3=A9union_");
-            subject.push_str(&rng.below(100).to_string());
-            subject.push_str("?=");
-        } else if kind < 32 {
+            decoded.push_str(raw);
+            l.extend_from_slice(subject.as_bytes());
+        } else if kind < 15 {
+            let n = rng.below(100);
+            subject.push_str(&format!("=?UTF-8?Q?Caf=C3=A9_r=C3=A9union_{n}?="));
+            decoded.push_str(&format!("Café réunion {n}"));
+            l.extend_from_slice(subject.as_bytes());
+        } else if kind < 19 {
+            let (enc, dec) = *rng.pick(SUBJECTS_LATIN1);
+            subject.push_str(enc);
+            decoded.push_str(dec);
+            l.extend_from_slice(subject.as_bytes());
+        } else if kind < 23 {
+            // two encoded words, the second on a continuation line: the
+            // folding whitespace between them is not part of the text
+            let raw = *rng.pick(SUBJECTS_UTF8);
+            let cut = raw
+                .char_indices()
+                .map(|(i, _)| i)
+                .find(|&i| i >= raw.len() / 2)
+                .unwrap_or(0);
+            let (a, b) = raw.split_at(cut);
+            let mut e1 = b"=?UTF-8?B?".to_vec();
+            base64_into(&mut e1, a.as_bytes());
+            e1.extend_from_slice(b"?=");
+            let mut e2 = b"=?UTF-8?B?".to_vec();
+            base64_into(&mut e2, b.as_bytes());
+            e2.extend_from_slice(b"?=");
+            l.extend_from_slice(subject.as_bytes());
+            l.extend_from_slice(&e1);
+            l.extend_from_slice(b"\r\n ");
+            l.extend_from_slice(&e2);
+            subject.push_str(std::str::from_utf8(&e1).expect("ascii"));
+            subject.push(' ');
+            subject.push_str(std::str::from_utf8(&e2).expect("ascii"));
+            decoded.push_str(raw);
+        } else if kind < 35 {
             let a = words(rng.range(4, 8), rng);
             let b = words(rng.range(3, 8), rng);
             subject.push_str(&a);
@@ -1200,11 +1356,13 @@ impl Session {
             l.extend_from_slice(b.as_bytes());
             subject.push(' ');
             subject.push_str(&b);
+            decoded.push_str(&a);
+            decoded.push(' ');
+            decoded.push_str(&b);
         } else {
             let a = words(rng.range(1, 7), rng);
             subject.push_str(&a);
-        }
-        if !(20..32).contains(&kind) {
+            decoded.push_str(&a);
             l.extend_from_slice(subject.as_bytes());
         }
         l.extend_from_slice(b"\r\nMessage-ID: <");
@@ -1277,10 +1435,30 @@ impl Session {
                 });
             };
 
+        let hdr_end;
         if !attach {
             l.extend_from_slice(b"Content-Type: text/plain; charset=utf-8; format=flowed\r\nContent-Transfer-Encoding: 8bit\r\n\r\n");
+            hdr_end = (l.len() - mark0) as u64;
             flush!();
-            add_text(&mut segs, truth, rng, body_len);
+            if lf_only {
+                // a CRLF part, a run of LF-only lines, a CRLF line
+                let first = (body_len / 2).max(1);
+                add_text(&mut segs, truth, rng, first);
+                pick_lines(&pools.text_lf.lines, rng, body_len - first + 1, |a, b| {
+                    let (ra, rb) = (pools.text_lf.lines[a], pools.text_lf.lines[b]);
+                    segs.push(Seg {
+                        src: SRC_TEXT_LF,
+                        start: ra,
+                        end: rb,
+                    });
+                    if want_truth {
+                        truth.extend_from_slice(&pools.text_lf.bytes[ra as usize..rb as usize]);
+                    }
+                });
+                l.extend_from_slice(b"(the lines above end in a bare LF)\r\n");
+            } else {
+                add_text(&mut segs, truth, rng, body_len);
+            }
         } else {
             let mut boundary = b"----=_Part_".to_vec();
             let _ = write!(boundary, "{}_", rng.below(100_000));
@@ -1288,7 +1466,12 @@ impl Session {
             let bnd = std::str::from_utf8(&boundary).expect("ascii").to_owned();
             let _ = write!(
                 l,
-                "Content-Type: multipart/mixed;\r\n\tboundary=\"{bnd}\"\r\n\r\nThis is a multi-part message in MIME format.\r\n\r\n--{bnd}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+                "Content-Type: multipart/mixed;\r\n\tboundary=\"{bnd}\"\r\n\r\n"
+            );
+            hdr_end = (l.len() - mark0) as u64;
+            let _ = write!(
+                l,
+                "This is a multi-part message in MIME format.\r\n\r\n--{bnd}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
             );
             flush!();
             let text_len = (body_len / 6).max(64);
@@ -1306,32 +1489,44 @@ impl Session {
                 // end the QP part with a hard line break
                 l.extend_from_slice(b"end of quoted-printable part\r\n");
             }
-            let (ctype, ext) = *rng.pick(&[
-                ("application/pdf", "pdf"),
-                ("application/zip", "zip"),
-                ("image/png", "png"),
-                ("application/octet-stream", "bin"),
-            ]);
-            let fname = format!(
-                "{}-{}.{ext}",
-                rng.pick(WORDS)
-                    .trim_matches(|c: char| !c.is_ascii_alphanumeric()),
-                rng.below(1000)
-            );
-            let _ = write!(
+            if rng.pct(25) {
+                // a text file attached as quoted-printable
+                let fname = format!("notes-{}.txt", rng.below(1000));
+                let _ = write!(
+                    l,
+                    "\r\n--{bnd}\r\nContent-Type: text/plain; charset=utf-8; name=\"{fname}\"\r\nContent-Disposition: attachment; filename=\"{fname}\"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+                );
+                flush!();
+                add_pool(&mut segs, truth, rng, SRC_QP, rest.max(78));
+                let _ = write!(l, "end of the attached notes\r\n\r\n--{bnd}--\r\n");
+            } else {
+                let (ctype, ext) = *rng.pick(&[
+                    ("application/pdf", "pdf"),
+                    ("application/zip", "zip"),
+                    ("image/png", "png"),
+                    ("application/octet-stream", "bin"),
+                ]);
+                let fname = format!(
+                    "{}-{}.{ext}",
+                    rng.pick(WORDS)
+                        .trim_matches(|c: char| !c.is_ascii_alphanumeric()),
+                    rng.below(1000)
+                );
+                let _ = write!(
                 l,
                 "\r\n--{bnd}\r\nContent-Type: {ctype}; name=\"{fname}\"\r\nContent-Disposition: attachment; filename=\"{fname}\"\r\nContent-Transfer-Encoding: base64\r\n\r\n"
             );
-            flush!();
-            add_pool(&mut segs, truth, rng, SRC_B64, rest.max(78));
-            // a final short line with padding
-            let mut tail = [0u8; 5];
-            for b in tail.iter_mut() {
-                *b = rng.next_u64() as u8;
+                flush!();
+                add_pool(&mut segs, truth, rng, SRC_B64, rest.max(78));
+                // a final short line with padding
+                let mut tail = [0u8; 5];
+                for b in tail.iter_mut() {
+                    *b = rng.next_u64() as u8;
+                }
+                let n = rng.range(1, 5) as usize;
+                base64_into(l, &tail[..n]);
+                let _ = write!(l, "\r\n\r\n--{bnd}--\r\n");
             }
-            let n = rng.range(1, 5) as usize;
-            base64_into(l, &tail[..n]);
-            let _ = write!(l, "\r\n\r\n--{bnd}--\r\n");
         }
         flush!();
         debug_assert_eq!(mark, l.len());
@@ -1354,8 +1549,8 @@ impl Session {
             chunks.push(len);
             zero_last = rng.pct(10);
         }
-        *ctx.messages += 1;
-        let m = Msg {
+        let plain_body = !attach && segs.len() > 1;
+        Msg {
             segs,
             len,
             mailfrom,
@@ -1365,21 +1560,12 @@ impl Session {
             chunks,
             zero_last,
             qid,
-        };
-        if let Some(cb) = ctx.on_message.as_mut() {
-            let t = MessageTruth {
-                orig: (self.ip[0], self.port[0]),
-                resp: (self.ip[1], self.port[1]),
-                index_in_session: self.msgs_done,
-                mailfrom: &m.mailfrom,
-                rcptto: &m.rcpts,
-                subject: &subject,
-                bytes: &ctx.truth_buf[..],
-                via_bdat: !stuffed,
-            };
-            cb(&t);
+            status,
+            subject,
+            subject_decoded: decoded,
+            hdr_end,
+            plain_body,
         }
-        m
     }
 }
 

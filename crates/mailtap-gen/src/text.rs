@@ -207,6 +207,22 @@ pub(crate) const SUBJECTS_UTF8: &[&str] = &[
     "Überweisung bestätigt ✓",
 ];
 
+/// ISO-8859-1 quoted-printable encoded words and their UTF-8 text.
+pub(crate) const SUBJECTS_LATIN1: &[(&str, &str)] = &[
+    (
+        "=?ISO-8859-1?Q?Gr=FC=DFe_aus_M=FCnchen?=",
+        "Grüße aus München",
+    ),
+    (
+        "=?iso-8859-1?q?R=E9union_d=27=E9quipe_=E0_10h?=",
+        "Réunion d'équipe à 10h",
+    ),
+    (
+        "=?ISO-8859-1?Q?Se=F1or_Pe=F1a=2C_factura_n=BA_42?=",
+        "Señor Peña, factura nº 42",
+    ),
+];
+
 const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 /// Appends the standard (padded) base64 encoding of `data` to `out`.

@@ -4,7 +4,10 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use mailtap_gen::{generate, generate_with_truth, sample_config, GenConfig, Mix};
+use mailtap_gen::{
+    extraction_test_config, generate, generate_with_truth, sample_config, sample_pop3_config,
+    GenConfig, Mix, Protocol,
+};
 
 type Endpoint = (IpAddr, u16);
 
@@ -121,11 +124,15 @@ struct Flow {
     pkts: Vec<Pkt>,
 }
 
+fn is_server_port(p: u16) -> bool {
+    matches!(p, 25 | 587 | 110)
+}
+
 /// Groups packets by connection, keyed by (client, server).
 fn flows(pkts: &[Pkt]) -> BTreeMap<(Endpoint, Endpoint), Flow> {
     let mut m: BTreeMap<(Endpoint, Endpoint), Flow> = BTreeMap::new();
     for p in pkts {
-        let key = if p.dst.1 == 25 || p.dst.1 == 587 {
+        let key = if is_server_port(p.dst.1) {
             (p.src, p.dst)
         } else {
             (p.dst, p.src)
@@ -319,7 +326,21 @@ fn gen(cfg: &GenConfig) -> Vec<u8> {
     v
 }
 
-type Truth = HashMap<(Endpoint, Endpoint), Vec<(u32, String, Vec<String>, Vec<u8>, bool, String)>>;
+/// Truth fields beyond the original six.
+#[derive(Debug, Clone)]
+#[allow(dead_code)]
+struct Extra {
+    protocol: Protocol,
+    decoded: String,
+    status: Option<u16>,
+    user: Option<String>,
+    partial: bool,
+    complete: bool,
+    rejected: Vec<String>,
+}
+
+type Truth =
+    HashMap<(Endpoint, Endpoint), Vec<(u32, String, Vec<String>, Vec<u8>, bool, String, Extra)>>;
 
 fn gen_truth(cfg: &GenConfig) -> (Vec<u8>, Truth, mailtap_gen::GenStats) {
     let mut v = Vec::new();
@@ -332,6 +353,15 @@ fn gen_truth(cfg: &GenConfig) -> (Vec<u8>, Truth, mailtap_gen::GenStats) {
             t.bytes.to_vec(),
             t.via_bdat,
             t.subject.to_string(),
+            Extra {
+                protocol: t.protocol,
+                decoded: t.subject_decoded.to_string(),
+                status: t.status_code,
+                user: t.user.map(str::to_string),
+                partial: t.partial,
+                complete: t.complete,
+                rejected: t.rcptto_rejected.to_vec(),
+            },
         ));
     })
     .unwrap();
@@ -375,6 +405,9 @@ fn wellformed_reassembles_and_matches_truth() {
             mime_attachment: 40,
             auth: 30,
             starttls: 10,
+            pop3: 0,
+            reject: 10,
+            lf_only: 10,
         },
         ipv6_percent: 30,
         ..GenConfig::default()
@@ -421,7 +454,19 @@ fn wellformed_reassembles_and_matches_truth() {
             let hdr_end = tm.3.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
             let unfolded = String::from_utf8_lossy(&tm.3[..hdr_end]).replace("\r\n", "");
             assert!(unfolded.contains(&format!("Subject: {}", tm.5)), "{}", tm.5);
+            assert_eq!(tm.6.protocol, Protocol::Smtp);
+            assert!(tm.6.complete && !tm.6.partial && tm.6.user.is_none());
+            if !tm.5.contains("=?") {
+                assert_eq!(tm.5, tm.6.decoded);
+            }
         }
+        let rejected = t.iter().filter(|m| m.6.status != Some(250)).count();
+        let has = |n: &[u8]| s.windows(n.len()).filter(|w| *w == n).count();
+        assert_eq!(
+            rejected,
+            has(b"5.7.1 Message rejected") + has(b"552 5.3.4"),
+            "{key:?}: 5xx replies to the end of data"
+        );
         n_msgs += parsed.messages.len();
         n_truth += t.len();
     }
@@ -494,7 +539,7 @@ fn concurrency_interleaves() {
         };
         let pkts = parse(&gen(&cfg));
         let key = |p: &Pkt| {
-            if p.dst.1 == 25 || p.dst.1 == 587 {
+            if is_server_port(p.dst.1) {
                 (p.src, p.dst)
             } else {
                 (p.dst, p.src)
@@ -642,6 +687,7 @@ fn degenerate_config_still_valid() {
             mime_attachment: 50,
             auth: 50,
             starttls: 0,
+            ..Mix::default()
         },
         ..GenConfig::default()
     };
@@ -663,4 +709,285 @@ fn degenerate_config_still_valid() {
         n += t.len();
     }
     assert_eq!(n as u64, stats.messages);
+}
+
+/// A POP3 server stream split into responses: each is the status line and,
+/// for multi-line responses, the dot-unstuffed body without the final `.`.
+fn pop3_dialogue(c: &[u8], s: &[u8]) -> Vec<(String, String, Vec<u8>)> {
+    let line = |b: &[u8], pos: &mut usize| -> Vec<u8> {
+        let rest = &b[*pos..];
+        let i = rest
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .expect("CRLF-terminated line");
+        *pos += i + 2;
+        rest[..i].to_vec()
+    };
+    let (mut cp, mut sp) = (0, 0);
+    let mut out = Vec::new();
+    let greeting = String::from_utf8(line(s, &mut sp)).unwrap();
+    assert!(greeting.starts_with("+OK "), "{greeting}");
+    let mut sasl = false;
+    while cp < c.len() {
+        let cmd = String::from_utf8(line(c, &mut cp)).unwrap();
+        let status = String::from_utf8(line(s, &mut sp)).unwrap();
+        let verb = cmd.split(' ').next().unwrap().to_string();
+        if sasl {
+            sasl = false;
+        } else if verb == "AUTH" {
+            assert_eq!(status, "+ ");
+            sasl = true;
+        }
+        let multi = status.starts_with("+OK")
+            && (matches!(verb.as_str(), "CAPA" | "RETR" | "TOP")
+                || (matches!(verb.as_str(), "LIST" | "UIDL") && !cmd.contains(' ')));
+        let mut body = Vec::new();
+        if multi {
+            loop {
+                let l = line(s, &mut sp);
+                if l == b"." {
+                    break;
+                }
+                let l = if l.first() == Some(&b'.') {
+                    &l[1..]
+                } else {
+                    &l[..]
+                };
+                body.extend_from_slice(l);
+                body.extend_from_slice(b"\r\n");
+            }
+        }
+        out.push((cmd, status, body));
+    }
+    assert_eq!(sp, s.len(), "server stream fully consumed");
+    out
+}
+
+#[test]
+fn pop3_sessions_reassemble_and_match_truth() {
+    let cfg = GenConfig {
+        sessions: 80,
+        concurrency: 10,
+        seed: 11,
+        mss: 700,
+        messages_per_session: (0, 5),
+        mix: Mix {
+            pop3: 60,
+            ..Mix::default()
+        },
+        ..GenConfig::default()
+    };
+    let (pcap, truth, stats) = gen_truth(&cfg);
+    let pkts = parse(&pcap);
+    let fl = flows(&pkts);
+    assert_eq!(fl.len(), 80);
+    let (mut n_pop3, mut n_msgs, mut tops, mut logins) = (0, 0, 0, HashSet::new());
+    for (key, f) in &fl {
+        let (c, s) = reassemble(key, f);
+        let t = truth.get(key).map(|v| &v[..]).unwrap_or(&[]);
+        if key.1 .1 != 110 {
+            n_msgs += t.len();
+            continue;
+        }
+        n_pop3 += 1;
+        let d = pop3_dialogue(&c, &s);
+        assert_eq!(d.last().unwrap().0, "QUIT");
+        let fetched: Vec<_> = d
+            .iter()
+            .filter(|(c, st, _)| {
+                (c.starts_with("RETR ") || c.starts_with("TOP ")) && st.starts_with("+OK")
+            })
+            .collect();
+        assert_eq!(fetched.len(), t.len(), "{key:?}");
+        d.iter()
+            .find(|(c, st, _)| {
+                st.starts_with("+OK Logged in")
+                    && (c.starts_with("PASS") || c.starts_with("APOP") || !c.contains(' '))
+            })
+            .expect("a successful login");
+        logins.insert(
+            d.iter()
+                .map(|x| x.0.split(' ').next().unwrap().to_string())
+                .filter(|v| matches!(v.as_str(), "USER" | "APOP" | "AUTH"))
+                .collect::<Vec<_>>()
+                .join("+")
+                + if d.iter().any(|x| x.1.starts_with("-ERR")) {
+                    "+retry"
+                } else {
+                    ""
+                },
+        );
+        for (i, (tm, (cmd, st, body))) in t.iter().zip(&fetched).enumerate() {
+            assert_eq!(tm.0 as usize, i);
+            assert_eq!(tm.6.protocol, Protocol::Pop3);
+            assert_eq!(tm.6.partial, cmd.starts_with("TOP "), "{cmd}");
+            assert_eq!(tm.6.status, None);
+            assert!(tm.6.complete);
+            let u = tm.6.user.as_deref().expect("pop3 user");
+            assert!(
+                d.iter()
+                    .any(|x| x.0 == format!("USER {u}") || x.0.starts_with(&format!("APOP {u} ")))
+                    || d.iter().any(|x| x.0 == "AUTH PLAIN"),
+                "{u}"
+            );
+            assert!(tm.3 == *body, "{key:?} {cmd}: bytes differ from truth");
+            if cmd.starts_with("RETR ") {
+                assert_eq!(st, &format!("+OK {} octets", body.len()));
+            } else {
+                tops += 1;
+                let hdr_end = body.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                let k: usize = cmd.rsplit(' ').next().unwrap().parse().unwrap();
+                let lines = body[hdr_end..].windows(2).filter(|w| *w == b"\r\n").count();
+                assert!(lines <= k, "{cmd}: {lines} body lines");
+            }
+        }
+        n_msgs += t.len();
+    }
+    assert_eq!(n_msgs as u64, stats.messages);
+    assert!((30..=65).contains(&n_pop3), "{n_pop3} POP3 sessions");
+    assert!(tops > 0);
+    for l in ["USER", "USER+USER+retry", "APOP", "AUTH"] {
+        assert!(logins.contains(l), "no POP3 login {l:?}: {logins:?}");
+    }
+}
+
+#[test]
+fn gaps_drop_one_acknowledged_client_segment() {
+    let cfg = GenConfig {
+        sessions: 60,
+        concurrency: 6,
+        seed: 5,
+        gap_percent: 50,
+        mix: Mix {
+            plain: 50,
+            pipelined: 50,
+            bdat: 0,
+            starttls: 0,
+            ..Mix::default()
+        },
+        ..GenConfig::default()
+    };
+    let (pcap, truth, stats) = gen_truth(&cfg);
+    let incomplete: Vec<_> = truth
+        .iter()
+        .filter(|(_, v)| v.iter().any(|m| !m.6.complete))
+        .collect();
+    assert!(incomplete.len() >= 15, "{} gap sessions", incomplete.len());
+    assert_eq!(incomplete.len() as u64, stats.dropped_packets);
+    for (_, v) in &incomplete {
+        assert_eq!(v.len(), 1, "a gap session carries one message");
+    }
+    let pkts = parse(&pcap);
+    assert_eq!(pkts.len() as u64, stats.packets);
+    let fl = flows(&pkts);
+    for (key, f) in &fl {
+        let gap = truth.get(key).is_some_and(|v| !v[0].6.complete);
+        // count client sequence jumps, and check the server acknowledges
+        // beyond each
+        let mut next = None::<u32>;
+        let mut jumps = 0;
+        let mut max_ack = 0u32;
+        for p in &f.pkts {
+            if p.src == key.0 {
+                if let Some(n) = next {
+                    if p.seq != n {
+                        jumps += 1;
+                        assert!(p.seq.wrapping_sub(n) as usize <= cfg.mss);
+                        assert!(p.seq.wrapping_sub(n) > 0);
+                    }
+                }
+                let syn_fin = (p.flags & (SYN | FIN) != 0) as u32;
+                next = Some(p.seq.wrapping_add(p.payload.len() as u32 + syn_fin));
+            } else if p.flags & ACK != 0 {
+                max_ack = max_ack.max(p.ack.wrapping_sub(f.pkts[0].seq));
+            }
+        }
+        assert_eq!(jumps, gap as usize, "{key:?}");
+        let _ = max_ack;
+    }
+    // without gaps, the same seed writes every packet
+    let no_gap = GenConfig {
+        gap_percent: 0,
+        ..cfg
+    };
+    let mut sink = Vec::new();
+    let st = generate(&no_gap, &mut sink).unwrap();
+    assert_eq!(st.dropped_packets, 0);
+}
+
+#[test]
+fn smtp_truth_covers_issue_3_features() {
+    let (_, truth, _) = gen_truth(&extraction_test_config(300, 3));
+    let all: Vec<_> = truth.values().flatten().collect();
+    let has = |m: &[u8], n: &str| m.windows(n.len()).any(|w| w == n.as_bytes());
+    let smtp: Vec<_> = all
+        .iter()
+        .filter(|m| m.6.protocol == Protocol::Smtp)
+        .collect();
+    let pop3: Vec<_> = all
+        .iter()
+        .filter(|m| m.6.protocol == Protocol::Pop3)
+        .collect();
+    assert!(
+        smtp.len() >= 200 && pop3.len() >= 60,
+        "{} {}",
+        smtp.len(),
+        pop3.len()
+    );
+    assert!(pop3.iter().any(|m| m.6.partial) && pop3.iter().any(|m| !m.6.partial));
+    assert!(smtp.iter().any(|m| m.6.status.is_some_and(|c| c >= 500)));
+    assert!(smtp.iter().any(|m| !m.6.complete));
+    assert!(smtp.iter().any(|m| m.4) && smtp.iter().any(|m| !m.4));
+    assert!(smtp.iter().any(|m| !m.6.rejected.is_empty()));
+    // LF-only lines: a bare LF not preceded by CR
+    assert!(smtp
+        .iter()
+        .any(|m| m.3.windows(2).any(|w| w[0] != b'\r' && w[1] == b'\n')));
+    for enc in [
+        "=?UTF-8?B?",
+        "=?UTF-8?Q?",
+        "=?ISO-8859-1?Q?",
+        "?= =?UTF-8?B?",
+    ] {
+        assert!(
+            all.iter().any(|m| m.5.contains(enc)),
+            "no subject with {enc}"
+        );
+    }
+    for needle in [
+        "Content-Transfer-Encoding: base64\r\n\r\n",
+        "Content-Disposition: attachment; filename=\"notes-",
+        "\r\n\t",
+    ] {
+        assert!(
+            all.iter().any(|m| has(&m.3, needle)),
+            "no message with {needle:?}"
+        );
+    }
+    // decoded subjects are UTF-8 text without encoded words
+    for m in &all {
+        assert!(!m.6.decoded.contains("=?"), "{}", m.6.decoded);
+    }
+    assert!(all.iter().any(|m| m.6.decoded.contains("München")));
+    // multi-message sessions
+    assert!(truth.values().any(|v| v.len() >= 3));
+}
+
+#[test]
+fn bundled_pop3_sample_is_current() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../samples/sample-pop3.pcap"
+    );
+    let committed = std::fs::read(path).expect("samples/sample-pop3.pcap exists");
+    let now = gen(&sample_pop3_config());
+    assert!(
+        committed == now,
+        "samples/sample-pop3.pcap is stale: run `cargo run -p mailtap-gen --example make-sample`"
+    );
+    assert!(now.len() < 300 << 10);
+    let (_, truth, _) = gen_truth(&sample_pop3_config());
+    let all: Vec<_> = truth.values().flatten().collect();
+    assert!(all.iter().all(|m| m.6.protocol == Protocol::Pop3));
+    assert!(all.iter().any(|m| m.6.partial));
 }
