@@ -1,0 +1,532 @@
+//! `--ace-dir`: SMTP session transcripts in the format of ACE's Zeek
+//! scripts (`ace_smtp.zeek`), so that an unchanged ACE SMTP collector reads
+//! them. One file per recorded connection, named by its uid:
+//!
+//! ```text
+//! 198.51.100.7:51514/tcp          <- originator address ':' port '/tcp'
+//! 1700000000                      <- whole epoch seconds
+//! < > 220 mx.example.test ESMTP   <- smtp_reply: '< ' cmd ' ' code ' ' msg
+//! > EHLO client.example.test      <- smtp_request: '> ' command ' ' arg
+//! Subject: hello                  <- smtp_data: the line, then LF
+//! ```
+//!
+//! `<uid>.ready` (empty) appears when the connection is removed (its
+//! conn.log record arrives). A connection whose STARTTLS succeeds
+//! (`smtp_starttls`) has its file deleted and gets no marker. Recorded are
+//! connections whose originator or responder port is in `ports`
+//! (default 25, as ACE's `record_smtp_stream`).
+
+use crate::files::{safe_stem, HandleCache};
+use mailtap_core::{ConnId, Event, Record, Timestamp};
+use std::collections::HashMap;
+use std::io::{self, Write};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+/// Where transcripts go and which connections are recorded.
+#[derive(Clone, Debug)]
+pub struct AceConfig {
+    pub dir: PathBuf,
+    /// A connection is recorded when either port is in this list.
+    pub ports: Vec<u16>,
+    /// Session files kept open at once.
+    pub max_open_files: usize,
+}
+
+impl AceConfig {
+    pub fn new(dir: PathBuf) -> Self {
+        AceConfig {
+            dir,
+            ports: vec![25],
+            max_open_files: 64,
+        }
+    }
+}
+
+/// What the ACE sink did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AceCounters {
+    /// Session files finished with a `.ready` marker.
+    pub sessions: u64,
+    /// Records (lines after the header) written.
+    pub records: u64,
+    /// Session files deleted because the connection switched to TLS.
+    pub starttls_deleted: u64,
+    /// Files reopened after the open-file limit closed them.
+    pub reopens: u64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum State {
+    Recording,
+    /// STARTTLS succeeded: file deleted, nothing more is recorded.
+    Tls,
+}
+
+/// The collector-side ACE transcript writer.
+pub struct AceSink {
+    dir: PathBuf,
+    ports: Vec<u16>,
+    handles: HandleCache,
+    conns: HashMap<String, State>,
+    counters: AceCounters,
+    line: Vec<u8>,
+}
+
+/// `addr:port/tcp` then LF, then whole epoch seconds then LF: the header
+/// ACE's `connection_established` handler writes. IPv6 addresses are bare,
+/// as Zeek prints them.
+pub fn header(id: &ConnId, ts: Timestamp) -> Vec<u8> {
+    format!(
+        "{}:{}/tcp\n{}\n",
+        crate::json::zeek_addr(id.orig_h),
+        id.orig_p,
+        ts.0.div_euclid(1_000_000_000)
+    )
+    .into_bytes()
+}
+
+/// The transcript line for an SMTP event (without the final LF), or None
+/// for events ACE does not record.
+pub fn record_line(ev: &Event, out: &mut Vec<u8>) -> bool {
+    out.clear();
+    match ev {
+        Event::SmtpRequest { command, arg, .. } => {
+            out.extend_from_slice(b"> ");
+            out.extend_from_slice(command);
+            out.push(b' ');
+            out.extend_from_slice(arg);
+        }
+        Event::SmtpReply { code, cmd, msg, .. } => {
+            out.extend_from_slice(b"< ");
+            out.extend_from_slice(cmd);
+            out.push(b' ');
+            out.extend_from_slice(code.to_string().as_bytes());
+            out.push(b' ');
+            out.extend_from_slice(msg);
+        }
+        Event::SmtpData { data, .. } => out.extend_from_slice(data),
+        _ => return false,
+    }
+    out.push(b'\n');
+    true
+}
+
+fn is_recorded(ports: &[u16], id: &ConnId) -> bool {
+    ports.contains(&id.orig_p) || ports.contains(&id.resp_p)
+}
+
+impl AceSink {
+    /// Creates the directory if needed; fails, naming it, when files
+    /// cannot be created there.
+    pub fn new(cfg: &AceConfig) -> io::Result<Self> {
+        crate::files::ensure_writable_dir(&cfg.dir, "--ace-dir")?;
+        Ok(AceSink {
+            dir: cfg.dir.clone(),
+            ports: cfg.ports.clone(),
+            handles: HandleCache::new(cfg.max_open_files),
+            conns: HashMap::new(),
+            counters: AceCounters::default(),
+            line: Vec::with_capacity(512),
+        })
+    }
+
+    fn path(&self, uid: &str) -> PathBuf {
+        self.dir.join(safe_stem(uid))
+    }
+
+    /// Takes SMTP events and conn.log records; ignores everything else.
+    pub fn write(&mut self, r: &Record) -> io::Result<()> {
+        match r {
+            Record::Event(ev) => {
+                if !is_recorded(&self.ports, &ev.id) {
+                    return Ok(());
+                }
+                match &ev.event {
+                    Event::SmtpStarttls => self.starttls(&ev.uid),
+                    e @ (Event::SmtpRequest { .. }
+                    | Event::SmtpReply { .. }
+                    | Event::SmtpData { .. }) => self.append(&ev.uid, &ev.id, ev.ts, e),
+                    _ => Ok(()),
+                }
+            }
+            Record::Conn(c) => {
+                if !is_recorded(&self.ports, &c.id) {
+                    return Ok(());
+                }
+                match self.conns.remove(&c.uid) {
+                    Some(State::Recording) => self.ready(&c.uid),
+                    Some(State::Tls) => Ok(()),
+                    // ACE writes the header at connection_established even
+                    // when no SMTP follows (a scanner, a health check): a
+                    // completed handshake (responder SYN-ACK, history `h`)
+                    // gives a header-only file and a marker.
+                    None if c.history.contains('h') => {
+                        let p = self.path(&c.uid);
+                        self.handles
+                            .get(&p, true)?
+                            .write_all(&header(&c.id, c.ts))?;
+                        self.ready(&c.uid)
+                    }
+                    None => Ok(()),
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn append(&mut self, uid: &str, id: &ConnId, ts: Timestamp, ev: &Event) -> io::Result<()> {
+        let state = self.conns.get(uid).copied();
+        if state == Some(State::Tls) {
+            return Ok(());
+        }
+        let mut line = std::mem::take(&mut self.line);
+        let res = (|| {
+            if !record_line(ev, &mut line) {
+                return Ok(());
+            }
+            let p = self.path(uid);
+            let w = self.handles.get(&p, state.is_none())?;
+            if state.is_none() {
+                w.write_all(&header(id, ts))?;
+                self.conns.insert(uid.to_string(), State::Recording);
+            }
+            w.write_all(&line)?;
+            self.counters.records += 1;
+            Ok(())
+        })();
+        self.line = line;
+        res
+    }
+
+    fn starttls(&mut self, uid: &str) -> io::Result<()> {
+        let p = self.path(uid);
+        self.handles.discard(&p);
+        if self.conns.insert(uid.to_string(), State::Tls) == Some(State::Recording) {
+            self.counters.starttls_deleted += 1;
+        }
+        match std::fs::remove_file(&p) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    fn ready(&mut self, uid: &str) -> io::Result<()> {
+        let p = self.path(uid);
+        self.handles.close(&p)?;
+        let mut marker = p.into_os_string();
+        marker.push(".ready");
+        std::fs::File::create(Path::new(&marker))?;
+        self.counters.sessions += 1;
+        Ok(())
+    }
+
+    pub fn counters(&self) -> AceCounters {
+        AceCounters {
+            reopens: self.handles.reopens,
+            ..self.counters.clone()
+        }
+    }
+
+    /// Connections still being recorded get their marker (as Zeek removes
+    /// every connection at shutdown); every file is closed.
+    pub fn finish(mut self) -> (AceCounters, io::Result<()>) {
+        let mut res = Ok(());
+        let mut open: Vec<String> = self
+            .conns
+            .iter()
+            .filter(|(_, s)| **s == State::Recording)
+            .map(|(u, _)| u.clone())
+            .collect();
+        open.sort();
+        for uid in open {
+            if let Err(e) = self.ready(&uid) {
+                if res.is_ok() {
+                    res = Err(e);
+                }
+            }
+        }
+        self.conns.clear();
+        if let Err(e) = self.handles.close_all() {
+            if res.is_ok() {
+                res = Err(e);
+            }
+        }
+        (self.counters(), res)
+    }
+}
+
+/// Parses line 1 of a session header: `addr:port[/proto]`, the address
+/// bare (IPv6 too, as Zeek prints it) or in brackets. The port is the
+/// digits after the *last* colon, so IPv6 works.
+pub fn parse_header_line(line: &[u8]) -> Option<(IpAddr, u16)> {
+    let s = std::str::from_utf8(line).ok()?.trim();
+    let (addr, port) = s.rsplit_once(':')?;
+    let port = port.split('/').next()?;
+    if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let port: u16 = port.parse().ok()?;
+    let addr = addr
+        .strip_prefix('[')
+        .and_then(|a| a.strip_suffix(']'))
+        .unwrap_or(addr);
+    Some((addr.parse().ok()?, port))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use mailtap_core::{ConnRecord, EventRecord};
+
+    pub(crate) fn id(orig: &str, resp_p: u16) -> ConnId {
+        ConnId {
+            orig_h: orig.parse().unwrap(),
+            orig_p: 51514,
+            resp_h: "192.0.2.25".parse().unwrap(),
+            resp_p,
+        }
+    }
+
+    pub(crate) fn ev(uid: &str, id: ConnId, e: Event) -> Record {
+        Record::Event(Box::new(EventRecord {
+            ts: Timestamp::from_secs_micros(1_700_000_000, 250_000),
+            uid: uid.into(),
+            id,
+            event: e,
+        }))
+    }
+
+    pub(crate) fn req(c: &str, a: &str) -> Event {
+        Event::SmtpRequest {
+            is_orig: true,
+            command: c.into(),
+            arg: a.into(),
+        }
+    }
+    pub(crate) fn rep(cmd: &str, code: u32, msg: &str) -> Event {
+        Event::SmtpReply {
+            is_orig: false,
+            code,
+            cmd: cmd.into(),
+            msg: msg.into(),
+            cont_resp: false,
+        }
+    }
+    pub(crate) fn data(d: &str) -> Event {
+        Event::SmtpData {
+            is_orig: true,
+            data: d.into(),
+        }
+    }
+
+    pub(crate) fn conn(uid: &str, id: ConnId, history: &str) -> Record {
+        Record::Conn(Box::new(ConnRecord {
+            ts: Timestamp::from_secs_micros(1_700_000_000, 0),
+            uid: uid.into(),
+            id,
+            service: vec!["smtp"],
+            duration: None,
+            orig_bytes: None,
+            resp_bytes: None,
+            conn_state: "SF",
+            local_orig: None,
+            local_resp: None,
+            missed_bytes: 0,
+            history: history.into(),
+            orig_pkts: 0,
+            orig_ip_bytes: 0,
+            resp_pkts: 0,
+            resp_ip_bytes: 0,
+        }))
+    }
+
+    /// The spec's illustrative transcript (§1.9), as events.
+    pub(crate) fn spec_session() -> Vec<Event> {
+        vec![
+            rep(">", 220, "mx.example.test ESMTP"),
+            req("EHLO", "client.example.test"),
+            rep("EHLO", 250, "mx.example.test"),
+            rep("EHLO", 250, "PIPELINING"),
+            rep("EHLO", 250, "SIZE 10240000"),
+            req("MAIL", "FROM:<alice@example.test> SIZE=1234"),
+            req("RCPT", "TO:<bob@example.test>"),
+            req("RCPT", "TO:<carol@example.test>"),
+            req("DATA", ""),
+            rep("MAIL", 250, "2.1.0 OK"),
+            rep("RCPT", 250, "2.1.5 OK"),
+            rep("RCPT", 250, "2.1.5 OK"),
+            rep("DATA", 354, "go ahead"),
+            data("Subject: hello"),
+            data(""),
+            data(".this line was sent as \"..this line\" (already unstuffed)"),
+            req(".", "."),
+            rep(".", 250, "2.0.0 queued"),
+            req("QUIT", ""),
+            rep("QUIT", 221, "bye"),
+        ]
+    }
+
+    pub(crate) const SPEC_TRANSCRIPT: &str = "198.51.100.7:51514/tcp
+1700000000
+< > 220 mx.example.test ESMTP
+> EHLO client.example.test
+< EHLO 250 mx.example.test
+< EHLO 250 PIPELINING
+< EHLO 250 SIZE 10240000
+> MAIL FROM:<alice@example.test> SIZE=1234
+> RCPT TO:<bob@example.test>
+> RCPT TO:<carol@example.test>
+> DATA 
+< MAIL 250 2.1.0 OK
+< RCPT 250 2.1.5 OK
+< RCPT 250 2.1.5 OK
+< DATA 354 go ahead
+Subject: hello
+
+.this line was sent as \"..this line\" (already unstuffed)
+> . .
+< . 250 2.0.0 queued
+> QUIT 
+< QUIT 221 bye
+";
+
+    #[test]
+    fn spec_transcript_byte_for_byte_and_ready() {
+        let d = tempfile::tempdir().unwrap();
+        let mut s = AceSink::new(&AceConfig::new(d.path().into())).unwrap();
+        let i = id("198.51.100.7", 25);
+        for e in spec_session() {
+            s.write(&ev("CyEkdLKUYIgTyYhAl", i, e)).unwrap();
+        }
+        assert!(!d.path().join("CyEkdLKUYIgTyYhAl.ready").exists());
+        s.write(&conn("CyEkdLKUYIgTyYhAl", i, "ShAdDafF")).unwrap();
+        assert!(d.path().join("CyEkdLKUYIgTyYhAl.ready").exists());
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("CyEkdLKUYIgTyYhAl")).unwrap(),
+            SPEC_TRANSCRIPT
+        );
+        assert_eq!(
+            std::fs::read(d.path().join("CyEkdLKUYIgTyYhAl.ready")).unwrap(),
+            b""
+        );
+        let (c, r) = s.finish();
+        r.unwrap();
+        assert_eq!(c.sessions, 1);
+        assert_eq!(c.records, 20);
+    }
+
+    #[test]
+    fn starttls_deletes_the_file_and_no_marker() {
+        let d = tempfile::tempdir().unwrap();
+        let mut s = AceSink::new(&AceConfig::new(d.path().into())).unwrap();
+        let i = id("198.51.100.7", 25);
+        for e in [
+            rep(">", 220, "hi"),
+            req("EHLO", "x"),
+            rep("EHLO", 250, "STARTTLS"),
+            req("STARTTLS", ""),
+            rep("STARTTLS", 220, "go"),
+            Event::SmtpStarttls,
+            req("MAIL", "FROM:<late@x>"),
+        ] {
+            s.write(&ev("Ctls", i, e)).unwrap();
+        }
+        assert!(!d.path().join("Ctls").exists());
+        s.write(&conn("Ctls", i, "ShAdDaFf")).unwrap();
+        assert!(!d.path().join("Ctls").exists());
+        assert!(!d.path().join("Ctls.ready").exists());
+        let (c, _) = s.finish();
+        assert_eq!(c.starttls_deleted, 1);
+        assert_eq!(c.sessions, 0);
+    }
+
+    #[test]
+    fn refused_starttls_keeps_recording() {
+        let d = tempfile::tempdir().unwrap();
+        let mut s = AceSink::new(&AceConfig::new(d.path().into())).unwrap();
+        let i = id("198.51.100.7", 25);
+        for e in [req("STARTTLS", ""), rep("STARTTLS", 454, "not now")] {
+            s.write(&ev("Cr", i, e)).unwrap();
+        }
+        s.write(&conn("Cr", i, "ShADadFf")).unwrap();
+        let t = std::fs::read_to_string(d.path().join("Cr")).unwrap();
+        assert!(t.ends_with("> STARTTLS \n< STARTTLS 454 not now\n"), "{t}");
+        assert!(d.path().join("Cr.ready").exists());
+    }
+
+    #[test]
+    fn ports_and_ipv6_header_and_handshake_only() {
+        let d = tempfile::tempdir().unwrap();
+        let mut cfg = AceConfig::new(d.path().into());
+        cfg.ports = vec![25, 587];
+        let mut s = AceSink::new(&cfg).unwrap();
+        // 2525 is not recorded.
+        s.write(&ev("Cno", id("192.0.2.1", 2525), req("EHLO", "x")))
+            .unwrap();
+        s.write(&conn("Cno", id("192.0.2.1", 2525), "ShAdDaFf"))
+            .unwrap();
+        assert!(!d.path().join("Cno").exists());
+        // 587 over IPv6: bare address in the header.
+        s.write(&ev("C6", id("2001:db8::5", 587), req("EHLO", "x")))
+            .unwrap();
+        s.write(&conn("C6", id("2001:db8::5", 587), "ShAdDaFf"))
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("C6")).unwrap(),
+            "2001:db8::5:51514/tcp\n1700000000\n> EHLO x\n"
+        );
+        // A handshake on port 25 without SMTP: header-only file + marker.
+        s.write(&conn("Cscan", id("192.0.2.9", 25), "ShR")).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("Cscan")).unwrap(),
+            "192.0.2.9:51514/tcp\n1700000000\n"
+        );
+        assert!(d.path().join("Cscan.ready").exists());
+        // No handshake (SYN only): nothing.
+        s.write(&conn("Csyn", id("192.0.2.9", 25), "S")).unwrap();
+        assert!(!d.path().join("Csyn").exists());
+    }
+
+    #[test]
+    fn many_sessions_with_few_handles() {
+        let d = tempfile::tempdir().unwrap();
+        let mut cfg = AceConfig::new(d.path().into());
+        cfg.max_open_files = 2;
+        let mut s = AceSink::new(&cfg).unwrap();
+        let uids: Vec<String> = (0..6).map(|i| format!("C{i}")).collect();
+        for e in spec_session() {
+            for u in &uids {
+                s.write(&ev(u, id("198.51.100.7", 25), e.clone())).unwrap();
+            }
+        }
+        let (c, r) = s.finish();
+        r.unwrap();
+        assert_eq!(c.sessions, 6);
+        assert!(c.reopens > 0);
+        for u in &uids {
+            assert_eq!(
+                std::fs::read_to_string(d.path().join(u)).unwrap(),
+                SPEC_TRANSCRIPT
+            );
+            assert!(d.path().join(format!("{u}.ready")).exists());
+        }
+    }
+
+    #[test]
+    fn header_line_parsing() {
+        let v4: IpAddr = "192.0.2.10".parse().unwrap();
+        let v6: IpAddr = "2001:db8::5".parse().unwrap();
+        assert_eq!(
+            parse_header_line(b"192.0.2.10:40312/tcp"),
+            Some((v4, 40312))
+        );
+        assert_eq!(
+            parse_header_line(b"2001:db8::5:40312/tcp"),
+            Some((v6, 40312))
+        );
+        assert_eq!(parse_header_line(b"[2001:db8::5]:40312"), Some((v6, 40312)));
+        assert_eq!(parse_header_line(b"invalid data"), None);
+        assert_eq!(parse_header_line(b"> MAIL FROM:<a@b>"), None);
+    }
+}

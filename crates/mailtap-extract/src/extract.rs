@@ -1,0 +1,448 @@
+//! `--extract-dir`: one `<uid>-<n>.eml` + `<uid>-<n>.json` pair per message.
+//!
+//! Chunks are appended to the hidden temporary `.<uid>-<n>.eml.tmp`; the
+//! message's [`EmailMeta`] renames it to `<uid>-<n>.eml` and then writes
+//! the JSON under a temporary name and renames it, so the `.json` appears
+//! last and a reader that waits for it always finds a whole message.
+
+use crate::files::{ensure_writable_dir, safe_stem, write_atomic, HandleCache};
+use crate::json::{message_json, JsonOptions, Origin};
+use mailtap_core::mail::{EmailChunk, EmailMeta};
+use mailtap_core::Record;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+/// Where and how to extract.
+#[derive(Clone, Debug)]
+pub struct ExtractConfig {
+    pub dir: PathBuf,
+    /// Temporary message files kept open at once (the rest are reopened
+    /// in append mode when their next chunk arrives).
+    pub max_open_files: usize,
+}
+
+impl ExtractConfig {
+    pub fn new(dir: PathBuf) -> Self {
+        ExtractConfig {
+            dir,
+            max_open_files: 64,
+        }
+    }
+}
+
+/// What the extraction sink did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExtractCounters {
+    /// Message pairs written.
+    pub messages: u64,
+    /// Of those, messages marked incomplete (gap, end of capture, or no
+    /// metadata by shutdown).
+    pub incomplete: u64,
+    /// Messages finished at shutdown because their metadata never came.
+    pub finished_without_meta: u64,
+    /// Message bytes written.
+    pub bytes: u64,
+    /// Temporary files reopened after the open-file limit closed them.
+    pub reopens: u64,
+}
+
+struct Pending {
+    bytes: u64,
+}
+
+/// The collector-side extraction sink.
+pub struct ExtractSink {
+    dir: PathBuf,
+    handles: HandleCache,
+    pending: HashMap<(String, u32), Pending>,
+    counters: ExtractCounters,
+}
+
+fn stem(uid: &str, n: u32) -> String {
+    format!("{}-{n}", safe_stem(uid))
+}
+
+impl ExtractSink {
+    /// Creates the directory if needed; fails, naming it, when files cannot
+    /// be created there.
+    pub fn new(cfg: &ExtractConfig) -> io::Result<Self> {
+        ensure_writable_dir(&cfg.dir, "--extract-dir")?;
+        Ok(ExtractSink {
+            dir: cfg.dir.clone(),
+            handles: HandleCache::new(cfg.max_open_files),
+            pending: HashMap::new(),
+            counters: ExtractCounters::default(),
+        })
+    }
+
+    fn tmp_path(&self, stem: &str) -> PathBuf {
+        self.dir.join(format!(".{stem}.eml.tmp"))
+    }
+
+    /// Takes the records this sink cares about; ignores the rest.
+    pub fn write(&mut self, r: &Record) -> io::Result<()> {
+        match r {
+            Record::EmailData(c) => self.chunk(c),
+            Record::EmailMeta(m) => self.meta(m),
+            _ => Ok(()),
+        }
+    }
+
+    /// Appends bytes of a message.
+    pub fn chunk(&mut self, c: &EmailChunk) -> io::Result<()> {
+        let key = (c.uid.clone(), c.n);
+        let first = !self.pending.contains_key(&key);
+        let path = self.tmp_path(&stem(&c.uid, c.n));
+        self.handles.get(&path, first)?.write_all(&c.data)?;
+        self.pending
+            .entry(key)
+            .or_insert(Pending { bytes: 0 })
+            .bytes += c.data.len() as u64;
+        self.counters.bytes += c.data.len() as u64;
+        Ok(())
+    }
+
+    /// Ends a message: `.eml` under its final name, then the `.json`.
+    pub fn meta(&mut self, m: &EmailMeta) -> io::Result<()> {
+        let stem = stem(&m.uid, m.n);
+        let tmp = self.tmp_path(&stem);
+        let had_data = self.pending.remove(&(m.uid.clone(), m.n)).is_some();
+        if had_data {
+            self.handles.close(&tmp)?;
+        } else {
+            // An empty message: no chunk came.
+            std::fs::File::create(&tmp)?;
+        }
+        let json = message_json(
+            m,
+            &JsonOptions {
+                origin: Origin::Capture,
+                ts_known: true,
+                missing_known: true,
+            },
+        );
+        self.finish_pair(&stem, &tmp, &json)?;
+        if !m.complete {
+            self.counters.incomplete += 1;
+        }
+        Ok(())
+    }
+
+    fn finish_pair(&mut self, stem: &str, tmp: &Path, json: &[u8]) -> io::Result<()> {
+        if let Err(e) = std::fs::rename(tmp, self.dir.join(format!("{stem}.eml"))) {
+            let _ = std::fs::remove_file(tmp);
+            return Err(e);
+        }
+        write_atomic(&self.dir, &format!("{stem}.json"), json)?;
+        self.counters.messages += 1;
+        Ok(())
+    }
+
+    /// Messages in progress.
+    pub fn in_progress(&self) -> usize {
+        self.pending.len()
+    }
+
+    pub fn counters(&self) -> ExtractCounters {
+        ExtractCounters {
+            reopens: self.handles.reopens,
+            ..self.counters.clone()
+        }
+    }
+
+    /// Finishes every message whose metadata never came as incomplete,
+    /// with what arrived (no temporary file is left behind), and returns
+    /// the counters. All messages are attempted; the first error is
+    /// returned after.
+    pub fn finish(mut self) -> (ExtractCounters, io::Result<()>) {
+        let mut res = Ok(());
+        let mut keys: Vec<(String, u32)> = self.pending.keys().cloned().collect();
+        keys.sort();
+        for (uid, n) in keys {
+            self.pending.remove(&(uid.clone(), n));
+            let stem = stem(&uid, n);
+            let tmp = self.tmp_path(&stem);
+            let r = self.finish_orphan(&uid, n, &stem, &tmp);
+            if r.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+            if let (Ok(()), Err(e)) = (&res, r) {
+                res = Err(e);
+            }
+        }
+        if let Err(e) = self.handles.close_all() {
+            if res.is_ok() {
+                res = Err(e);
+            }
+        }
+        (self.counters(), res)
+    }
+
+    fn finish_orphan(&mut self, uid: &str, n: u32, stem: &str, tmp: &Path) -> io::Result<()> {
+        self.handles.close(tmp)?;
+        let (size, sha256) = hash_file(tmp)?;
+        let m = EmailMeta {
+            uid: uid.to_string(),
+            n,
+            size,
+            sha256,
+            complete: false,
+            ..EmailMeta::default()
+        };
+        let json = message_json(
+            &m,
+            &JsonOptions {
+                origin: Origin::Capture,
+                ts_known: false,
+                missing_known: false,
+            },
+        );
+        self.finish_pair(stem, tmp, &json)?;
+        self.counters.incomplete += 1;
+        self.counters.finished_without_meta += 1;
+        Ok(())
+    }
+}
+
+/// Size and hex SHA-256 of a file.
+pub(crate) fn hash_file(p: &Path) -> io::Result<(u64, String)> {
+    let mut f = std::fs::File::open(p)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 64 << 10];
+    let mut size = 0u64;
+    loop {
+        let k = f.read(&mut buf)?;
+        if k == 0 {
+            break;
+        }
+        size += k as u64;
+        h.update(&buf[..k]);
+    }
+    Ok((size, hex(&h.finalize())))
+}
+
+pub(crate) fn hex(b: &[u8]) -> String {
+    const H: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(b.len() * 2);
+    for x in b {
+        s.push(H[(x >> 4) as usize] as char);
+        s.push(H[(x & 15) as usize] as char);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mailtap_core::mail::{Attachment, EmailHeaders, MailProtocol};
+    use mailtap_core::{ConnId, Timestamp};
+
+    fn chunk(uid: &str, n: u32, d: &[u8]) -> Record {
+        Record::EmailData(Box::new(EmailChunk {
+            uid: uid.into(),
+            n,
+            data: d.to_vec(),
+        }))
+    }
+
+    pub(crate) fn meta(uid: &str, n: u32, body: &[u8]) -> EmailMeta {
+        EmailMeta {
+            uid: uid.into(),
+            n,
+            ts: Timestamp::from_secs_micros(1_700_000_000, 123_456),
+            id: Some(ConnId {
+                orig_h: "198.51.100.7".parse().unwrap(),
+                orig_p: 51514,
+                resp_h: "2001:db8::25".parse().unwrap(),
+                resp_p: 25,
+            }),
+            protocol: Some(MailProtocol::Smtp),
+            trans_depth: 1,
+            helo: Some(b"client.example.test".to_vec()),
+            mailfrom: Some(b"alice@example.test".to_vec()),
+            rcptto: vec![b"bob@example.test".to_vec()],
+            rcptto_rejected: vec![(b"nobody@example.test".to_vec(), 550)],
+            status_code: Some(250),
+            status_text: Some(b"2.0.0 queued".to_vec()),
+            user: None,
+            size: body.len() as u64,
+            sha256: hex(&Sha256::digest(body)),
+            complete: true,
+            missing_bytes: 0,
+            partial: false,
+            headers: EmailHeaders {
+                subject: Some("héllo".into()),
+                from: Some("Alice <alice@example.test>".into()),
+                ..EmailHeaders::default()
+            },
+            attachments: vec![Attachment {
+                filename: Some("a.pdf".into()),
+                mime_type: Some("application/pdf".into()),
+                size: 3,
+                sha256: "00".repeat(32),
+            }],
+            tls: false,
+        }
+    }
+
+    fn names(d: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn visible_json(d: &Path) -> Vec<String> {
+        names(d)
+            .into_iter()
+            .filter(|n| !n.starts_with('.') && n.ends_with(".json"))
+            .collect()
+    }
+
+    #[test]
+    fn pair_appears_only_at_meta_json_last() {
+        let d = tempfile::tempdir().unwrap();
+        let mut s = ExtractSink::new(&ExtractConfig::new(d.path().into())).unwrap();
+        let body = b"Subject: x\r\n\r\nhi\r\n";
+        s.write(&chunk("Cabc", 1, &body[..7])).unwrap();
+        s.write(&chunk("Cabc", 1, &body[7..])).unwrap();
+        // Only a hidden temporary name so far: a `*.json` or `*.eml`
+        // reader sees nothing.
+        assert_eq!(names(d.path()), vec![".Cabc-1.eml.tmp"]);
+        assert!(visible_json(d.path()).is_empty());
+        s.write(&Record::EmailMeta(Box::new(meta("Cabc", 1, body))))
+            .unwrap();
+        assert_eq!(names(d.path()), vec!["Cabc-1.eml", "Cabc-1.json"]);
+        assert_eq!(std::fs::read(d.path().join("Cabc-1.eml")).unwrap(), body);
+        let (c, r) = s.finish();
+        r.unwrap();
+        assert_eq!(c.messages, 1);
+        assert_eq!(c.bytes, body.len() as u64);
+    }
+
+    #[test]
+    fn json_schema_has_the_issue_fields_in_order() {
+        let d = tempfile::tempdir().unwrap();
+        let mut s = ExtractSink::new(&ExtractConfig::new(d.path().into())).unwrap();
+        let body = b"x\r\n";
+        s.write(&chunk("Cabc", 2, body)).unwrap();
+        s.write(&Record::EmailMeta(Box::new(meta("Cabc", 2, body))))
+            .unwrap();
+        let text = std::fs::read_to_string(d.path().join("Cabc-2.json")).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        let mut expected = vec![
+            "uid",
+            "ts",
+            "id",
+            "protocol",
+            "n",
+            "trans_depth",
+            "helo",
+            "mailfrom",
+            "rcptto",
+            "rcptto_rejected",
+            "status_code",
+            "status_text",
+            "user",
+            "size",
+            "sha256",
+            "complete",
+            "missing_bytes",
+            "partial",
+            "headers",
+            "attachments",
+            "tls",
+            "line_endings",
+            "source",
+        ];
+        // serde_json without preserve_order sorts keys: compare as sets,
+        // and check the written order in the text.
+        let mut sorted = keys.clone();
+        sorted.sort();
+        expected.sort();
+        assert_eq!(sorted, expected);
+        let pos = |k: &str| text.find(&format!("\n  \"{k}\":")).unwrap();
+        assert!(pos("uid") < pos("ts") && pos("ts") < pos("id") && pos("tls") < pos("source"));
+        assert_eq!(v["ts"], serde_json::json!(1700000000.123456));
+        assert_eq!(
+            v["id"],
+            serde_json::json!({"orig_h":"198.51.100.7","orig_p":51514,"resp_h":"2001:db8::25","resp_p":25})
+        );
+        assert_eq!(v["protocol"], "smtp");
+        assert_eq!(
+            v["rcptto_rejected"],
+            serde_json::json!([{"address":"nobody@example.test","code":550}])
+        );
+        assert_eq!(v["headers"]["subject"], "héllo");
+        assert_eq!(v["headers"]["date"], serde_json::Value::Null);
+        assert_eq!(v["attachments"][0]["filename"], "a.pdf");
+        assert_eq!(v["complete"], true);
+        assert_eq!(v["missing_bytes"], 0);
+        assert_eq!(v["line_endings"], "original");
+        assert_eq!(v["sha256"].as_str().unwrap().len(), 64);
+    }
+
+    #[test]
+    fn interleaved_messages_beyond_the_handle_limit() {
+        let d = tempfile::tempdir().unwrap();
+        let mut cfg = ExtractConfig::new(d.path().into());
+        cfg.max_open_files = 2;
+        let mut s = ExtractSink::new(&cfg).unwrap();
+        for round in 0..3u8 {
+            for m in 0..5u32 {
+                s.write(&chunk("Cx", m, &[b'a' + round])).unwrap();
+            }
+        }
+        for m in 0..5u32 {
+            s.write(&Record::EmailMeta(Box::new(meta("Cx", m, b"abc"))))
+                .unwrap();
+        }
+        for m in 0..5u32 {
+            assert_eq!(
+                std::fs::read(d.path().join(format!("Cx-{m}.eml"))).unwrap(),
+                b"abc"
+            );
+        }
+        let (c, r) = s.finish();
+        r.unwrap();
+        assert!(c.reopens > 0);
+        assert_eq!(c.messages, 5);
+    }
+
+    #[test]
+    fn shutdown_finishes_orphans_as_incomplete() {
+        let d = tempfile::tempdir().unwrap();
+        let mut s = ExtractSink::new(&ExtractConfig::new(d.path().into())).unwrap();
+        s.write(&chunk("Corphan", 1, b"half a mess")).unwrap();
+        let (c, r) = s.finish();
+        r.unwrap();
+        assert_eq!(c.finished_without_meta, 1);
+        assert_eq!(names(d.path()), vec!["Corphan-1.eml", "Corphan-1.json"]);
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(d.path().join("Corphan-1.json")).unwrap())
+                .unwrap();
+        assert_eq!(v["complete"], false);
+        assert_eq!(v["size"], 11);
+        assert_eq!(v["missing_bytes"], serde_json::Value::Null);
+        assert_eq!(v["sha256"], hex(&Sha256::digest(b"half a mess")));
+    }
+
+    #[test]
+    fn empty_and_rejected_messages_are_written() {
+        let d = tempfile::tempdir().unwrap();
+        let mut s = ExtractSink::new(&ExtractConfig::new(d.path().into())).unwrap();
+        let mut m = meta("Cr", 1, b"");
+        m.status_code = Some(554);
+        m.status_text = Some(b"5.7.1 rejected".to_vec());
+        s.write(&Record::EmailMeta(Box::new(m))).unwrap();
+        assert_eq!(std::fs::read(d.path().join("Cr-1.eml")).unwrap(), b"");
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(d.path().join("Cr-1.json")).unwrap()).unwrap();
+        assert_eq!(v["status_code"], 554);
+    }
+}
