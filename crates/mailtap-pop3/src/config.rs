@@ -1,0 +1,108 @@
+//! Tunables of the POP3 analyzer, named and defaulted like Zeek's script
+//! options (`POP3::max_pending_commands`, `POP3::max_unknown_client_commands`,
+//! `max_analyzer_violations`, `DPD::ignore_violations_after`), plus
+//! mailtap's own (`ports`, `log_passwords`, buffer bounds).
+
+use serde::Deserialize;
+
+/// POP3 analyzer configuration. `Default` is Zeek's default, except that
+/// port 110 is registered (Zeek attaches POP3 by its DPD signature only).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Pop3Config {
+    /// Responder ports the analyzer is attached to without detection.
+    pub ports: Vec<u16>,
+    /// `POP3::max_pending_commands`: queued client commands before the
+    /// oldest is dropped (weird `pop3_client_too_many_pending_commands`);
+    /// 0 = unlimited (still bounded by `max_pending_bytes`).
+    pub max_pending_commands: usize,
+    /// `POP3::max_unknown_client_commands`: unknown client commands
+    /// tolerated before an analyzer violation; 0 = unlimited.
+    pub max_unknown_client_commands: u64,
+    /// Put passwords into events (`pop3_request` PASS argument, AUTH
+    /// initial responses, login events). pop3.log never carries them.
+    pub log_passwords: bool,
+    /// ContentLine maximum line length (Zeek: 16 MiB - 100).
+    pub max_line_length: usize,
+    /// Bytes of queued (not yet processed) client command lines; beyond
+    /// it the oldest queued lines are dropped and counted. mailtap's own
+    /// bound: Zeek has none.
+    pub max_pending_bytes: usize,
+    /// `DPD::ignore_violations_after`: a violation disables the analyzer
+    /// only while the connection carried at most this many payload bytes
+    /// (0 = always).
+    pub dpd_ignore_violations_after: u64,
+    /// Zeek's `DPD::ignore_violations` containing `ANALYZER_POP3`:
+    /// violations never disable the analyzer.
+    pub dpd_ignore_violations: bool,
+    /// `max_analyzer_violations`: violations reported per analyzer; the
+    /// next one raises weird `too_many_analyzer_violations`.
+    pub max_analyzer_violations: u64,
+}
+
+impl Default for Pop3Config {
+    fn default() -> Self {
+        Pop3Config {
+            ports: vec![110],
+            max_pending_commands: 10,
+            max_unknown_client_commands: 10,
+            log_passwords: false,
+            max_line_length: 16 * 1024 * 1024 - 100,
+            max_pending_bytes: 1 << 20,
+            dpd_ignore_violations_after: 10240,
+            dpd_ignore_violations: false,
+            max_analyzer_violations: 1000,
+        }
+    }
+}
+
+impl Pop3Config {
+    /// Checks values that would make the analyzer misbehave; the error
+    /// names the offending key.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.ports.contains(&0) {
+            return Err("pop3.ports: port 0 is not a valid responder port".into());
+        }
+        if self.max_line_length < 2 || self.max_line_length > 1 << 30 {
+            return Err("pop3.max_line_length: must be between 2 and 1073741824".into());
+        }
+        if self.max_pending_bytes == 0 {
+            return Err("pop3.max_pending_bytes: must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults() {
+        let c = Pop3Config::default();
+        assert_eq!(c.ports, vec![110]);
+        assert_eq!(c.max_pending_commands, 10);
+        assert_eq!(c.max_unknown_client_commands, 10);
+        assert!(!c.log_passwords);
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn validate_names_key() {
+        let c = Pop3Config {
+            max_line_length: 1,
+            ..Pop3Config::default()
+        };
+        assert!(c.validate().unwrap_err().contains("pop3.max_line_length"));
+        let c = Pop3Config {
+            ports: vec![0],
+            ..Pop3Config::default()
+        };
+        assert!(c.validate().unwrap_err().contains("pop3.ports"));
+        let c = Pop3Config {
+            max_pending_bytes: 0,
+            ..Pop3Config::default()
+        };
+        assert!(c.validate().unwrap_err().contains("pop3.max_pending_bytes"));
+    }
+}
