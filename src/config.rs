@@ -6,6 +6,7 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use mailtap_flow::FlowConfig;
+use mailtap_mime::FilesConfig;
 use mailtap_smtp::SmtpConfig;
 use serde::Deserialize;
 use std::path::Path;
@@ -20,7 +21,44 @@ pub struct Config {
     pub dpd: Dpd,
     pub site: Site,
     pub smtp: SmtpConfig,
+    pub files: FilesConfig,
     pub log: Log,
+    pub extract: Extract,
+    pub ace: Ace,
+}
+
+/// `--extract-dir` tuning (docs/outputs.md).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Extract {
+    /// Temporary message files kept open at once.
+    pub max_open_files: usize,
+}
+
+impl Default for Extract {
+    fn default() -> Self {
+        Extract { max_open_files: 64 }
+    }
+}
+
+/// `--ace-dir` transcripts (docs/outputs.md).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Ace {
+    /// Connections with either port in this list are recorded (ACE's
+    /// `record_smtp_stream` records 25 only).
+    pub ports: Vec<u16>,
+    /// Session files kept open at once.
+    pub max_open_files: usize,
+}
+
+impl Default for Ace {
+    fn default() -> Self {
+        Ace {
+            ports: vec![25],
+            max_open_files: 64,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -157,12 +195,20 @@ impl Config {
         self.smtp
             .validate()
             .map_err(|e| anyhow!("configuration: {e}"))?;
+        self.files
+            .validate()
+            .map_err(|e| anyhow!("configuration: {e}"))?;
         for n in &self.site.local_nets {
             mailtap_flow::site::parse_cidr(n)
                 .map_err(|e| anyhow!("configuration: site.local_nets: {e}"))?;
         }
         if self.capture.block_bytes < 64 << 10 || self.capture.block_bytes > 256 << 20 {
             bail!("configuration: capture.block_bytes must be between 65536 and 268435456");
+        }
+        if self.extract.max_open_files == 0 || self.ace.max_open_files == 0 {
+            bail!(
+                "configuration: extract.max_open_files and ace.max_open_files must be at least 1"
+            );
         }
         if !(self.defrag.timeout.is_finite() && self.defrag.timeout >= 0.0) {
             bail!("configuration: defrag.timeout must be a non-negative number of seconds");

@@ -33,6 +33,24 @@ enum Command {
     Read(ReadArgs),
     /// Generate a deterministic capture of SMTP (and POP3) sessions.
     Gen(GenArgs),
+    /// Turn ACE SMTP session transcripts (`<uid>` + `<uid>.ready`) into
+    /// per-message .eml/.json pairs.
+    AceCollect(AceCollectArgs),
+}
+
+#[derive(clap::Args)]
+struct AceCollectArgs {
+    /// The ACE session directory (mailtap's --ace-dir or Zeek's bro_smtp_dir).
+    ace_dir: PathBuf,
+    /// Where the .eml/.json pairs go (created if missing).
+    #[arg(long)]
+    extract_dir: PathBuf,
+    /// Process what is ready now, then exit.
+    #[arg(long)]
+    once: bool,
+    /// Seconds between directory scans.
+    #[arg(long, default_value_t = 1.0)]
+    poll_interval: f64,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -67,6 +85,12 @@ struct ReadArgs {
     /// No progress bar even on a terminal.
     #[arg(long)]
     no_progress: bool,
+    /// Write every message as <uid>-<n>.eml + <uid>-<n>.json into this directory.
+    #[arg(long)]
+    extract_dir: Option<PathBuf>,
+    /// Write ACE SMTP session transcripts (<uid>, <uid>.ready) into this directory.
+    #[arg(long)]
+    ace_dir: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -104,6 +128,7 @@ fn main() {
     let code = match match cli.cmd {
         Command::Read(a) => cmd_read(a),
         Command::Gen(a) => cmd_gen(a),
+        Command::AceCollect(a) => cmd_ace_collect(a),
     } {
         Ok(code) => code,
         Err(e) => {
@@ -156,6 +181,7 @@ fn cmd_read(a: ReadArgs) -> Result<i32> {
     );
     let mut smtp = cfg.smtp.clone();
     smtp.local_nets = local.effective_nets();
+    smtp.files = Arc::new(cfg.files.clone());
     let engine = EngineConfig {
         workers,
         flow: cfg.flow.clone(),
@@ -185,6 +211,18 @@ fn cmd_read(a: ReadArgs) -> Result<i32> {
             max_total_string_bytes: cfg.log.max_total_string_bytes,
         },
         events: a.events.clone(),
+        extract: a
+            .extract_dir
+            .clone()
+            .map(|dir| mailtap_extract::ExtractConfig {
+                dir,
+                max_open_files: cfg.extract.max_open_files,
+            }),
+        ace: a.ace_dir.clone().map(|dir| mailtap_extract::AceConfig {
+            dir,
+            ports: cfg.ace.ports.clone(),
+            max_open_files: cfg.ace.max_open_files,
+        }),
     };
 
     // SIGINT/SIGTERM stop reading; everything read so far is flushed. A
@@ -235,6 +273,30 @@ fn cmd_read(a: ReadArgs) -> Result<i32> {
         b.finish_and_clear();
     }
     eprintln!("{}", summary_line(&summary));
+    if let Some(x) = &summary.extract {
+        eprintln!(
+            "mailtap: extracted {} messages ({} incomplete, {} bytes) into {}",
+            x.messages,
+            x.incomplete,
+            x.bytes,
+            a.extract_dir
+                .as_deref()
+                .unwrap_or(std::path::Path::new("?"))
+                .display()
+        );
+    }
+    if let Some(c) = &summary.ace {
+        eprintln!(
+            "mailtap: ACE transcripts: {} sessions ready, {} deleted after STARTTLS",
+            c.sessions, c.starttls_deleted
+        );
+    }
+    for (sink, e) in &summary.sink_errors {
+        eprintln!("mailtap: error: {sink} output stopped: {e}");
+    }
+    if result.is_ok() && !summary.sink_errors.is_empty() {
+        return Ok(1);
+    }
     match result {
         Ok(()) => Ok(0),
         Err(e) => {
@@ -320,4 +382,51 @@ fn cmd_gen(a: GenArgs) -> Result<i32> {
         stats.bytes as f64 / secs / 1e6
     );
     Ok(0)
+}
+
+fn cmd_ace_collect(a: AceCollectArgs) -> Result<i32> {
+    if !(a.poll_interval.is_finite() && a.poll_interval > 0.0 && a.poll_interval <= 86400.0) {
+        bail!("--poll-interval must be between 0 and 86400 seconds");
+    }
+    let mut collector = mailtap_extract::AceCollector::new(mailtap_extract::CollectorConfig::new(
+        a.ace_dir.clone(),
+        a.extract_dir.clone(),
+    ))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        let _ = ctrlc::set_handler(move || {
+            if stop.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+            eprintln!("mailtap: stopping after the current session");
+        });
+    }
+    let interval = std::time::Duration::from_secs_f64(a.poll_interval);
+    let mut failed = false;
+    loop {
+        if let Err(e) = collector.scan(&stop) {
+            eprintln!("mailtap: error: scanning {}: {e}", a.ace_dir.display());
+            failed = true;
+            if a.once {
+                break;
+            }
+        }
+        if a.once || stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let until = std::time::Instant::now() + interval;
+        while std::time::Instant::now() < until && !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(std::time::Duration::from_millis(50).min(interval));
+        }
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+    }
+    let c = collector.counters();
+    eprintln!(
+        "mailtap ace-collect: {} sessions, {} messages ({} incomplete), {} to review/, {} markers without a session, {} errors",
+        c.sessions, c.messages, c.incomplete, c.review, c.missing_session, c.errors
+    );
+    Ok(if failed || c.errors > 0 { 1 } else { 0 })
 }

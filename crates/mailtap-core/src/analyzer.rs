@@ -38,6 +38,9 @@ pub struct ConnAnnotations {
     /// Weird names already logged for this connection (Zeek logs a name
     /// once per connection).
     pub weirds_seen: Vec<&'static str>,
+    /// Time of the connection's first packet (Zeek `c$start_time`; part of
+    /// file handles). Set by the flow layer.
+    pub start_time: crate::Timestamp,
 }
 
 /// Counters every shard keeps about what it produced or dropped.

@@ -316,7 +316,10 @@ impl<F: AnalyzerFactory> FlowTable<F> {
             ep: Default::default(),
             streams: Default::default(),
             history,
-            ann: ConnAnnotations::default(),
+            ann: ConnAnnotations {
+                start_time: seg.ts,
+                ..ConnAnnotations::default()
+            },
             app,
             closing: false,
         }

@@ -187,7 +187,10 @@ mod tests {
         assert_eq!(p, vec!["incomplete base64 group, padding with 6 bits of 0"]);
         let (o, p) = b64(&[b"SG"]);
         assert_eq!(o, b"H");
-        assert_eq!(p, vec!["incomplete base64 group, padding with 12 bits of 0"]);
+        assert_eq!(
+            p,
+            vec!["incomplete base64 group, padding with 12 bits of 0"]
+        );
     }
 
     #[test]

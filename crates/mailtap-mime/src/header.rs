@@ -93,13 +93,21 @@ fn skip_blank(s: &[u8], mut i: usize) -> usize {
 /// Parses `type/subtype; params`. `None` when there is no `type/subtype`.
 pub fn parse_content_type(v: &[u8]) -> Option<ContentType> {
     let i = skip_lws_comments(v, 0, false);
-    let t_end = i + v.get(i..)?.iter().take_while(|&&c| is_token_char(c)).count();
+    let t_end = i + v
+        .get(i..)?
+        .iter()
+        .take_while(|&&c| is_token_char(c))
+        .count();
     let j = skip_lws_comments(v, t_end, false);
     if t_end == i || v.get(j) != Some(&b'/') {
         return None;
     }
     let k = skip_lws_comments(v, j + 1, false);
-    let s_end = k + v.get(k..)?.iter().take_while(|&&c| is_token_char(c)).count();
+    let s_end = k + v
+        .get(k..)?
+        .iter()
+        .take_while(|&&c| is_token_char(c))
+        .count();
     if s_end == k {
         return None;
     }
@@ -205,7 +213,11 @@ pub fn params(v: &[u8]) -> Vec<(String, String)> {
         };
         i += semi + 1;
         let ns = skip_blank(v, i);
-        let ne = ns + v[ns..].iter().take_while(|&&c| is_token_char(c) || c == b'*').count();
+        let ne = ns
+            + v[ns..]
+                .iter()
+                .take_while(|&&c| is_token_char(c) || c == b'*')
+                .count();
         let eq = skip_blank(v, ne);
         if ne == ns || v.get(eq) != Some(&b'=') {
             continue;
@@ -417,7 +429,9 @@ pub fn zeek_filename(v: &[u8]) -> Vec<u8> {
         };
     }
     // [a-zA-Z0-9!#$%&+-^_`{}~]+'[...]*'
-    let cs = |c: u8| c.is_ascii_alphanumeric() || b"!#$%&+-^_`{}~".contains(&c) || (b'+'..=b'^').contains(&c);
+    let cs = |c: u8| {
+        c.is_ascii_alphanumeric() || b"!#$%&+-^_`{}~".contains(&c) || (b'+'..=b'^').contains(&c)
+    };
     let a = f.iter().take_while(|&&c| cs(c)).count();
     if a > 0 && f.get(a) == Some(&b'\'') {
         let b = f[a + 1..].iter().take_while(|&&c| cs(c)).count();
@@ -485,7 +499,8 @@ mod tests {
 
     #[test]
     fn rfc2231_continuations_and_charset() {
-        let p = params(b"attachment; filename*0*=UTF-8''r%C3%A9sum; filename*1*=%C3%A9.pdf; size=3");
+        let p =
+            params(b"attachment; filename*0*=UTF-8''r%C3%A9sum; filename*1*=%C3%A9.pdf; size=3");
         assert_eq!(p[0], ("filename".into(), "résumé.pdf".into()));
         let p = params(b"attachment; filename*=iso-8859-1'fr'caf%E9.txt");
         assert_eq!(p[0].1, "café.txt");
@@ -495,8 +510,14 @@ mod tests {
 
     #[test]
     fn encoded_words() {
-        assert_eq!(decode_words(b"=?ISO-8859-1?Q?Andr=E9?= Pirard"), "André Pirard");
-        assert_eq!(decode_words(b"=?UTF-8?B?SGVsbG8=?= =?UTF-8?Q?_w=C3=B6rld?="), "Hello wörld");
+        assert_eq!(
+            decode_words(b"=?ISO-8859-1?Q?Andr=E9?= Pirard"),
+            "André Pirard"
+        );
+        assert_eq!(
+            decode_words(b"=?UTF-8?B?SGVsbG8=?= =?UTF-8?Q?_w=C3=B6rld?="),
+            "Hello wörld"
+        );
         assert_eq!(decode_words(b"=?KOI8-R?B?8NLJ18XU?="), "Привет");
         assert_eq!(decode_words(b"=?windows-1252?Q?=80uro?="), "€uro");
         assert_eq!(decode_words(b"plain =?bogus"), "plain =?bogus");
@@ -506,9 +527,18 @@ mod tests {
     #[test]
     fn zeek_filename_rules() {
         assert_eq!(zeek_filename(b"attachment; filename=NEWS.txt"), b"NEWS.txt");
-        assert_eq!(zeek_filename(b"image/png; name=\"zeek-logo.png\"; x=1"), b"zeek-logo.png");
-        assert_eq!(zeek_filename(b"attachment; filename*=UTF-8''a%20b.txt"), b"a b.txt");
-        assert_eq!(zeek_filename(b"attachment; filename=a.txt; size=3"), b"a.txt; size=3");
+        assert_eq!(
+            zeek_filename(b"image/png; name=\"zeek-logo.png\"; x=1"),
+            b"zeek-logo.png"
+        );
+        assert_eq!(
+            zeek_filename(b"attachment; filename*=UTF-8''a%20b.txt"),
+            b"a b.txt"
+        );
+        assert_eq!(
+            zeek_filename(b"attachment; filename=a.txt; size=3"),
+            b"a.txt; size=3"
+        );
     }
 
     #[test]

@@ -267,7 +267,13 @@ impl MessageAnalyzer {
     /// One line of the message (dot-unstuffed by the caller) and the exact
     /// terminator bytes that followed it (`\r\n`, `\n`, `\r` or none): the
     /// bytes are counted/hashed/extracted, the line goes to the MIME parser.
-    pub fn line(&mut self, cx: &mut ConnCtx<'_>, line: &[u8], term: &[u8], sink: &mut dyn MimeSink) {
+    pub fn line(
+        &mut self,
+        cx: &mut ConnCtx<'_>,
+        line: &[u8],
+        term: &[u8],
+        sink: &mut dyn MimeSink,
+    ) {
         self.raw(cx, line);
         self.raw(cx, term);
         self.mime_line(cx, line, sink);
@@ -548,7 +554,13 @@ impl MessageAnalyzer {
         })));
     }
 
-    fn header_line(&mut self, cx: &mut ConnCtx<'_>, lvl: usize, line: &[u8], sink: &mut dyn MimeSink) {
+    fn header_line(
+        &mut self,
+        cx: &mut ConnCtx<'_>,
+        lvl: usize,
+        line: &[u8],
+        sink: &mut dyn MimeSink,
+    ) {
         let Some(m) = self.msg.as_mut() else { return };
         let max = m.ctx.max_header_bytes;
         let src = m.ctx.source.name();
@@ -569,7 +581,10 @@ impl MessageAnalyzer {
                 e.hdr_bytes = e.hdr_bytes.saturating_add(line.len());
                 return;
             }
-            let n = line.iter().take_while(|&&c| c == b' ' || c == b'\t').count();
+            let n = line
+                .iter()
+                .take_while(|&&c| c == b' ' || c == b'\t')
+                .count();
             let e = &mut m.stack[lvl];
             e.hdr.clear();
             e.hdr.extend_from_slice(&line[n..]);
@@ -607,7 +622,9 @@ impl MessageAnalyzer {
                     if has_name_eq(value) {
                         e.filename = Some(zeek_filename(value));
                         if extracting {
-                            if let Some((_, v)) = params(value).into_iter().find(|(n, _)| n == "name") {
+                            if let Some((_, v)) =
+                                params(value).into_iter().find(|(n, _)| n == "name")
+                            {
                                 e.attach_name.get_or_insert(v);
                             }
                         }
@@ -677,7 +694,13 @@ impl MessageAnalyzer {
         }
     }
 
-    fn leaf_line(&mut self, cx: &mut ConnCtx<'_>, lvl: usize, line: &[u8], sink: &mut dyn MimeSink) {
+    fn leaf_line(
+        &mut self,
+        cx: &mut ConnCtx<'_>,
+        lvl: usize,
+        line: &[u8],
+        sink: &mut dyn MimeSink,
+    ) {
         let Some(m) = self.msg.as_mut() else { return };
         let src = m.ctx.source.name();
         let e = &mut m.stack[lvl];
@@ -713,11 +736,18 @@ impl MessageAnalyzer {
     fn ensure_file(&mut self, cx: &mut ConnCtx<'_>, lvl: usize, sink: &mut dyn MimeSink) {
         let depth = self.mime_depth;
         let Some(m) = self.msg.as_mut() else { return };
-        let Some(e) = m.stack.get_mut(lvl) else { return };
+        let Some(e) = m.stack.get_mut(lvl) else {
+            return;
+        };
         if e.file.is_some() {
             return;
         }
-        let handle = file_handle(m.ctx.source.tag(), m.ctx.conn_start, m.ctx.trans_depth, depth);
+        let handle = file_handle(
+            m.ctx.source.tag(),
+            m.ctx.conn_start,
+            m.ctx.trans_depth,
+            depth,
+        );
         let fuid = self.key.fuid(handle.as_bytes());
         let cfg = &self.cfg;
         let want256 = cfg.wants(HashKind::Sha256) || m.ctx.extract.is_some();
@@ -737,7 +767,13 @@ impl MessageAnalyzer {
         m.fuids.push(fuid);
     }
 
-    fn file_data(&mut self, cx: &mut ConnCtx<'_>, lvl: usize, data: &[u8], sink: &mut dyn MimeSink) {
+    fn file_data(
+        &mut self,
+        cx: &mut ConnCtx<'_>,
+        lvl: usize,
+        data: &[u8],
+        sink: &mut dyn MimeSink,
+    ) {
         self.ensure_file(cx, lvl, sink);
         let bof_max = self.cfg.bof_buffer_size;
         let Some(m) = self.msg.as_mut() else { return };
@@ -796,7 +832,10 @@ fn has_name_eq(v: &[u8]) -> bool {
     let lower = v.to_ascii_lowercase();
     memchr::memmem::find_iter(&lower, b"name").any(|p| {
         let rest = &lower[p + 4..];
-        let n = rest.iter().take_while(|&&c| c == b' ' || c == b'\t').count();
+        let n = rest
+            .iter()
+            .take_while(|&&c| c == b' ' || c == b'\t')
+            .count();
         rest.get(n) == Some(&b'=')
     })
 }

@@ -81,7 +81,10 @@ fn strip_bom(b: &[u8]) -> &[u8] {
 fn markup_start(b: &[u8]) -> Option<&[u8]> {
     let mut s = strip_bom(b);
     loop {
-        let n = s.iter().take_while(|c| matches!(c, b' ' | b'\t' | b'\r' | b'\n')).count();
+        let n = s
+            .iter()
+            .take_while(|c| matches!(c, b' ' | b'\t' | b'\r' | b'\n'))
+            .count();
         s = &s[n..];
         if s.starts_with(b"<!--") {
             let e = memchr::memmem::find(s, b"-->")?;
@@ -108,17 +111,24 @@ fn is_diff(b: &[u8]) -> bool {
     let f = |s: &[u8], n: &[u8]| memchr::memmem::find(s, n);
     let Some(a) = f(b, b"--- ") else { return false };
     let r = &b[a + 4..];
-    let Some(n1) = memchr::memchr(b'\n', r) else { return false };
+    let Some(n1) = memchr::memchr(b'\n', r) else {
+        return false;
+    };
     let r = &r[n1 + 1..];
     let Some(p) = f(r, b"+++ ") else { return false };
     let r = &r[p + 4..];
-    let Some(n2) = memchr::memchr(b'\n', r) else { return false };
+    let Some(n2) = memchr::memchr(b'\n', r) else {
+        return false;
+    };
     f(&r[n2 + 1..], b"@@").is_some()
 }
 
 fn is_json(b: &[u8]) -> bool {
     let s = strip_bom(b);
-    let n = s.iter().take_while(|c| matches!(c, b' ' | b'\t' | b'\r' | b'\n')).count();
+    let n = s
+        .iter()
+        .take_while(|c| matches!(c, b' ' | b'\t' | b'\r' | b'\n'))
+        .count();
     let s = &s[n..];
     match s.first() {
         Some(b'{') => {
@@ -147,9 +157,9 @@ fn is_plaintext(b: &[u8]) -> bool {
         b
     };
     s.len() >= 10
-        && s[..10]
-            .iter()
-            .all(|&c| (0x20..=0x7e).contains(&c) || matches!(c, b'\t' | b'\n' | 0x0b | 0x0c | b'\r'))
+        && s[..10].iter().all(|&c| {
+            (0x20..=0x7e).contains(&c) || matches!(c, b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
+        })
 }
 
 /// Binary formats via `infer`, named as Zeek names them.
@@ -188,9 +198,18 @@ mod tests {
         );
         assert_eq!(sniff(b"Received: from x\r\n"), Some("message/rfc822"));
         assert_eq!(sniff(b"%PDF-1.4\n%\xe2\xe3"), Some("application/pdf"));
-        assert_eq!(sniff(b"PK\x03\x04\x14\x00\x00\x00\x08\x00"), Some("application/zip"));
-        assert_eq!(sniff(b"\x1f\x8b\x08\x00\x00\x00\x00\x00"), Some("application/x-gzip"));
-        assert_eq!(sniff(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00"), Some("image/jpeg"));
+        assert_eq!(
+            sniff(b"PK\x03\x04\x14\x00\x00\x00\x08\x00"),
+            Some("application/zip")
+        );
+        assert_eq!(
+            sniff(b"\x1f\x8b\x08\x00\x00\x00\x00\x00"),
+            Some("application/x-gzip")
+        );
+        assert_eq!(
+            sniff(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00"),
+            Some("image/jpeg")
+        );
         assert_eq!(sniff(b"\x00\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a"), None);
     }
 }

@@ -6,13 +6,18 @@
 
 use crate::bdat::Bdat;
 use crate::config::SmtpConfig;
+use crate::headers::extract_email_addrs;
 use crate::line::{LineSplitter, Piece};
-use crate::mime::Message;
 use crate::parser::{parse_bdat_arg, parse_reply, split_command, Cmd, ReplyLine};
 use crate::record::Script;
-use mailtap_core::{ConnCtx, Event, TcpAnalyzer};
+use mailtap_core::mail::{EmailMeta, MailProtocol};
+use mailtap_core::{Bytes, ConnCtx, Event, Record, TcpAnalyzer, Timestamp};
+use mailtap_mime::{MessageAnalyzer, MessageContext, MimeSink, Source};
 use std::collections::VecDeque;
 use std::sync::Arc;
+
+/// Recipients remembered per transaction for the extraction metadata.
+const MAX_META_RCPTS: usize = 1000;
 
 /// Zeek's SMTP states; the numbers appear in `smtp_unexpected` details.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,7 +69,10 @@ struct Proto {
     last_replied: Option<Cmd>,
     pending_reply: u16,
     orig_is_sender: bool,
-    mail: Option<Message>,
+    /// The MIME layer (one message open at a time).
+    mime: MessageAnalyzer,
+    /// Extraction state of the current transaction / message.
+    ext: Extract,
     bdat: Option<Bdat>,
     confirmed: bool,
     /// Plain-delivery length to set on a splitter after the current line
@@ -83,6 +91,7 @@ struct Proto {
 impl SmtpAnalyzer {
     pub fn new(cfg: Arc<SmtpConfig>) -> Self {
         let max_line = cfg.max_line_length;
+        let files = cfg.files.clone();
         let mut p = Proto {
             cfg,
             state: State::Connected,
@@ -91,7 +100,8 @@ impl SmtpAnalyzer {
             last_replied: None,
             pending_reply: 0,
             orig_is_sender: true,
-            mail: None,
+            mime: MessageAnalyzer::new(files),
+            ext: Extract::default(),
             bdat: None,
             confirmed: false,
             plain_cmd: None,
@@ -148,9 +158,10 @@ impl SmtpAnalyzer {
         if !self.disabled && (self.p.script.disable_requested || self.p.violation_disable) {
             self.disabled = true;
             // Removing the analyzer runs its Done(): an open message ends.
-            if self.p.mail.is_some() {
-                self.p.end_data(cx);
+            if self.p.mime.in_message() {
+                self.p.end_data(cx, false);
             }
+            self.p.emit_meta(cx);
         }
     }
 }
@@ -204,9 +215,10 @@ impl TcpAnalyzer for SmtpAnalyzer {
             return;
         }
         self.finished = true;
-        if !self.disabled && self.p.mail.is_some() {
-            self.p.end_data(cx);
+        if !self.disabled && self.p.mime.in_message() {
+            self.p.end_data(cx, false);
         }
+        self.p.emit_meta(cx);
         self.p.script.finish(cx);
     }
 
@@ -274,6 +286,19 @@ impl Proto {
             command: command.to_ascii_uppercase(),
             arg: arg.to_vec(),
         });
+        if cx.extract_enabled() {
+            if command.eq_ignore_ascii_case(b"RCPT") {
+                if self.ext.rcpt_pending.len() < MAX_META_RCPTS {
+                    let a = extract_email_addrs(arg).into_iter().next();
+                    self.ext
+                        .rcpt_pending
+                        .push_back(a.unwrap_or_else(|| arg.to_vec()));
+                }
+            } else if command.eq_ignore_ascii_case(b"MAIL") {
+                self.ext.rcpt_ok.clear();
+                self.ext.rcpt_bad.clear();
+            }
+        }
         self.script.on_request(cx, &self.cfg, command, arg);
     }
 
@@ -292,9 +317,16 @@ impl Proto {
 
     /// One piece from a line splitter.
     fn piece(&mut self, cx: &mut ConnCtx<'_>, orig: bool, piece: Piece<'_>) {
-        let (mut line, plain) = match piece {
-            Piece::Line(l) => (l, false),
-            Piece::Plain(l) => (l, true),
+        let (mut line, plain, term) = match piece {
+            Piece::Line(l, t) => (l, false, t),
+            Piece::Plain(l) => (l, true, &b""[..]),
+            Piece::LateLf => {
+                // The LF of a CRLF split across deliveries: message bytes.
+                if self.state == State::InData && orig == self.orig_is_sender {
+                    self.mime.raw(cx, b"\n");
+                }
+                return;
+            }
         };
         let is_sender = orig == self.orig_is_sender;
         if is_sender && self.bdat.is_some() {
@@ -325,7 +357,7 @@ impl Proto {
             );
         }
         if is_sender {
-            self.sender_line(cx, orig, line);
+            self.sender_line(cx, orig, line, term);
         } else {
             self.receiver_line(cx, orig, is_sender, line);
         }
@@ -335,7 +367,7 @@ impl Proto {
     fn bdat_consume(&mut self, cx: &mut ConnCtx<'_>, data: &[u8]) -> usize {
         let Proto {
             bdat,
-            mail,
+            mime,
             script,
             cfg,
             stats,
@@ -347,14 +379,16 @@ impl Proto {
             .min(data.len());
         if n > 0 {
             stats.bdat_bytes += n as u64;
+            // The chunk bytes as transferred (size, hash, extraction).
+            mime.raw(cx, &data[..n]);
             b.deliver(cx, &data[..n], &mut |cx, l| {
-                message_line(mail, script, cfg, cx, l)
+                mime.mime_line(cx, l, &mut ScriptSink { script, cfg })
             });
         }
         n
     }
 
-    fn sender_line(&mut self, cx: &mut ConnCtx<'_>, orig: bool, line: &[u8]) {
+    fn sender_line(&mut self, cx: &mut ConnCtx<'_>, orig: bool, line: &[u8], term: &[u8]) {
         match self.state {
             // Unknown whether command or data: swallowed.
             State::AfterGap => {}
@@ -365,14 +399,14 @@ impl Proto {
             }
             State::InData => {
                 let data = line.strip_prefix(b".").unwrap_or(line);
-                if self.mail.is_none() {
+                if !self.mime.in_message() {
                     self.begin_data(cx, orig);
                 }
                 self.stats.data_lines += 1;
                 let Proto {
-                    mail, script, cfg, ..
+                    mime, script, cfg, ..
                 } = self;
-                message_line(mail, script, cfg, cx, data);
+                mime.line(cx, data, term, &mut ScriptSink { script, cfg });
                 cx.event(|| Event::SmtpData {
                     is_orig: orig,
                     data: data.to_vec(),
@@ -397,7 +431,7 @@ impl Proto {
                 }
                 if self.bdat.is_some() {
                     cx.weird("smtp_missing_bdat_last_chunk", None, "SMTP");
-                    self.end_data(cx);
+                    self.end_data(cx, false);
                 }
                 self.update_state(cx, Some(cmd), 0, orig);
             }
@@ -424,8 +458,10 @@ impl Proto {
             );
             return;
         }
+        self.ext.bdat_unreplied = self.ext.bdat_unreplied.saturating_add(1);
         if self.bdat.is_none() {
             self.begin_data(cx, orig);
+            self.ext.bdat = true;
             self.state = State::InBdat;
             self.bdat = Some(Bdat::new(self.cfg.bdat_max_line_length));
         }
@@ -468,6 +504,9 @@ impl Proto {
             cont_resp: cont,
         });
         self.script.on_reply(cx, &self.cfg, code, cmd, msg, cont);
+        if !cont {
+            self.meta_reply(cx, code, cmd, msg);
+        }
     }
 
     fn new_reply(&mut self, cx: &mut ConnCtx<'_>, code: u16, orig: bool) {
@@ -476,6 +515,17 @@ impl Proto {
             self.request(cx, b"(UNKNOWN)", b"");
         }
         let cmd = self.first_cmd;
+        if cmd == Some(Cmd::Rcpt) {
+            if let Some(a) = self.ext.rcpt_pending.pop_front() {
+                if (200..300).contains(&code) {
+                    if self.ext.rcpt_ok.len() < MAX_META_RCPTS {
+                        self.ext.rcpt_ok.push(a);
+                    }
+                } else if self.ext.rcpt_bad.len() < MAX_META_RCPTS {
+                    self.ext.rcpt_bad.push((a, u32::from(code)));
+                }
+            }
+        }
         self.last_replied = cmd;
         self.first_cmd = self.pending.pop_front();
         self.update_state(cx, cmd, code, orig);
@@ -563,20 +613,20 @@ impl Proto {
                 354 => {}
                 421 => {
                     if self.state == InData {
-                        self.end_data(cx);
+                        self.end_data(cx, false);
                     }
                     self.state = Quit;
                 }
                 451 | 500 | 501 | 503 | 554 => {
                     if self.state == InData {
-                        self.end_data(cx);
+                        self.end_data(cx, false);
                     }
                     self.state = Ready;
                 }
                 _ => {
                     self.unexpected_reply(cx, cmd, reply);
                     if self.state == InData {
-                        self.end_data(cx);
+                        self.end_data(cx, false);
                     }
                     self.state = Ready;
                 }
@@ -597,7 +647,7 @@ impl Proto {
                         if st != InData && st != InBdat {
                             self.unexpected_command(cx, cmd, reply);
                         }
-                        self.end_data(cx);
+                        self.end_data(cx, true);
                         self.state = AfterData;
                     }
                     250 | 421 | 451 | 452 | 552 | 554 => {}
@@ -671,29 +721,123 @@ impl Proto {
     /// Starts a message (DATA command, first BDAT chunk, 354 after a gap).
     fn begin_data(&mut self, cx: &mut ConnCtx<'_>, orig: bool) {
         self.state = State::InData;
-        if let Some(old) = self.mail.take() {
+        if self.mime.in_message() {
             cx.weird("smtp_nested_mail_transaction", None, "SMTP");
-            finish_message(old, &mut self.script, &self.cfg, cx);
+            self.finish_message(cx, false);
         }
-        self.mail = Some(Message::new(orig, self.cfg.max_header_bytes));
-        self.script.on_begin_entity();
+        // A message whose end-of-data reply never came.
+        self.emit_meta(cx);
+        let extract = if cx.extract_enabled() {
+            self.ext.n = self.ext.n.saturating_add(1);
+            Some(self.ext.n)
+        } else {
+            None
+        };
+        self.ext.start = cx.ts;
+        self.ext.bdat = false;
+        let peer = if orig { cx.id.orig_h } else { cx.id.resp_h };
+        let ctx = MessageContext {
+            source: Source::Smtp,
+            is_orig: orig,
+            local_orig: Some(self.cfg.is_local_addr(peer)),
+            conn_start: cx.conn.start_time,
+            trans_depth: self.script.trans_depth(),
+            max_header_bytes: self.cfg.max_header_bytes,
+            extract,
+        };
+        let Proto {
+            mime, script, cfg, ..
+        } = self;
+        mime.begin(cx, ctx, &mut ScriptSink { script, cfg });
+    }
+
+    /// Ends the open message; with extraction on, its metadata waits for
+    /// the server's reply to the end of data.
+    fn finish_message(&mut self, cx: &mut ConnCtx<'_>, complete: bool) {
+        let Proto {
+            mime, script, cfg, ..
+        } = self;
+        let extracting = self.ext.n > 0 && cx.extract_enabled();
+        let s = mime.end(cx, &mut ScriptSink { script, cfg }, complete);
+        if !extracting {
+            return;
+        }
+        let rec = self.script.current();
+        let meta = EmailMeta {
+            uid: cx.uid.to_owned(),
+            n: self.ext.n,
+            ts: self.ext.start,
+            id: Some(*cx.id),
+            protocol: Some(MailProtocol::Smtp),
+            trans_depth: rec.map_or(1, |r| r.trans_depth),
+            helo: self.script.helo().cloned(),
+            mailfrom: rec.and_then(|r| r.mailfrom.clone()),
+            rcptto: std::mem::take(&mut self.ext.rcpt_ok),
+            rcptto_rejected: std::mem::take(&mut self.ext.rcpt_bad),
+            status_code: None,
+            status_text: None,
+            user: None,
+            size: s.size,
+            sha256: s.sha256.unwrap_or_default(),
+            complete: s.complete,
+            missing_bytes: s.missing_bytes,
+            partial: false,
+            headers: s.headers,
+            attachments: s.attachments,
+            tls: rec.is_some_and(|r| r.tls),
+        };
+        self.ext.meta = Some(Box::new(meta));
+        self.ext.meta_bdat = self.ext.bdat;
+    }
+
+    /// The final line of a reply: the end-of-data status of a waiting
+    /// message's metadata.
+    fn meta_reply(&mut self, cx: &mut ConnCtx<'_>, code: u16, cmd: &str, msg: &[u8]) {
+        if cmd == "BDAT" {
+            self.ext.bdat_unreplied = self.ext.bdat_unreplied.saturating_sub(1);
+        }
+        let Some(meta) = self.ext.meta.as_mut() else {
+            return;
+        };
+        let ours = if self.ext.meta_bdat {
+            cmd == "BDAT" && self.ext.bdat_unreplied == 0
+        } else {
+            cmd == "."
+        };
+        if ours {
+            meta.status_code = Some(u32::from(code));
+            meta.status_text = Some(msg.to_vec());
+            self.emit_meta(cx);
+        }
+    }
+
+    /// Emits the waiting metadata record, if any.
+    fn emit_meta(&mut self, cx: &mut ConnCtx<'_>) {
+        if let Some(meta) = self.ext.meta.take() {
+            cx.emit(Record::EmailMeta(meta));
+        }
     }
 
     /// Ends the current message (and an open BDAT transfer).
-    fn end_data(&mut self, cx: &mut ConnCtx<'_>) {
+    fn end_data(&mut self, cx: &mut ConnCtx<'_>, complete: bool) {
+        let mut complete = complete;
         if let Some(mut b) = self.bdat.take() {
             if b.remaining() > 0 {
                 cx.weird("smtp_bdat_remaining_at_end_data", None, "SMTP");
+                complete = false;
             }
             let Proto {
-                mail, script, cfg, ..
+                mime, script, cfg, ..
             } = self;
-            b.close(cx, &mut |cx, l| message_line(mail, script, cfg, cx, l));
+            b.close(cx, &mut |cx, l| {
+                mime.mime_line(cx, l, &mut ScriptSink { script, cfg })
+            });
             self.plain_cmd = Some((self.sender_index(), 0));
         }
-        match self.mail.take() {
-            Some(m) => finish_message(m, &mut self.script, &self.cfg, cx),
-            None => cx.weird("smtp_unmatched_end_of_data", None, "SMTP"),
+        if self.mime.in_message() {
+            self.finish_message(cx, complete);
+        } else {
+            cx.weird("smtp_unmatched_end_of_data", None, "SMTP");
         }
     }
 
@@ -704,11 +848,13 @@ impl Proto {
             self.unexpected(cx, is_orig, "content gap", d.as_bytes());
         }
         if matches!(self.state, State::InData | State::InBdat) {
-            if let Some(m) = self.mail.as_mut() {
-                m.gap(len);
-            }
-            self.end_data(cx);
+            let Proto {
+                mime, script, cfg, ..
+            } = self;
+            mime.gap(cx, len, &mut ScriptSink { script, cfg });
+            self.end_data(cx, false);
         }
+        self.ext.rcpt_pending.clear();
         self.pending.clear();
         self.first_cmd = None;
         self.last_replied = None;
@@ -716,27 +862,45 @@ impl Proto {
     }
 }
 
-/// Hands one message line to the MIME layer; completed top-level headers
-/// go to the script layer.
-fn message_line(
-    mail: &mut Option<Message>,
-    script: &mut Script,
-    cfg: &SmtpConfig,
-    cx: &mut ConnCtx<'_>,
-    line: &[u8],
-) {
-    if let Some(m) = mail.as_mut() {
-        m.line(cx, line, &mut |cx, name, value| {
-            script.on_header(cx, cfg, name, value)
-        });
-    }
+/// Extraction bookkeeping of the current transaction and message.
+#[derive(Default)]
+struct Extract {
+    /// Messages started on this connection while extracting (1-based `n`).
+    n: u32,
+    start: Timestamp,
+    /// The current message is a BDAT transfer.
+    bdat: bool,
+    /// RCPT addresses whose reply is still owed, in command order.
+    rcpt_pending: VecDeque<Bytes>,
+    rcpt_ok: Vec<Bytes>,
+    rcpt_bad: Vec<(Bytes, u32)>,
+    /// BDAT commands not answered yet.
+    bdat_unreplied: u32,
+    /// A finished message's metadata, waiting for its end-of-data reply.
+    meta: Option<Box<EmailMeta>>,
+    meta_bdat: bool,
 }
 
-fn finish_message(mut m: Message, script: &mut Script, cfg: &SmtpConfig, cx: &mut ConnCtx<'_>) {
-    m.finish(cx, &mut |cx, name, value| {
-        script.on_header(cx, cfg, name, value)
-    });
-    script.on_end_entity();
+/// Routes MIME notifications to the script layer (Zeek's `mime_*` and
+/// `file_over_new_connection` handlers of the SMTP scripts).
+struct ScriptSink<'a> {
+    script: &'a mut Script,
+    cfg: &'a SmtpConfig,
+}
+
+impl MimeSink for ScriptSink<'_> {
+    fn begin_entity(&mut self, _cx: &mut ConnCtx<'_>, _level: usize) {
+        self.script.on_begin_entity();
+    }
+    fn header(&mut self, cx: &mut ConnCtx<'_>, _level: usize, name: &[u8], value: &[u8]) {
+        self.script.on_header(cx, self.cfg, name, value);
+    }
+    fn end_entity(&mut self, _cx: &mut ConnCtx<'_>, _level: usize) {
+        self.script.on_end_entity();
+    }
+    fn file(&mut self, _cx: &mut ConnCtx<'_>, fuid: &str) {
+        self.script.on_file(fuid);
+    }
 }
 
 /// DPD client half: `HELO`/`EHLO` at the start or after CR/LF, after

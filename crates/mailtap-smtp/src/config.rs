@@ -2,8 +2,10 @@
 //! script options (`SMTP::*`, `MIME::max_header_bytes`, ...), so a user can
 //! carry settings over with `--set smtp.<name>=...` or a `[smtp]` table.
 
+use mailtap_mime::FilesConfig;
 use serde::Deserialize;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// Zeek's `Host` enum as used by `SMTP::mail_path_capture`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -66,6 +68,9 @@ pub struct SmtpConfig {
     /// `site.local_nets`, filled by the caller; used by `mail_path_capture`.
     #[serde(skip)]
     pub local_nets: Vec<(IpAddr, u8)>,
+    /// `[files]`: file analysis of MIME entities, filled by the caller.
+    #[serde(skip)]
+    pub files: Arc<FilesConfig>,
 }
 
 impl Default for SmtpConfig {
@@ -88,6 +93,7 @@ impl Default for SmtpConfig {
             dpd_ignore_violations_after: 10240,
             max_analyzer_violations: 1000,
             local_nets: Vec::new(),
+            files: Arc::new(FilesConfig::default()),
         }
     }
 }

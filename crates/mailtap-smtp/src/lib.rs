@@ -4,7 +4,8 @@
 //!
 //! Layers, bottom up: [`line`] splits each direction into lines (Zeek's
 //! ContentLine), [`parser`] parses single lines, [`bdat`] handles CHUNKING
-//! data, [`mime`] and [`headers`] parse a message's top-level headers,
+//! data, [`headers`] holds the header text helpers (the MIME layer itself is
+//! `mailtap-mime`),
 //! [`analyzer`] is the protocol state machine, and [`record`] is the
 //! script layer that builds smtp.log records.
 
@@ -13,7 +14,6 @@ pub mod bdat;
 pub mod config;
 pub mod headers;
 pub mod line;
-pub mod mime;
 pub mod parser;
 pub mod record;
 

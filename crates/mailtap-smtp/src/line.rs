@@ -11,10 +11,15 @@ use mailtap_core::ConnCtx;
 /// One item produced by the splitter.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Piece<'a> {
-    /// A line without its terminator.
-    Line(&'a [u8]),
+    /// A line without its terminator, and the exact terminator bytes that
+    /// ended it (`\r\n`, `\n`, `\r`, or empty for a line cut at the
+    /// length limit).
+    Line(&'a [u8], &'static [u8]),
     /// Bytes passed through unsplit (plain delivery).
     Plain(&'a [u8]),
+    /// The LF of a CRLF whose CR ended the previous line in an earlier
+    /// delivery (byte-exact extraction appends it to that line).
+    LateLf,
 }
 
 /// Counters of one splitter, for statistics.
@@ -93,7 +98,7 @@ impl LineSplitter {
             if self.last_cr && first == b'\n' {
                 self.last_cr = false;
                 *pos += 1;
-                continue;
+                return Some(Piece::LateLf);
             }
             if self.plain_remaining > 0 {
                 let n = usize::try_from(self.plain_remaining)
@@ -132,26 +137,26 @@ impl LineSplitter {
                         *pos += i + 1;
                         continue;
                     }
-                    let consumed = if c == b'\r' {
+                    let (consumed, term): (usize, &'static [u8]) = if c == b'\r' {
                         if rest.get(i + 1) == Some(&b'\n') {
-                            i + 2
+                            (i + 2, b"\r\n")
                         } else {
                             self.last_cr = true;
-                            i + 1
+                            (i + 1, b"\r")
                         }
                     } else {
-                        i + 1
+                        (i + 1, b"\n")
                     };
                     *pos += consumed;
                     self.stats.lines += 1;
                     if self.buf.is_empty() {
                         self.stats.lines_borrowed += 1;
-                        return Some(Piece::Line(&rest[..i]));
+                        return Some(Piece::Line(&rest[..i], term));
                     }
                     self.buf.extend_from_slice(&rest[..i]);
                     self.stats.bytes_buffered += i as u64;
                     self.buf_emitted = true;
-                    return Some(Piece::Line(&self.buf));
+                    return Some(Piece::Line(&self.buf, term));
                 }
                 None if window.len() == rest.len() => {
                     self.buf.extend_from_slice(rest);
@@ -172,7 +177,7 @@ impl LineSplitter {
                     self.buf.truncate(keep);
                     self.buf_emitted = true;
                     self.stats.lines += 1;
-                    return Some(Piece::Line(&self.buf));
+                    return Some(Piece::Line(&self.buf, b""));
                 }
             }
         }
@@ -191,8 +196,9 @@ mod tests {
             let mut cx = h.cx();
             while let Some(p) = sp.next(&mut cx, c, &mut pos) {
                 match p {
-                    Piece::Line(l) => out.push(l.to_vec()),
+                    Piece::Line(l, _) => out.push(l.to_vec()),
                     Piece::Plain(p) => out.push([b"<plain>".as_slice(), p].concat()),
+                    Piece::LateLf => {}
                 }
             }
         }
@@ -209,6 +215,28 @@ mod tests {
             vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec(), b"d".to_vec()]
         );
         assert_eq!(h.weird_names(), vec!["line_terminated_with_single_CR"]);
+    }
+
+    #[test]
+    fn terminators_are_reported_exactly() {
+        let mut h = Harness::new();
+        let mut sp = LineSplitter::new(1000);
+        let mut got = Vec::new();
+        for c in [&b"a\r\nb\nc\r"[..], b"\nd\re\r\n"] {
+            let mut pos = 0;
+            let mut cx = h.cx();
+            while let Some(p) = sp.next(&mut cx, c, &mut pos) {
+                match p {
+                    Piece::Line(l, t) => {
+                        got.extend_from_slice(l);
+                        got.extend_from_slice(t);
+                    }
+                    Piece::LateLf => got.push(b'\n'),
+                    Piece::Plain(p) => got.extend_from_slice(p),
+                }
+            }
+        }
+        assert_eq!(got, b"a\r\nb\nc\r\nd\re\r\n");
     }
 
     #[test]
@@ -261,7 +289,10 @@ mod tests {
             sp.next(&mut cx, data, &mut pos),
             Some(Piece::Plain(b"abc\r\n"))
         );
-        assert_eq!(sp.next(&mut cx, data, &mut pos), Some(Piece::Line(b"rest")));
+        assert_eq!(
+            sp.next(&mut cx, data, &mut pos),
+            Some(Piece::Line(b"rest", b"\r\n"))
+        );
         assert_eq!(sp.next(&mut cx, data, &mut pos), None);
     }
 

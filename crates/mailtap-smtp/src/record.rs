@@ -221,6 +221,34 @@ impl Script {
         }
     }
 
+    /// `file_over_new_connection`: a file of this connection's current
+    /// message goes into `fuids` (not once TLS started).
+    pub fn on_file(&mut self, fuid: &str) {
+        if let Some(cur) = self.cur.as_mut() {
+            if !cur.rec.tls {
+                cur.rec.fuids.push(fuid.as_bytes().to_vec());
+            }
+        }
+    }
+
+    /// `c$smtp$trans_depth` of the current record (as it would be if one
+    /// were created now).
+    pub fn trans_depth(&self) -> u64 {
+        self.cur
+            .as_ref()
+            .map_or(self.messages_transferred + 1, |c| c.rec.trans_depth)
+    }
+
+    /// The record being filled, if any.
+    pub fn current(&self) -> Option<&SmtpRecord> {
+        self.cur.as_ref().map(|c| &c.rec)
+    }
+
+    /// The last HELO/EHLO argument of the connection.
+    pub fn helo(&self) -> Option<&Bytes> {
+        self.helo.as_ref()
+    }
+
     /// `smtp_starttls`.
     pub fn on_starttls(&mut self) {
         if let Some(cur) = self.cur.as_mut() {
