@@ -1,23 +1,32 @@
 #!/usr/bin/env bash
 # Whole-pipeline throughput of `mailtap read` on a generated capture, for 1
-# and 2 workers, next to `tcpdump -r X -w /dev/null` (the I/O floor).
+# and 2 workers, next to `tcpdump -r X -w /dev/null` (the I/O floor), plus
+# one worker with message extraction (`--extract-dir` on tmpfs, MD5, SHA-1
+# and SHA-256 of every file) and its time relative to the run without.
 #
-#   bash benches/pipeline.sh [SIZE] [CONCURRENCY]     (defaults: 500M 10000)
+#   bash benches/pipeline.sh [SIZE] [CONCURRENCY] [POP3_PERCENT]
+#                                                  (defaults: 500M 10000 0)
 #
 # Prints a markdown table (wall time, packets/s, Gbit/s of packet bytes,
-# peak RSS) for docs/benchmarks.md. The capture is cached in bench-out/.
+# peak RSS) for docs/benchmarks.md. The capture is cached in bench-out/
+# (the name carries the generator's version: delete old ones). The
+# extraction directory is /dev/shm/mailtap-bench-extract when /dev/shm is a
+# tmpfs with room for twice the capture, else a tmpfs mounted at
+# bench-out/extract (needs root); it is emptied before and after the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE=${1:-500M}
 CONC=${2:-10000}
+POP3=${3:-0}
 OUT=bench-out
 mkdir -p "$OUT"
 bash scripts/setup.sh >/dev/null
 cargo build --release --quiet
 BIN=target/release/mailtap
-CAP="$OUT/gen-$SIZE-c$CONC.pcap"
+# v2: the generator of issue 3 (rejected messages, LF-only lines, POP3).
+CAP="$OUT/gen-v2-$SIZE-c$CONC-p$POP3.pcap"
 if [ ! -f "$CAP" ]; then
-  "$BIN" gen -o "$CAP" --size "$SIZE" --concurrency "$CONC" --seed 42
+  "$BIN" gen -o "$CAP" --size "$SIZE" --concurrency "$CONC" --seed 42 --pop3-percent "$POP3"
 fi
 BYTES=$(stat -c %s "$CAP")
 # Warm the page cache so every run reads from memory.
@@ -43,8 +52,34 @@ for W in 1 2; do
   SUMS+=("$(grep '^mailtap:' "$OUT/summary-w$W.txt")")
   row "mailtap read -w $W" "$T" "$PKTS"
 done
+# Extraction: one worker, every message to tmpfs, all three hashes.
+EX=/dev/shm/mailtap-bench-extract
+shm_ok() {
+  [ "$(stat -f -c %T /dev/shm 2>/dev/null)" = tmpfs ] || return 1
+  local avail; avail=$(df --output=avail -B1 /dev/shm | tail -1)
+  [ "$avail" -gt $((BYTES * 2)) ]
+}
+if ! shm_ok; then
+  EX="$OUT/extract"
+  mkdir -p "$EX"
+  mountpoint -q "$EX" || mount -t tmpfs -o size=$((BYTES * 3 / 1048576 + 256))m tmpfs "$EX"
+fi
+rm -rf "${EX:?}"/* "$EX"/.[!.]* 2>/dev/null || true
+mkdir -p "$EX"
+rm -rf "$OUT/logs-x1"
+/usr/bin/time -o "$OUT/time-x1.txt" -f "%e %M %U %S" "$BIN" read --no-progress -w 1 -o "$OUT/logs-x1" \
+  --extract-dir "$EX" --set 'files.hashes=["md5","sha1","sha256"]' "$CAP" 2>"$OUT/summary-x1.txt" \
+  || { cat "$OUT/summary-x1.txt" >&2; exit 1; }
+T=$(tail -1 "$OUT/time-x1.txt")
+SUMS+=("$(grep '^mailtap:' "$OUT/summary-x1.txt")")
+row "mailtap read -w 1 --extract-dir (tmpfs) + md5/sha1/sha256" "$T" "$PKTS"
+EML=$(find "$EX" -name '*.eml' | wc -l)
+EXBYTES=$(du -sb "$EX" | cut -f1)
+rm -rf "${EX:?}"/* 2>/dev/null || true
+RATIO=$(awk -v a="$(cut -d' ' -f1 "$OUT/time-x1.txt")" -v b="$(cut -d' ' -f1 "$OUT/time-w1.txt")" 'BEGIN { printf "%.2f", a / b }')
 /usr/bin/time -o "$OUT/time-tcpdump.txt" -f "%e %M %U %S" tcpdump -r "$CAP" -w /dev/null 2>/dev/null
 T=$(tail -1 "$OUT/time-tcpdump.txt")
 row "tcpdump -r X -w /dev/null (floor)" "$T" "$PKTS"
 echo
+echo "extraction: $EML .eml files, $EXBYTES bytes in $EX; wall time ${RATIO}x the run without extraction (-w 1)"
 printf '%s\n' "${SUMS[@]}"
