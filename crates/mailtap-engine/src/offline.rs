@@ -4,6 +4,9 @@ use crate::factory::MailAnalyzers;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use mailtap_core::analyzer::OutputCounters;
 use mailtap_core::{Output, Record, Timestamp};
+use mailtap_extract::{
+    AceConfig, AceCounters, AceSink, ExtractConfig, ExtractCounters, ExtractSink,
+};
 use mailtap_flow::{FlowConfig, FlowCounters, FlowTable, LocalNets, Segment, UidGenerator};
 use mailtap_logs::{LogFormat, LogLimits, LogSet};
 use mailtap_wire::decode::{decode, flow_hash, Decoded};
@@ -37,6 +40,10 @@ pub struct EngineConfig {
     pub log_format: LogFormat,
     pub log_limits: LogLimits,
     pub events: Option<PathBuf>,
+    /// `--extract-dir`: every message as a `.eml`/`.json` pair.
+    pub extract: Option<ExtractConfig>,
+    /// `--ace-dir`: ACE session transcripts.
+    pub ace: Option<AceConfig>,
 }
 
 /// Reader progress, reported once per block.
@@ -67,6 +74,13 @@ pub struct Summary {
     pub output: OutputCounters,
     /// Rows written per log path.
     pub log_rows: BTreeMap<String, u64>,
+    /// The extraction sink's counters, when `--extract-dir` was given.
+    pub extract: Option<ExtractCounters>,
+    /// The ACE sink's counters, when `--ace-dir` was given.
+    pub ace: Option<AceCounters>,
+    /// Sinks that stopped on an I/O error (name, error); the run goes on
+    /// without them.
+    pub sink_errors: Vec<(&'static str, String)>,
     pub elapsed: Duration,
 }
 
@@ -97,6 +111,8 @@ impl Summary {
 pub enum EngineError {
     Source(SourceError),
     Logs(std::io::Error),
+    /// An output directory could not be used (the message names it).
+    Sink(std::io::Error),
 }
 
 impl std::fmt::Display for EngineError {
@@ -104,6 +120,7 @@ impl std::fmt::Display for EngineError {
         match self {
             EngineError::Source(e) => write!(f, "{e}"),
             EngineError::Logs(e) => write!(f, "writing logs: {e}"),
+            EngineError::Sink(e) => write!(f, "{e}"),
         }
     }
 }
@@ -172,10 +189,23 @@ pub fn run_offline(
         Ok(l) => l,
         Err(e) => return (summary, Err(EngineError::Logs(e))),
     };
+    let extract = match cfg.extract.as_ref().map(ExtractSink::new).transpose() {
+        Ok(s) => s,
+        Err(e) => return (summary, Err(EngineError::Sink(e))),
+    };
+    let ace = match cfg.ace.as_ref().map(AceSink::new).transpose() {
+        Ok(s) => s,
+        Err(e) => return (summary, Err(EngineError::Sink(e))),
+    };
+    let sinks = Sinks {
+        logs,
+        extract: extract.map(Slot::new),
+        ace: ace.map(Slot::new),
+    };
     let (rec_tx, rec_rx) = bounded::<Vec<Record>>(workers * 16);
     let collector = thread::Builder::new()
         .name("mailtap-collector".into())
-        .spawn(move || collect(logs, rec_rx))
+        .spawn(move || collect(sinks, rec_rx))
         .expect("spawn collector thread");
 
     let mut shard_cfg = cfg.flow.clone();
@@ -194,7 +224,10 @@ pub fn run_offline(
             uids.clone(),
             cfg.local.clone(),
         );
-        let out = Output::new(cfg.events.is_some());
+        // Events are built when someone reads them: the event stream or
+        // the ACE transcripts.
+        let mut out = Output::new(cfg.events.is_some() || cfg.ace.is_some());
+        out.extract_enabled = cfg.extract.is_some();
         let rec_tx = rec_tx.clone();
         let verify = cfg.verify_checksums;
         let flows_seen = flows_seen.clone();
@@ -290,10 +323,17 @@ pub fn run_offline(
         }
     }
     match collector.join() {
-        Ok(Ok(rows)) => summary.log_rows = rows,
-        Ok(Err(e)) => {
-            if result.is_ok() {
-                result = Err(EngineError::Logs(e));
+        Ok(c) => {
+            summary.extract = c.extract;
+            summary.ace = c.ace;
+            summary.sink_errors = c.sink_errors;
+            match c.logs {
+                Ok(rows) => summary.log_rows = rows,
+                Err(e) => {
+                    if result.is_ok() {
+                        result = Err(EngineError::Logs(e));
+                    }
+                }
             }
         }
         Err(_) => tracing::error!("the collector thread panicked"),
@@ -431,30 +471,99 @@ fn shard(
     }
 }
 
-/// The collector: writes every record batch to the logs.
-fn collect(mut logs: LogSet, rx: Receiver<Vec<Record>>) -> std::io::Result<BTreeMap<String, u64>> {
-    let mut failed: Option<std::io::Error> = None;
-    for batch in rx {
-        if failed.is_some() {
-            continue; // keep draining so shards never block on a dead sink
-        }
-        for r in &batch {
-            if let Err(e) = logs.write(r) {
-                tracing::error!("writing logs failed: {e}");
-                failed = Some(e);
-                break;
+/// A sink that stops on its first I/O error (reported at the end) while
+/// the others go on.
+struct Slot<S> {
+    sink: S,
+    error: Option<std::io::Error>,
+}
+
+impl<S> Slot<S> {
+    fn new(sink: S) -> Self {
+        Slot { sink, error: None }
+    }
+    fn write(&mut self, name: &str, f: impl FnOnce(&mut S) -> std::io::Result<()>) {
+        if self.error.is_none() {
+            if let Err(e) = f(&mut self.sink) {
+                tracing::error!("{name} failed, it stops here (the run goes on): {e}");
+                self.error = Some(e);
             }
         }
     }
-    if let Some(e) = failed {
-        return Err(e);
+}
+
+/// Everything the collector writes to.
+struct Sinks {
+    logs: LogSet,
+    extract: Option<Slot<ExtractSink>>,
+    ace: Option<Slot<AceSink>>,
+}
+
+/// What the collector reports when the records stop.
+struct Collected {
+    logs: std::io::Result<BTreeMap<String, u64>>,
+    extract: Option<ExtractCounters>,
+    ace: Option<AceCounters>,
+    sink_errors: Vec<(&'static str, String)>,
+}
+
+/// The collector: routes every record to the logs (events to the event
+/// stream when there is one), the extraction sink and the ACE sink. A
+/// failing sink stops on its own; the channel is always drained so that
+/// shards never block on a dead sink.
+fn collect(mut sinks: Sinks, rx: Receiver<Vec<Record>>) -> Collected {
+    let mut log_error: Option<std::io::Error> = None;
+    for batch in rx {
+        for r in &batch {
+            if log_error.is_none() {
+                if let Err(e) = sinks.logs.write(r) {
+                    tracing::error!("writing logs failed: {e}");
+                    log_error = Some(e);
+                }
+            }
+            if let Some(x) = sinks.extract.as_mut() {
+                if matches!(r, Record::EmailData(_) | Record::EmailMeta(_)) {
+                    x.write("extraction (--extract-dir)", |s| s.write(r));
+                }
+            }
+            if let Some(a) = sinks.ace.as_mut() {
+                if matches!(r, Record::Event(_) | Record::Conn(_)) {
+                    a.write("ACE transcripts (--ace-dir)", |s| s.write(r));
+                }
+            }
+        }
     }
-    let stats = logs.finish()?;
-    Ok(stats
-        .rows
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect())
+    let mut sink_errors = Vec::new();
+    let extract = sinks.extract.map(|slot| {
+        let (c, r) = slot.sink.finish();
+        if let Some(e) = slot.error.or(r.err()) {
+            sink_errors.push(("extract", e.to_string()));
+        }
+        c
+    });
+    let ace = sinks.ace.map(|slot| {
+        let (c, r) = slot.sink.finish();
+        if let Some(e) = slot.error.or(r.err()) {
+            sink_errors.push(("ace", e.to_string()));
+        }
+        c
+    });
+    let logs = match log_error {
+        Some(e) => Err(e),
+        None => sinks.logs.finish().map(|stats| {
+            stats
+                .rows
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect()
+        }),
+    };
+    Collected {
+        logs,
+        extract,
+        ace,
+        sink_errors,
+    }
 }
 
 fn add_flow(a: &mut FlowCounters, b: &FlowCounters) {
