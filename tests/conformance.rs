@@ -1,6 +1,6 @@
 //! Zeek conformance: runs `mailtap read` on Zeek's own SMTP test traces with
 //! the settings each btest used (see shared/conformance/zeek/MANIFEST.md)
-//! and compares smtp.log field by field (ignoring ts, uid and fuids; sets
+//! and compares smtp.log field by field (ignoring ts and uid; sets
 //! compared as sets), weird.log rows (name, addl, source), and the
 //! smtp_request/smtp_reply event sequence of the dump-events test.
 //!
@@ -186,7 +186,7 @@ fn run_mailtap(trace: &Path, sets: &[&str], out: &Path, events: Option<&Path>) {
 fn canon_smtp(log: &Log, row: &[String], skip: &[&str]) -> BTreeMap<String, String> {
     let mut m = BTreeMap::new();
     for (i, name) in log.fields.iter().enumerate() {
-        if ["ts", "uid", "fuids"].contains(&name.as_str()) || skip.contains(&name.as_str()) {
+        if ["ts", "uid"].contains(&name.as_str()) || skip.contains(&name.as_str()) {
             continue;
         }
         let mut v = row.get(i).cloned().unwrap_or_default();
