@@ -7,6 +7,7 @@
 use anyhow::{anyhow, bail, Context, Result};
 use mailtap_flow::FlowConfig;
 use mailtap_mime::FilesConfig;
+use mailtap_pop3::Pop3Config;
 use mailtap_smtp::SmtpConfig;
 use serde::Deserialize;
 use std::path::Path;
@@ -21,6 +22,7 @@ pub struct Config {
     pub dpd: Dpd,
     pub site: Site,
     pub smtp: SmtpConfig,
+    pub pop3: Pop3Config,
     pub files: FilesConfig,
     pub log: Log,
     pub extract: Extract,
@@ -193,6 +195,9 @@ impl Config {
             .validate()
             .map_err(|e| anyhow!("configuration: {e}"))?;
         self.smtp
+            .validate()
+            .map_err(|e| anyhow!("configuration: {e}"))?;
+        self.pop3
             .validate()
             .map_err(|e| anyhow!("configuration: {e}"))?;
         self.files

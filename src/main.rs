@@ -182,11 +182,15 @@ fn cmd_read(a: ReadArgs) -> Result<i32> {
     let mut smtp = cfg.smtp.clone();
     smtp.local_nets = local.effective_nets();
     smtp.files = Arc::new(cfg.files.clone());
+    let mut pop3 = cfg.pop3.clone();
+    pop3.local_nets = local.effective_nets();
+    pop3.files = Arc::new(cfg.files.clone());
     let engine = EngineConfig {
         workers,
         flow: cfg.flow.clone(),
         analyzers: MailAnalyzers {
             smtp: Arc::new(smtp),
+            pop3: Arc::new(pop3),
             dpd: cfg.dpd.enabled,
         },
         local,

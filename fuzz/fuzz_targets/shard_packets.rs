@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 fuzz_target!(|data: &[u8]| {
     let cfg = FlowConfig { max_flows: 8, reassembly_stream_limit: 4096, reassembly_memory: 16384, ..FlowConfig::default() };
-    let factory = MailAnalyzers { smtp: Arc::new(SmtpConfig::default()), dpd: true };
+    let factory = MailAnalyzers { smtp: Arc::new(SmtpConfig::default()), ..MailAnalyzers::with_defaults() };
     let mut t = FlowTable::new(cfg, factory, UidGenerator::new(""), LocalNets::default());
     let mut out = Output::new(true);
     let mut rest = data;

@@ -131,7 +131,7 @@ fn build(cuts: &[usize], perm: &[u32], dups: &[(u16, u16)]) -> Vec<Pkt> {
 fn analyze(pkts: &[Pkt]) -> (Vec<String>, Vec<String>, Vec<String>) {
     let factory = MailAnalyzers {
         smtp: Arc::new(SmtpConfig::default()),
-        dpd: true,
+        ..MailAnalyzers::with_defaults()
     };
     let mut t = FlowTable::new(
         FlowConfig::default(),

@@ -5,8 +5,8 @@
 //! RETR/TOP message hand-off and the pop3.log session record.
 
 use crate::config::Pop3Config;
-use crate::line::LineSplitter;
-use crate::message::{Message, MessageInfo};
+use crate::line::{LineSplitter, Piece};
+use crate::message::{MessageInfo, Messages};
 use crate::parse::{c_str, decode_base64, normalise, tokens, Cmd};
 use crate::session::Session;
 use mailtap_core::{ConnCtx, Event, TcpAnalyzer};
@@ -104,7 +104,7 @@ struct Proto {
     violation_disable: bool,
     /// Payload bytes of both directions (DPD's size check).
     bytes_seen: u64,
-    msg: Option<Message>,
+    msgs: Messages,
     session: Session,
     stats: Pop3Stats,
 }
@@ -112,6 +112,7 @@ struct Proto {
 impl Pop3Analyzer {
     pub fn new(cfg: Arc<Pop3Config>) -> Self {
         let max_line = cfg.max_line_length;
+        let msgs = Messages::new(cfg.files.clone(), cfg.max_header_bytes);
         Pop3Analyzer {
             lines: [LineSplitter::new(max_line), LineSplitter::new(max_line)],
             p: Proto {
@@ -133,7 +134,7 @@ impl Pop3Analyzer {
                 confirmed: false,
                 violation_disable: false,
                 bytes_seen: 0,
-                msg: None,
+                msgs,
                 session: Session::default(),
                 stats: Pop3Stats::default(),
             },
@@ -168,13 +169,14 @@ impl Pop3Analyzer {
         let dir = usize::from(is_orig);
         let mut pos = 0usize;
         while !self.p.tls {
-            let Some(line) = self.lines[dir].next(cx, data, &mut pos) else {
+            let Some(piece) = self.lines[dir].next(cx, data, &mut pos) else {
                 break;
             };
-            if is_orig {
-                self.p.client_line(cx, line);
-            } else {
-                self.p.server_line(cx, line);
+            match piece {
+                Piece::Line(line, _) if is_orig => self.p.client_line(cx, line),
+                Piece::Line(line, term) => self.p.server_line(cx, line, term),
+                Piece::LateLf if is_orig => {}
+                Piece::LateLf => self.p.late_lf(cx),
             }
         }
         self.apply_disable(cx);
@@ -218,9 +220,7 @@ impl TcpAnalyzer for Pop3Analyzer {
         // The partial line is lost with the gap.
         self.lines[dir].discard_partial();
         if !is_orig {
-            if let Some(m) = self.p.msg.as_mut() {
-                m.gap(cx, len);
-            }
+            self.p.msgs.gap(cx, len);
         }
     }
 
@@ -621,12 +621,13 @@ impl Proto {
 
     // ------------------------------------------------------------ server
 
-    fn server_line(&mut self, cx: &mut ConnCtx<'_>, line: &[u8]) {
+    fn server_line(&mut self, cx: &mut ConnCtx<'_>, line: &[u8], term: &[u8]) {
         self.stats.server_lines += 1;
         if self.multi {
-            self.multi_line(cx, line);
+            self.multi_line(cx, line, term);
             return;
         }
+        self.msgs.not_body();
         let norm = normalise(c_str(line));
         let (tok, msg) = tokens(&norm);
         let Some(cmd) = Cmd::parse(tok) else {
@@ -640,7 +641,7 @@ impl Proto {
         match cmd {
             Cmd::Ok => {
                 self.stats.replies += 1;
-                if self.ok_reply(cx) {
+                if self.ok_reply(cx, msg) {
                     // STLS: no pop3_reply, nothing more to parse.
                     return;
                 }
@@ -670,8 +671,9 @@ impl Proto {
     }
 
     /// A line inside a multi-line response.
-    fn multi_line(&mut self, cx: &mut ConnCtx<'_>, line: &[u8]) {
+    fn multi_line(&mut self, cx: &mut ConnCtx<'_>, line: &[u8], term: &[u8]) {
         if line == b"." {
+            self.msgs.not_body();
             self.request_multi = false;
             self.multi = false;
             self.end_message(cx, true);
@@ -682,11 +684,10 @@ impl Proto {
         if matches!(self.state, State::Retr | State::Top) {
             let body = line.strip_prefix(b".").unwrap_or(line);
             if self.state == State::Retr {
-                self.session.retrieved_bytes(body.len() as u64 + 2);
+                self.session
+                    .retrieved_bytes((body.len() + term.len()) as u64);
             }
-            if let Some(m) = self.msg.as_mut() {
-                m.line(cx, body);
-            }
+            self.msgs.line(cx, body, term);
         }
         cx.event(|| Event::Pop3Data {
             is_orig: false,
@@ -696,7 +697,7 @@ impl Proto {
 
     /// `+OK` outside a multi-line response; true for STLS (the caller
     /// then raises no reply).
-    fn ok_reply(&mut self, cx: &mut ConnCtx<'_>) -> bool {
+    fn ok_reply(&mut self, cx: &mut ConnCtx<'_>, msg: &[u8]) -> bool {
         use State::*;
         if self.guessing {
             self.master = Master::Transaction;
@@ -735,14 +736,15 @@ impl Proto {
                 self.login_success(cx);
             }
             Retr | Top => {
-                if self.msg.is_none() {
+                if !self.msgs.is_open() {
                     let info = MessageInfo {
                         ts: cx.ts,
                         user: (!self.user.is_empty()).then(|| self.user.clone()),
                         partial: self.state == Top,
                         tls: self.tls,
+                        local_orig: Some(self.cfg.is_local_addr(cx.id.resp_h)),
                     };
-                    self.msg = Some(Message::begin(cx, info));
+                    self.msgs.begin(cx, info);
                 }
                 if self.state == Retr {
                     self.session.retrieved();
@@ -765,7 +767,7 @@ impl Proto {
             Stls => {
                 self.confirm(cx);
                 self.tls = true;
-                self.session.last_reply(b"+OK", b"");
+                self.session.last_reply(b"+OK", msg);
                 cx.event(|| Event::Pop3Starttls);
                 return true;
             }
@@ -814,8 +816,13 @@ impl Proto {
     }
 
     fn end_message(&mut self, cx: &mut ConnCtx<'_>, complete: bool) {
-        if let Some(m) = self.msg.take() {
-            m.end(cx, complete);
+        self.msgs.end(cx, complete);
+    }
+
+    /// The LF of a server CRLF split across deliveries.
+    fn late_lf(&mut self, cx: &mut ConnCtx<'_>) {
+        if self.msgs.late_lf(cx) && self.state == State::Retr {
+            self.session.retrieved_bytes(1);
         }
     }
 }

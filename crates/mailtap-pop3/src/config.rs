@@ -3,7 +3,10 @@
 //! `max_analyzer_violations`, `DPD::ignore_violations_after`), plus
 //! mailtap's own (`ports`, `log_passwords`, buffer bounds).
 
+use mailtap_mime::FilesConfig;
 use serde::Deserialize;
+use std::net::IpAddr;
+use std::sync::Arc;
 
 /// POP3 analyzer configuration. `Default` is Zeek's default, except that
 /// port 110 is registered (Zeek attaches POP3 by its DPD signature only).
@@ -38,6 +41,14 @@ pub struct Pop3Config {
     /// `max_analyzer_violations`: violations reported per analyzer; the
     /// next one raises weird `too_many_analyzer_violations`.
     pub max_analyzer_violations: u64,
+    /// `MIME::max_header_bytes` for retrieved messages.
+    pub max_header_bytes: usize,
+    /// `site.local_nets`, filled by the caller (files.log `local_orig`).
+    #[serde(skip)]
+    pub local_nets: Vec<(IpAddr, u8)>,
+    /// `[files]`: file analysis of MIME entities, filled by the caller.
+    #[serde(skip)]
+    pub files: Arc<FilesConfig>,
 }
 
 impl Default for Pop3Config {
@@ -52,6 +63,9 @@ impl Default for Pop3Config {
             dpd_ignore_violations_after: 10240,
             dpd_ignore_violations: false,
             max_analyzer_violations: 1000,
+            max_header_bytes: 65536,
+            local_nets: Vec::new(),
+            files: Arc::new(FilesConfig::default()),
         }
     }
 }
@@ -69,7 +83,34 @@ impl Pop3Config {
         if self.max_pending_bytes == 0 {
             return Err("pop3.max_pending_bytes: must be at least 1".into());
         }
+        if self.max_header_bytes == 0 {
+            return Err("pop3.max_header_bytes: must be at least 1".into());
+        }
         Ok(())
+    }
+
+    /// Whether `a` lies in `site.local_nets`.
+    pub fn is_local_addr(&self, a: IpAddr) -> bool {
+        self.local_nets
+            .iter()
+            .any(|&(net, len)| in_subnet(a, net, len))
+    }
+}
+
+/// True if `a` lies in `net/len` (same address family only).
+fn in_subnet(a: IpAddr, net: IpAddr, len: u8) -> bool {
+    match (a, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => {
+            let len = u32::from(len.min(32));
+            let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
+            (u32::from(a) & mask) == (u32::from(n) & mask)
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) => {
+            let len = u32::from(len.min(128));
+            let mask = u128::MAX.checked_shl(128 - len).unwrap_or(0);
+            (u128::from(a) & mask) == (u128::from(n) & mask)
+        }
+        _ => false,
     }
 }
 
@@ -104,5 +145,17 @@ mod tests {
             ..Pop3Config::default()
         };
         assert!(c.validate().unwrap_err().contains("pop3.max_pending_bytes"));
+    }
+
+    #[test]
+    fn local_addr() {
+        let c = Pop3Config {
+            local_nets: vec![("10.0.0.0".parse().unwrap(), 8), ("::".parse().unwrap(), 0)],
+            ..Pop3Config::default()
+        };
+        assert!(c.is_local_addr("10.1.2.3".parse().unwrap()));
+        assert!(!c.is_local_addr("11.1.2.3".parse().unwrap()));
+        assert!(c.is_local_addr("2001:db8::1".parse().unwrap()));
+        assert!(!Pop3Config::default().is_local_addr("10.1.2.3".parse().unwrap()));
     }
 }

@@ -8,6 +8,17 @@
 
 use mailtap_core::ConnCtx;
 
+/// One item produced by the splitter.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Piece<'a> {
+    /// A line without its terminator, and the exact terminator bytes that
+    /// ended it (`\r\n`, `\n`, `\r`, or empty for a line cut at the limit).
+    Line(&'a [u8], &'static [u8]),
+    /// The LF of a CRLF whose CR ended the previous line in an earlier
+    /// delivery (byte-exact extraction appends it to that line).
+    LateLf,
+}
+
 /// Counters of one splitter.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LineStats {
@@ -61,7 +72,7 @@ impl LineSplitter {
         self.last_cr = false;
     }
 
-    /// Returns the next line starting at `data[*pos..]`, advancing `pos`;
+    /// Returns the next piece starting at `data[*pos..]`, advancing `pos`;
     /// `None` once the slice is used up (a trailing partial line is then
     /// buffered).
     pub fn next<'s>(
@@ -69,7 +80,7 @@ impl LineSplitter {
         cx: &mut ConnCtx<'_>,
         data: &'s [u8],
         pos: &mut usize,
-    ) -> Option<&'s [u8]> {
+    ) -> Option<Piece<'s>> {
         if self.buf_emitted {
             self.buf.clear();
             self.buf_emitted = false;
@@ -82,7 +93,7 @@ impl LineSplitter {
                 if first == b'\n' {
                     // CR at the end of one delivery, LF at the start of the next.
                     *pos += 1;
-                    continue;
+                    return Some(Piece::LateLf);
                 }
                 if first != b'\r' {
                     cx.weird("line_terminated_with_single_CR", None, "CONTENTLINE");
@@ -92,26 +103,26 @@ impl LineSplitter {
             let window = &rest[..rest.len().min(room)];
             match memchr::memchr2(b'\r', b'\n', window) {
                 Some(i) => {
-                    let consumed = if window[i] == b'\r' {
+                    let (consumed, term): (usize, &'static [u8]) = if window[i] == b'\r' {
                         if rest.get(i + 1) == Some(&b'\n') {
-                            i + 2
+                            (i + 2, b"\r\n")
                         } else {
                             self.last_cr = true;
-                            i + 1
+                            (i + 1, b"\r")
                         }
                     } else {
-                        i + 1
+                        (i + 1, b"\n")
                     };
                     *pos += consumed;
                     self.stats.lines += 1;
                     if self.buf.is_empty() {
                         self.stats.lines_borrowed += 1;
-                        return Some(&rest[..i]);
+                        return Some(Piece::Line(&rest[..i], term));
                     }
                     self.buf.extend_from_slice(&rest[..i]);
                     self.stats.bytes_buffered += i as u64;
                     self.buf_emitted = true;
-                    return Some(&self.buf);
+                    return Some(Piece::Line(&self.buf, term));
                 }
                 None if window.len() == rest.len() => {
                     self.buf.extend_from_slice(rest);
@@ -132,7 +143,7 @@ impl LineSplitter {
                     self.buf_emitted = true;
                     self.stats.lines += 1;
                     self.stats.lines_cut += 1;
-                    return Some(&self.buf);
+                    return Some(Piece::Line(&self.buf, b""));
                 }
             }
         }
@@ -149,8 +160,10 @@ mod tests {
         for c in chunks {
             let mut pos = 0;
             let mut cx = h.cx();
-            while let Some(l) = sp.next(&mut cx, c, &mut pos) {
-                out.push(l.to_vec());
+            while let Some(p) = sp.next(&mut cx, c, &mut pos) {
+                if let Piece::Line(l, _) = p {
+                    out.push(l.to_vec());
+                }
             }
         }
         out
@@ -181,6 +194,27 @@ mod tests {
         assert_eq!(l, vec![b"+OK hi".to_vec(), b"USER x".to_vec()]);
         assert!(h.weird_names().is_empty());
         assert_eq!(sp.stats.lines_borrowed, 1);
+    }
+
+    #[test]
+    fn terminators_are_reported_exactly() {
+        let mut h = Harness::new();
+        let mut sp = LineSplitter::new(1000);
+        let mut got = Vec::new();
+        for c in [&b"a\r\nb\nc\r"[..], b"\nd\re\r\n"] {
+            let mut pos = 0;
+            let mut cx = h.cx();
+            while let Some(p) = sp.next(&mut cx, c, &mut pos) {
+                match p {
+                    Piece::Line(l, t) => {
+                        got.extend_from_slice(l);
+                        got.extend_from_slice(t);
+                    }
+                    Piece::LateLf => got.push(b'\n'),
+                }
+            }
+        }
+        assert_eq!(got, b"a\r\nb\nc\r\nd\re\r\n");
     }
 
     #[test]

@@ -1,14 +1,19 @@
-//! The seam between the POP3 state machine and the MIME layer for RETR and
-//! TOP responses.
+//! RETR and TOP responses through the MIME layer (`mailtap-mime`):
+//! entities, files.log rows, and message extraction.
 //!
-//! The analyzer hands over the response body after the `+OK` line, one line
-//! at a time without its terminator and with dot-stuffing already removed
+//! The analyzer hands over the response body after the `+OK` line, one
+//! line at a time with its exact terminator and with dot-stuffing removed
 //! (the final `.` is not part of it), plus content gaps, and ends the
-//! message at the terminating `.`, a `-ERR`, analyzer removal or connection
-//! end. [`MessageInfo`] carries the POP3 context the MIME layer needs for
-//! extraction metadata (user, partial for TOP, TLS).
+//! message at the terminating `.`, a new message, analyzer removal or
+//! connection end. When extraction is on (`cx.extract_enabled()`), the MIME
+//! layer streams the bytes as `Record::EmailData` and this module ends each
+//! message with a `Record::EmailMeta` carrying the POP3 context (user,
+//! `partial` for TOP, TLS).
 
-use mailtap_core::{Bytes, ConnCtx, Timestamp};
+use mailtap_core::mail::{EmailMeta, MailProtocol};
+use mailtap_core::{Bytes, ConnCtx, Record, Timestamp};
+use mailtap_mime::{FilesConfig, MessageAnalyzer, MessageContext, NoSink, Source};
+use std::sync::Arc;
 
 /// POP3 context of one retrieved message.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -22,41 +27,146 @@ pub struct MessageInfo {
     /// Whether the session had switched to TLS (always false today: after
     /// STLS nothing is analysed).
     pub tls: bool,
+    /// files.log `local_orig`: whether the server (the sender) is local.
+    pub local_orig: Option<bool>,
 }
 
-/// One message being retrieved.
-#[derive(Debug)]
-pub struct Message {
-    pub info: MessageInfo,
-    /// Body bytes delivered so far (each line plus CRLF).
-    pub bytes: u64,
-    pub lines: u64,
-    /// Bytes lost in content gaps.
-    pub missing: u64,
+/// The messages of one connection (the MIME analyzer is created with the
+/// first one: it owns the connection's MIME entity counter).
+pub struct Messages {
+    files: Arc<FilesConfig>,
+    max_header_bytes: usize,
+    mime: Option<MessageAnalyzer>,
+    /// Messages begun on this connection (the FUID handle's ordinal).
+    count: u32,
+    cur: Option<Current>,
 }
 
-impl Message {
-    pub fn begin(_cx: &mut ConnCtx<'_>, info: MessageInfo) -> Message {
-        Message {
-            info,
-            bytes: 0,
-            lines: 0,
-            missing: 0,
+struct Current {
+    info: MessageInfo,
+    n: u32,
+    extract: bool,
+    /// The last line handed over ended with a lone CR (a late LF belongs
+    /// to it).
+    open_cr: bool,
+}
+
+impl Messages {
+    pub fn new(files: Arc<FilesConfig>, max_header_bytes: usize) -> Self {
+        Messages {
+            files,
+            max_header_bytes,
+            mime: None,
+            count: 0,
+            cur: None,
         }
     }
 
-    /// One body line, unstuffed, without its line terminator.
-    pub fn line(&mut self, _cx: &mut ConnCtx<'_>, line: &[u8]) {
-        self.lines += 1;
-        self.bytes += line.len() as u64 + 2;
+    pub fn is_open(&self) -> bool {
+        self.cur.is_some()
+    }
+
+    /// Messages begun so far.
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+
+    pub fn begin(&mut self, cx: &mut ConnCtx<'_>, info: MessageInfo) {
+        self.end(cx, false);
+        self.count = self.count.saturating_add(1);
+        let n = self.count;
+        let extract = cx.extract_enabled();
+        let ctx = MessageContext {
+            source: Source::Pop3,
+            is_orig: false,
+            local_orig: info.local_orig,
+            conn_start: cx.conn.start_time,
+            trans_depth: u64::from(n),
+            max_header_bytes: self.max_header_bytes,
+            extract: extract.then_some(n),
+        };
+        let files = &self.files;
+        let mime = self
+            .mime
+            .get_or_insert_with(|| MessageAnalyzer::new(files.clone()));
+        mime.begin(cx, ctx, &mut NoSink);
+        self.cur = Some(Current {
+            info,
+            n,
+            extract,
+            open_cr: false,
+        });
+    }
+
+    /// One body line, unstuffed, with its terminator.
+    pub fn line(&mut self, cx: &mut ConnCtx<'_>, line: &[u8], term: &[u8]) {
+        let (Some(cur), Some(mime)) = (self.cur.as_mut(), self.mime.as_mut()) else {
+            return;
+        };
+        cur.open_cr = term == b"\r";
+        mime.line(cx, line, term, &mut NoSink);
+    }
+
+    /// The LF of a CRLF split across deliveries; true if it belonged to the
+    /// message's last line.
+    pub fn late_lf(&mut self, cx: &mut ConnCtx<'_>) -> bool {
+        let (Some(cur), Some(mime)) = (self.cur.as_mut(), self.mime.as_mut()) else {
+            return false;
+        };
+        if !cur.open_cr {
+            return false;
+        }
+        cur.open_cr = false;
+        mime.raw(cx, b"\n");
+        true
+    }
+
+    /// A line that is not part of the body arrived (the `.`): a late LF
+    /// after it is not the body's.
+    pub fn not_body(&mut self) {
+        if let Some(cur) = self.cur.as_mut() {
+            cur.open_cr = false;
+        }
     }
 
     /// `len` bytes of the response will never arrive.
-    pub fn gap(&mut self, _cx: &mut ConnCtx<'_>, len: u64) {
-        self.missing = self.missing.saturating_add(len);
+    pub fn gap(&mut self, cx: &mut ConnCtx<'_>, len: u64) {
+        let (Some(cur), Some(mime)) = (self.cur.as_mut(), self.mime.as_mut()) else {
+            return;
+        };
+        cur.open_cr = false;
+        mime.gap(cx, len, &mut NoSink);
     }
 
-    /// The message is over; `complete` is false when it was cut (connection
-    /// end or analyzer removal before the terminating `.`).
-    pub fn end(self, _cx: &mut ConnCtx<'_>, _complete: bool) {}
+    /// Ends the open message; `complete` is false when it was cut
+    /// (connection end or analyzer removal before the terminating `.`).
+    pub fn end(&mut self, cx: &mut ConnCtx<'_>, complete: bool) {
+        let Some(cur) = self.cur.take() else { return };
+        let Some(mime) = self.mime.as_mut() else {
+            return;
+        };
+        let s = mime.end(cx, &mut NoSink, complete);
+        if !cur.extract {
+            return;
+        }
+        let info = cur.info;
+        cx.emit(Record::EmailMeta(Box::new(EmailMeta {
+            uid: cx.uid.to_owned(),
+            n: cur.n,
+            ts: info.ts,
+            id: Some(*cx.id),
+            protocol: Some(MailProtocol::Pop3),
+            trans_depth: u64::from(cur.n),
+            user: info.user,
+            size: s.size,
+            sha256: s.sha256.unwrap_or_default(),
+            complete: s.complete,
+            missing_bytes: s.missing_bytes,
+            partial: info.partial,
+            headers: s.headers,
+            attachments: s.attachments,
+            tls: info.tls,
+            ..EmailMeta::default()
+        })));
+    }
 }

@@ -418,6 +418,10 @@ fn stls_hands_off_to_tls() {
     let r = h.pop3()[0];
     assert!(r.tls);
     assert_eq!(r.login, "unknown");
+    assert_eq!(
+        r.last_reply.as_deref(),
+        Some(&b"+OK Begin TLS negotiation now"[..])
+    );
 }
 
 #[test]
@@ -684,6 +688,100 @@ fn no_data_no_row() {
     assert!(h.out.records.is_empty());
 }
 
+fn extracted(h: &Harness) -> (Vec<u8>, Vec<mailtap_core::mail::EmailMeta>) {
+    let mut data = Vec::new();
+    let mut metas = Vec::new();
+    for r in &h.out.records {
+        match r {
+            Record::EmailData(c) => data.extend_from_slice(&c.data),
+            Record::EmailMeta(m) => metas.push((**m).clone()),
+            _ => {}
+        }
+    }
+    (data, metas)
+}
+
+#[test]
+fn retr_and_top_go_through_mime_and_extraction() {
+    let mut h = Harness::new();
+    h.out.extract_enabled = true;
+    let mut a = Pop3Analyzer::new(Arc::new(Pop3Config::default()));
+    let mut cx = h.cx();
+    let body: &[u8] = b"From: a@example.org\r\nSubject: =?utf-8?q?caf=C3=A9?=\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\n..leading dot\nLF line\r\n--b\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=\"x.bin\"\r\nContent-Transfer-Encoding: base64\r\n\r\nAAECAw==\r\n--b--\r\n";
+    for (o, d) in [
+        (false, &b"+OK hi\r\n"[..]),
+        (true, b"USER bob\r\nPASS pw\r\n"),
+        (false, b"+OK\r\n+OK\r\n"),
+        (true, b"RETR 1\r\n"),
+        (false, b"+OK 300 octets\r"),
+        (false, b"\n"),
+    ] {
+        a.deliver(&mut cx, o, d);
+    }
+    // The body, cut right after a CR to exercise the late LF.
+    let cut = body.iter().position(|&c| c == b'\r').unwrap() + 1;
+    a.deliver(&mut cx, false, &body[..cut]);
+    a.deliver(&mut cx, false, &body[cut..]);
+    a.deliver(&mut cx, false, b".\r\n");
+    a.deliver(&mut cx, true, b"TOP 1 0\r\n");
+    a.deliver(&mut cx, false, b"+OK\r\nSubject: t\r\n\r\n.\r\n");
+    a.done(&mut cx);
+    let (data, metas) = extracted(&h);
+    let unstuffed: Vec<u8> = {
+        let t = String::from_utf8(body.to_vec()).unwrap();
+        t.replace("\n..leading", "\n.leading").into_bytes()
+    };
+    let mut want = unstuffed.clone();
+    want.extend_from_slice(b"Subject: t\r\n\r\n");
+    assert_eq!(data, want);
+    assert_eq!(metas.len(), 2);
+    let m = &metas[0];
+    assert_eq!(m.protocol, Some(mailtap_core::mail::MailProtocol::Pop3));
+    assert_eq!(m.user.as_deref(), Some(&b"bob"[..]));
+    assert_eq!(m.n, 1);
+    assert!(!m.partial && m.complete);
+    assert_eq!(m.size, unstuffed.len() as u64);
+    assert_eq!(m.headers.subject.as_deref(), Some("café"));
+    assert_eq!(m.attachments.len(), 1);
+    assert_eq!(m.attachments[0].filename.as_deref(), Some("x.bin"));
+    assert!(metas[1].partial);
+    assert_eq!(metas[1].n, 2);
+    let files: Vec<_> = h
+        .out
+        .records
+        .iter()
+        .filter_map(|r| match r {
+            Record::File(f) => Some(f),
+            _ => None,
+        })
+        .collect();
+    assert!(files.len() >= 2, "{files:?}");
+    assert!(files
+        .iter()
+        .all(|f| f.source == Some("POP3") && f.is_orig == Some(false)));
+    let r = h.pop3()[0];
+    assert_eq!(r.messages_retrieved, 1);
+    assert_eq!(r.bytes_retrieved, unstuffed.len() as u64);
+}
+
+#[test]
+fn message_cut_by_connection_end_is_incomplete() {
+    let mut h = Harness::new();
+    h.out.extract_enabled = true;
+    let mut a = Pop3Analyzer::new(Arc::new(Pop3Config::default()));
+    let mut cx = h.cx();
+    a.deliver(&mut cx, false, b"+OK\r\n");
+    a.deliver(&mut cx, true, b"USER u\r\nPASS p\r\nRETR 1\r\n");
+    a.deliver(&mut cx, false, b"+OK\r\n+OK\r\n+OK\r\nSubject: x\r\n\r\nbo");
+    a.gap(&mut cx, false, 10);
+    a.deliver(&mut cx, false, b"dy\r\n");
+    a.done(&mut cx);
+    let (_, metas) = extracted(&h);
+    assert_eq!(metas.len(), 1);
+    assert!(!metas[0].complete);
+    assert_eq!(metas[0].missing_bytes, 10);
+}
+
 #[test]
 fn dpd_halves() {
     assert!(dpd_resp_matches(b"+OK POP3 ready\r\n"));
@@ -733,6 +831,7 @@ const SESSION: &[(bool, &[u8])] = &[
 
 fn run_split(cuts: &[Vec<usize>]) -> Vec<String> {
     let mut h = Harness::new();
+    h.out.extract_enabled = true;
     let mut a = Pop3Analyzer::new(Arc::new(Pop3Config::default()));
     for (i, (orig, data)) in SESSION.iter().enumerate() {
         let mut cx = h.cx();
@@ -760,6 +859,7 @@ proptest! {
     ) {
         let whole = run_split(&[]);
         prop_assert!(whole.iter().any(|x| x.contains("Pop3LoginSuccess")));
+        prop_assert!(whole.iter().any(|x| x.contains("EmailMeta")));
         prop_assert_eq!(run_split(&cuts), whole);
     }
 
