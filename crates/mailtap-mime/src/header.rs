@@ -137,9 +137,7 @@ fn boundary_param(params: &[u8]) -> Option<Vec<u8>> {
     let mut i = 0usize;
     while i < params.len() {
         // Find the next parameter name.
-        let Some(semi) = memchr::memchr(b';', &params[i..]) else {
-            return None;
-        };
+        let semi = memchr::memchr(b';', &params[i..])?;
         i += semi + 1;
         let ns = skip_blank(params, i);
         let ne = ns
@@ -417,9 +415,8 @@ pub fn zeek_filename(v: &[u8]) -> Vec<u8> {
         }
         start = Some(i);
     }
-    let Some(s) = start else {
-        return v.to_vec();
-    };
+    // No match: Zeek's sub() leaves the whole value.
+    let s = start.unwrap_or(0);
     let mut f: &[u8] = &v[s.min(v.len())..];
     if f.first() == Some(&b'"') {
         let inner = &f[1..];

@@ -498,7 +498,10 @@ impl MessageAnalyzer {
         let sha256 = f.sha256.map(|h| hex(&h.finalize()));
         let extracting = m.ctx.extract.is_some();
         if extracting {
-            let is_text = declared.as_deref().is_none_or_text();
+            let is_text = match declared.as_deref() {
+                None => true,
+                Some(m) => m.starts_with("text/"),
+            };
             if filename.is_some() || attach_name.is_some() || !is_text {
                 m.attachments.push(Attachment {
                     filename: attach_name.or_else(|| {
@@ -631,15 +634,15 @@ impl MessageAnalyzer {
                     }
                 }
                 b"CONTENT-TRANSFER-ENCODING" => e.cte = parse_cte(value),
-                b"CONTENT-DISPOSITION" => {
-                    if memchr::memmem::find(&value.to_ascii_lowercase(), b"filename").is_some() {
-                        e.filename = Some(zeek_filename(value));
-                        if extracting {
-                            if let Some((_, v)) =
-                                params(value).into_iter().find(|(n, _)| n == "filename")
-                            {
-                                e.attach_name = Some(v);
-                            }
+                b"CONTENT-DISPOSITION"
+                    if memchr::memmem::find(&value.to_ascii_lowercase(), b"filename").is_some() =>
+                {
+                    e.filename = Some(zeek_filename(value));
+                    if extracting {
+                        if let Some((_, v)) =
+                            params(value).into_iter().find(|(n, _)| n == "filename")
+                        {
+                            e.attach_name = Some(v);
                         }
                     }
                 }
@@ -809,7 +812,7 @@ fn flush_ext(cx: &mut ConnCtx<'_>, m: &mut Msg, n: u32) {
     if m.ext.is_empty() {
         return;
     }
-    let data = std::mem::replace(&mut m.ext, Vec::new());
+    let data = std::mem::take(&mut m.ext);
     cx.emit(Record::EmailData(Box::new(EmailChunk {
         uid: cx.uid.to_owned(),
         n,
@@ -845,17 +848,4 @@ fn has_name_eq(v: &[u8]) -> bool {
 fn delimiter(line: &[u8], boundary: &[u8]) -> Option<bool> {
     let rest = line.strip_prefix(b"--")?.strip_prefix(boundary)?;
     Some(rest.starts_with(b"--"))
-}
-
-trait TextCheck {
-    fn is_none_or_text(self) -> bool;
-}
-
-impl TextCheck for Option<&str> {
-    fn is_none_or_text(self) -> bool {
-        match self {
-            None => true,
-            Some(m) => m.starts_with("text/"),
-        }
-    }
 }
