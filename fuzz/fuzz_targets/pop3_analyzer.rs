@@ -1,0 +1,52 @@
+//! Arbitrary bytes as a POP3 conversation: the input is cut into pieces,
+//! each delivered to the client or server side (or reported as a gap),
+//! with events and extraction on, then the connection ends. Must never
+//! panic.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use mailtap_core::analyzer::ConnAnnotations;
+use mailtap_core::{ConnCtx, ConnId, Output, TcpAnalyzer, Timestamp};
+use mailtap_pop3::{Pop3Analyzer, Pop3Config};
+use std::sync::Arc;
+
+fuzz_target!(|data: &[u8]| {
+    let id = ConnId {
+        orig_h: "10.0.0.1".parse().unwrap(),
+        orig_p: 40000,
+        resp_h: "10.0.0.2".parse().unwrap(),
+        resp_p: 110,
+    };
+    let cfg = Pop3Config {
+        max_line_length: 4096,
+        max_header_bytes: 2048,
+        max_pending_bytes: 8192,
+        max_unknown_client_commands: 0,
+        dpd_ignore_violations: true,
+        ..Pop3Config::default()
+    };
+    let mut a = Pop3Analyzer::new(Arc::new(cfg));
+    let mut out = Output::new(true);
+    out.extract_enabled = true;
+    let mut ann = ConnAnnotations::default();
+    let mut cx = ConnCtx { ts: Timestamp(1), uid: "Cfuzz", id: &id, out: &mut out, conn: &mut ann };
+    let mut rest = data;
+    // Each piece: one control byte (bit 7 = server side, bit 6 = gap,
+    // low 6 bits = length / 4 for gaps), then up to 63 bytes.
+    while let Some((&ctl, tail)) = rest.split_first() {
+        let is_orig = ctl & 0x80 == 0;
+        let n = usize::from(ctl & 0x3f).min(tail.len());
+        if ctl & 0x40 != 0 {
+            a.gap(&mut cx, is_orig, u64::from(ctl & 0x3f) * 4 + 1);
+            rest = tail;
+            continue;
+        }
+        if !a.disabled() {
+            a.deliver(&mut cx, is_orig, &tail[..n]);
+        }
+        rest = &tail[n..];
+    }
+    a.eof(&mut cx, true);
+    a.eof(&mut cx, false);
+    a.done(&mut cx);
+});
