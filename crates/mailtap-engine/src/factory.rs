@@ -15,9 +15,10 @@ use mailtap_pop3::{Pop3Analyzer, Pop3Config};
 use mailtap_smtp::{SmtpAnalyzer, SmtpConfig};
 use std::sync::Arc;
 
-/// The analyzers a connection can carry.
+/// The analyzers a connection can carry (boxed: their states are large and
+/// differ in size, and most flows carry none).
 pub enum MailAnalyzer {
-    Smtp(SmtpAnalyzer),
+    Smtp(Box<SmtpAnalyzer>),
     Pop3(Box<Pop3Analyzer>),
 }
 
@@ -74,7 +75,7 @@ impl MailAnalyzers {
     }
 
     fn smtp(&self) -> MailAnalyzer {
-        MailAnalyzer::Smtp(SmtpAnalyzer::new(self.smtp.clone()))
+        MailAnalyzer::Smtp(Box::new(SmtpAnalyzer::new(self.smtp.clone())))
     }
 
     fn pop3(&self) -> MailAnalyzer {

@@ -85,66 +85,64 @@ impl LineSplitter {
             self.buf.clear();
             self.buf_emitted = false;
         }
-        loop {
-            let rest = data.get(*pos..).unwrap_or(&[]);
-            let first = *rest.first()?;
-            if self.last_cr {
-                self.last_cr = false;
-                if first == b'\n' {
-                    // CR at the end of one delivery, LF at the start of the next.
-                    *pos += 1;
-                    return Some(Piece::LateLf);
-                }
-                if first != b'\r' {
-                    cx.weird("line_terminated_with_single_CR", None, "CONTENTLINE");
-                }
+        let rest = data.get(*pos..).unwrap_or(&[]);
+        let first = *rest.first()?;
+        if self.last_cr {
+            self.last_cr = false;
+            if first == b'\n' {
+                // CR at the end of one delivery, LF at the start of the next.
+                *pos += 1;
+                return Some(Piece::LateLf);
             }
-            let room = self.max_line.saturating_sub(self.buf.len());
-            let window = &rest[..rest.len().min(room)];
-            match memchr::memchr2(b'\r', b'\n', window) {
-                Some(i) => {
-                    let (consumed, term): (usize, &'static [u8]) = if window[i] == b'\r' {
-                        if rest.get(i + 1) == Some(&b'\n') {
-                            (i + 2, b"\r\n")
-                        } else {
-                            self.last_cr = true;
-                            (i + 1, b"\r")
-                        }
+            if first != b'\r' {
+                cx.weird("line_terminated_with_single_CR", None, "CONTENTLINE");
+            }
+        }
+        let room = self.max_line.saturating_sub(self.buf.len());
+        let window = &rest[..rest.len().min(room)];
+        match memchr::memchr2(b'\r', b'\n', window) {
+            Some(i) => {
+                let (consumed, term): (usize, &'static [u8]) = if window[i] == b'\r' {
+                    if rest.get(i + 1) == Some(&b'\n') {
+                        (i + 2, b"\r\n")
                     } else {
-                        (i + 1, b"\n")
-                    };
-                    *pos += consumed;
-                    self.stats.lines += 1;
-                    if self.buf.is_empty() {
-                        self.stats.lines_borrowed += 1;
-                        return Some(Piece::Line(&rest[..i], term));
+                        self.last_cr = true;
+                        (i + 1, b"\r")
                     }
-                    self.buf.extend_from_slice(&rest[..i]);
-                    self.stats.bytes_buffered += i as u64;
-                    self.buf_emitted = true;
-                    return Some(Piece::Line(&self.buf, term));
+                } else {
+                    (i + 1, b"\n")
+                };
+                *pos += consumed;
+                self.stats.lines += 1;
+                if self.buf.is_empty() {
+                    self.stats.lines_borrowed += 1;
+                    return Some(Piece::Line(&rest[..i], term));
                 }
-                None if window.len() == rest.len() => {
-                    self.buf.extend_from_slice(rest);
-                    self.stats.bytes_buffered += rest.len() as u64;
-                    *pos += rest.len();
-                    return None;
-                }
-                None => {
-                    // The buffer is full: the line is cut, and the last
-                    // buffered byte and the current one are lost (Zeek).
-                    self.buf.extend_from_slice(window);
-                    self.stats.bytes_buffered += window.len() as u64;
-                    let c = rest.get(window.len()).copied().unwrap_or(0);
-                    *pos += window.len() + 1;
-                    cx.weird("contentline_size_exceeded", None, "CONTENTLINE");
-                    self.last_cr = c == b'\r';
-                    self.buf.truncate(self.max_line - 1);
-                    self.buf_emitted = true;
-                    self.stats.lines += 1;
-                    self.stats.lines_cut += 1;
-                    return Some(Piece::Line(&self.buf, b""));
-                }
+                self.buf.extend_from_slice(&rest[..i]);
+                self.stats.bytes_buffered += i as u64;
+                self.buf_emitted = true;
+                Some(Piece::Line(&self.buf, term))
+            }
+            None if window.len() == rest.len() => {
+                self.buf.extend_from_slice(rest);
+                self.stats.bytes_buffered += rest.len() as u64;
+                *pos += rest.len();
+                None
+            }
+            None => {
+                // The buffer is full: the line is cut, and the last
+                // buffered byte and the current one are lost (Zeek).
+                self.buf.extend_from_slice(window);
+                self.stats.bytes_buffered += window.len() as u64;
+                let c = rest.get(window.len()).copied().unwrap_or(0);
+                *pos += window.len() + 1;
+                cx.weird("contentline_size_exceeded", None, "CONTENTLINE");
+                self.last_cr = c == b'\r';
+                self.buf.truncate(self.max_line - 1);
+                self.buf_emitted = true;
+                self.stats.lines += 1;
+                self.stats.lines_cut += 1;
+                Some(Piece::Line(&self.buf, b""))
             }
         }
     }
