@@ -920,3 +920,102 @@ proptest! {
         an.done(&mut h.cx());
     }
 }
+
+fn extract_run(steps: &[Step]) -> (Vec<u8>, Vec<mailtap_core::mail::EmailMeta>, Harness) {
+    let mut h = Harness::new();
+    h.out.extract_enabled = true;
+    let mut a = SmtpAnalyzer::new(Arc::new(SmtpConfig::default()));
+    for s in steps {
+        let mut cx = h.cx();
+        match s {
+            C(d) => a.deliver(&mut cx, true, d),
+            S(d) => a.deliver(&mut cx, false, d),
+            Gap(o, n) => a.gap(&mut cx, *o, *n),
+        }
+    }
+    let mut cx = h.cx();
+    a.done(&mut cx);
+    let mut data = Vec::new();
+    let mut metas = Vec::new();
+    for r in &h.out.records {
+        match r {
+            Record::EmailData(c) => data.extend_from_slice(&c.data),
+            Record::EmailMeta(m) => metas.push((**m).clone()),
+            _ => {}
+        }
+    }
+    (data, metas, h)
+}
+
+#[test]
+fn extraction_exact_bytes_rcpts_and_rejected_status() {
+    let steps = vec![
+        GREETING,
+        C(b"EHLO c\r\n"),
+        S(b"250 ok\r\n"),
+        C(b"MAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nRCPT TO:<bad@y>\r\n"),
+        S(b"250 ok\r\n250 ok\r\n550 no such user\r\n"),
+        C(b"DATA\r\n"),
+        S(b"354 go\r\n"),
+        // CRLF split across deliveries, LF-only and CR-only endings, a dot.
+        C(b"Subject: =?UTF-8?Q?caf=C3=A9?=\r"),
+        C(b"\nX: lf\n\r\n..dot\rend\r\n.\r\n"),
+        S(b"554 rejected\r\n"),
+        C(b"QUIT\r\n"),
+        S(b"221 bye\r\n"),
+    ];
+    let (data, metas, h) = extract_run(&steps);
+    assert_eq!(
+        data,
+        b"Subject: =?UTF-8?Q?caf=C3=A9?=\r\nX: lf\n\r\n.dot\rend\r\n".to_vec()
+    );
+    assert_eq!(metas.len(), 1);
+    let m = &metas[0];
+    assert_eq!(m.n, 1);
+    assert_eq!(m.rcptto, vec![b"b@y".to_vec()]);
+    assert_eq!(m.rcptto_rejected, vec![(b"bad@y".to_vec(), 550)]);
+    assert_eq!(m.status_code, Some(554));
+    assert_eq!(m.status_text.as_deref(), Some(&b"rejected"[..]));
+    assert_eq!(m.headers.subject.as_deref(), Some("café"));
+    assert_eq!(m.size, data.len() as u64);
+    assert!(m.complete);
+    assert_eq!(m.mailfrom.as_deref(), Some(&b"a@x"[..]));
+    // fuids: the body became one file.
+    assert_eq!(h.smtp()[0].fuids.len(), 1);
+}
+
+#[test]
+fn extraction_bdat_chunks_and_cut_message() {
+    let steps = vec![
+        GREETING,
+        C(b"EHLO c\r\n"),
+        S(b"250 ok\r\n"),
+        C(b"MAIL FROM:<a@x>\r\n"),
+        S(b"250 ok\r\n"),
+        C(b"RCPT TO:<b@y>\r\n"),
+        S(b"250 ok\r\n"),
+        C(b"BDAT 10\r\nSubject: h"),
+        C(b"BDAT 9 LAST\r\ni\r\n\r\nbody"),
+        S(b"250 ok\r\n250 queued\r\n"),
+        C(b"MAIL FROM:<a@x>\r\n"),
+        S(b"250 ok\r\n"),
+        C(b"RCPT TO:<b@y>\r\n"),
+        S(b"250 ok\r\n"),
+        C(b"DATA\r\n"),
+        S(b"354 go\r\n"),
+        C(b"Subject: cut\r\n\r\npartial"),
+    ];
+    let (data, metas, _) = extract_run(&steps);
+    assert_eq!(metas.len(), 2);
+    assert_eq!(metas[0].size, 19);
+    assert_eq!(metas[0].status_code, Some(250));
+    assert_eq!(metas[0].status_text.as_deref(), Some(&b"queued"[..]));
+    assert!(metas[0].complete);
+    assert_eq!(metas[1].n, 2);
+    assert!(!metas[1].complete);
+    assert_eq!(metas[1].status_code, None);
+    assert_eq!(
+        String::from_utf8_lossy(&data),
+        "Subject: hi\r\n\r\nbodySubject: cut\r\n\r\n"
+    );
+}
