@@ -153,7 +153,13 @@ fn json_key(j: &Value) -> Key {
 }
 
 #[test]
-#[ignore = "waits on `mailtap read --extract-dir` (the extraction sink and the SMTP/POP3 message streams)"]
+// Everything passes except the metadata of SMTP messages whose BDAT
+// transfer ends with a separate `BDAT 0 LAST` (13 of the 475 messages):
+// their JSON has mailfrom and status_code null. mailtap-smtp checks for the
+// end of a BDAT transfer only when more client bytes arrive
+// (`Bdat::complete` in `line`), so a `0 LAST` chunk ends the message at the
+// next command, after the server's reply has gone by.
+#[ignore = "waits on mailtap-smtp: a `BDAT 0 LAST` message's EmailMeta lacks mailfrom and status_code"]
 fn every_extracted_message_matches_what_the_generator_sent() {
     let tmp = tempfile::tempdir().unwrap();
     // MAILTAP_TEST_KEEP=1 keeps the capture and the outputs for a look.
