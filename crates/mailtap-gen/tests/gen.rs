@@ -388,6 +388,13 @@ fn deterministic() {
     // generate and generate_with_truth write the same bytes
     let (d, _, _) = gen_truth(&small_cfg(7));
     assert_eq!(a, d);
+    // with every feature (POP3, gaps, rejections, LF-only lines) too
+    let all = extraction_test_config(120, 4);
+    let e = gen(&all);
+    assert_eq!(e, gen(&all));
+    let (f, _, st) = gen_truth(&all);
+    assert!(e == f, "generate and generate_with_truth differ");
+    assert!(st.dropped_packets > 0);
 }
 
 #[test]
