@@ -735,6 +735,10 @@ impl Proto {
         };
         self.ext.start = cx.ts;
         self.ext.bdat = false;
+        self.ext.early_status = None;
+        let rec = self.script.current();
+        self.ext.mailfrom = rec.and_then(|r| r.mailfrom.clone());
+        self.ext.trans_depth = rec.map_or(1, |r| r.trans_depth);
         let peer = if orig { cx.id.orig_h } else { cx.id.resp_h };
         let ctx = MessageContext {
             source: Source::Smtp,
@@ -769,9 +773,9 @@ impl Proto {
             ts: self.ext.start,
             id: Some(*cx.id),
             protocol: Some(MailProtocol::Smtp),
-            trans_depth: rec.map_or(1, |r| r.trans_depth),
+            trans_depth: self.ext.trans_depth,
             helo: self.script.helo().cloned(),
-            mailfrom: rec.and_then(|r| r.mailfrom.clone()),
+            mailfrom: self.ext.mailfrom.take(),
             rcptto: std::mem::take(&mut self.ext.rcpt_ok),
             rcptto_rejected: std::mem::take(&mut self.ext.rcpt_bad),
             status_code: None,
@@ -788,6 +792,13 @@ impl Proto {
         };
         self.ext.meta = Some(Box::new(meta));
         self.ext.meta_bdat = self.ext.bdat;
+        if let Some((code, text)) = self.ext.early_status.take() {
+            if let Some(m) = self.ext.meta.as_mut() {
+                m.status_code = Some(code);
+                m.status_text = Some(text);
+            }
+            self.emit_meta(cx);
+        }
     }
 
     /// The final line of a reply: the end-of-data status of a waiting
@@ -797,6 +808,15 @@ impl Proto {
             self.ext.bdat_unreplied = self.ext.bdat_unreplied.saturating_sub(1);
         }
         let Some(meta) = self.ext.meta.as_mut() else {
+            // The last chunk of a BDAT transfer can be answered before the
+            // transfer is finished (`BDAT 0 LAST` ends at the next client
+            // data): keep the status for the message being finished.
+            if cmd == "BDAT"
+                && self.ext.bdat_unreplied == 0
+                && self.bdat.as_ref().is_some_and(Bdat::complete)
+            {
+                self.ext.early_status = Some((u32::from(code), msg.to_vec()));
+            }
             return;
         };
         let ours = if self.ext.meta_bdat {
@@ -879,6 +899,15 @@ struct Extract {
     /// A finished message's metadata, waiting for its end-of-data reply.
     meta: Option<Box<EmailMeta>>,
     meta_bdat: bool,
+    /// The envelope as it stood when the message began. The smtp.log
+    /// record may be written and replaced before the message is finished
+    /// (a `BDAT 0 LAST` transfer ends lazily, as in Zeek), so the metadata
+    /// must not read it at the end.
+    mailfrom: Option<Bytes>,
+    trans_depth: u64,
+    /// The reply that answered the last chunk of a BDAT transfer before
+    /// the transfer was finished (`BDAT 0 LAST`).
+    early_status: Option<(u32, Bytes)>,
 }
 
 /// Routes MIME notifications to the script layer (Zeek's `mime_*` and

@@ -985,6 +985,38 @@ fn extraction_exact_bytes_rcpts_and_rejected_status() {
 }
 
 #[test]
+fn extraction_bdat_0_last_keeps_envelope_and_status() {
+    // The transfer ends only at the next client data (Zeek's lazy end),
+    // after the reply to `BDAT 0 LAST` and after smtp.log wrote the record.
+    let steps = vec![
+        GREETING,
+        C(b"EHLO c\r\n"),
+        S(b"250 ok\r\n"),
+        C(b"MAIL FROM:<a@x>\r\n"),
+        S(b"250 ok\r\n"),
+        C(b"RCPT TO:<b@y>\r\n"),
+        S(b"250 ok\r\n"),
+        C(b"BDAT 14\r\nSubject: z\r\n\r\n"),
+        S(b"250 14 octets\r\n"),
+        C(b"BDAT 0 LAST\r\n"),
+        S(b"250 2.0.0 Ok: queued as X\r\n"),
+        C(b"QUIT\r\n"),
+        S(b"221 bye\r\n"),
+    ];
+    let (data, metas, _) = extract_run(&steps);
+    assert_eq!(metas.len(), 1);
+    assert_eq!(metas[0].mailfrom.as_deref(), Some(&b"a@x"[..]));
+    assert_eq!(metas[0].trans_depth, 1);
+    assert_eq!(metas[0].status_code, Some(250));
+    assert_eq!(
+        metas[0].status_text.as_deref(),
+        Some(&b"2.0.0 Ok: queued as X"[..])
+    );
+    assert!(metas[0].complete);
+    assert_eq!(data, b"Subject: z\r\n\r\n");
+}
+
+#[test]
 fn extraction_bdat_chunks_and_cut_message() {
     let steps = vec![
         GREETING,
