@@ -82,6 +82,10 @@ fn run(trace: &Path, sets: &[&str], out: &Path) -> Log {
     parse_log(&text)
 }
 
+/// What Zeek computes with `frameworks/files/hash-all-files` (and the
+/// file-analysis test helper) loaded.
+const ALL_HASHES: &str = r#"files.hashes=["md5","sha1","sha256"]"#;
+
 #[test]
 fn zeek_files_log_bare_mode() {
     let Some(root) = shared() else {
@@ -131,7 +135,8 @@ fn zeek_files_log_cut_baselines() {
         ));
         let want = parse_cut(&std::fs::read_to_string(base).expect("baseline"));
         let dir = tempfile::tempdir().expect("tempdir");
-        let got = run(&root.join("traces").join(trace), &[], dir.path());
+        // The btests loaded hash-all-files.
+        let got = run(&root.join("traces").join(trace), &[ALL_HASHES], dir.path());
         assert_eq!(got.rows.len(), want.rows.len(), "{test}: files.log rows");
         for name in &want.fields {
             if name.is_empty() || name == "uid" {
@@ -187,7 +192,7 @@ fn zeek_file_analysis_smtp_hashes_and_bytes() {
     }
     assert_eq!(want.len(), 4, "SMTP files in the baseline");
     let dir = tempfile::tempdir().expect("tempdir");
-    let got = run(&root.join("traces/smtp.pcap"), &[], dir.path());
+    let got = run(&root.join("traces/smtp.pcap"), &[ALL_HASHES], dir.path());
     let rows: Vec<_> = got
         .rows
         .iter()
@@ -247,7 +252,7 @@ fn zeek_mime_content_hash() {
         .collect();
     assert_eq!(want.len(), 2);
     let dir = tempfile::tempdir().expect("tempdir");
-    let got = run(&root.join("traces/smtp.pcap"), &[], dir.path());
+    let got = run(&root.join("traces/smtp.pcap"), &[ALL_HASHES], dir.path());
     // Per connection, in order: total decoded length.
     let (uid, seen) = (got.col("uid"), got.col("seen_bytes"));
     let mut per_conn: Vec<(String, u64)> = Vec::new();

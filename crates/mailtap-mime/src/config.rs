@@ -12,9 +12,13 @@ pub enum HashKind {
     Sha256,
 }
 
-/// File-analysis configuration. `Default` hashes with all three digests,
-/// as the issue asks; `hashes = []` reproduces Zeek's bare mode, where
-/// files.log has no hash columns.
+/// File-analysis configuration. `Default` computes SHA-256 only: with
+/// SHA-NI it is the cheap one, extraction metadata needs it, and it is what
+/// indicator feeds use. `["md5", "sha1", "sha256"]` matches a Zeek with
+/// `frameworks/files/hash-all-files` loaded (MD5 alone costs more than all
+/// of TCP and SMTP on attachment-heavy traffic: docs/benchmarks.md);
+/// `hashes = []` reproduces Zeek's bare mode, where files.log has no hash
+/// columns.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FilesConfig {
@@ -39,7 +43,7 @@ pub struct FilesConfig {
 impl Default for FilesConfig {
     fn default() -> Self {
         FilesConfig {
-            hashes: vec![HashKind::Md5, HashKind::Sha1, HashKind::Sha256],
+            hashes: vec![HashKind::Sha256],
             digest_salt: "Please change this value.".to_string(),
             max_depth: 100,
             max_entities_per_message: 10_000,
