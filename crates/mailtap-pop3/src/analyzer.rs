@@ -5,10 +5,10 @@
 //! RETR/TOP message hand-off and the pop3.log session record.
 
 use crate::config::Pop3Config;
-use crate::line::{LineSplitter, Piece};
 use crate::message::{MessageInfo, Messages};
 use crate::parse::{c_str, decode_base64, normalise, tokens, Cmd};
 use crate::session::Session;
+use mailtap_contentline::{LineSplitter, Nuls, Piece};
 use mailtap_core::{ConnCtx, Event, TcpAnalyzer};
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -114,7 +114,10 @@ impl Pop3Analyzer {
         let max_line = cfg.max_line_length;
         let msgs = Messages::new(cfg.files.clone(), cfg.max_header_bytes);
         Pop3Analyzer {
-            lines: [LineSplitter::new(max_line), LineSplitter::new(max_line)],
+            lines: [
+                LineSplitter::new(max_line, Nuls::Keep),
+                LineSplitter::new(max_line, Nuls::Keep),
+            ],
             p: Proto {
                 cfg,
                 master: Master::Start,
@@ -156,7 +159,7 @@ impl Pop3Analyzer {
     }
 
     /// Splitter counters, responder side first.
-    pub fn line_stats(&self) -> [crate::line::LineStats; 2] {
+    pub fn line_stats(&self) -> [mailtap_contentline::LineStats; 2] {
         [self.lines[0].stats, self.lines[1].stats]
     }
 
@@ -177,6 +180,8 @@ impl Pop3Analyzer {
                 Piece::Line(line, term) => self.p.server_line(cx, line, term),
                 Piece::LateLf if is_orig => {}
                 Piece::LateLf => self.p.late_lf(cx),
+                // POP3 never asks for plain delivery.
+                Piece::Plain(_) => {}
             }
         }
         self.apply_disable(cx);

@@ -3,7 +3,7 @@
 //! confirmation/violations, RETR/TOP messages for the MIME layer, and one
 //! pop3.log row per session (mailtap's addition; Zeek has no POP3 log).
 //!
-//! Layers, bottom up: [`line`] splits each direction into lines (Zeek's
+//! Layers, bottom up: `mailtap_contentline` splits each direction into lines (Zeek's
 //! ContentLine, NULs kept), [`parse`] handles single lines (C-string view,
 //! whitespace normalisation, keywords, SASL base64), [`analyzer`] is the
 //! protocol state machine, [`message`] is the seam to the MIME layer, and
@@ -11,7 +11,6 @@
 
 pub mod analyzer;
 pub mod config;
-pub mod line;
 pub mod message;
 pub mod parse;
 pub mod session;

@@ -2,9 +2,9 @@
 //! whole analyzer over a session delivered in 1448-byte segments.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use mailtap_contentline::{LineSplitter, Nuls};
 use mailtap_core::analyzer::ConnAnnotations;
 use mailtap_core::{ConnCtx, ConnId, Output, TcpAnalyzer, Timestamp};
-use mailtap_smtp::line::LineSplitter;
 use mailtap_smtp::{SmtpAnalyzer, SmtpConfig};
 use std::sync::Arc;
 
@@ -52,7 +52,7 @@ fn bench(c: &mut Criterion) {
                 out: &mut out,
                 conn: &mut ann,
             };
-            let mut sp = LineSplitter::new(16 << 20);
+            let mut sp = LineSplitter::new(16 << 20, Nuls::DropFirst);
             for seg in b.chunks(1448) {
                 let mut pos = 0;
                 while let Some(p) = sp.next(&mut cx, seg, &mut pos) {

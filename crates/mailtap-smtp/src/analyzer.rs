@@ -7,9 +7,9 @@
 use crate::bdat::Bdat;
 use crate::config::SmtpConfig;
 use crate::headers::extract_email_addrs;
-use crate::line::{LineSplitter, Piece};
 use crate::parser::{parse_bdat_arg, parse_reply, split_command, Cmd, ReplyLine};
 use crate::record::Script;
+use mailtap_contentline::{LineSplitter, Nuls, Piece};
 use mailtap_core::mail::{EmailMeta, MailProtocol};
 use mailtap_core::{Bytes, ConnCtx, Event, Record, TcpAnalyzer, Timestamp};
 use mailtap_mime::{MessageAnalyzer, MessageContext, MimeSink, Source};
@@ -114,7 +114,10 @@ impl SmtpAnalyzer {
         // CONN_ESTABLISHMENT with reply 0: CONNECTED -> INITIATED, no events.
         p.state = State::Initiated;
         SmtpAnalyzer {
-            lines: [LineSplitter::new(max_line), LineSplitter::new(max_line)],
+            lines: [
+                LineSplitter::new(max_line, Nuls::DropFirst),
+                LineSplitter::new(max_line, Nuls::DropFirst),
+            ],
             p,
             disabled: false,
             finished: false,

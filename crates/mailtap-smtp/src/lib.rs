@@ -2,7 +2,7 @@
 //! SMTP scripts that turns reassembled TCP payload into Zeek-compatible
 //! smtp.log records, weirds and `smtp_*` events.
 //!
-//! Layers, bottom up: [`line`] splits each direction into lines (Zeek's
+//! Layers, bottom up: `mailtap_contentline` splits each direction into lines (Zeek's
 //! ContentLine), [`parser`] parses single lines, [`bdat`] handles CHUNKING
 //! data, [`headers`] holds the header text helpers (the MIME layer itself is
 //! `mailtap-mime`),
@@ -13,7 +13,6 @@ pub mod analyzer;
 pub mod bdat;
 pub mod config;
 pub mod headers;
-pub mod line;
 pub mod parser;
 pub mod record;
 

@@ -1,6 +1,9 @@
-//! Zeek's ContentLine splitter for one direction: turns a byte stream into
-//! command/reply lines (CR, LF and CRLF all end a line), with plain
-//! pass-through of the next N bytes for BDAT chunks.
+//! Zeek's ContentLine splitter for one direction of a connection, shared by
+//! the SMTP and POP3 analyzers: turns a byte stream into lines (CR, LF and
+//! CRLF all end a line; the exact terminator is reported so that message
+//! extraction stays byte-exact), with plain pass-through of the next N
+//! bytes (SMTP BDAT chunks), Zeek's first-NUL rule where the protocol asks
+//! for it (SMTP, not POP3), and a maximum line length.
 //!
 //! Complete lines inside a delivered slice are handed out borrowed, without
 //! copying; only a partial trailing line is copied into a per-direction
@@ -31,6 +34,20 @@ pub struct LineStats {
     /// Bytes copied into the partial-line buffer.
     pub bytes_buffered: u64,
     pub plain_bytes: u64,
+    /// Lines cut at the length limit.
+    pub lines_cut: u64,
+    /// Partial-line bytes discarded at content gaps.
+    pub bytes_discarded: u64,
+}
+
+/// What to do with NUL bytes inside lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Nuls {
+    /// Drop the first NUL of the direction (weird `NUL_in_line`), keep the
+    /// later ones: Zeek's SMTP setting.
+    DropFirst,
+    /// Keep every NUL: Zeek's POP3 setting.
+    Keep,
 }
 
 /// Per-direction line splitter with Zeek's ContentLine semantics.
@@ -51,16 +68,26 @@ pub struct LineSplitter {
 }
 
 impl LineSplitter {
-    pub fn new(max_line: usize) -> Self {
+    pub fn new(max_line: usize, nuls: Nuls) -> Self {
         LineSplitter {
             buf: Vec::new(),
             buf_emitted: false,
             last_cr: false,
             plain_remaining: 0,
-            flag_nuls: true,
+            flag_nuls: nuls == Nuls::DropFirst,
             max_line: max_line.max(2),
             stats: LineStats::default(),
         }
+    }
+
+    /// Forgets a partial line (content gap); its bytes are counted.
+    pub fn discard_partial(&mut self) {
+        if self.has_partial() {
+            self.stats.bytes_discarded += self.buf.len() as u64;
+        }
+        self.buf.clear();
+        self.buf_emitted = false;
+        self.last_cr = false;
     }
 
     /// Passes the next `n` bytes through unsplit (0 cancels).
@@ -177,6 +204,7 @@ impl LineSplitter {
                     self.buf.truncate(keep);
                     self.buf_emitted = true;
                     self.stats.lines += 1;
+                    self.stats.lines_cut += 1;
                     return Some(Piece::Line(&self.buf, b""));
                 }
             }
@@ -187,7 +215,53 @@ impl LineSplitter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::Harness;
+    use mailtap_core::analyzer::ConnAnnotations;
+    use mailtap_core::{ConnId, Output, Record, Timestamp};
+
+    /// A connection context over a local output batch.
+    struct Harness {
+        out: Output,
+        conn: ConnAnnotations,
+        id: ConnId,
+    }
+
+    impl Harness {
+        fn new() -> Self {
+            let id = ConnId {
+                orig_h: "10.0.0.1".parse().unwrap(),
+                orig_p: 40000,
+                resp_h: "10.0.0.2".parse().unwrap(),
+                resp_p: 25,
+            };
+            Harness {
+                out: Output::new(false),
+                conn: ConnAnnotations::default(),
+                id,
+            }
+        }
+        fn cx(&mut self) -> ConnCtx<'_> {
+            ConnCtx {
+                ts: Timestamp(1),
+                uid: "Ctest",
+                id: &self.id,
+                out: &mut self.out,
+                conn: &mut self.conn,
+            }
+        }
+        fn weird_names(&self) -> Vec<&'static str> {
+            self.out
+                .records
+                .iter()
+                .filter_map(|r| {
+                    if let Record::Weird(w) = r {
+                        Some(w.name)
+                    } else {
+                        None
+                    }
+                })
+                .collect()
+        }
+    }
 
     fn split_all(h: &mut Harness, sp: &mut LineSplitter, chunks: &[&[u8]]) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
@@ -208,7 +282,7 @@ mod tests {
     #[test]
     fn crlf_lf_cr_terminators() {
         let mut h = Harness::new();
-        let mut sp = LineSplitter::new(1000);
+        let mut sp = LineSplitter::new(1000, Nuls::DropFirst);
         let l = split_all(&mut h, &mut sp, &[b"a\r\nb\nc\rd\r\n"]);
         assert_eq!(
             l,
@@ -220,7 +294,7 @@ mod tests {
     #[test]
     fn terminators_are_reported_exactly() {
         let mut h = Harness::new();
-        let mut sp = LineSplitter::new(1000);
+        let mut sp = LineSplitter::new(1000, Nuls::DropFirst);
         let mut got = Vec::new();
         for c in [&b"a\r\nb\nc\r"[..], b"\nd\re\r\n"] {
             let mut pos = 0;
@@ -242,7 +316,7 @@ mod tests {
     #[test]
     fn crlf_split_across_deliveries_is_one_terminator() {
         let mut h = Harness::new();
-        let mut sp = LineSplitter::new(1000);
+        let mut sp = LineSplitter::new(1000, Nuls::DropFirst);
         let l = split_all(&mut h, &mut sp, &[b"HELO x\r", b"\nQUIT\r\n"]);
         assert_eq!(l, vec![b"HELO x".to_vec(), b"QUIT".to_vec()]);
         assert!(h.weird_names().is_empty());
@@ -251,7 +325,7 @@ mod tests {
     #[test]
     fn cr_cr_lf_gives_extra_empty_line_without_weird() {
         let mut h = Harness::new();
-        let mut sp = LineSplitter::new(1000);
+        let mut sp = LineSplitter::new(1000, Nuls::DropFirst);
         let l = split_all(&mut h, &mut sp, &[b"x\r\r\ny\r\n"]);
         assert_eq!(l, vec![b"x".to_vec(), b"".to_vec(), b"y".to_vec()]);
         assert!(h.weird_names().is_empty());
@@ -260,7 +334,7 @@ mod tests {
     #[test]
     fn first_nul_dropped_later_kept() {
         let mut h = Harness::new();
-        let mut sp = LineSplitter::new(1000);
+        let mut sp = LineSplitter::new(1000, Nuls::DropFirst);
         let l = split_all(&mut h, &mut sp, &[b"a\0b\r\nc\0d\r\n"]);
         assert_eq!(l, vec![b"ab".to_vec(), b"c\0d".to_vec()]);
         assert_eq!(h.weird_names(), vec!["NUL_in_line"]);
@@ -269,7 +343,7 @@ mod tests {
     #[test]
     fn partial_lines_are_buffered_and_complete_lines_borrowed() {
         let mut h = Harness::new();
-        let mut sp = LineSplitter::new(1000);
+        let mut sp = LineSplitter::new(1000, Nuls::DropFirst);
         let l = split_all(&mut h, &mut sp, &[b"EH", b"LO a", b"\r\nQUIT\r\n"]);
         assert_eq!(l, vec![b"EHLO a".to_vec(), b"QUIT".to_vec()]);
         assert_eq!(sp.stats.lines, 2);
@@ -280,7 +354,7 @@ mod tests {
     #[test]
     fn plain_delivery_then_lines() {
         let mut h = Harness::new();
-        let mut sp = LineSplitter::new(1000);
+        let mut sp = LineSplitter::new(1000, Nuls::DropFirst);
         let mut cx = h.cx();
         let data = b"abc\r\nrest\r\n";
         sp.set_plain(5);
@@ -299,10 +373,38 @@ mod tests {
     #[test]
     fn line_limit_cuts_and_loses_two_bytes() {
         let mut h = Harness::new();
-        let mut sp = LineSplitter::new(8);
+        let mut sp = LineSplitter::new(8, Nuls::DropFirst);
         let l = split_all(&mut h, &mut sp, &[b"0123", b"456789ab\r\n"]);
         // 8 bytes buffered, byte '8' triggers the limit: 7 delivered, '7' and '8' lost.
         assert_eq!(l, vec![b"0123456".to_vec(), b"9ab".to_vec()]);
         assert_eq!(h.weird_names(), vec!["contentline_size_exceeded"]);
+    }
+
+    #[test]
+    fn nuls_kept_when_asked() {
+        let mut h = Harness::new();
+        let mut sp = LineSplitter::new(1000, Nuls::Keep);
+        let l = split_all(&mut h, &mut sp, &[b"a\0b\r\nc\0d\n"]);
+        assert_eq!(l, vec![b"a\0b".to_vec(), b"c\0d".to_vec()]);
+        assert!(h.weird_names().is_empty());
+    }
+
+    #[test]
+    fn limit_cut_is_counted() {
+        let mut h = Harness::new();
+        let mut sp = LineSplitter::new(8, Nuls::Keep);
+        split_all(&mut h, &mut sp, &[b"0123456789\r\n"]);
+        assert_eq!(sp.stats.lines_cut, 1);
+    }
+
+    #[test]
+    fn discard_partial_counts() {
+        let mut h = Harness::new();
+        let mut sp = LineSplitter::new(100, Nuls::Keep);
+        assert!(split_all(&mut h, &mut sp, &[b"abc"]).is_empty());
+        assert!(sp.has_partial());
+        sp.discard_partial();
+        assert_eq!(sp.stats.bytes_discarded, 3);
+        assert_eq!(split_all(&mut h, &mut sp, &[b"d\n"]), vec![b"d".to_vec()]);
     }
 }
