@@ -11,6 +11,8 @@ pub mod analyzer;
 pub mod event;
 pub mod mail;
 pub mod record;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod time;
 
 pub use analyzer::{ConnCtx, Output, TcpAnalyzer};

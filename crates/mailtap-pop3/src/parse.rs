@@ -250,7 +250,7 @@ fn illegal(cx: &mut ConnCtx<'_>, msg: String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::Harness;
+    use crate::testutil::harness;
 
     #[test]
     fn keyword_signs() {
@@ -281,7 +281,7 @@ mod tests {
 
     #[test]
     fn base64_rules() {
-        let mut h = Harness::new();
+        let mut h = harness();
         let mut cx = h.cx();
         assert_eq!(
             decode_base64(&mut cx, b"AGJvYgBzZWNyZXQ="),
@@ -297,7 +297,7 @@ mod tests {
         );
         assert_eq!(w.source, None);
 
-        let mut h = Harness::new();
+        let mut h = harness();
         let mut cx = h.cx();
         assert_eq!(decode_base64(&mut cx, b"Ym9iYQ"), Some(b"boba".to_vec()));
         assert_eq!(
@@ -305,7 +305,7 @@ mod tests {
             Some(&b"incomplete base64 group, padding with 12 bits of 0"[..])
         );
 
-        let mut h = Harness::new();
+        let mut h = harness();
         let mut cx = h.cx();
         assert_eq!(decode_base64(&mut cx, b"YQ==Ym9i"), None);
         assert_eq!(

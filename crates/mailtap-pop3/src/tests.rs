@@ -1,7 +1,7 @@
 //! Session-level tests: drive `Pop3Analyzer` through `TcpAnalyzer` and check
 //! events, weirds, confirmation, disabling and the pop3.log record.
 
-use crate::testutil::Harness;
+use crate::testutil::{harness, Harness};
 use crate::{
     dpd_orig_matches, dpd_resp_matches, dpd_resp_possible, Master, Pop3Analyzer, Pop3Config, State,
 };
@@ -18,7 +18,7 @@ enum Step {
 use Step::{Gap, C, S};
 
 fn run_cfg(cfg: Pop3Config, steps: &[Step]) -> (Harness, Pop3Analyzer) {
-    let mut h = Harness::new();
+    let mut h = harness();
     let mut a = Pop3Analyzer::new(Arc::new(cfg));
     for (i, s) in steps.iter().enumerate() {
         h.ts = mailtap_core::Timestamp(1_000_000_000 + i as i64 * 1000);
@@ -670,7 +670,7 @@ fn gap_in_message_and_eof_flush() {
 
 #[test]
 fn events_off_builds_nothing() {
-    let mut h = Harness::with_events(false);
+    let mut h = harness().with_events(false);
     let mut a = Pop3Analyzer::new(Arc::new(Pop3Config::default()));
     let mut cx = h.cx();
     a.deliver(&mut cx, false, GREETING);
@@ -703,7 +703,7 @@ fn extracted(h: &Harness) -> (Vec<u8>, Vec<mailtap_core::mail::EmailMeta>) {
 
 #[test]
 fn retr_and_top_go_through_mime_and_extraction() {
-    let mut h = Harness::new();
+    let mut h = harness();
     h.out.extract_enabled = true;
     let mut a = Pop3Analyzer::new(Arc::new(Pop3Config::default()));
     let mut cx = h.cx();
@@ -766,7 +766,7 @@ fn retr_and_top_go_through_mime_and_extraction() {
 
 #[test]
 fn message_cut_by_connection_end_is_incomplete() {
-    let mut h = Harness::new();
+    let mut h = harness();
     h.out.extract_enabled = true;
     let mut a = Pop3Analyzer::new(Arc::new(Pop3Config::default()));
     let mut cx = h.cx();
@@ -830,7 +830,7 @@ const SESSION: &[(bool, &[u8])] = &[
 ];
 
 fn run_split(cuts: &[Vec<usize>]) -> Vec<String> {
-    let mut h = Harness::new();
+    let mut h = harness();
     h.out.extract_enabled = true;
     let mut a = Pop3Analyzer::new(Arc::new(Pop3Config::default()));
     for (i, (orig, data)) in SESSION.iter().enumerate() {
@@ -871,7 +871,7 @@ proptest! {
         )
     ) {
         let cfg = Pop3Config { max_line_length: 32, ..Pop3Config::default() };
-        let mut h = Harness::new();
+        let mut h = harness();
         let mut a = Pop3Analyzer::new(Arc::new(cfg));
         let mut cx = h.cx();
         for (orig, gap, data) in &pieces {
@@ -899,7 +899,7 @@ proptest! {
             0..60,
         )
     ) {
-        let mut h = Harness::new();
+        let mut h = harness();
         let mut a = Pop3Analyzer::new(Arc::new(Pop3Config::default()));
         let mut cx = h.cx();
         for (orig, l) in &lines {

@@ -224,10 +224,10 @@ impl Bdat {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::Harness;
+    use crate::testutil::harness;
 
     fn run(max: usize, deliveries: &[&[u8]]) -> (Vec<Vec<u8>>, Vec<&'static str>) {
-        let mut h = Harness::new();
+        let mut h = harness();
         let mut b = Bdat::new(max);
         let total: usize = deliveries.iter().map(|d| d.len()).sum();
         b.next_chunk(total as u64, true);
@@ -331,7 +331,7 @@ mod tests {
 
     #[test]
     fn undelivered_at_close() {
-        let mut h = Harness::new();
+        let mut h = harness();
         let mut b = Bdat::new(100);
         b.next_chunk(10, false);
         let mut lines = Vec::new();

@@ -1,7 +1,7 @@
 //! Session-level tests: drive `SmtpAnalyzer` through `TcpAnalyzer` and
 //! check the smtp.log records, weirds and events it emits.
 
-use crate::testutil::Harness;
+use crate::testutil::{harness, Harness};
 use crate::{dpd_orig_matches, dpd_resp_matches, SmtpAnalyzer, SmtpConfig, State};
 use mailtap_core::{Event, Record, TcpAnalyzer};
 use proptest::prelude::*;
@@ -17,7 +17,7 @@ enum Step {
 use Step::{Gap, C, S};
 
 fn run_cfg(cfg: SmtpConfig, steps: &[Step]) -> (Harness, SmtpAnalyzer) {
-    let mut h = Harness::new();
+    let mut h = harness();
     let mut a = SmtpAnalyzer::new(Arc::new(cfg));
     for (i, s) in steps.iter().enumerate() {
         h.ts = mailtap_core::Timestamp(1_000_000_000 + i as i64 * 1000);
@@ -815,7 +815,7 @@ fn multiline_dot_reply_skips_trans_depth() {
 
 #[test]
 fn events_off_still_logs() {
-    let mut h = Harness::new();
+    let mut h = harness();
     h.out.events_enabled = false;
     let mut a = SmtpAnalyzer::new(Arc::new(SmtpConfig::default()));
     for st in basic_mail() {
@@ -882,7 +882,7 @@ fn session_bytes() -> Vec<(bool, Vec<u8>)> {
 }
 
 fn replay(chunks: &[(bool, Vec<u8>)], cuts: &[usize]) -> Vec<String> {
-    let mut h = Harness::new();
+    let mut h = harness();
     let mut a = SmtpAnalyzer::new(Arc::new(SmtpConfig::default()));
     for (i, (orig, data)) in chunks.iter().enumerate() {
         let cut = cuts.get(i).copied().unwrap_or(0);
@@ -908,7 +908,7 @@ proptest! {
 
     #[test]
     fn arbitrary_input_never_panics(a in proptest::collection::vec(any::<u8>(), 0..400), b in proptest::collection::vec(any::<u8>(), 0..400), n in 1usize..50) {
-        let mut h = Harness::new();
+        let mut h = harness();
         let mut an = SmtpAnalyzer::new(Arc::new(SmtpConfig { max_line_length: 64, bdat_max_line_length: 8, ..SmtpConfig::default() }));
         for (i, (pa, pb)) in a.chunks(n).zip(b.chunks(n)).enumerate() {
             let mut cx = h.cx();
@@ -922,7 +922,7 @@ proptest! {
 }
 
 fn extract_run(steps: &[Step]) -> (Vec<u8>, Vec<mailtap_core::mail::EmailMeta>, Harness) {
-    let mut h = Harness::new();
+    let mut h = harness();
     h.out.extract_enabled = true;
     let mut a = SmtpAnalyzer::new(Arc::new(SmtpConfig::default()));
     for s in steps {
