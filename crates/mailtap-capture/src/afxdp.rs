@@ -1,0 +1,1 @@
+//! AF_XDP receive queues (not yet written).

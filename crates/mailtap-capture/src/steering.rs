@@ -1,0 +1,1 @@
+//! The XDP steering program (not yet written).
