@@ -12,8 +12,14 @@
 //! share read-only; what crosses a thread is always a batch (a block plus
 //! the indices of the packets a shard owns, or a vector of records).
 
+mod collector;
+mod config;
 mod factory;
 mod offline;
+mod shard;
+mod summary;
 
+pub use config::EngineConfig;
 pub use factory::MailAnalyzers;
-pub use offline::{run_offline, EngineConfig, Progress, Summary};
+pub use offline::{run_offline, Progress};
+pub use summary::{EngineError, Summary};

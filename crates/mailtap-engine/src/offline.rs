@@ -1,50 +1,22 @@
 //! Reading capture files through the shard pipeline.
 
+use crate::collector::Collector;
+use crate::config::EngineConfig;
 use crate::factory::MailAnalyzers;
+use crate::shard::process_packet;
+use crate::summary::{add_flow, add_output, EngineError, Summary};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use mailtap_core::analyzer::OutputCounters;
 use mailtap_core::{Output, Record, Timestamp};
-use mailtap_extract::{
-    AceConfig, AceCounters, AceSink, ExtractConfig, ExtractCounters, ExtractSink,
-};
-use mailtap_flow::{FlowConfig, FlowCounters, FlowTable, LocalNets, Segment, UidGenerator};
-use mailtap_logs::{LogFormat, LogLimits, LogSet};
+use mailtap_flow::{FlowCounters, FlowTable, UidGenerator};
 use mailtap_wire::decode::{decode, flow_hash, Decoded};
-use mailtap_wire::defrag::{DefragConfig, Defragmenter};
-use mailtap_wire::source::{Block, CaptureReader, LinkType, SourceError};
-use std::collections::BTreeMap;
+use mailtap_wire::defrag::Defragmenter;
+use mailtap_wire::source::{Block, CaptureReader, LinkType};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
-
-/// Everything `mailtap read` needs, already validated.
-#[derive(Clone)]
-pub struct EngineConfig {
-    /// Shard worker threads (at least 1).
-    pub workers: usize,
-    /// Flow limits for the whole process; divided among shards.
-    pub flow: FlowConfig,
-    pub analyzers: MailAnalyzers,
-    pub local: LocalNets,
-    pub uid_salt: String,
-    pub verify_checksums: bool,
-    /// Bytes of capture data per block handed to the shards.
-    pub block_bytes: usize,
-    /// Blocks in flight per worker (bounds memory; the reader waits when
-    /// all are in use, which is the offline back-pressure).
-    pub blocks_per_worker: usize,
-    pub defrag: DefragConfig,
-    pub out_dir: PathBuf,
-    pub log_format: LogFormat,
-    pub log_limits: LogLimits,
-    pub events: Option<PathBuf>,
-    /// `--extract-dir`: every message as a `.eml`/`.json` pair.
-    pub extract: Option<ExtractConfig>,
-    /// `--ace-dir`: ACE session transcripts.
-    pub ace: Option<AceConfig>,
-}
+use std::time::Instant;
 
 /// Reader progress, reported once per block.
 #[derive(Clone, Debug, Default)]
@@ -57,75 +29,6 @@ pub struct Progress {
     /// Connections seen so far (updated by the shards once per batch).
     pub flows: u64,
 }
-
-/// What a run did; printed as the one-line summary and in stats.
-#[derive(Clone, Debug, Default)]
-pub struct Summary {
-    pub packets: u64,
-    pub bytes: u64,
-    pub tcp_packets: u64,
-    pub non_tcp_packets: u64,
-    pub fragments: u64,
-    pub fragments_reassembled: u64,
-    pub defrag_dropped: u64,
-    /// Undecodable packets by cause.
-    pub decode_errors: BTreeMap<&'static str, u64>,
-    pub flow: FlowCounters,
-    pub output: OutputCounters,
-    /// Rows written per log path.
-    pub log_rows: BTreeMap<String, u64>,
-    /// The extraction sink's counters, when `--extract-dir` was given.
-    pub extract: Option<ExtractCounters>,
-    /// The ACE sink's counters, when `--ace-dir` was given.
-    pub ace: Option<AceCounters>,
-    /// Sinks that stopped on an I/O error (name, error); the run goes on
-    /// without them.
-    pub sink_errors: Vec<(&'static str, String)>,
-    pub elapsed: Duration,
-}
-
-impl Summary {
-    /// Everything that was dropped or lost, by cause.
-    pub fn drops(&self) -> BTreeMap<String, u64> {
-        let mut d: BTreeMap<String, u64> = BTreeMap::new();
-        for (k, v) in &self.decode_errors {
-            d.insert(format!("decode.{k}"), *v);
-        }
-        let f = &self.flow;
-        for (k, v) in [
-            ("defrag.dropped", self.defrag_dropped),
-            ("flow.evicted", f.flows_evicted),
-            ("reassembly.forced_gaps", f.forced_gaps),
-            ("tcp.bad_checksum", f.bad_checksums),
-        ] {
-            if v > 0 {
-                d.insert(k.to_string(), v);
-            }
-        }
-        d
-    }
-}
-
-/// Errors that end a run early (after everything read so far is written).
-#[derive(Debug)]
-pub enum EngineError {
-    Source(SourceError),
-    Logs(std::io::Error),
-    /// An output directory could not be used (the message names it).
-    Sink(std::io::Error),
-}
-
-impl std::fmt::Display for EngineError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            EngineError::Source(e) => write!(f, "{e}"),
-            EngineError::Logs(e) => write!(f, "writing logs: {e}"),
-            EngineError::Sink(e) => write!(f, "{e}"),
-        }
-    }
-}
-
-impl std::error::Error for EngineError {}
 
 /// A block that goes back to the reader's pool when the last shard is done
 /// with it.
@@ -180,37 +83,13 @@ pub fn run_offline(
     let workers = cfg.workers.max(1);
     let mut summary = Summary::default();
 
-    let logs = match LogSet::new(
-        &cfg.out_dir,
-        cfg.log_format,
-        cfg.log_limits,
-        cfg.events.as_deref(),
-    ) {
-        Ok(l) => l,
-        Err(e) => return (summary, Err(EngineError::Logs(e))),
+    let collector = match Collector::start(cfg, workers * 16) {
+        Ok(c) => c,
+        Err(e) => return (summary, Err(e)),
     };
-    let extract = match cfg.extract.as_ref().map(ExtractSink::new).transpose() {
-        Ok(s) => s,
-        Err(e) => return (summary, Err(EngineError::Sink(e))),
-    };
-    let ace = match cfg.ace.as_ref().map(AceSink::new).transpose() {
-        Ok(s) => s,
-        Err(e) => return (summary, Err(EngineError::Sink(e))),
-    };
-    let sinks = Sinks {
-        logs,
-        extract: extract.map(Slot::new),
-        ace: ace.map(Slot::new),
-    };
-    let (rec_tx, rec_rx) = bounded::<Vec<Record>>(workers * 16);
-    let collector = thread::Builder::new()
-        .name("mailtap-collector".into())
-        .spawn(move || collect(sinks, rec_rx))
-        .expect("spawn collector thread");
+    let rec_tx = collector.tx.clone();
 
-    let mut shard_cfg = cfg.flow.clone();
-    shard_cfg.max_flows = (cfg.flow.max_flows / workers).max(1);
-    shard_cfg.reassembly_memory = (cfg.flow.reassembly_memory / workers).max(1);
+    let shard_cfg = cfg.shard_flow_config(workers);
     let uids = UidGenerator::new(&cfg.uid_salt);
     let flows_seen = Arc::new(AtomicU64::new(0));
     let mut shard_tx = Vec::with_capacity(workers);
@@ -313,31 +192,12 @@ pub fn run_offline(
         match h.join() {
             Ok(r) => {
                 add_flow(&mut summary.flow, &r.flow);
-                let o = &mut summary.output;
-                o.records += r.output.records;
-                o.events += r.output.events;
-                o.weirds += r.output.weirds;
-                o.weirds_suppressed += r.output.weirds_suppressed;
+                add_output(&mut summary.output, &r.output);
             }
             Err(_) => tracing::error!("a shard thread panicked; its connections are lost"),
         }
     }
-    match collector.join() {
-        Ok(c) => {
-            summary.extract = c.extract;
-            summary.ace = c.ace;
-            summary.sink_errors = c.sink_errors;
-            match c.logs {
-                Ok(rows) => summary.log_rows = rows,
-                Err(e) => {
-                    if result.is_ok() {
-                        result = Err(EngineError::Logs(e));
-                    }
-                }
-            }
-        }
-        Err(_) => tracing::error!("the collector thread panicked"),
-    }
+    collector.finish(&mut summary, &mut result);
     summary.elapsed = started.elapsed();
     tracing::debug!(?summary, "run finished");
     (summary, result)
@@ -424,33 +284,7 @@ fn shard(
                 let p = &block.packets[slot as usize];
                 (p.ts, p.link, block.packet(slot as usize))
             };
-            let (t, bad) = match decode(link, data, verify) {
-                Ok(Decoded::Tcp(t)) => {
-                    let bad = t.checksum_ok == Some(false);
-                    (t, bad)
-                }
-                // A bad checksum found by verification, or (impossible
-                // here) a packet the reader decoded differently.
-                _ => match decode(link, data, false) {
-                    Ok(Decoded::Tcp(t)) => (t, true),
-                    _ => continue,
-                },
-            };
-            let seg = Segment {
-                ts,
-                src: t.src,
-                dst: t.dst,
-                src_port: t.src_port,
-                dst_port: t.dst_port,
-                seq: t.seq,
-                ack: t.ack,
-                flags: t.flags.bits(),
-                window: t.window,
-                ip_len: t.ip_len,
-                payload: t.payload,
-                bad_checksum: bad,
-            };
-            table.process(&seg, &mut out);
+            process_packet(&mut table, &mut out, ts, link, data, verify);
         }
         table.advance(batch.now, &mut out);
         drop(batch);
@@ -469,117 +303,4 @@ fn shard(
         flow: table.counters(),
         output: out.counters.clone(),
     }
-}
-
-/// A sink that stops on its first I/O error (reported at the end) while
-/// the others go on.
-struct Slot<S> {
-    sink: S,
-    error: Option<std::io::Error>,
-}
-
-impl<S> Slot<S> {
-    fn new(sink: S) -> Self {
-        Slot { sink, error: None }
-    }
-    fn write(&mut self, name: &str, f: impl FnOnce(&mut S) -> std::io::Result<()>) {
-        if self.error.is_none() {
-            if let Err(e) = f(&mut self.sink) {
-                tracing::error!("{name} failed, it stops here (the run goes on): {e}");
-                self.error = Some(e);
-            }
-        }
-    }
-}
-
-/// Everything the collector writes to.
-struct Sinks {
-    logs: LogSet,
-    extract: Option<Slot<ExtractSink>>,
-    ace: Option<Slot<AceSink>>,
-}
-
-/// What the collector reports when the records stop.
-struct Collected {
-    logs: std::io::Result<BTreeMap<String, u64>>,
-    extract: Option<ExtractCounters>,
-    ace: Option<AceCounters>,
-    sink_errors: Vec<(&'static str, String)>,
-}
-
-/// The collector: routes every record to the logs (events to the event
-/// stream when there is one), the extraction sink and the ACE sink. A
-/// failing sink stops on its own; the channel is always drained so that
-/// shards never block on a dead sink.
-fn collect(mut sinks: Sinks, rx: Receiver<Vec<Record>>) -> Collected {
-    let mut log_error: Option<std::io::Error> = None;
-    for batch in rx {
-        for r in &batch {
-            if log_error.is_none() {
-                if let Err(e) = sinks.logs.write(r) {
-                    tracing::error!("writing logs failed: {e}");
-                    log_error = Some(e);
-                }
-            }
-            if let Some(x) = sinks.extract.as_mut() {
-                if matches!(r, Record::EmailData(_) | Record::EmailMeta(_)) {
-                    x.write("extraction (--extract-dir)", |s| s.write(r));
-                }
-            }
-            if let Some(a) = sinks.ace.as_mut() {
-                if matches!(r, Record::Event(_) | Record::Conn(_)) {
-                    a.write("ACE transcripts (--ace-dir)", |s| s.write(r));
-                }
-            }
-        }
-    }
-    let mut sink_errors = Vec::new();
-    let extract = sinks.extract.map(|slot| {
-        let (c, r) = slot.sink.finish();
-        if let Some(e) = slot.error.or(r.err()) {
-            sink_errors.push(("extract", e.to_string()));
-        }
-        c
-    });
-    let ace = sinks.ace.map(|slot| {
-        let (c, r) = slot.sink.finish();
-        if let Some(e) = slot.error.or(r.err()) {
-            sink_errors.push(("ace", e.to_string()));
-        }
-        c
-    });
-    let logs = match log_error {
-        Some(e) => Err(e),
-        None => sinks.logs.finish().map(|stats| {
-            stats
-                .rows
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect()
-        }),
-    };
-    Collected {
-        logs,
-        extract,
-        ace,
-        sink_errors,
-    }
-}
-
-fn add_flow(a: &mut FlowCounters, b: &FlowCounters) {
-    a.packets += b.packets;
-    a.payload_bytes += b.payload_bytes;
-    a.flows_created += b.flows_created;
-    a.flows_partial += b.flows_partial;
-    a.flows_closed += b.flows_closed;
-    a.flows_timed_out += b.flows_timed_out;
-    a.flows_evicted += b.flows_evicted;
-    a.flows_flushed_at_end += b.flows_flushed_at_end;
-    a.analyzers_by_port += b.analyzers_by_port;
-    a.analyzers_by_detection += b.analyzers_by_detection;
-    a.gap_bytes += b.gap_bytes;
-    a.forced_gaps += b.forced_gaps;
-    a.inconsistent_overlaps += b.inconsistent_overlaps;
-    a.reassembly_peak_bytes += b.reassembly_peak_bytes;
-    a.bad_checksums += b.bad_checksums;
 }

@@ -1,0 +1,195 @@
+//! The collector thread: every record the shards produce goes through it
+//! to the logs, the event stream, the extraction sink and the ACE sink.
+
+use crate::config::EngineConfig;
+use crate::summary::{EngineError, Summary};
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
+use mailtap_core::Record;
+use mailtap_extract::{AceCounters, AceSink, ExtractCounters, ExtractSink};
+use mailtap_logs::LogSet;
+use std::collections::BTreeMap;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+/// How often buffered log rows reach their files when records arrive
+/// slowly (a live sensor at night): `tail -f` sees rows within this.
+const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The running collector: send record batches to `tx`; drop every sender
+/// and `finish` to get what it wrote.
+pub(crate) struct Collector {
+    pub(crate) tx: Sender<Vec<Record>>,
+    join: JoinHandle<Collected>,
+}
+
+impl Collector {
+    /// Opens every sink (an unusable output directory is an error now, not
+    /// later) and starts the thread. `capacity` bounds the record batches
+    /// in flight; a full channel makes shards wait (back-pressure).
+    pub(crate) fn start(cfg: &EngineConfig, capacity: usize) -> Result<Collector, EngineError> {
+        let logs = LogSet::new(
+            &cfg.out_dir,
+            cfg.log_format,
+            cfg.log_limits,
+            cfg.events.as_deref(),
+        )
+        .map_err(EngineError::Logs)?;
+        let extract = cfg
+            .extract
+            .as_ref()
+            .map(ExtractSink::new)
+            .transpose()
+            .map_err(EngineError::Sink)?;
+        let ace = cfg
+            .ace
+            .as_ref()
+            .map(AceSink::new)
+            .transpose()
+            .map_err(EngineError::Sink)?;
+        let sinks = Sinks {
+            logs,
+            extract: extract.map(Slot::new),
+            ace: ace.map(Slot::new),
+        };
+        let (tx, rx) = bounded::<Vec<Record>>(capacity.max(1));
+        let join = thread::Builder::new()
+            .name("mailtap-collector".into())
+            .spawn(move || collect(sinks, rx))
+            .map_err(EngineError::Sink)?;
+        Ok(Collector { tx, join })
+    }
+
+    /// Waits for the collector to drain (every other sender must be gone)
+    /// and records what it wrote in `summary`; a log write error becomes
+    /// the run's error unless it already has one.
+    pub(crate) fn finish(self, summary: &mut Summary, result: &mut Result<(), EngineError>) {
+        drop(self.tx);
+        match self.join.join() {
+            Ok(c) => {
+                summary.extract = c.extract;
+                summary.ace = c.ace;
+                summary.sink_errors = c.sink_errors;
+                match c.logs {
+                    Ok(rows) => summary.log_rows = rows,
+                    Err(e) => {
+                        if result.is_ok() {
+                            *result = Err(EngineError::Logs(e));
+                        }
+                    }
+                }
+            }
+            Err(_) => tracing::error!("the collector thread panicked"),
+        }
+    }
+}
+
+/// A sink that stops on its first I/O error (reported at the end) while
+/// the others go on.
+struct Slot<S> {
+    sink: S,
+    error: Option<std::io::Error>,
+}
+
+impl<S> Slot<S> {
+    fn new(sink: S) -> Self {
+        Slot { sink, error: None }
+    }
+    fn write(&mut self, name: &str, f: impl FnOnce(&mut S) -> std::io::Result<()>) {
+        if self.error.is_none() {
+            if let Err(e) = f(&mut self.sink) {
+                tracing::error!("{name} failed, it stops here (the run goes on): {e}");
+                self.error = Some(e);
+            }
+        }
+    }
+}
+
+/// Everything the collector writes to.
+struct Sinks {
+    logs: LogSet,
+    extract: Option<Slot<ExtractSink>>,
+    ace: Option<Slot<AceSink>>,
+}
+
+/// What the collector reports when the records stop.
+struct Collected {
+    logs: std::io::Result<BTreeMap<String, u64>>,
+    extract: Option<ExtractCounters>,
+    ace: Option<AceCounters>,
+    sink_errors: Vec<(&'static str, String)>,
+}
+
+/// The collector: routes every record to the logs (events to the event
+/// stream when there is one), the extraction sink and the ACE sink. A
+/// failing sink stops on its own; the channel is always drained so that
+/// shards never block on a dead sink.
+fn collect(mut sinks: Sinks, rx: Receiver<Vec<Record>>) -> Collected {
+    let mut log_error: Option<std::io::Error> = None;
+    let mut last_flush = Instant::now();
+    loop {
+        let batch = match rx.recv_timeout(FLUSH_INTERVAL) {
+            Ok(b) => Some(b),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        if last_flush.elapsed() >= FLUSH_INTERVAL {
+            last_flush = Instant::now();
+            if log_error.is_none() {
+                if let Err(e) = sinks.logs.flush() {
+                    tracing::error!("writing logs failed: {e}");
+                    log_error = Some(e);
+                }
+            }
+        }
+        let Some(batch) = batch else { continue };
+        for r in &batch {
+            if log_error.is_none() {
+                if let Err(e) = sinks.logs.write(r) {
+                    tracing::error!("writing logs failed: {e}");
+                    log_error = Some(e);
+                }
+            }
+            if let Some(x) = sinks.extract.as_mut() {
+                if matches!(r, Record::EmailData(_) | Record::EmailMeta(_)) {
+                    x.write("extraction (--extract-dir)", |s| s.write(r));
+                }
+            }
+            if let Some(a) = sinks.ace.as_mut() {
+                if matches!(r, Record::Event(_) | Record::Conn(_)) {
+                    a.write("ACE transcripts (--ace-dir)", |s| s.write(r));
+                }
+            }
+        }
+    }
+    let mut sink_errors = Vec::new();
+    let extract = sinks.extract.map(|slot| {
+        let (c, r) = slot.sink.finish();
+        if let Some(e) = slot.error.or(r.err()) {
+            sink_errors.push(("extract", e.to_string()));
+        }
+        c
+    });
+    let ace = sinks.ace.map(|slot| {
+        let (c, r) = slot.sink.finish();
+        if let Some(e) = slot.error.or(r.err()) {
+            sink_errors.push(("ace", e.to_string()));
+        }
+        c
+    });
+    let logs = match log_error {
+        Some(e) => Err(e),
+        None => sinks.logs.finish().map(|stats| {
+            stats
+                .rows
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect()
+        }),
+    };
+    Collected {
+        logs,
+        extract,
+        ace,
+        sink_errors,
+    }
+}

@@ -1,0 +1,46 @@
+//! The engine's settings, shared by `mailtap read` and `mailtap live`.
+
+use crate::factory::MailAnalyzers;
+use mailtap_extract::{AceConfig, ExtractConfig};
+use mailtap_flow::{FlowConfig, LocalNets};
+use mailtap_logs::{LogFormat, LogLimits};
+use mailtap_wire::defrag::DefragConfig;
+use std::path::PathBuf;
+
+/// Everything a run needs, already validated.
+#[derive(Clone)]
+pub struct EngineConfig {
+    /// Shard worker threads (at least 1).
+    pub workers: usize,
+    /// Flow limits for the whole process; divided among shards.
+    pub flow: FlowConfig,
+    pub analyzers: MailAnalyzers,
+    pub local: LocalNets,
+    pub uid_salt: String,
+    pub verify_checksums: bool,
+    /// Bytes of capture data per block handed to the shards.
+    pub block_bytes: usize,
+    /// Blocks in flight per worker (bounds memory; the reader waits when
+    /// all are in use, which is the offline back-pressure).
+    pub blocks_per_worker: usize,
+    pub defrag: DefragConfig,
+    pub out_dir: PathBuf,
+    pub log_format: LogFormat,
+    pub log_limits: LogLimits,
+    pub events: Option<PathBuf>,
+    /// `--extract-dir`: every message as a `.eml`/`.json` pair.
+    pub extract: Option<ExtractConfig>,
+    /// `--ace-dir`: ACE session transcripts.
+    pub ace: Option<AceConfig>,
+}
+
+impl EngineConfig {
+    /// The flow limits of one of `shards` shards: the process-wide limits
+    /// divided among them.
+    pub(crate) fn shard_flow_config(&self, shards: usize) -> FlowConfig {
+        let mut c = self.flow.clone();
+        c.max_flows = (self.flow.max_flows / shards).max(1);
+        c.reassembly_memory = (self.flow.reassembly_memory / shards).max(1);
+        c
+    }
+}

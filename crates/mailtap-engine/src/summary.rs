@@ -1,0 +1,104 @@
+//! What a run did, and the errors that end one early.
+
+use mailtap_core::analyzer::OutputCounters;
+use mailtap_extract::{AceCounters, ExtractCounters};
+use mailtap_flow::FlowCounters;
+use mailtap_wire::source::SourceError;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// What a run did; printed as the one-line summary and in stats.
+#[derive(Clone, Debug, Default)]
+pub struct Summary {
+    pub packets: u64,
+    pub bytes: u64,
+    pub tcp_packets: u64,
+    pub non_tcp_packets: u64,
+    pub fragments: u64,
+    pub fragments_reassembled: u64,
+    pub defrag_dropped: u64,
+    /// Undecodable packets by cause.
+    pub decode_errors: BTreeMap<&'static str, u64>,
+    pub flow: FlowCounters,
+    pub output: OutputCounters,
+    /// Rows written per log path.
+    pub log_rows: BTreeMap<String, u64>,
+    /// The extraction sink's counters, when `--extract-dir` was given.
+    pub extract: Option<ExtractCounters>,
+    /// The ACE sink's counters, when `--ace-dir` was given.
+    pub ace: Option<AceCounters>,
+    /// Sinks that stopped on an I/O error (name, error); the run goes on
+    /// without them.
+    pub sink_errors: Vec<(&'static str, String)>,
+    pub elapsed: Duration,
+}
+
+impl Summary {
+    /// Everything that was dropped or lost, by cause.
+    pub fn drops(&self) -> BTreeMap<String, u64> {
+        let mut d: BTreeMap<String, u64> = BTreeMap::new();
+        for (k, v) in &self.decode_errors {
+            d.insert(format!("decode.{k}"), *v);
+        }
+        let f = &self.flow;
+        for (k, v) in [
+            ("defrag.dropped", self.defrag_dropped),
+            ("flow.evicted", f.flows_evicted),
+            ("reassembly.forced_gaps", f.forced_gaps),
+            ("tcp.bad_checksum", f.bad_checksums),
+        ] {
+            if v > 0 {
+                d.insert(k.to_string(), v);
+            }
+        }
+        d
+    }
+}
+
+/// Errors that end a run early (after everything read so far is written).
+#[derive(Debug)]
+pub enum EngineError {
+    Source(SourceError),
+    Logs(std::io::Error),
+    /// An output directory could not be used (the message names it).
+    Sink(std::io::Error),
+}
+
+impl std::fmt::Display for EngineError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EngineError::Source(e) => write!(f, "{e}"),
+            EngineError::Logs(e) => write!(f, "writing logs: {e}"),
+            EngineError::Sink(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for EngineError {}
+
+/// Adds one shard's flow counters to the run's.
+pub(crate) fn add_flow(a: &mut FlowCounters, b: &FlowCounters) {
+    a.packets += b.packets;
+    a.payload_bytes += b.payload_bytes;
+    a.flows_created += b.flows_created;
+    a.flows_partial += b.flows_partial;
+    a.flows_closed += b.flows_closed;
+    a.flows_timed_out += b.flows_timed_out;
+    a.flows_evicted += b.flows_evicted;
+    a.flows_flushed_at_end += b.flows_flushed_at_end;
+    a.analyzers_by_port += b.analyzers_by_port;
+    a.analyzers_by_detection += b.analyzers_by_detection;
+    a.gap_bytes += b.gap_bytes;
+    a.forced_gaps += b.forced_gaps;
+    a.inconsistent_overlaps += b.inconsistent_overlaps;
+    a.reassembly_peak_bytes += b.reassembly_peak_bytes;
+    a.bad_checksums += b.bad_checksums;
+}
+
+/// Adds one shard's output counters to the run's.
+pub(crate) fn add_output(a: &mut OutputCounters, b: &OutputCounters) {
+    a.records += b.records;
+    a.events += b.events;
+    a.weirds += b.weirds;
+    a.weirds_suppressed += b.weirds_suppressed;
+}
