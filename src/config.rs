@@ -27,6 +27,138 @@ pub struct Config {
     pub log: Log,
     pub extract: Extract,
     pub ace: Ace,
+    pub live: Live,
+}
+
+/// `mailtap live` rings, buffers and batching (docs/operations.md).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Live {
+    /// AF_XDP: UMEM frames per queue.
+    pub xdp_frame_count: u32,
+    /// AF_XDP: bytes per UMEM frame (2048 or 4096).
+    pub xdp_frame_size: u32,
+    /// AF_XDP: RX ring entries per socket (power of two).
+    pub xdp_rx_ring: u32,
+    /// AF_XDP: fill ring entries per UMEM (power of two).
+    pub xdp_fill_ring: u32,
+    /// AF_XDP: back the UMEM with huge pages.
+    pub xdp_huge_pages: bool,
+    /// AF_PACKET: bytes per TPACKET_V3 block (multiple of the page size, power of two).
+    pub afpacket_block_size: u32,
+    /// AF_PACKET: blocks per ring.
+    pub afpacket_block_count: u32,
+    /// AF_PACKET: frame size hint.
+    pub afpacket_frame_size: u32,
+    /// AF_PACKET: milliseconds before a partly filled block is handed over.
+    pub afpacket_block_timeout_ms: u32,
+    /// AF_PACKET: bytes kept of each packet.
+    pub afpacket_snaplen: u32,
+    /// AF_PACKET: fanout mode: hash (kernel's symmetric flow hash), qm (NIC queue), cpu.
+    pub afpacket_fanout: String,
+    /// AF_PACKET: put the interface in promiscuous mode.
+    pub afpacket_promiscuous: bool,
+    /// Which shard owns a packet: auto, queue (trust the capture to keep
+    /// flows together), flow-hash (mailtap's symmetric hash; always right).
+    pub shard_by: String,
+    /// Packets taken from a ring per batch.
+    pub batch_packets: usize,
+    /// Bytes per handoff buffer (packets moved to another shard).
+    pub handoff_buffer_bytes: usize,
+    /// Handoff buffers per worker; a packet that finds none is dropped and counted.
+    pub handoff_buffers: usize,
+}
+
+impl Default for Live {
+    fn default() -> Self {
+        let x = mailtap_capture::afxdp::XdpQueueConfig::default();
+        let p = mailtap_capture::afpacket::PacketRingConfig::default();
+        Live {
+            xdp_frame_count: x.frame_count,
+            xdp_frame_size: x.frame_size,
+            xdp_rx_ring: x.rx_ring,
+            xdp_fill_ring: x.fill_ring,
+            xdp_huge_pages: x.huge_pages,
+            afpacket_block_size: p.block_size,
+            afpacket_block_count: p.block_count,
+            afpacket_frame_size: p.frame_size,
+            afpacket_block_timeout_ms: p.block_timeout_ms,
+            afpacket_snaplen: p.snaplen,
+            afpacket_fanout: "hash".into(),
+            afpacket_promiscuous: p.promiscuous,
+            shard_by: "auto".into(),
+            batch_packets: 256,
+            handoff_buffer_bytes: 256 << 10,
+            handoff_buffers: 32,
+        }
+    }
+}
+
+impl Live {
+    /// The AF_XDP queue settings (zero-copy comes from the command line).
+    pub fn xdp(
+        &self,
+        zero_copy: mailtap_capture::afxdp::ZeroCopy,
+    ) -> mailtap_capture::afxdp::XdpQueueConfig {
+        mailtap_capture::afxdp::XdpQueueConfig {
+            frame_count: self.xdp_frame_count,
+            frame_size: self.xdp_frame_size,
+            rx_ring: self.xdp_rx_ring,
+            fill_ring: self.xdp_fill_ring,
+            zero_copy,
+            huge_pages: self.xdp_huge_pages,
+        }
+    }
+
+    /// The AF_PACKET ring settings (the fanout group is the engine's).
+    pub fn ring(&self) -> mailtap_capture::afpacket::PacketRingConfig {
+        mailtap_capture::afpacket::PacketRingConfig {
+            block_size: self.afpacket_block_size,
+            block_count: self.afpacket_block_count,
+            frame_size: self.afpacket_frame_size,
+            block_timeout_ms: self.afpacket_block_timeout_ms,
+            snaplen: self.afpacket_snaplen,
+            fanout: None,
+            promiscuous: self.afpacket_promiscuous,
+        }
+    }
+
+    pub fn fanout(&self) -> Result<mailtap_capture::afpacket::FanoutMode> {
+        self.afpacket_fanout
+            .parse()
+            .map_err(|e| anyhow!("configuration: live.afpacket_fanout: {e}"))
+    }
+
+    pub fn shard_by(&self) -> Result<mailtap_engine::ShardBy> {
+        use mailtap_engine::ShardBy;
+        match self.shard_by.as_str() {
+            "auto" => Ok(ShardBy::Auto),
+            "queue" => Ok(ShardBy::Queue),
+            "flow-hash" | "flow_hash" => Ok(ShardBy::FlowHash),
+            o => bail!("configuration: live.shard_by = {o:?}: must be auto, queue or flow-hash"),
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        self.xdp(mailtap_capture::afxdp::ZeroCopy::Auto)
+            .validate()
+            .map_err(|e| anyhow!("configuration: {}", e.replace("capture.xdp_", "live.xdp_")))?;
+        self.ring()
+            .validate()
+            .map_err(|e| anyhow!("configuration: live.afpacket_{e}"))?;
+        self.fanout()?;
+        self.shard_by()?;
+        if self.batch_packets == 0 || self.batch_packets > 65536 {
+            bail!("configuration: live.batch_packets must be between 1 and 65536");
+        }
+        if self.handoff_buffer_bytes < 65_600 || self.handoff_buffer_bytes > 64 << 20 {
+            bail!("configuration: live.handoff_buffer_bytes must be between 65600 and 67108864");
+        }
+        if self.handoff_buffers == 0 || self.handoff_buffers > 4096 {
+            bail!("configuration: live.handoff_buffers must be between 1 and 4096");
+        }
+        Ok(())
+    }
 }
 
 /// `--extract-dir` tuning (docs/outputs.md).
@@ -215,6 +347,7 @@ impl Config {
                 "configuration: extract.max_open_files and ace.max_open_files must be at least 1"
             );
         }
+        self.live.validate()?;
         if !(self.defrag.timeout.is_finite() && self.defrag.timeout >= 0.0) {
             bail!("configuration: defrag.timeout must be a non-negative number of seconds");
         }

@@ -31,6 +31,9 @@ struct Cli {
 enum Command {
     /// Read pcap/pcapng files (gzip allowed, `-` for stdin) in order, as one stream.
     Read(ReadArgs),
+    /// Capture live from network interfaces (AF_XDP or AF_PACKET) until
+    /// SIGINT/SIGTERM or --duration.
+    Live(LiveArgs),
     /// Generate a deterministic capture of SMTP (and POP3) sessions.
     Gen(GenArgs),
     /// Turn ACE SMTP session transcripts (`<uid>` + `<uid>.ready`) into
@@ -59,21 +62,16 @@ enum FormatArg {
     Json,
 }
 
+/// Output options shared by `read` and `live`.
 #[derive(clap::Args)]
-struct ReadArgs {
-    /// Capture files, read in order as one stream; `-` reads stdin.
-    #[arg(required = true)]
-    pcaps: Vec<PathBuf>,
+struct OutputArgs {
     /// Directory for the logs (created if missing).
     #[arg(short, long, default_value = ".")]
     out: PathBuf,
-    /// Shard worker threads [default: cores - 1, at least 1].
-    #[arg(short, long)]
-    workers: Option<usize>,
     /// Log format: Zeek's TSV or Zeek's JSON.
     #[arg(long, value_enum, default_value = "zeek")]
     log_format: FormatArg,
-    /// Write every SMTP event as a JSON line to this file.
+    /// Write every SMTP/POP3 event as a JSON line to this file.
     #[arg(long)]
     events: Option<PathBuf>,
     /// Configuration file (TOML).
@@ -82,15 +80,65 @@ struct ReadArgs {
     /// Override one configuration key, e.g. --set smtp.max_invalid_mail_transactions=2.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     sets: Vec<String>,
-    /// No progress bar even on a terminal.
-    #[arg(long)]
-    no_progress: bool,
     /// Write every message as <uid>-<n>.eml + <uid>-<n>.json into this directory.
     #[arg(long)]
     extract_dir: Option<PathBuf>,
     /// Write ACE SMTP session transcripts (<uid>, <uid>.ready) into this directory.
     #[arg(long)]
     ace_dir: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct ReadArgs {
+    /// Capture files, read in order as one stream; `-` reads stdin.
+    #[arg(required = true)]
+    pcaps: Vec<PathBuf>,
+    /// Shard worker threads [default: cores - 1, at least 1].
+    #[arg(short, long)]
+    workers: Option<usize>,
+    /// No progress bar even on a terminal.
+    #[arg(long)]
+    no_progress: bool,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum CaptureArg {
+    AfXdp,
+    AfPacket,
+}
+
+#[derive(clap::Args)]
+struct LiveArgs {
+    /// Interface to capture on (repeat for several).
+    #[arg(short, long = "interface", required = true)]
+    interfaces: Vec<String>,
+    /// Capture mechanism.
+    #[arg(long, value_enum, default_value = "af-xdp")]
+    capture: CaptureArg,
+    /// NIC queues to capture, e.g. 0,1,2 or 0-3 [default: every RX queue].
+    /// AF_PACKET opens one ring per entry in one fanout group.
+    #[arg(long)]
+    queues: Option<String>,
+    /// Cores for the workers, e.g. 2,3 or 2-5: queue i runs on the i-th
+    /// [default: the i-th available core].
+    #[arg(long)]
+    cores: Option<String>,
+    /// XDP attach mode: auto tries native (driver) then skb (generic).
+    #[arg(long, default_value = "auto")]
+    xdp_mode: String,
+    /// AF_XDP zero-copy: auto falls back to copy mode when the driver cannot.
+    #[arg(long, default_value = "auto")]
+    zero_copy: String,
+    /// Stop after this many seconds [default: until SIGINT/SIGTERM].
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Seconds between stats (log line and stats.log row).
+    #[arg(long, default_value_t = 10.0)]
+    stats_interval: f64,
+    #[command(flatten)]
+    output: OutputArgs,
 }
 
 #[derive(clap::Args)]
@@ -127,6 +175,7 @@ fn main() {
     init_tracing(cli.verbose);
     let code = match match cli.cmd {
         Command::Read(a) => cmd_read(a),
+        Command::Live(a) => cmd_live(a),
         Command::Gen(a) => cmd_gen(a),
         Command::AceCollect(a) => cmd_ace_collect(a),
     } {
@@ -163,14 +212,11 @@ fn default_workers() -> usize {
         .max(1)
 }
 
-fn cmd_read(a: ReadArgs) -> Result<i32> {
-    let cfg = Config::load(a.config.as_deref(), &a.sets)?;
-    let workers = a.workers.unwrap_or_else(default_workers);
-    if workers == 0 || workers > 1024 {
-        bail!("--workers must be between 1 and 1024");
-    }
-    std::fs::create_dir_all(&a.out)
-        .with_context(|| format!("creating output directory {}", a.out.display()))?;
+/// The engine settings for `read` and `live` from the configuration and
+/// the output options (creates the output directory).
+fn engine_config(cfg: &Config, o: &OutputArgs, workers: usize) -> Result<EngineConfig> {
+    std::fs::create_dir_all(&o.out)
+        .with_context(|| format!("creating output directory {}", o.out.display()))?;
     let local = LocalNets::new(
         cfg.site
             .local_nets
@@ -185,7 +231,7 @@ fn cmd_read(a: ReadArgs) -> Result<i32> {
     let mut pop3 = cfg.pop3.clone();
     pop3.local_nets = local.effective_nets();
     pop3.files = Arc::new(cfg.files.clone());
-    let engine = EngineConfig {
+    Ok(EngineConfig {
         workers,
         flow: cfg.flow.clone(),
         analyzers: MailAnalyzers {
@@ -203,8 +249,8 @@ fn cmd_read(a: ReadArgs) -> Result<i32> {
             max_bytes: cfg.defrag.max_bytes,
             timeout: mailtap_core::Interval((cfg.defrag.timeout * 1e9) as i64),
         },
-        out_dir: a.out.clone(),
-        log_format: match a.log_format {
+        out_dir: o.out.clone(),
+        log_format: match o.log_format {
             FormatArg::Zeek => LogFormat::Zeek,
             FormatArg::Json => LogFormat::Json,
         },
@@ -214,35 +260,45 @@ fn cmd_read(a: ReadArgs) -> Result<i32> {
             max_total_container_elements: cfg.log.max_total_container_elements,
             max_total_string_bytes: cfg.log.max_total_string_bytes,
         },
-        events: a.events.clone(),
-        extract: a
+        events: o.events.clone(),
+        extract: o
             .extract_dir
             .clone()
             .map(|dir| mailtap_extract::ExtractConfig {
                 dir,
                 max_open_files: cfg.extract.max_open_files,
             }),
-        ace: a.ace_dir.clone().map(|dir| mailtap_extract::AceConfig {
+        ace: o.ace_dir.clone().map(|dir| mailtap_extract::AceConfig {
             dir,
             ports: cfg.ace.ports.clone(),
             max_open_files: cfg.ace.max_open_files,
         }),
-    };
+    })
+}
 
-    // SIGINT/SIGTERM stop reading; everything read so far is flushed. A
-    // second signal exits at once.
+/// SIGINT/SIGTERM set the returned flag: stop reading, flush everything.
+/// A second signal exits at once.
+fn stop_on_signal() -> Arc<AtomicBool> {
     let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        let _ = ctrlc::set_handler(move || {
-            if stop.swap(true, Ordering::SeqCst) {
-                eprintln!("mailtap: second signal, exiting without flushing");
-                std::process::exit(130);
-            }
-            eprintln!("mailtap: stopping, flushing logs (signal again to abort)");
-        });
-    }
+    let s = stop.clone();
+    let _ = ctrlc::set_handler(move || {
+        if s.swap(true, Ordering::SeqCst) {
+            eprintln!("mailtap: second signal, exiting without flushing");
+            std::process::exit(130);
+        }
+        eprintln!("mailtap: stopping, flushing logs (signal again to abort)");
+    });
+    stop
+}
 
+fn cmd_read(a: ReadArgs) -> Result<i32> {
+    let cfg = Config::load(a.output.config.as_deref(), &a.output.sets)?;
+    let workers = a.workers.unwrap_or_else(default_workers);
+    if workers == 0 || workers > 1024 {
+        bail!("--workers must be between 1 and 1024");
+    }
+    let engine = engine_config(&cfg, &a.output, workers)?;
+    let stop = stop_on_signal();
     let bar = (!a.no_progress && std::io::stderr().is_terminal()).then(|| {
         let b = indicatif::ProgressBar::new(0);
         b.set_style(
@@ -277,13 +333,31 @@ fn cmd_read(a: ReadArgs) -> Result<i32> {
         b.finish_and_clear();
     }
     eprintln!("{}", summary_line(&summary));
+    report_outputs(&summary, &a.output);
+    for (sink, e) in &summary.sink_errors {
+        eprintln!("mailtap: error: {sink} output stopped: {e}");
+    }
+    if result.is_ok() && !summary.sink_errors.is_empty() {
+        return Ok(1);
+    }
+    match result {
+        Ok(()) => Ok(0),
+        Err(e) => {
+            eprintln!("mailtap: error: {e}");
+            Ok(1)
+        }
+    }
+}
+
+/// The extraction and ACE lines of the final summary.
+fn report_outputs(summary: &Summary, o: &OutputArgs) {
     if let Some(x) = &summary.extract {
         eprintln!(
             "mailtap: extracted {} messages ({} incomplete, {} bytes) into {}",
             x.messages,
             x.incomplete,
             x.bytes,
-            a.extract_dir
+            o.extract_dir
                 .as_deref()
                 .unwrap_or(std::path::Path::new("?"))
                 .display()
@@ -295,14 +369,149 @@ fn cmd_read(a: ReadArgs) -> Result<i32> {
             c.sessions, c.starttls_deleted
         );
     }
-    for (sink, e) in &summary.sink_errors {
+}
+
+/// Parses `0,1,4-7` into a list; the error names the option.
+fn parse_list(opt: &str, s: &str) -> Result<Vec<u32>> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let bad = || anyhow!("{opt} {s}: expected numbers or ranges like 0,1,4-7");
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b): (u32, u32) = (
+                    a.trim().parse().map_err(|_| bad())?,
+                    b.trim().parse().map_err(|_| bad())?,
+                );
+                if a > b || b - a > 4096 {
+                    bail!("{opt} {s}: range {part} is empty or too large");
+                }
+                out.extend(a..=b);
+            }
+            None => out.push(part.parse().map_err(|_| bad())?),
+        }
+    }
+    if out.is_empty() {
+        bail!("{opt} {s}: empty list");
+    }
+    let mut seen = out.clone();
+    seen.sort_unstable();
+    seen.dedup();
+    if seen.len() != out.len() {
+        bail!("{opt} {s}: an entry is repeated");
+    }
+    Ok(out)
+}
+
+fn cmd_live(a: LiveArgs) -> Result<i32> {
+    let cfg = Config::load(a.output.config.as_deref(), &a.output.sets)?;
+    let capture = match a.capture {
+        CaptureArg::AfXdp => mailtap_engine::CaptureKind::AfXdp,
+        CaptureArg::AfPacket => mailtap_engine::CaptureKind::AfPacket,
+    };
+    let mut live = mailtap_engine::LiveConfig::new(a.interfaces.clone(), capture);
+    live.queues = a
+        .queues
+        .as_deref()
+        .map(|q| parse_list("--queues", q))
+        .transpose()?;
+    live.cores = a
+        .cores
+        .as_deref()
+        .map(|c| parse_list("--cores", c).map(|v| v.into_iter().map(|x| x as usize).collect()))
+        .transpose()?;
+    if let Some(cores) = &live.cores {
+        let n = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        if let Some(c) = cores.iter().find(|&&c| c >= n) {
+            bail!(
+                "--cores: core {c} does not exist (this machine has {n}: 0-{})",
+                n - 1
+            );
+        }
+    }
+    live.xdp_mode = a.xdp_mode.parse().map_err(|e| anyhow!("--xdp-mode: {e}"))?;
+    let zero_copy: mailtap_capture::afxdp::ZeroCopy = a
+        .zero_copy
+        .parse()
+        .map_err(|e| anyhow!("--zero-copy: {e}"))?;
+    live.xdp = cfg.live.xdp(zero_copy);
+    live.ring = cfg.live.ring();
+    live.fanout_mode = cfg.live.fanout()?;
+    live.shard_by = cfg.live.shard_by()?;
+    live.batch_packets = cfg.live.batch_packets;
+    live.handoff_buffer_bytes = cfg.live.handoff_buffer_bytes;
+    live.handoff_buffers = cfg.live.handoff_buffers;
+    if let Some(d) = a.duration {
+        if !(d.is_finite() && d > 0.0 && d <= 1e9) {
+            bail!("--duration {d}: must be a positive number of seconds");
+        }
+        live.duration = Some(std::time::Duration::from_secs_f64(d));
+    }
+    if !(a.stats_interval.is_finite() && a.stats_interval >= 0.1 && a.stats_interval <= 86400.0) {
+        bail!(
+            "--stats-interval {}: must be between 0.1 and 86400 seconds",
+            a.stats_interval
+        );
+    }
+    live.stats_interval = std::time::Duration::from_secs_f64(a.stats_interval);
+    let mut seen = a.interfaces.clone();
+    seen.sort();
+    seen.dedup();
+    if seen.len() != a.interfaces.len() {
+        bail!("--interface: an interface is given twice");
+    }
+    let engine = engine_config(&cfg, &a.output, 1)?;
+    let stop = stop_on_signal();
+    let (summary, result) = mailtap_engine::run_live(&engine, &live, &stop);
+    let mut line = summary_line(&summary.engine);
+    let drops: Vec<String> = summary
+        .drops()
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    if let Some(i) = line.find("; drops: ") {
+        line.truncate(i);
+        line.push_str(&format!(
+            "; drops: {}",
+            if drops.is_empty() {
+                "none".into()
+            } else {
+                drops.join(" ")
+            }
+        ));
+    }
+    eprintln!("{line}");
+    for q in &summary.queues {
+        eprintln!(
+            "mailtap: {} queue {} (core {}{}): {} packets, {} bytes, kernel drops {}, ring full {}, handed off {}, received {}, handoff drops {}, {} flows",
+            q.interface,
+            q.queue,
+            q.core.map_or("-".to_string(), |c| c.to_string()),
+            if q.zero_copy { ", zero-copy" } else { "" },
+            q.capture.packets,
+            q.capture.bytes,
+            q.capture.kernel_drops,
+            q.capture.ring_full,
+            q.handed_off,
+            q.handoff_received,
+            q.handoff_dropped,
+            q.flows_created,
+        );
+    }
+    for (ifname, mode, c) in &summary.steering {
+        eprintln!(
+            "mailtap: XDP on {ifname} ({mode:?} mode): {} redirected to mailtap; passed to the kernel: {} not TCP, {} other ports, {} fragments, {} malformed",
+            c.redirected, c.passed_not_tcp, c.passed_other_port, c.passed_fragment, c.passed_malformed
+        );
+    }
+    report_outputs(&summary.engine, &a.output);
+    for (sink, e) in &summary.engine.sink_errors {
         eprintln!("mailtap: error: {sink} output stopped: {e}");
     }
-    if result.is_ok() && !summary.sink_errors.is_empty() {
-        return Ok(1);
-    }
     match result {
-        Ok(()) => Ok(0),
+        Ok(()) if summary.engine.sink_errors.is_empty() => Ok(0),
+        Ok(()) => Ok(1),
         Err(e) => {
             eprintln!("mailtap: error: {e}");
             Ok(1)

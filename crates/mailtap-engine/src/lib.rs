@@ -1,25 +1,35 @@
-//! The mailtap pipeline for capture files.
+//! The mailtap pipeline: packets from capture files (`run_offline`) or
+//! live queues (`run_live`) through flow shards to the collector.
 //!
+//! Offline:
 //! ```text
 //! reader (caller's thread)          shard workers (N threads)         collector thread
 //! CaptureReader -> Block ---------> decode -> FlowTable -> analyzers -> Vec<Record> --> LogSet
-//!   symmetric flow hash picks        (each shard owns its flows,       (logs, events)
-//!   the shard; batches of packet     reassembly and analyzer state;
+//!   symmetric flow hash picks        (each shard owns its flows,       (logs, events,
+//!   the shard; batches of packet     reassembly and analyzer state;    extraction, ACE)
 //!   indices into a shared Block      no locks)
 //! ```
 //!
-//! Packets are read once into large recycled [`Block`]s that all shards
-//! share read-only; what crosses a thread is always a batch (a block plus
-//! the indices of the packets a shard owns, or a vector of records).
+//! Live: each worker thread, pinned to a core, owns one receive queue
+//! *and* one shard; packets of flows owned by another shard move there in
+//! batches (see the `live` module).
+//!
+//! Packets are read once into large recycled [`Block`]s (offline) or
+//! straight from the kernel's ring (live); what crosses a thread is always
+//! a batch (block indices, a handoff buffer, or a vector of records).
+//!
+//! [`Block`]: mailtap_wire::source::Block
 
 mod collector;
 mod config;
 mod factory;
+mod live;
 mod offline;
 mod shard;
 mod summary;
 
 pub use config::EngineConfig;
 pub use factory::MailAnalyzers;
+pub use live::{run_live, CaptureKind, LiveConfig, LiveSummary, QueueSummary, ShardBy};
 pub use offline::{run_offline, Progress};
 pub use summary::{EngineError, Summary};

@@ -62,6 +62,8 @@ pub enum EngineError {
     Logs(std::io::Error),
     /// An output directory could not be used (the message names it).
     Sink(std::io::Error),
+    /// Live capture could not be set up or failed (names the interface).
+    Capture(mailtap_capture::CaptureError),
 }
 
 impl std::fmt::Display for EngineError {
@@ -70,6 +72,7 @@ impl std::fmt::Display for EngineError {
             EngineError::Source(e) => write!(f, "{e}"),
             EngineError::Logs(e) => write!(f, "writing logs: {e}"),
             EngineError::Sink(e) => write!(f, "{e}"),
+            EngineError::Capture(e) => write!(f, "{e}"),
         }
     }
 }

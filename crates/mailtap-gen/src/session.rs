@@ -350,7 +350,11 @@ impl Session {
             win,
             // An IPv6 header is 20 bytes longer than IPv4's: the same
             // link MTU leaves 20 fewer bytes of segment (1440 for 1500).
-            mss: if v6 { cfg.mss.saturating_sub(20).max(64) } else { cfg.mss } as u32,
+            mss: if v6 {
+                cfg.mss.saturating_sub(20).max(64)
+            } else {
+                cfg.mss
+            } as u32,
             addr_sum,
             flights: [VecDeque::new(), VecDeque::new()],
             plan: VecDeque::new(),

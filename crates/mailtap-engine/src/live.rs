@@ -1,0 +1,1119 @@
+//! Live capture: one pinned worker per receive queue, each the owner of
+//! one shard.
+//!
+//! ```text
+//! NIC queue 0 -> worker 0 (core c0): AF_XDP/AF_PACKET ring -> decode -> owner?
+//!                   own flow: FlowTable 0 -> analyzers -> records ----------> collector
+//!                   other shard's flow: copy into a handoff batch --> worker k
+//! NIC queue 1 -> worker 1 (core c1): ...
+//! ```
+//!
+//! A packet belongs to the shard that owns its flow. When the capture
+//! already keeps both directions of a flow on one queue (AF_PACKET's
+//! fanout hash, or a NIC with symmetric RSS), the receiving worker is the
+//! owner and nothing moves. Otherwise the owner is chosen by mailtap's
+//! symmetric flow hash and the packet is copied into a batch for that
+//! worker, which goes over a bounded lock-free channel once per receive
+//! batch. Workers never share a flow table.
+//!
+//! Everything is bounded: receive batches, handoff buffers (a packet that
+//! finds none free is dropped and counted), record batches (a slow
+//! collector makes workers wait, and the kernel's ring drops are counted).
+
+use crate::collector::Collector;
+use crate::config::EngineConfig;
+use crate::factory::MailAnalyzers;
+use crate::shard::{process_packet, process_tcp};
+use crate::summary::{add_flow, add_output, EngineError, Summary};
+use crossbeam_channel::{bounded, Receiver, Sender, TryRecvError, TrySendError};
+use mailtap_capture::afpacket::{Fanout, FanoutMode, PacketRing, PacketRingConfig};
+use mailtap_capture::afxdp::{XdpQueue, XdpQueueConfig};
+use mailtap_capture::steering::{SteeringConfig, SteeringCounters, SteeringProgram, XdpMode};
+use mailtap_capture::{CaptureError, QueueCounters, RxPacket};
+use mailtap_core::analyzer::OutputCounters;
+use mailtap_core::record::{FieldDef, Value, ZeekRecord};
+use mailtap_core::{Output, Record, Timestamp};
+use mailtap_flow::{FlowCounters, FlowTable, UidGenerator};
+use mailtap_logs::LogFile;
+use mailtap_wire::decode::{decode, flow_hash, Decoded};
+use mailtap_wire::defrag::Defragmenter;
+use mailtap_wire::source::LinkType;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Which capture mechanism feeds the workers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CaptureKind {
+    AfXdp,
+    AfPacket,
+}
+
+impl CaptureKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            CaptureKind::AfXdp => "af_xdp",
+            CaptureKind::AfPacket => "af_packet",
+        }
+    }
+}
+
+/// How a packet's owning shard is chosen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShardBy {
+    /// The queue is the owner when the capture is known to keep flows
+    /// together (AF_PACKET fanout hash on one interface); the flow hash
+    /// otherwise.
+    Auto,
+    /// The receiving worker owns the packet: only correct when the NIC
+    /// hashes symmetrically (see docs/operations.md).
+    Queue,
+    /// mailtap's symmetric flow hash picks the owner; packets of other
+    /// shards' flows are handed over. Always correct.
+    FlowHash,
+}
+
+/// Everything `mailtap live` needs beyond [`EngineConfig`].
+#[derive(Clone, Debug)]
+pub struct LiveConfig {
+    pub interfaces: Vec<String>,
+    pub capture: CaptureKind,
+    /// NIC queues to capture on each interface (AF_XDP: one socket per
+    /// queue; AF_PACKET: one ring per entry, in one fanout group). None:
+    /// every RX queue of the interface.
+    pub queues: Option<Vec<u32>>,
+    /// Cores to pin workers to: worker i runs on `cores[i % len]`. None:
+    /// worker i on the i-th available core.
+    pub cores: Option<Vec<usize>>,
+    pub xdp_mode: XdpMode,
+    pub xdp: XdpQueueConfig,
+    pub ring: PacketRingConfig,
+    pub fanout_mode: FanoutMode,
+    pub shard_by: ShardBy,
+    /// Stop after this long (None: until SIGINT/SIGTERM).
+    pub duration: Option<Duration>,
+    /// Period of the stats log line, `stats.log` row and counter refresh.
+    pub stats_interval: Duration,
+    /// Packets taken from a ring per batch.
+    pub batch_packets: usize,
+    /// Bytes per handoff buffer (packets for another shard).
+    pub handoff_buffer_bytes: usize,
+    /// Handoff buffers each worker may have in flight.
+    pub handoff_buffers: usize,
+}
+
+impl LiveConfig {
+    pub fn new(interfaces: Vec<String>, capture: CaptureKind) -> Self {
+        LiveConfig {
+            interfaces,
+            capture,
+            queues: None,
+            cores: None,
+            xdp_mode: XdpMode::Auto,
+            xdp: XdpQueueConfig::default(),
+            ring: PacketRingConfig::default(),
+            fanout_mode: FanoutMode::Hash,
+            shard_by: ShardBy::Auto,
+            duration: None,
+            stats_interval: Duration::from_secs(10),
+            batch_packets: 256,
+            handoff_buffer_bytes: 256 << 10,
+            handoff_buffers: 32,
+        }
+    }
+}
+
+/// Counters of one worker (its queue and its shard), as of the end.
+#[derive(Clone, Debug, Default)]
+pub struct QueueSummary {
+    pub interface: String,
+    pub queue: u32,
+    pub core: Option<usize>,
+    /// AF_XDP bound in zero-copy mode.
+    pub zero_copy: bool,
+    pub capture: QueueCounters,
+    pub handed_off: u64,
+    pub handoff_received: u64,
+    pub handoff_dropped: u64,
+    pub flows_created: u64,
+    pub events: u64,
+}
+
+/// What `mailtap live` did: the engine summary plus per-queue and XDP
+/// counters.
+#[derive(Clone, Debug, Default)]
+pub struct LiveSummary {
+    pub engine: Summary,
+    pub queues: Vec<QueueSummary>,
+    /// Per interface, when AF_XDP steering was used.
+    pub steering: Vec<(String, XdpMode, SteeringCounters)>,
+}
+
+impl LiveSummary {
+    /// Every drop, by cause: the engine's plus the capture's.
+    pub fn drops(&self) -> BTreeMap<String, u64> {
+        let mut d = self.engine.drops();
+        let mut add = |k: &str, v: u64| {
+            if v > 0 {
+                *d.entry(k.to_string()).or_default() += v;
+            }
+        };
+        for q in &self.queues {
+            add("capture.kernel_drops", q.capture.kernel_drops);
+            add("capture.ring_full", q.capture.ring_full);
+            add("capture.invalid_descs", q.capture.invalid_descs);
+            add("capture.truncated", q.capture.truncated);
+            add("handoff.dropped", q.handoff_dropped);
+        }
+        d
+    }
+}
+
+/// Counters a worker publishes for the stats thread (relaxed atomics,
+/// each worker writes only its own).
+#[derive(Default)]
+struct SharedStats {
+    packets: AtomicU64,
+    bytes: AtomicU64,
+    kernel_drops: AtomicU64,
+    ring_full: AtomicU64,
+    handed_off: AtomicU64,
+    handoff_received: AtomicU64,
+    handoff_dropped: AtomicU64,
+    decode_errors: AtomicU64,
+    non_tcp: AtomicU64,
+    flows_active: AtomicU64,
+    flows_created: AtomicU64,
+    reassembly_bytes: AtomicU64,
+    events: AtomicU64,
+    records: AtomicU64,
+}
+
+/// One receive queue, whichever the mechanism. One per worker, moved
+/// once into its thread: the size difference does not matter.
+#[allow(clippy::large_enum_variant)]
+enum Source {
+    Xdp(XdpQueue),
+    Packet(PacketRing),
+}
+
+impl Source {
+    #[inline]
+    fn poll_batch<F: FnMut(RxPacket<'_>)>(
+        &mut self,
+        max: usize,
+        timeout: Duration,
+        f: F,
+    ) -> Result<usize, CaptureError> {
+        match self {
+            Source::Xdp(q) => q.poll_batch(max, timeout, f),
+            Source::Packet(r) => r.poll_batch(max, timeout, f),
+        }
+    }
+    fn counters(&mut self) -> QueueCounters {
+        match self {
+            Source::Xdp(q) => q.counters(),
+            Source::Packet(r) => r.counters(),
+        }
+    }
+    fn zero_copy(&self) -> bool {
+        matches!(self, Source::Xdp(q) if q.zero_copy())
+    }
+}
+
+/// Packets for another shard, copied into one buffer.
+struct Handoff {
+    data: Vec<u8>,
+    pkts: Vec<HandoffPacket>,
+    /// The pool of the worker that filled it; the receiver sends it back.
+    home: Sender<Handoff>,
+}
+
+#[derive(Clone, Copy)]
+struct HandoffPacket {
+    ts: Timestamp,
+    link: LinkType,
+    off: u32,
+    len: u32,
+}
+
+/// Where a worker's packets come from and which core it runs on.
+struct WorkerPlan {
+    interface: String,
+    queue: u32,
+    core: Option<core_affinity::CoreId>,
+}
+
+struct WorkerResult {
+    queue: QueueSummary,
+    flow: FlowCounters,
+    output: OutputCounters,
+    decode_errors: BTreeMap<&'static str, u64>,
+    tcp: u64,
+    non_tcp: u64,
+    fragments: u64,
+    defrag_dropped: u64,
+    fragments_reassembled: u64,
+}
+
+/// Captures on the configured interfaces until `stop` is set or the
+/// duration ends, then flushes every log and returns the summary.
+/// `on_stats` is called every stats interval with the summary so far
+/// (cheap counters only).
+pub fn run_live(
+    cfg: &EngineConfig,
+    live: &LiveConfig,
+    stop: &AtomicBool,
+) -> (LiveSummary, Result<(), EngineError>) {
+    let started = Instant::now();
+    let mut summary = LiveSummary::default();
+
+    // Workers: one per (interface, queue).
+    let mut plans = Vec::new();
+    for ifname in &live.interfaces {
+        if let Err(e) = mailtap_capture::ifindex(ifname) {
+            return (summary, Err(EngineError::Capture(e)));
+        }
+        let queues: Vec<u32> = match &live.queues {
+            Some(q) => q.clone(),
+            None => (0..mailtap_capture::rx_queue_count(ifname) as u32).collect(),
+        };
+        for q in queues {
+            plans.push(WorkerPlan {
+                interface: ifname.clone(),
+                queue: q,
+                core: None,
+            });
+        }
+    }
+    let available = core_affinity::get_core_ids().unwrap_or_default();
+    for (i, p) in plans.iter_mut().enumerate() {
+        p.core = match &live.cores {
+            Some(c) if !c.is_empty() => Some(core_affinity::CoreId { id: c[i % c.len()] }),
+            _ if !available.is_empty() => Some(available[i % available.len()]),
+            _ => None,
+        };
+    }
+    let n = plans.len();
+    if n == 0 {
+        return (
+            summary,
+            Err(EngineError::Capture(CaptureError::new(
+                "live capture",
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, "no queues to capture on"),
+            ))),
+        );
+    }
+    let by_queue = match live.shard_by {
+        ShardBy::Queue => true,
+        ShardBy::FlowHash => false,
+        ShardBy::Auto => {
+            live.capture == CaptureKind::AfPacket
+                && live.interfaces.len() == 1
+                && live.fanout_mode == FanoutMode::Hash
+        }
+    };
+
+    // Steering programs and sockets are set up before any thread starts,
+    // so a set-up error ends the run cleanly with nothing half-running.
+    let mut steering: Vec<SteeringProgram> = Vec::new();
+    let mut sources = Vec::with_capacity(n);
+    match live.capture {
+        CaptureKind::AfXdp => {
+            let a = &cfg.analyzers;
+            let mut ports: Vec<u16> = a.smtp.ports.iter().chain(&a.pop3.ports).copied().collect();
+            if let Some(ace) = &cfg.ace {
+                ports.extend(&ace.ports);
+            }
+            ports.sort_unstable();
+            ports.dedup();
+            let max_queue = plans.iter().map(|p| p.queue).max().unwrap_or(0);
+            let scfg = SteeringConfig {
+                ports,
+                all_tcp: a.dpd,
+                max_queues: (max_queue + 1)
+                    .max(mailtap_capture::rx_queue_count(&plans[0].interface) as u32),
+            };
+            for ifname in &live.interfaces {
+                match SteeringProgram::attach(ifname, live.xdp_mode, &scfg) {
+                    Ok(s) => {
+                        tracing::info!(%ifname, mode = ?s.mode(), "XDP steering program attached");
+                        steering.push(s);
+                    }
+                    Err(e) => return (summary, Err(EngineError::Capture(e))),
+                }
+            }
+            for p in &plans {
+                let prog = steering
+                    .iter()
+                    .find(|s| s.ifname() == p.interface)
+                    .expect("one program per interface");
+                match XdpQueue::open(&p.interface, p.queue, &live.xdp, Some(prog), prog.mode()) {
+                    Ok(q) => sources.push(Source::Xdp(q)),
+                    Err(e) => return (summary, Err(EngineError::Capture(e))),
+                }
+            }
+        }
+        CaptureKind::AfPacket => {
+            // One fanout group per interface; the id mixes in the pid so
+            // two sensors on one host do not join each other's group.
+            let pid = std::process::id() as u16;
+            for p in &plans {
+                let group = pid
+                    ^ (live
+                        .interfaces
+                        .iter()
+                        .position(|i| *i == p.interface)
+                        .unwrap_or(0) as u16)
+                        .wrapping_mul(0x9e37);
+                let mut rc = live.ring.clone();
+                rc.fanout = Some(Fanout {
+                    group_id: group,
+                    mode: live.fanout_mode,
+                    defrag: true,
+                });
+                match PacketRing::open(&p.interface, &rc) {
+                    Ok(r) => sources.push(Source::Packet(r)),
+                    Err(e) => return (summary, Err(EngineError::Capture(e))),
+                }
+            }
+        }
+    }
+
+    let collector = match Collector::start(cfg, n * 16) {
+        Ok(c) => c,
+        Err(e) => return (summary, Err(e)),
+    };
+
+    // Handoff channels: worker i receives on inbox[i]; every other worker
+    // holds a sender to it.
+    let mut inbox_tx = Vec::with_capacity(n);
+    let mut inbox_rx = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (tx, rx) = bounded::<Handoff>(live.handoff_buffers.max(1) * n);
+        inbox_tx.push(tx);
+        inbox_rx.push(rx);
+    }
+
+    let shard_cfg = cfg.shard_flow_config(n);
+    let uids = UidGenerator::new(&cfg.uid_salt);
+    let stats: Vec<Arc<SharedStats>> = (0..n).map(|_| Arc::new(SharedStats::default())).collect();
+    let worker_stop = Arc::new(AtomicBool::new(false));
+    let mut handles = Vec::with_capacity(n);
+    for (i, (source, rx)) in sources.into_iter().zip(inbox_rx).enumerate() {
+        let table = FlowTable::new(
+            shard_cfg.clone(),
+            cfg.analyzers.clone(),
+            uids.clone(),
+            cfg.local.clone(),
+        );
+        let mut out = Output::new(cfg.events.is_some() || cfg.ace.is_some());
+        out.extract_enabled = cfg.extract.is_some();
+        let (pool_tx, pool_rx) = bounded::<Handoff>(live.handoff_buffers.max(1));
+        let to: Vec<Option<Sender<Handoff>>> = (0..n)
+            .map(|j| (j != i).then(|| inbox_tx[j].clone()))
+            .collect();
+        let w = Worker {
+            id: i,
+            n,
+            by_queue,
+            verify: cfg.verify_checksums,
+            table,
+            out,
+            defrag: Defragmenter::new(cfg.defrag),
+            frag_buf: Vec::new(),
+            outbox: (0..n).map(|_| None).collect(),
+            to,
+            inbox: rx,
+            pool_rx,
+            pool_tx,
+            allocated: 0,
+            max_buffers: live.handoff_buffers.max(1),
+            buffer_bytes: live.handoff_buffer_bytes.max(65_536 + 64),
+            records: collector.tx.clone(),
+            stats: stats[i].clone(),
+            local: Local::default(),
+            decode_errors: BTreeMap::new(),
+            last_ts: Timestamp::ZERO,
+        };
+        let plan = &plans[i];
+        let core = plan.core;
+        let stop = worker_stop.clone();
+        let batch = live.batch_packets.max(1);
+        let qs = QueueSummary {
+            interface: plan.interface.clone(),
+            queue: plan.queue,
+            core: core.map(|c| c.id),
+            zero_copy: source.zero_copy(),
+            ..Default::default()
+        };
+        let spawned = thread::Builder::new()
+            .name(format!("mailtap-w{i}"))
+            .spawn(move || {
+                if let Some(c) = core {
+                    if !core_affinity::set_for_current(c) {
+                        tracing::warn!(worker = i, core = c.id, "could not pin worker to core");
+                    }
+                }
+                w.run(source, batch, &stop, qs)
+            });
+        match spawned {
+            Ok(h) => handles.push(h),
+            Err(e) => {
+                tracing::error!("spawning worker {i}: {e}");
+                worker_stop.store(true, Ordering::SeqCst);
+                break;
+            }
+        }
+    }
+    drop(inbox_tx);
+
+    // The caller's thread: stats every interval until stopped.
+    let mut stats_log = LogFile::new(&cfg.out_dir, "stats", cfg.log_format, cfg.log_limits);
+    let mut last: Vec<StatsSnapshot> = vec![StatsSnapshot::default(); n];
+    let mut next_stats = Instant::now() + live.stats_interval;
+    let mut result = Ok(());
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        if let Some(d) = live.duration {
+            if started.elapsed() >= d {
+                break;
+            }
+        }
+        if handles.iter().any(|h| h.is_finished()) {
+            tracing::error!("a capture worker stopped early; stopping");
+            break;
+        }
+        if Instant::now() >= next_stats {
+            next_stats += live.stats_interval;
+            if let Err(e) = write_stats(&mut stats_log, &plans, live, &stats, &mut last) {
+                tracing::error!("writing stats.log: {e}");
+            }
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    worker_stop.store(true, Ordering::SeqCst);
+    let mut engine = Summary::default();
+    for h in handles {
+        match h.join() {
+            Ok(r) => {
+                add_flow(&mut engine.flow, &r.flow);
+                add_output(&mut engine.output, &r.output);
+                for (k, v) in &r.decode_errors {
+                    *engine.decode_errors.entry(k).or_default() += v;
+                }
+                engine.packets += r.queue.capture.packets;
+                engine.bytes += r.queue.capture.bytes;
+                engine.tcp_packets += r.tcp;
+                engine.non_tcp_packets += r.non_tcp;
+                engine.fragments += r.fragments;
+                engine.fragments_reassembled += r.fragments_reassembled;
+                engine.defrag_dropped += r.defrag_dropped;
+                summary.queues.push(r.queue);
+            }
+            Err(_) => {
+                tracing::error!("a capture worker panicked; its connections are lost");
+                if result.is_ok() {
+                    result = Err(EngineError::Capture(CaptureError::new(
+                        "capture worker",
+                        std::io::Error::other("panicked"),
+                    )));
+                }
+            }
+        }
+    }
+    // One last stats row, so stats.log adds up to the summary.
+    if let Err(e) = write_stats(&mut stats_log, &plans, live, &stats, &mut last) {
+        tracing::error!("writing stats.log: {e}");
+    }
+    if let Err(e) = stats_log.finish() {
+        tracing::error!("writing stats.log: {e}");
+    }
+    for s in steering {
+        summary
+            .steering
+            .push((s.ifname().to_string(), s.mode(), s.counters()));
+        if let Err(e) = s.detach() {
+            tracing::error!("detaching the XDP program: {e}");
+        }
+    }
+    collector.finish(&mut engine, &mut result);
+    engine.elapsed = started.elapsed();
+    summary.engine = engine;
+    (summary, result)
+}
+
+/// What a worker's counters were at the last stats row.
+#[derive(Clone, Copy, Default)]
+struct StatsSnapshot {
+    packets: u64,
+    bytes: u64,
+    kernel_drops: u64,
+    ring_full: u64,
+    handed_off: u64,
+    handoff_received: u64,
+    handoff_dropped: u64,
+    decode_errors: u64,
+    non_tcp: u64,
+    flows_created: u64,
+    events: u64,
+    records: u64,
+}
+
+fn write_stats(
+    log: &mut LogFile,
+    plans: &[WorkerPlan],
+    live: &LiveConfig,
+    stats: &[Arc<SharedStats>],
+    last: &mut [StatsSnapshot],
+) -> std::io::Result<()> {
+    let ts = mailtap_capture::now();
+    let mut total = StatsSnapshot::default();
+    let mut total_drops = 0;
+    for (i, s) in stats.iter().enumerate() {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let now = StatsSnapshot {
+            packets: l(&s.packets),
+            bytes: l(&s.bytes),
+            kernel_drops: l(&s.kernel_drops),
+            ring_full: l(&s.ring_full),
+            handed_off: l(&s.handed_off),
+            handoff_received: l(&s.handoff_received),
+            handoff_dropped: l(&s.handoff_dropped),
+            decode_errors: l(&s.decode_errors),
+            non_tcp: l(&s.non_tcp),
+            flows_created: l(&s.flows_created),
+            events: l(&s.events),
+            records: l(&s.records),
+        };
+        let p = last[i];
+        let row = StatsRow {
+            ts,
+            interface: &plans[i].interface,
+            queue: plans[i].queue,
+            capture: live.capture.name(),
+            pkts: now.packets - p.packets,
+            bytes: now.bytes - p.bytes,
+            kernel_drops: now.kernel_drops.saturating_sub(p.kernel_drops),
+            ring_full: now.ring_full.saturating_sub(p.ring_full),
+            handed_off: now.handed_off - p.handed_off,
+            handoff_received: now.handoff_received - p.handoff_received,
+            handoff_dropped: now.handoff_dropped - p.handoff_dropped,
+            decode_errors: now.decode_errors - p.decode_errors,
+            non_tcp: now.non_tcp - p.non_tcp,
+            flows_created: now.flows_created - p.flows_created,
+            active_flows: l(&s.flows_active),
+            reassembly_bytes: l(&s.reassembly_bytes),
+            events: now.events - p.events,
+            records: now.records - p.records,
+        };
+        total_drops += row.kernel_drops + row.handoff_dropped;
+        total.packets += row.pkts;
+        total.bytes += row.bytes;
+        total.handed_off += row.handed_off;
+        log.write(&row)?;
+        last[i] = now;
+    }
+    log.flush()?;
+    let secs = live.stats_interval.as_secs_f64().max(1e-3);
+    tracing::info!(
+        packets = total.packets,
+        mbit_per_s = format!("{:.1}", total.bytes as f64 * 8.0 / secs / 1e6),
+        handed_off = total.handed_off,
+        drops = total_drops,
+        "capture stats"
+    );
+    Ok(())
+}
+
+/// One row of stats.log: one queue over one stats interval.
+struct StatsRow<'a> {
+    ts: Timestamp,
+    interface: &'a str,
+    queue: u32,
+    capture: &'static str,
+    pkts: u64,
+    bytes: u64,
+    kernel_drops: u64,
+    ring_full: u64,
+    handed_off: u64,
+    handoff_received: u64,
+    handoff_dropped: u64,
+    decode_errors: u64,
+    non_tcp: u64,
+    flows_created: u64,
+    active_flows: u64,
+    reassembly_bytes: u64,
+    events: u64,
+    records: u64,
+}
+
+static STATS_FIELDS: [FieldDef; 20] = [
+    FieldDef {
+        name: "ts",
+        ty: "time",
+    },
+    FieldDef {
+        name: "peer",
+        ty: "string",
+    },
+    FieldDef {
+        name: "interface",
+        ty: "string",
+    },
+    FieldDef {
+        name: "queue",
+        ty: "count",
+    },
+    FieldDef {
+        name: "capture",
+        ty: "string",
+    },
+    FieldDef {
+        name: "pkts_proc",
+        ty: "count",
+    },
+    FieldDef {
+        name: "bytes_recv",
+        ty: "count",
+    },
+    FieldDef {
+        name: "pkts_dropped",
+        ty: "count",
+    },
+    FieldDef {
+        name: "ring_full",
+        ty: "count",
+    },
+    FieldDef {
+        name: "handed_off",
+        ty: "count",
+    },
+    FieldDef {
+        name: "handoff_received",
+        ty: "count",
+    },
+    FieldDef {
+        name: "handoff_dropped",
+        ty: "count",
+    },
+    FieldDef {
+        name: "decode_errors",
+        ty: "count",
+    },
+    FieldDef {
+        name: "non_tcp",
+        ty: "count",
+    },
+    FieldDef {
+        name: "tcp_conns",
+        ty: "count",
+    },
+    FieldDef {
+        name: "active_tcp_conns",
+        ty: "count",
+    },
+    FieldDef {
+        name: "reassem_tcp_size",
+        ty: "count",
+    },
+    FieldDef {
+        name: "events_proc",
+        ty: "count",
+    },
+    FieldDef {
+        name: "records",
+        ty: "count",
+    },
+    FieldDef {
+        name: "pkts_link",
+        ty: "count",
+    },
+];
+
+impl ZeekRecord for StatsRow<'_> {
+    fn path(&self) -> &'static str {
+        "stats"
+    }
+    fn fields(&self) -> &'static [FieldDef] {
+        &STATS_FIELDS
+    }
+    fn values(&self, out: &mut dyn FnMut(Value<'_>)) {
+        out(Value::Time(self.ts));
+        out(Value::Str(b"mailtap"));
+        out(Value::Str(self.interface.as_bytes()));
+        out(Value::Count(u64::from(self.queue)));
+        out(Value::Str(self.capture.as_bytes()));
+        out(Value::Count(self.pkts));
+        out(Value::Count(self.bytes));
+        out(Value::Count(self.kernel_drops));
+        out(Value::Count(self.ring_full));
+        out(Value::Count(self.handed_off));
+        out(Value::Count(self.handoff_received));
+        out(Value::Count(self.handoff_dropped));
+        out(Value::Count(self.decode_errors));
+        out(Value::Count(self.non_tcp));
+        out(Value::Count(self.flows_created));
+        out(Value::Count(self.active_flows));
+        out(Value::Count(self.reassembly_bytes));
+        out(Value::Count(self.events));
+        out(Value::Count(self.records));
+        // Packets the link delivered to us plus the ones the kernel
+        // dropped for us: what Zeek calls pkts_link.
+        out(Value::Count(self.pkts + self.kernel_drops));
+    }
+}
+
+/// Counters a worker keeps in plain integers and publishes now and then.
+#[derive(Default)]
+struct Local {
+    tcp: u64,
+    non_tcp: u64,
+    fragments: u64,
+    decode_errors: u64,
+    handed_off: u64,
+    handoff_received: u64,
+    handoff_dropped: u64,
+}
+
+/// One worker: its queue's packets, its shard, its handoffs.
+struct Worker {
+    id: usize,
+    n: usize,
+    by_queue: bool,
+    verify: bool,
+    table: FlowTable<MailAnalyzers>,
+    out: Output,
+    defrag: Defragmenter,
+    frag_buf: Vec<u8>,
+    /// The handoff being filled for each other worker.
+    outbox: Vec<Option<Handoff>>,
+    to: Vec<Option<Sender<Handoff>>>,
+    inbox: Receiver<Handoff>,
+    /// This worker's free handoff buffers (they come back here).
+    pool_rx: Receiver<Handoff>,
+    pool_tx: Sender<Handoff>,
+    allocated: usize,
+    max_buffers: usize,
+    buffer_bytes: usize,
+    records: Sender<Vec<Record>>,
+    stats: Arc<SharedStats>,
+    local: Local,
+    decode_errors: BTreeMap<&'static str, u64>,
+    last_ts: Timestamp,
+}
+
+/// How often a worker publishes counters, advances flow timers and sends
+/// records when traffic is slow.
+const HOUSEKEEPING: Duration = Duration::from_millis(100);
+/// How often the kernel's socket counters are read (a syscall).
+const KERNEL_STATS: Duration = Duration::from_secs(1);
+/// Records sent to the collector at once when traffic is fast.
+const RECORD_BATCH: usize = 512;
+/// How long a worker waits for packets before doing housekeeping.
+const POLL_TIMEOUT: Duration = Duration::from_millis(20);
+
+impl Worker {
+    fn run(
+        mut self,
+        mut source: Source,
+        batch: usize,
+        stop: &AtomicBool,
+        mut qs: QueueSummary,
+    ) -> WorkerResult {
+        let mut next_house = Instant::now();
+        let mut next_kernel = Instant::now() + KERNEL_STATS;
+        let mut failed = false;
+        while !stop.load(Ordering::Relaxed) {
+            let got = source.poll_batch(batch, POLL_TIMEOUT, |p| self.on_packet(p));
+            if let Err(e) = got {
+                tracing::error!(worker = self.id, "capture failed, worker stops: {e}");
+                failed = true;
+                break;
+            }
+            self.send_outboxes();
+            self.drain_inbox();
+            if self.out.records.len() >= RECORD_BATCH {
+                self.send_records();
+            }
+            let now = Instant::now();
+            if now >= next_house {
+                next_house = now + HOUSEKEEPING;
+                let wall = mailtap_capture::now();
+                self.last_ts = self.last_ts.max(wall);
+                self.table.advance(self.last_ts, &mut self.out);
+                self.defrag.expire(self.last_ts);
+                self.send_records();
+                if now >= next_kernel {
+                    next_kernel = now + KERNEL_STATS;
+                    qs.capture = source.counters();
+                }
+                self.publish(&qs.capture);
+            }
+        }
+        // Shutdown: hand over what is pending, stop sending, then take
+        // every handoff the others still send until they are all done.
+        self.send_outboxes();
+        self.to.clear();
+        while let Ok(h) = self.inbox.recv() {
+            self.take_handoff(h);
+        }
+        self.table.finish(&mut self.out);
+        self.send_records();
+        qs.capture = source.counters();
+        self.publish(&qs.capture);
+        drop(source);
+        if failed {
+            tracing::warn!(worker = self.id, "worker ended after a capture error");
+        }
+        let dc = self.defrag.counters();
+        qs.handed_off = self.local.handed_off;
+        qs.handoff_received = self.local.handoff_received;
+        qs.handoff_dropped = self.local.handoff_dropped;
+        qs.flows_created = self.table.flows_created();
+        qs.events = self.out.counters.events;
+        WorkerResult {
+            queue: qs,
+            flow: self.table.counters(),
+            output: self.out.counters.clone(),
+            decode_errors: self.decode_errors,
+            tcp: self.local.tcp,
+            non_tcp: self.local.non_tcp,
+            fragments: self.local.fragments,
+            fragments_reassembled: dc.reassembled,
+            defrag_dropped: dc.timed_out
+                + dc.evicted_table_full
+                + dc.dropped_over_memory
+                + dc.malformed,
+        }
+    }
+
+    fn publish(&self, c: &QueueCounters) {
+        let s = &self.stats;
+        let st = |a: &AtomicU64, v: u64| a.store(v, Ordering::Relaxed);
+        st(&s.packets, c.packets);
+        st(&s.bytes, c.bytes);
+        st(&s.kernel_drops, c.kernel_drops);
+        st(&s.ring_full, c.ring_full);
+        st(&s.handed_off, self.local.handed_off);
+        st(&s.handoff_received, self.local.handoff_received);
+        st(&s.handoff_dropped, self.local.handoff_dropped);
+        st(&s.decode_errors, self.local.decode_errors);
+        st(&s.non_tcp, self.local.non_tcp);
+        st(&s.flows_active, self.table.len() as u64);
+        st(&s.flows_created, self.table.flows_created());
+        st(&s.reassembly_bytes, self.table.reassembly_bytes() as u64);
+        st(&s.events, self.out.counters.events);
+        st(&s.records, self.out.counters.records);
+    }
+
+    /// One packet off the ring, borrowed until the batch ends.
+    #[inline]
+    fn on_packet(&mut self, p: RxPacket<'_>) {
+        self.last_ts = self.last_ts.max(p.ts);
+        match decode(LinkType::Ethernet, p.data, false) {
+            Ok(Decoded::Tcp(t)) => {
+                self.local.tcp += 1;
+                let owner = self.owner(&t);
+                if owner == self.id {
+                    if self.verify {
+                        process_packet(
+                            &mut self.table,
+                            &mut self.out,
+                            p.ts,
+                            LinkType::Ethernet,
+                            p.data,
+                            true,
+                        );
+                    } else {
+                        process_tcp(&mut self.table, &mut self.out, p.ts, &t, false);
+                    }
+                } else {
+                    self.hand_off(owner, p.ts, LinkType::Ethernet, p.data);
+                }
+            }
+            Ok(Decoded::Fragment(f)) => {
+                self.local.fragments += 1;
+                let mut buf = std::mem::take(&mut self.frag_buf);
+                if self.defrag.push(p.ts, &f, &mut buf) {
+                    match decode(LinkType::Raw, &buf, false) {
+                        Ok(Decoded::Tcp(t)) => {
+                            let owner = self.owner(&t);
+                            if owner == self.id {
+                                process_packet(
+                                    &mut self.table,
+                                    &mut self.out,
+                                    p.ts,
+                                    LinkType::Raw,
+                                    &buf,
+                                    self.verify,
+                                );
+                            } else {
+                                self.hand_off(owner, p.ts, LinkType::Raw, &buf);
+                            }
+                        }
+                        _ => self.local.non_tcp += 1,
+                    }
+                }
+                self.frag_buf = buf;
+            }
+            Ok(Decoded::Other) => self.local.non_tcp += 1,
+            Err(e) => {
+                self.local.decode_errors += 1;
+                *self.decode_errors.entry(e.name()).or_default() += 1;
+            }
+        }
+    }
+
+    #[inline]
+    fn owner(&self, t: &mailtap_wire::decode::TcpPacket<'_>) -> usize {
+        if self.by_queue || self.n == 1 {
+            self.id
+        } else {
+            (flow_hash(t.src, t.src_port, t.dst, t.dst_port) % self.n as u64) as usize
+        }
+    }
+
+    /// Copies a packet into the handoff batch for `owner`.
+    fn hand_off(&mut self, owner: usize, ts: Timestamp, link: LinkType, data: &[u8]) {
+        if self.to[owner].is_none() {
+            self.local.handoff_dropped += 1;
+            return;
+        }
+        let full = self.outbox[owner]
+            .as_ref()
+            .is_some_and(|h| h.data.len() + data.len() > h.data.capacity());
+        if full {
+            self.send_outbox(owner);
+        }
+        if self.outbox[owner].is_none() {
+            match self.take_buffer() {
+                Some(h) => self.outbox[owner] = Some(h),
+                None => {
+                    self.local.handoff_dropped += 1;
+                    return;
+                }
+            }
+        }
+        let h = self.outbox[owner].as_mut().expect("outbox filled above");
+        if h.data.len() + data.len() > h.data.capacity() {
+            // Larger than a whole buffer (jumbo beyond the buffer size).
+            self.local.handoff_dropped += 1;
+            return;
+        }
+        let off = h.data.len() as u32;
+        h.data.extend_from_slice(data);
+        h.pkts.push(HandoffPacket {
+            ts,
+            link,
+            off,
+            len: data.len() as u32,
+        });
+        self.local.handed_off += 1;
+    }
+
+    /// A free handoff buffer: a returned one, or a new one while under the
+    /// limit.
+    fn take_buffer(&mut self) -> Option<Handoff> {
+        if let Ok(mut h) = self.pool_rx.try_recv() {
+            h.data.clear();
+            h.pkts.clear();
+            return Some(h);
+        }
+        if self.allocated < self.max_buffers {
+            self.allocated += 1;
+            return Some(Handoff {
+                data: Vec::with_capacity(self.buffer_bytes),
+                pkts: Vec::with_capacity(self.buffer_bytes / 64),
+                home: self.pool_tx.clone(),
+            });
+        }
+        None
+    }
+
+    fn send_outboxes(&mut self) {
+        for owner in 0..self.n {
+            if self.outbox[owner].is_some() {
+                self.send_outbox(owner);
+            }
+        }
+    }
+
+    /// Sends one outbox. When the owner's inbox is full, works through our
+    /// own inbox while waiting, so two workers sending to each other can
+    /// never wait on each other.
+    fn send_outbox(&mut self, owner: usize) {
+        let Some(mut h) = self.outbox[owner].take() else {
+            return;
+        };
+        loop {
+            let Some(tx) = self.to[owner].as_ref() else {
+                self.local.handoff_dropped += h.pkts.len() as u64;
+                return;
+            };
+            match tx.try_send(h) {
+                Ok(()) => return,
+                Err(TrySendError::Full(back)) => {
+                    h = back;
+                    if !self.drain_inbox() {
+                        thread::yield_now();
+                    }
+                }
+                Err(TrySendError::Disconnected(back)) => {
+                    // The owner's thread is gone (it panicked).
+                    self.local.handoff_dropped += back.pkts.len() as u64;
+                    self.to[owner] = None;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Processes every handoff waiting in our inbox; true if there was one.
+    fn drain_inbox(&mut self) -> bool {
+        let mut any = false;
+        loop {
+            match self.inbox.try_recv() {
+                Ok(h) => {
+                    any = true;
+                    self.take_handoff(h);
+                }
+                Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => return any,
+            }
+        }
+    }
+
+    fn take_handoff(&mut self, h: Handoff) {
+        for p in &h.pkts {
+            let data = &h.data[p.off as usize..(p.off + p.len) as usize];
+            self.last_ts = self.last_ts.max(p.ts);
+            process_packet(
+                &mut self.table,
+                &mut self.out,
+                p.ts,
+                p.link,
+                data,
+                self.verify,
+            );
+        }
+        self.local.handoff_received += h.pkts.len() as u64;
+        let home = h.home.clone();
+        // The sender may have finished already; then the buffer is freed.
+        let _ = home.try_send(h);
+        if self.out.records.len() >= RECORD_BATCH {
+            self.send_records();
+        }
+    }
+
+    fn send_records(&mut self) {
+        if !self.out.records.is_empty() {
+            // Only fails when the collector is gone (it panicked); the
+            // records are lost then and the run reports it.
+            let _ = self.records.send(self.out.take());
+        }
+    }
+}
