@@ -1,1 +1,1276 @@
-//! The XDP steering program (not yet written).
+//! The XDP steering program: loads `bpf/mailtap_xdp.o` on an interface and
+//! keeps its maps.
+//!
+//! The program (source and maps documented in `bpf/mailtap_xdp.c` and
+//! `bpf/README.md`) redirects to the receiving queue's AF_XDP socket only
+//! TCP on the configured mail ports (or all TCP), and passes everything
+//! else to the kernel, so a host running the sensor keeps its network. A
+//! wanted packet on a queue without a socket is passed too (the
+//! `bpf_redirect_map` fallback), which is also what happens after the
+//! sensor crashed: the kernel removes a closed socket from the map.
+//!
+//! The object is embedded in the binary (`include_bytes!`), opened from
+//! memory by libbpf and attached by libxdp, the same libxdp that xsk-rs
+//! links for the AF_XDP sockets. libxdp puts it behind its multi-program
+//! dispatcher when bpffs is mounted (so other XDP programs can share the
+//! interface), or attaches it alone when the dispatcher is unavailable.
+//!
+//! [`SteeringProgram::attach`] first removes a `mailtap_xdp` left on the
+//! interface by an earlier run that crashed; the handle detaches on
+//! [`SteeringProgram::detach`] or on drop.
+
+use crate::{ifindex, CaptureError};
+use libxdp_sys as xdp;
+use std::ffi::{c_char, c_int, c_void, CStr};
+use std::fmt;
+use std::io;
+use std::os::fd::RawFd;
+use std::str::FromStr;
+
+/// The compiled program, built by `bpf/build.sh` and committed with its
+/// source; embedded so the sensor has no runtime file dependency.
+static OBJECT: &[u8] = include_bytes!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../bpf/mailtap_xdp.o"
+));
+
+/// The program's name (its function in `bpf/mailtap_xdp.c`); how a stale
+/// one from an earlier run is recognised on the interface.
+const PROG_NAME: &str = "mailtap_xdp";
+
+/// Upper bound on `SteeringConfig::max_queues` (xsks_map entries): far
+/// above any NIC's queue count, low enough to reject a nonsense value.
+const MAX_QUEUES_LIMIT: u32 = 65536;
+
+/// Bytes of the `mail_ports` bitmap value: one bit per TCP port.
+const PORT_BITMAP_BYTES: usize = 65536 / 8;
+
+/// XDP attach mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum XdpMode {
+    /// Native (driver) mode when the driver supports it, SKB mode
+    /// otherwise.
+    Auto,
+    /// Driver mode: before the kernel allocates an skb; needed for
+    /// zero-copy AF_XDP.
+    Native,
+    /// Generic mode: after the skb is built; works on any interface.
+    Skb,
+}
+
+impl FromStr for XdpMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(XdpMode::Auto),
+            "native" => Ok(XdpMode::Native),
+            "skb" => Ok(XdpMode::Skb),
+            _ => Err(format!("{s:?} is not an XDP mode (auto, native, skb)")),
+        }
+    }
+}
+
+impl fmt::Display for XdpMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            XdpMode::Auto => "auto",
+            XdpMode::Native => "native",
+            XdpMode::Skb => "skb",
+        })
+    }
+}
+
+impl XdpMode {
+    fn libxdp(self) -> xdp::xdp_attach_mode {
+        match self {
+            XdpMode::Auto => xdp::xdp_attach_mode_XDP_MODE_UNSPEC,
+            XdpMode::Native => xdp::xdp_attach_mode_XDP_MODE_NATIVE,
+            XdpMode::Skb => xdp::xdp_attach_mode_XDP_MODE_SKB,
+        }
+    }
+}
+
+/// What the program steers to the sensor.
+#[derive(Clone, Debug)]
+pub struct SteeringConfig {
+    /// TCP ports whose traffic (either direction) is redirected.
+    pub ports: Vec<u16>,
+    /// Redirect all TCP (dynamic protocol detection); `ports` is then moot.
+    pub all_tcp: bool,
+    /// Entries of `xsks_map`: sockets can be registered for queues
+    /// `0..max_queues`. 0 means the interface's receive-queue count (from
+    /// sysfs, which shows the namespace sysfs was mounted in: pass the
+    /// count when attaching in another network namespace).
+    pub max_queues: u32,
+}
+
+/// The program's counters, summed over CPUs, since it was attached.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SteeringCounters {
+    /// Wanted and redirected to the queue's AF_XDP socket.
+    pub redirected: u64,
+    /// Not IPv4/IPv6 TCP (ARP, ICMP, UDP, ...): passed to the kernel.
+    pub passed_not_tcp: u64,
+    /// TCP on ports not wanted: passed.
+    pub passed_other_port: u64,
+    /// IP fragments (ports unknown; the kernel reassembles them): passed.
+    pub passed_fragment: u64,
+    /// Truncated or malformed headers (or an IPv6 extension chain longer
+    /// than the program walks): passed.
+    pub passed_malformed: u64,
+    /// Wanted, but the receiving queue had no registered socket: passed
+    /// (mail traffic the sensor did not see).
+    pub passed_no_socket: u64,
+}
+
+/// The value of the `mailtap_stats` map, per CPU: `struct mailtap_stats`
+/// in `bpf/mailtap_xdp.c`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct StatsValue {
+    redirected: u64,
+    passed_not_tcp: u64,
+    passed_other_port: u64,
+    passed_fragment: u64,
+    passed_malformed: u64,
+    passed_no_socket: u64,
+}
+
+/// The program attached to one interface, with its maps.
+pub struct SteeringProgram {
+    ifname: String,
+    ifindex: u32,
+    /// Native or Skb: the mode it is attached in.
+    mode: XdpMode,
+    /// The network namespace (inode) it was attached in: the ifindex
+    /// means something only there.
+    netns: Option<u64>,
+    /// None once detached.
+    loaded: Option<Loaded>,
+    xsks_fd: RawFd,
+    stats_fd: RawFd,
+    queues: u32,
+}
+
+// SAFETY: the raw libbpf/libxdp pointers (in `loaded`) are only used by
+// `attach` (before the value exists) and by `detach`/`Drop`, which take
+// `self` by value or by `&mut`, so no two threads ever use them at once.
+// The `&self` methods that may run concurrently (`register_socket`,
+// `counters`) use only map file descriptors, through bpf(2) syscalls,
+// which the kernel serialises; they never touch the pointers.
+unsafe impl Send for SteeringProgram {}
+// SAFETY: see Send: shared references reach only the map fds.
+unsafe impl Sync for SteeringProgram {}
+
+impl fmt::Debug for SteeringProgram {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SteeringProgram")
+            .field("ifname", &self.ifname)
+            .field("mode", &self.mode)
+            .field("queues", &self.queues)
+            .field("attached", &self.loaded.is_some())
+            .finish()
+    }
+}
+
+/// A libbpf object opened from [`OBJECT`] and libxdp's program handle on
+/// it; closed (program first) on drop. Closing does not detach: the
+/// kernel keeps an attached program alive through the interface (legacy)
+/// or through libxdp's pins in bpffs (dispatcher).
+struct Loaded {
+    obj: *mut xdp::bpf_object,
+    prog: *mut xdp::xdp_program,
+}
+
+impl Drop for Loaded {
+    fn drop(&mut self) {
+        // SAFETY: both pointers came from successful libbpf/libxdp calls
+        // (or are null) and are closed exactly once, here. The program was
+        // created from the external object, so closing it leaves the
+        // object to us, and it must go first since it points into it.
+        unsafe {
+            if !self.prog.is_null() {
+                xdp::xdp_program__close(self.prog);
+            }
+            if !self.obj.is_null() {
+                xdp::bpf_object__close(self.obj);
+            }
+        }
+    }
+}
+
+impl SteeringProgram {
+    /// Loads and attaches to `ifname`; first detaches any stale
+    /// `mailtap_xdp` left on that interface by an earlier run that crashed
+    /// (with a warning naming it). Auto tries native then SKB.
+    ///
+    /// The handle must be detached (or dropped) in the network namespace
+    /// it was attached in.
+    pub fn attach(ifname: &str, mode: XdpMode, cfg: &SteeringConfig) -> Result<Self, CaptureError> {
+        route_library_logs();
+        let logs = HeldLibLogs::start();
+        let r = Self::attach_inner(ifname, mode, cfg);
+        if r.is_ok() {
+            logs.succeeded();
+        }
+        r
+    }
+
+    fn attach_inner(
+        ifname: &str,
+        mode: XdpMode,
+        cfg: &SteeringConfig,
+    ) -> Result<Self, CaptureError> {
+        let shown = shown_name(ifname);
+        let what = |s: &str| format!("XDP steering program on {shown}: {s}");
+        let ifidx = ifindex(ifname)
+            .map_err(|e| CaptureError::new(what("looking up the interface"), e.source))?;
+
+        let queues = match cfg.max_queues {
+            0 => u32::try_from(crate::rx_queue_count(ifname)).unwrap_or(MAX_QUEUES_LIMIT),
+            n => n,
+        };
+        if queues > MAX_QUEUES_LIMIT {
+            return Err(CaptureError::new(
+                what("max_queues"),
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("{queues} queues is more than the limit of {MAX_QUEUES_LIMIT}"),
+                ),
+            ));
+        }
+        if cfg.ports.is_empty() && !cfg.all_tcp {
+            tracing::warn!(
+                ifname,
+                "XDP steering with no mail ports and all_tcp off: nothing will be redirected"
+            );
+        }
+
+        remove_stale(ifname, ifidx)?;
+
+        let modes: &[XdpMode] = match mode {
+            XdpMode::Auto => &[XdpMode::Native, XdpMode::Skb],
+            XdpMode::Native => &[XdpMode::Native],
+            XdpMode::Skb => &[XdpMode::Skb],
+        };
+        // Modes that failed, with why (Auto: native before SKB).
+        let mut failed: Vec<(XdpMode, io::Error)> = Vec::new();
+        for &m in modes {
+            // A fresh object per attempt: a failed attempt may have loaded
+            // the program for the dispatcher already.
+            let loaded = open_object(queues)
+                .map_err(|e| CaptureError::new(what("opening the embedded BPF object"), e))?;
+            // SAFETY: loaded.prog is a valid program handle on loaded.obj;
+            // libxdp loads and attaches it (flags must be 0).
+            let rc =
+                unsafe { xdp::xdp_program__attach(loaded.prog, ifidx as c_int, m.libxdp(), 0) };
+            if rc < 0 {
+                let e = lib_error(-rc);
+                tracing::debug!(ifname, mode = %m, "attaching the XDP steering program failed: {e}");
+                failed.push((m, e));
+                continue;
+            }
+            let mut prog = SteeringProgram {
+                ifname: ifname.to_string(),
+                ifindex: ifidx,
+                mode: m,
+                netns: current_netns(),
+                loaded: Some(loaded),
+                xsks_fd: -1,
+                stats_fd: -1,
+                queues,
+            };
+            // On failure `prog` is dropped here, which detaches it.
+            prog.configure(cfg)?;
+            // Behind libxdp's dispatcher, or alone (no bpffs, or a kernel
+            // without freplace): worth knowing when other XDP programs
+            // want the interface too.
+            let dispatcher = Multiprog::get(ifidx)
+                .ok()
+                .flatten()
+                // SAFETY: mp.0 is a valid multiprog handle.
+                .map(|mp| !unsafe { xdp::xdp_multiprog__is_legacy(mp.0) });
+            let fell_back: Vec<String> = failed.iter().map(|(m, e)| format!("{m}: {e}")).collect();
+            tracing::info!(
+                ifname,
+                mode = %m,
+                ?fell_back,
+                ?dispatcher,
+                queues,
+                ports = ?cfg.ports,
+                all_tcp = cfg.all_tcp,
+                "XDP steering program attached"
+            );
+            return Ok(prog);
+        }
+        let Some((m, e)) = failed.pop() else {
+            return Err(CaptureError::new(
+                what("attaching"),
+                io::Error::other("no mode to try"),
+            ));
+        };
+        let mut step = format!("attaching in {m} mode");
+        for (m, e) in &failed {
+            step.push_str(&format!(" ({m} mode failed too: {e})"));
+        }
+        Err(CaptureError::new(what(&step), e))
+    }
+
+    /// Finds the maps of the freshly attached program and fills the port
+    /// set and the config. Between the attach and this, the port set is
+    /// empty and the program passes all traffic: harmless, since no socket
+    /// is registered yet either.
+    fn configure(&mut self, cfg: &SteeringConfig) -> Result<(), CaptureError> {
+        let obj = self.loaded.as_ref().map_or(std::ptr::null_mut(), |l| l.obj);
+        let maps = fill_maps(obj, cfg).map_err(|(s, e)| {
+            CaptureError::new(format!("XDP steering program on {}: {s}", self.ifname), e)
+        })?;
+        self.xsks_fd = maps.xsks_fd;
+        self.stats_fd = maps.stats_fd;
+        Ok(())
+    }
+
+    /// The mode actually attached: Native or Skb.
+    pub fn mode(&self) -> XdpMode {
+        self.mode
+    }
+
+    pub fn ifname(&self) -> &str {
+        &self.ifname
+    }
+
+    /// Puts an AF_XDP socket fd into `xsks_map[queue]`, so the program
+    /// redirects that queue's wanted traffic to it.
+    pub fn register_socket(&self, queue: u32, fd: RawFd) -> Result<(), CaptureError> {
+        let what = || {
+            format!(
+                "XDP steering program on {}: registering the AF_XDP socket of queue {queue}",
+                self.ifname
+            )
+        };
+        if queue >= self.queues {
+            return Err(CaptureError::new(
+                what(),
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "queue {queue} is beyond the {} queues of xsks_map (max_queues)",
+                        self.queues
+                    ),
+                ),
+            ));
+        }
+        if self.loaded.is_none() {
+            return Err(CaptureError::new(
+                what(),
+                io::Error::other("program detached"),
+            ));
+        }
+        let value: u32 = u32::try_from(fd)
+            .map_err(|_| CaptureError::new(what(), io::Error::from_raw_os_error(libc::EBADF)))?;
+        map_update(self.xsks_fd, queue, (&value as *const u32).cast())
+            .map_err(|e| CaptureError::new(what(), e))
+    }
+
+    /// The program's counters, summed over CPUs; zeros (and a debug log)
+    /// when the map cannot be read.
+    pub fn counters(&self) -> SteeringCounters {
+        match self.read_counters() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(ifname = %self.ifname, "reading the XDP steering counters: {e}");
+                SteeringCounters::default()
+            }
+        }
+    }
+
+    fn read_counters(&self) -> io::Result<SteeringCounters> {
+        if self.loaded.is_none() {
+            return Err(io::Error::other("program detached"));
+        }
+        read_stats(self.stats_fd)
+    }
+
+    /// Detaches the program (also done on drop, which logs errors).
+    pub fn detach(mut self) -> Result<(), CaptureError> {
+        self.detach_inner()
+    }
+
+    fn detach_inner(&mut self) -> Result<(), CaptureError> {
+        let Some(loaded) = self.loaded.take() else {
+            return Ok(());
+        };
+        let what = format!("XDP steering program on {}: detaching", self.ifname);
+        let here = current_netns();
+        if self.netns.is_some() && here != self.netns {
+            // The ifindex would name another interface (or none) here.
+            // Closing the handles below leaves the program attached.
+            return Err(CaptureError::new(
+                what,
+                io::Error::other("called from another network namespace than the attach; the program stays attached"),
+            ));
+        }
+        // SAFETY: loaded.prog is the handle we attached (libxdp matches it
+        // by kernel program id); flags must be 0.
+        let rc = unsafe {
+            xdp::xdp_program__detach(loaded.prog, self.ifindex as c_int, self.mode.libxdp(), 0)
+        };
+        drop(loaded);
+        match rc {
+            0 => {
+                tracing::info!(ifname = %self.ifname, "XDP steering program detached");
+                Ok(())
+            }
+            // Our program is no longer there: the interface went away, or
+            // another run replaced it as stale. Nothing left to detach.
+            rc if rc == -libc::ENOENT => {
+                tracing::warn!(ifname = %self.ifname, "XDP steering program was already gone from the interface");
+                Ok(())
+            }
+            rc => Err(CaptureError::new(what, lib_error(-rc))),
+        }
+    }
+}
+
+impl Drop for SteeringProgram {
+    fn drop(&mut self) {
+        if let Err(e) = self.detach_inner() {
+            tracing::error!("{e}");
+        }
+    }
+}
+
+/// The mailtap_xdp programs currently attached to an interface (for tests
+/// and `mailtap live` diagnostics): their kernel program ids.
+pub fn attached_mailtap_programs(ifname: &str) -> Result<Vec<u32>, CaptureError> {
+    let what = format!("XDP programs on {}", shown_name(ifname));
+    let ifidx = ifindex(ifname).map_err(|e| CaptureError::new(&what, e.source))?;
+    let Some(mp) = Multiprog::get(ifidx).map_err(|e| CaptureError::new(&what, e))? else {
+        return Ok(Vec::new());
+    };
+    Ok(mp
+        .mailtap_programs()
+        .into_iter()
+        // SAFETY: the programs belong to mp, which is alive.
+        .map(|p| unsafe { xdp::xdp_program__id(p) })
+        .collect())
+}
+
+/// Detaches every `mailtap_xdp` on the interface: left by an earlier run
+/// that crashed (a clean exit detaches). Other programs in libxdp's
+/// dispatcher stay.
+fn remove_stale(ifname: &str, ifidx: u32) -> Result<(), CaptureError> {
+    let what = |s: &str| format!("XDP steering program on {ifname}: {s}");
+    let Some(mp) = Multiprog::get(ifidx)
+        .map_err(|e| CaptureError::new(what("reading the attached XDP programs"), e))?
+    else {
+        return Ok(());
+    };
+    let mut stale = mp.mailtap_programs();
+    if stale.is_empty() {
+        return Ok(());
+    }
+    // SAFETY: the programs belong to mp, which is alive.
+    let ids: Vec<u32> = stale
+        .iter()
+        .map(|&p| unsafe { xdp::xdp_program__id(p) })
+        .collect();
+    tracing::warn!(
+        ifname,
+        program_ids = ?ids,
+        "replacing a stale {PROG_NAME} XDP program left on the interface by an earlier mailtap run (crashed?)"
+    );
+    // SAFETY: mp is alive; the stale programs are its own handles, which
+    // libxdp matches by id against the interface's current programs.
+    let rc = unsafe {
+        xdp::xdp_program__detach_multi(
+            stale.as_mut_ptr(),
+            stale.len(),
+            ifidx as c_int,
+            xdp::xdp_multiprog__attach_mode(mp.0),
+            0,
+        )
+    };
+    if rc < 0 {
+        return Err(CaptureError::new(
+            what(&format!("detaching the stale {PROG_NAME} (ids {ids:?})")),
+            lib_error(-rc),
+        ));
+    }
+    Ok(())
+}
+
+/// libxdp's view of the XDP programs on an interface: a dispatcher and its
+/// component programs, or one "legacy" program without a dispatcher.
+struct Multiprog(*mut xdp::xdp_multiprog);
+
+impl Multiprog {
+    /// None when the interface has no XDP program.
+    fn get(ifidx: u32) -> io::Result<Option<Multiprog>> {
+        // SAFETY: a query; the result is a handle, null or an encoded
+        // error, told apart by libxdp_get_error.
+        let mp = unsafe { xdp::xdp_multiprog__get_from_ifindex(ifidx as c_int) };
+        // SAFETY: libxdp_get_error only inspects the pointer value.
+        let err = unsafe { xdp::libxdp_get_error(mp as *const c_void) };
+        if err != 0 {
+            return match -err as i32 {
+                libc::ENOENT => Ok(None),
+                e => Err(lib_error(e)),
+            };
+        }
+        Ok((!mp.is_null()).then_some(Multiprog(mp)))
+    }
+
+    /// The `mailtap_xdp` programs in it; handles owned by `self`.
+    fn mailtap_programs(&self) -> Vec<*mut xdp::xdp_program> {
+        let mut out = Vec::new();
+        // SAFETY: self.0 is a valid multiprog; the program handles it
+        // returns stay valid until it is closed.
+        unsafe {
+            if xdp::xdp_multiprog__is_legacy(self.0) {
+                let p = xdp::xdp_multiprog__main_prog(self.0);
+                if !p.is_null() && is_mailtap(p) {
+                    out.push(p);
+                }
+            } else {
+                let mut p = xdp::xdp_multiprog__next_prog(std::ptr::null(), self.0);
+                while !p.is_null() {
+                    if is_mailtap(p) {
+                        out.push(p);
+                    }
+                    p = xdp::xdp_multiprog__next_prog(p, self.0);
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Multiprog {
+    fn drop(&mut self) {
+        // SAFETY: a valid handle from xdp_multiprog__get_from_ifindex,
+        // closed once.
+        unsafe { xdp::xdp_multiprog__close(self.0) }
+    }
+}
+
+/// # Safety
+/// `p` must be a valid libxdp program handle.
+unsafe fn is_mailtap(p: *const xdp::xdp_program) -> bool {
+    // SAFETY: per the contract; the name is a NUL-terminated string owned
+    // by the handle (or null).
+    let name = unsafe { xdp::xdp_program__name(p) };
+    // SAFETY: checked non-null; NUL-terminated per libxdp.
+    !name.is_null() && unsafe { CStr::from_ptr(name) }.to_bytes() == PROG_NAME.as_bytes()
+}
+
+/// Opens the embedded object with `xsks_map` sized for `queues`, and
+/// wraps its program for libxdp. Nothing is loaded into the kernel yet.
+fn open_object(queues: u32) -> io::Result<Loaded> {
+    // SAFETY: bpf_object_open_opts is a plain C struct for which all-zero
+    // is the documented "no options" value (sz set below).
+    let mut opts: xdp::bpf_object_open_opts = unsafe { std::mem::zeroed() };
+    opts.sz = std::mem::size_of::<xdp::bpf_object_open_opts>();
+    opts.object_name = c"mailtap_xdp".as_ptr();
+    // SAFETY: OBJECT is 'static and never written; libbpf reads the ELF
+    // image from it (bpftool skeletons do the same with const data).
+    let obj = unsafe { xdp::bpf_object__open_mem(OBJECT.as_ptr().cast(), OBJECT.len(), &opts) };
+    if obj.is_null() {
+        return Err(io::Error::last_os_error());
+    }
+    let mut loaded = Loaded {
+        obj,
+        prog: std::ptr::null_mut(),
+    };
+    // SAFETY: obj is a valid, not yet loaded object.
+    let map = unsafe { xdp::bpf_object__find_map_by_name(obj, c"xsks_map".as_ptr()) };
+    if map.is_null() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            "no xsks_map in the embedded object",
+        ));
+    }
+    // SAFETY: map belongs to the unloaded object; resizing is allowed
+    // before load.
+    let rc = unsafe { xdp::bpf_map__set_max_entries(map, queues.max(1)) };
+    if rc < 0 {
+        return Err(lib_error(-rc));
+    }
+    // SAFETY: obj is valid; a null section name takes its first program.
+    let prog = unsafe { xdp::xdp_program__from_bpf_obj(obj, std::ptr::null()) };
+    // SAFETY: only inspects the pointer value.
+    let err = unsafe { xdp::libxdp_get_error(prog as *const c_void) };
+    if err != 0 || prog.is_null() {
+        return Err(lib_error(if err != 0 { -err as i32 } else { libc::ENOENT }));
+    }
+    loaded.prog = prog;
+    Ok(loaded)
+}
+
+/// The file descriptors of a loaded object's maps that the handle keeps.
+struct Maps {
+    xsks_fd: RawFd,
+    stats_fd: RawFd,
+}
+
+/// Checks a loaded object's maps against the layouts here and writes the
+/// port set and config into them. Errors say which map.
+fn fill_maps(obj: *mut xdp::bpf_object, cfg: &SteeringConfig) -> Result<Maps, (String, io::Error)> {
+    let map = |name: &CStr| -> Result<(RawFd, u32), (String, io::Error)> {
+        // SAFETY: obj is a loaded object, alive for this call (caller).
+        let m = unsafe { xdp::bpf_object__find_map_by_name(obj, name.as_ptr()) };
+        if m.is_null() {
+            return Err((
+                format!("map {name:?}"),
+                io::Error::new(io::ErrorKind::NotFound, "not in the embedded object"),
+            ));
+        }
+        // SAFETY: m is a map of the loaded object.
+        let (fd, size) = unsafe { (xdp::bpf_map__fd(m), xdp::bpf_map__value_size(m)) };
+        if fd < 0 {
+            return Err((format!("map {name:?}"), lib_error(-fd)));
+        }
+        Ok((fd, size))
+    };
+    let (xsks_fd, _) = map(c"xsks_map")?;
+    let (stats_fd, stats_size) = map(c"mailtap_stats")?;
+    let (ports_fd, ports_size) = map(c"mail_ports")?;
+    let (cfg_fd, cfg_size) = map(c"mailtap_cfg")?;
+    let mismatch = |name: &str| {
+        (
+            format!("map {name}"),
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                "value size differs from steering.rs (rebuild bpf/)",
+            ),
+        )
+    };
+    if stats_size as usize != std::mem::size_of::<StatsValue>() {
+        return Err(mismatch("mailtap_stats"));
+    }
+    if ports_size as usize != PORT_BITMAP_BYTES {
+        return Err(mismatch("mail_ports"));
+    }
+    if cfg_size as usize != std::mem::size_of::<u32>() {
+        return Err(mismatch("mailtap_cfg"));
+    }
+
+    let bitmap = port_bitmap(&cfg.ports);
+    map_update(ports_fd, 0, bitmap.as_ptr().cast())
+        .map_err(|e| ("writing the mail port set".to_string(), e))?;
+    let all_tcp: u32 = cfg.all_tcp.into();
+    map_update(cfg_fd, 0, (&all_tcp as *const u32).cast())
+        .map_err(|e| ("writing the config".to_string(), e))?;
+    Ok(Maps { xsks_fd, stats_fd })
+}
+
+/// The `mail_ports` value: bit `p & 7` of byte `p >> 3` set for each port.
+fn port_bitmap(ports: &[u16]) -> Vec<u8> {
+    let mut bitmap = vec![0u8; PORT_BITMAP_BYTES];
+    for &p in ports {
+        bitmap[usize::from(p >> 3)] |= 1 << (p & 7);
+    }
+    bitmap
+}
+
+/// Sums the per-CPU values of the `mailtap_stats` map.
+fn read_stats(stats_fd: RawFd) -> io::Result<SteeringCounters> {
+    // SAFETY: a plain query of the possible-CPU mask.
+    let ncpu = unsafe { libbpf_sys::libbpf_num_possible_cpus() };
+    if ncpu <= 0 {
+        return Err(lib_error(-ncpu));
+    }
+    // A per-CPU lookup returns one value (its size rounded up to 8 bytes;
+    // ours is a multiple of 8 already) per possible CPU.
+    let mut vals = vec![StatsValue::default(); ncpu as usize];
+    let key = 0u32;
+    // SAFETY: vals has room for ncpu values of the map's value size
+    // (checked against StatsValue in fill_maps).
+    let rc = unsafe {
+        xdp::bpf_map_lookup_elem(
+            stats_fd,
+            (&key as *const u32).cast(),
+            vals.as_mut_ptr().cast::<c_void>(),
+        )
+    };
+    if rc < 0 {
+        return Err(lib_error(-rc));
+    }
+    Ok(vals.iter().fold(SteeringCounters::default(), |mut c, v| {
+        c.redirected += v.redirected;
+        c.passed_not_tcp += v.passed_not_tcp;
+        c.passed_other_port += v.passed_other_port;
+        c.passed_fragment += v.passed_fragment;
+        c.passed_malformed += v.passed_malformed;
+        c.passed_no_socket += v.passed_no_socket;
+        c
+    }))
+}
+
+/// An interface name for a message: as is when it could be one, quoted
+/// and escaped when it is empty or holds spaces or control characters.
+fn shown_name(name: &str) -> std::borrow::Cow<'_, str> {
+    if !name.is_empty() && name.chars().all(|c| c.is_ascii_graphic()) {
+        name.into()
+    } else {
+        format!("{name:?}").into()
+    }
+}
+
+/// `bpf_map_update_elem(fd, &key, value, BPF_ANY)`.
+fn map_update(fd: RawFd, key: u32, value: *const c_void) -> io::Result<()> {
+    // SAFETY: key is a u32 (all our maps have 4-byte keys) and the caller
+    // passes a value of the map's value size.
+    let rc = unsafe {
+        xdp::bpf_map_update_elem(fd, (&key as *const u32).cast(), value, xdp::BPF_ANY as u64)
+    };
+    if rc < 0 {
+        return Err(lib_error(-rc));
+    }
+    Ok(())
+}
+
+/// An error from a negative libbpf/libxdp return: an errno, or one of
+/// libbpf's own codes (4000 and up), which only libbpf can name.
+fn lib_error(code: i32) -> io::Error {
+    if code < 4000 {
+        return io::Error::from_raw_os_error(code);
+    }
+    let mut buf = [0 as c_char; 128];
+    // SAFETY: libbpf writes at most buf.len() bytes, NUL-terminated.
+    unsafe { libbpf_sys::libbpf_strerror(-code, buf.as_mut_ptr(), buf.len() as _) };
+    // SAFETY: NUL-terminated by libbpf_strerror (buf was zeroed besides).
+    let msg = unsafe { CStr::from_ptr(buf.as_ptr()) }
+        .to_string_lossy()
+        .into_owned();
+    io::Error::other(format!("libbpf error {code}: {msg}"))
+}
+
+/// The inode of the calling thread's network namespace.
+fn current_netns() -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/thread-self/ns/net")
+        .ok()
+        .map(|m| m.ino())
+}
+
+/// Sends libbpf's and libxdp's messages (verifier logs, dispatcher
+/// fallbacks) to `tracing` instead of stderr. Only on x86_64, where the C
+/// `va_list` they pass is a pointer we can hand on to `vsnprintf`;
+/// elsewhere the libraries keep printing to stderr.
+fn route_library_logs() {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            // SAFETY: installs callbacks with the signatures the libraries
+            // declare; they are 'static functions.
+            unsafe {
+                xdp::libxdp_set_print(Some(logs::libxdp_print));
+                libbpf_sys::libbpf_set_print(Some(logs::libbpf_print));
+            }
+        });
+    }
+}
+
+/// A libbpf/libxdp message level.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum LibLevel {
+    Warn,
+    Info,
+    Debug,
+}
+
+std::thread_local! {
+    /// Messages held back on this thread by [`HeldLibLogs`].
+    static HELD: std::cell::RefCell<Option<Vec<(LibLevel, String)>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Logs a library message, or holds it back while a [`HeldLibLogs`] is
+/// alive on this thread.
+fn lib_log(level: LibLevel, msg: &str) {
+    let held = HELD.with(|h| match h.borrow_mut().as_mut() {
+        Some(v) => {
+            v.push((level, msg.to_string()));
+            true
+        }
+        None => false,
+    });
+    if !held {
+        emit_lib_log(level, msg, true);
+    }
+}
+
+/// INFO messages go to debug: they are notes such as libxdp's "XDP mode
+/// not supported; try using SKB mode" or libbpf skipping libxdp's
+/// `.xdp_run_config` section. The messages already start with "libbpf: "
+/// or "libxdp: ".
+fn emit_lib_log(level: LibLevel, msg: &str, warn: bool) {
+    const T: &str = "mailtap_capture::steering::lib";
+    match level {
+        LibLevel::Warn if warn => tracing::warn!(target: T, "{msg}"),
+        LibLevel::Warn | LibLevel::Info => tracing::debug!(target: T, "{msg}"),
+        LibLevel::Debug => tracing::trace!(target: T, "{msg}"),
+    }
+}
+
+/// Holds back this thread's libbpf/libxdp messages during an attach and
+/// logs them when dropped: their warnings as warnings only if the attach
+/// failed. An attach that works still makes the libraries warn: libxdp
+/// probes the kernel for its dispatcher by loading test programs, which a
+/// kernel or LSM may refuse (then it attaches our program alone), and Auto
+/// may fail in native mode before SKB works.
+struct HeldLibLogs {
+    failed: bool,
+}
+
+impl HeldLibLogs {
+    fn start() -> HeldLibLogs {
+        HELD.with(|h| *h.borrow_mut() = Some(Vec::new()));
+        HeldLibLogs { failed: true }
+    }
+
+    fn succeeded(mut self) {
+        self.failed = false;
+    }
+}
+
+impl Drop for HeldLibLogs {
+    fn drop(&mut self) {
+        let held = HELD.with(|h| h.borrow_mut().take()).unwrap_or_default();
+        for (level, msg) in held {
+            emit_lib_log(level, &msg, self.failed);
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod logs {
+    use super::{lib_log, LibLevel};
+    use libxdp_sys as xdp;
+    use std::ffi::{c_char, c_int, c_void, CStr};
+
+    extern "C" {
+        // On x86_64 a va_list argument is passed as a pointer to its
+        // __va_list_tag, which is what the callbacks receive.
+        fn vsnprintf(buf: *mut c_char, size: usize, fmt: *const c_char, ap: *mut c_void) -> c_int;
+    }
+
+    /// # Safety
+    /// `fmt` and `ap` as passed by the library to its print callback.
+    unsafe fn format(level: LibLevel, fmt: *const c_char, ap: *mut c_void) -> c_int {
+        let mut buf = [0 as c_char; 1024];
+        // SAFETY: per the contract; vsnprintf writes at most buf.len()
+        // bytes including the NUL and consumes ap once.
+        let n = unsafe { vsnprintf(buf.as_mut_ptr(), buf.len(), fmt, ap) };
+        // SAFETY: vsnprintf NUL-terminated buf (truncating if needed).
+        let msg = unsafe { CStr::from_ptr(buf.as_ptr()) }.to_string_lossy();
+        lib_log(level, msg.trim_end());
+        n
+    }
+
+    pub(super) unsafe extern "C" fn libxdp_print(
+        level: xdp::libxdp_print_level,
+        fmt: *const c_char,
+        ap: *mut xdp::__va_list_tag,
+    ) -> c_int {
+        let level = match level {
+            xdp::libxdp_print_level_LIBXDP_WARN => LibLevel::Warn,
+            xdp::libxdp_print_level_LIBXDP_INFO => LibLevel::Info,
+            _ => LibLevel::Debug,
+        };
+        // SAFETY: called by libxdp with its format and arguments.
+        unsafe { format(level, fmt, ap.cast()) }
+    }
+
+    pub(super) unsafe extern "C" fn libbpf_print(
+        level: libbpf_sys::libbpf_print_level,
+        fmt: *const c_char,
+        ap: *mut libbpf_sys::__va_list_tag,
+    ) -> c_int {
+        let level = match level {
+            libbpf_sys::LIBBPF_WARN => LibLevel::Warn,
+            libbpf_sys::LIBBPF_INFO => LibLevel::Info,
+            _ => LibLevel::Debug,
+        };
+        // SAFETY: called by libbpf with its format and arguments.
+        unsafe { format(level, fmt, ap.cast()) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The program's packet decisions, run in the kernel with
+    //! BPF_PROG_TEST_RUN on crafted frames (root only): VLAN tags, IPv4
+    //! options, IPv6 extension headers, fragments and truncation, which the
+    //! veth tests in `tests/steering.rs` do not reach.
+
+    use super::*;
+
+    #[test]
+    fn steering_mode_parses_and_lists_choices() {
+        assert_eq!("auto".parse::<XdpMode>(), Ok(XdpMode::Auto));
+        assert_eq!("native".parse::<XdpMode>(), Ok(XdpMode::Native));
+        assert_eq!("skb".parse::<XdpMode>(), Ok(XdpMode::Skb));
+        let e = "drv".parse::<XdpMode>().unwrap_err();
+        assert!(e.contains("drv") && e.contains("auto, native, skb"), "{e}");
+        for m in [XdpMode::Auto, XdpMode::Native, XdpMode::Skb] {
+            assert_eq!(m.to_string().parse::<XdpMode>(), Ok(m));
+        }
+    }
+
+    #[test]
+    fn steering_port_bitmap_sets_one_bit_per_port() {
+        let b = port_bitmap(&[0, 25, 110, 587, 65535, 25]);
+        assert_eq!(b.len(), PORT_BITMAP_BYTES);
+        let set: Vec<u16> = (0..=u16::MAX)
+            .filter(|&p| b[usize::from(p >> 3)] >> (p & 7) & 1 == 1)
+            .collect();
+        assert_eq!(set, vec![0, 25, 110, 587, 65535]);
+    }
+
+    /// The embedded object loaded as a plain XDP program (not attached),
+    /// with its maps filled from `cfg`.
+    struct TestProg {
+        loaded: Loaded,
+        prog_fd: RawFd,
+        stats_fd: RawFd,
+    }
+
+    impl TestProg {
+        fn load(cfg: &SteeringConfig) -> TestProg {
+            route_library_logs();
+            let loaded = open_object(4).expect("open embedded object");
+            // SAFETY: a valid, unloaded object; SEC("xdp") makes it a
+            // BPF_PROG_TYPE_XDP program.
+            let rc = unsafe { xdp::bpf_object__load(loaded.obj) };
+            assert_eq!(rc, 0, "loading: {}", lib_error(-rc));
+            // SAFETY: the loaded object has this program.
+            let prog_fd = unsafe {
+                let p = xdp::bpf_object__find_program_by_name(loaded.obj, c"mailtap_xdp".as_ptr());
+                assert!(!p.is_null());
+                xdp::bpf_program__fd(p)
+            };
+            let maps = fill_maps(loaded.obj, cfg).expect("fill maps");
+            TestProg {
+                loaded,
+                prog_fd,
+                stats_fd: maps.stats_fd,
+            }
+        }
+
+        /// Runs the program on `frame`; its XDP action.
+        fn run(&self, frame: &[u8]) -> u32 {
+            let _ = &self.loaded;
+            let mut out = vec![0u8; frame.len() + 256];
+            // SAFETY: all-zero is a valid bpf_test_run_opts (sz set).
+            let mut opts: xdp::bpf_test_run_opts = unsafe { std::mem::zeroed() };
+            opts.sz = std::mem::size_of::<xdp::bpf_test_run_opts>();
+            opts.data_in = frame.as_ptr().cast();
+            opts.data_size_in = frame.len() as u32;
+            opts.data_out = out.as_mut_ptr().cast();
+            opts.data_size_out = out.len() as u32;
+            opts.repeat = 1;
+            // SAFETY: the buffers outlive the call and their sizes are
+            // given.
+            let rc = unsafe { xdp::bpf_prog_test_run_opts(self.prog_fd, &mut opts) };
+            assert_eq!(rc, 0, "test run: {}", lib_error(-rc));
+            opts.retval
+        }
+
+        fn counters(&self) -> SteeringCounters {
+            read_stats(self.stats_fd).expect("read stats")
+        }
+    }
+
+    const XDP_PASS: u32 = 2;
+
+    fn eth(ethertype: u16, payload: &[u8]) -> Vec<u8> {
+        let mut f = vec![0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2];
+        f.extend_from_slice(&ethertype.to_be_bytes());
+        f.extend_from_slice(payload);
+        f
+    }
+
+    fn vlan(tpid: u16, inner: &[u8]) -> Vec<u8> {
+        // inner is a frame; insert the tag after the MAC addresses.
+        let mut f = inner[..12].to_vec();
+        f.extend_from_slice(&tpid.to_be_bytes());
+        f.extend_from_slice(&[0x00, 0x64]); // TCI: VLAN 100
+        f.extend_from_slice(&inner[12..]);
+        f
+    }
+
+    fn tcp(sport: u16, dport: u16) -> Vec<u8> {
+        let mut t = vec![0u8; 20];
+        t[0..2].copy_from_slice(&sport.to_be_bytes());
+        t[2..4].copy_from_slice(&dport.to_be_bytes());
+        t[12] = 5 << 4;
+        t[13] = 0x02; // SYN
+        t
+    }
+
+    fn udp(sport: u16, dport: u16) -> Vec<u8> {
+        let mut u = vec![0u8; 8];
+        u[0..2].copy_from_slice(&sport.to_be_bytes());
+        u[2..4].copy_from_slice(&dport.to_be_bytes());
+        u[4..6].copy_from_slice(&8u16.to_be_bytes());
+        u
+    }
+
+    /// An IPv4 header with `opt_words` 4-byte option words and the given
+    /// flags/fragment-offset field.
+    fn ipv4(proto: u8, opt_words: u8, frag: u16, payload: &[u8]) -> Vec<u8> {
+        let hl = 20 + 4 * usize::from(opt_words);
+        let mut h = vec![0u8; hl];
+        h[0] = 0x40 | (5 + opt_words);
+        h[2..4].copy_from_slice(&((hl + payload.len()) as u16).to_be_bytes());
+        h[6..8].copy_from_slice(&frag.to_be_bytes());
+        h[8] = 64;
+        h[9] = proto;
+        h[12..16].copy_from_slice(&[10, 0, 0, 1]);
+        h[16..20].copy_from_slice(&[10, 0, 0, 2]);
+        for b in &mut h[20..] {
+            *b = 1; // NOP options
+        }
+        h.extend_from_slice(payload);
+        h
+    }
+
+    /// An IPv6 header followed by extension headers `(type, 8-byte units
+    /// beyond the first 8)` chained to `last`.
+    fn ipv6(exts: &[(u8, u8)], last: u8, payload: &[u8]) -> Vec<u8> {
+        let mut body = Vec::new();
+        for (i, &(_, units)) in exts.iter().enumerate() {
+            let next = exts.get(i + 1).map_or(last, |e| e.0);
+            let mut e = vec![0u8; 8 * (usize::from(units) + 1)];
+            e[0] = next;
+            e[1] = units;
+            body.extend_from_slice(&e);
+        }
+        body.extend_from_slice(payload);
+        let mut h = vec![0u8; 40];
+        h[0] = 0x60;
+        h[4..6].copy_from_slice(&(body.len() as u16).to_be_bytes());
+        h[6] = exts.first().map_or(last, |e| e.0);
+        h[7] = 64;
+        h[8] = 0xfd;
+        h[24] = 0xfd;
+        h[23] = 1;
+        h[39] = 2;
+        h.extend_from_slice(&body);
+        h
+    }
+
+    fn root() -> bool {
+        // SAFETY: geteuid has no preconditions.
+        unsafe { libc::geteuid() == 0 }
+    }
+
+    #[test]
+    fn steering_program_decisions() {
+        if !root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let cfg = SteeringConfig {
+            ports: vec![25, 110, 587],
+            all_tcp: false,
+            max_queues: 4,
+        };
+        let p = TestProg::load(&cfg);
+        const IP: u16 = 0x0800;
+        const IP6: u16 = 0x86dd;
+        let wanted = |c: &mut SteeringCounters| c.passed_no_socket += 1;
+        let not_tcp = |c: &mut SteeringCounters| c.passed_not_tcp += 1;
+        let other = |c: &mut SteeringCounters| c.passed_other_port += 1;
+        let frag = |c: &mut SteeringCounters| c.passed_fragment += 1;
+        let bad = |c: &mut SteeringCounters| c.passed_malformed += 1;
+        type Case<'a> = (&'a str, Vec<u8>, &'a dyn Fn(&mut SteeringCounters));
+        let cases: Vec<Case> = vec![
+            (
+                "v4 to 25",
+                eth(IP, &ipv4(6, 0, 0, &tcp(40000, 25))),
+                &wanted,
+            ),
+            (
+                "v4 from 110",
+                eth(IP, &ipv4(6, 0, 0, &tcp(110, 40000))),
+                &wanted,
+            ),
+            (
+                "v4 DF set",
+                eth(IP, &ipv4(6, 0, 0x4000, &tcp(1, 587))),
+                &wanted,
+            ),
+            (
+                "v4 options",
+                eth(IP, &ipv4(6, 10, 0, &tcp(40000, 587))),
+                &wanted,
+            ),
+            (
+                "v4 other port",
+                eth(IP, &ipv4(6, 0, 0, &tcp(40000, 8080))),
+                &other,
+            ),
+            (
+                "v4 options other",
+                eth(IP, &ipv4(6, 3, 0, &tcp(26, 24))),
+                &other,
+            ),
+            (
+                "v4 udp 25",
+                eth(IP, &ipv4(17, 0, 0, &udp(40000, 25))),
+                &not_tcp,
+            ),
+            (
+                "v4 icmp",
+                eth(IP, &ipv4(1, 0, 0, &[8, 0, 0, 0, 0, 0, 0, 0])),
+                &not_tcp,
+            ),
+            ("arp", eth(0x0806, &[0u8; 28]), &not_tcp),
+            (
+                "v4 MF",
+                eth(IP, &ipv4(6, 0, 0x2000, &tcp(40000, 25))),
+                &frag,
+            ),
+            (
+                "v4 offset",
+                eth(IP, &ipv4(6, 0, 0x0010, &tcp(40000, 25))),
+                &frag,
+            ),
+            (
+                "vlan v4 25",
+                vlan(0x8100, &eth(IP, &ipv4(6, 0, 0, &tcp(40000, 25)))),
+                &wanted,
+            ),
+            (
+                "qinq v4 25",
+                vlan(
+                    0x88a8,
+                    &vlan(0x8100, &eth(IP, &ipv4(6, 0, 0, &tcp(40000, 25)))),
+                ),
+                &wanted,
+            ),
+            (
+                "3 tags",
+                vlan(
+                    0x8100,
+                    &vlan(0x8100, &vlan(0x8100, &eth(IP, &ipv4(6, 0, 0, &tcp(1, 25))))),
+                ),
+                &not_tcp,
+            ),
+            (
+                "vlan v4 other",
+                vlan(0x8100, &eth(IP, &ipv4(6, 0, 0, &tcp(1, 2)))),
+                &other,
+            ),
+            (
+                "v6 to 587",
+                eth(IP6, &ipv6(&[], 6, &tcp(40000, 587))),
+                &wanted,
+            ),
+            (
+                "v6 hbh+dst",
+                eth(IP6, &ipv6(&[(0, 0), (60, 1)], 6, &tcp(25, 40000))),
+                &wanted,
+            ),
+            (
+                "v6 routing other",
+                eth(IP6, &ipv6(&[(43, 2)], 6, &tcp(80, 40000))),
+                &other,
+            ),
+            ("v6 udp", eth(IP6, &ipv6(&[], 17, &udp(1, 25))), &not_tcp),
+            (
+                "v6 frag",
+                eth(IP6, &ipv6(&[(44, 0)], 6, &tcp(40000, 25))),
+                &frag,
+            ),
+            (
+                "v6 hbh frag",
+                eth(IP6, &ipv6(&[(0, 0), (44, 0)], 6, &tcp(1, 25))),
+                &frag,
+            ),
+            (
+                "v6 4 ext",
+                eth(
+                    IP6,
+                    &ipv6(&[(0, 0), (60, 0), (43, 0), (60, 0)], 6, &tcp(1, 25)),
+                ),
+                &wanted,
+            ),
+            (
+                "v6 5 ext",
+                eth(
+                    IP6,
+                    &ipv6(
+                        &[(0, 0), (60, 0), (43, 0), (60, 0), (60, 0)],
+                        6,
+                        &tcp(1, 25),
+                    ),
+                ),
+                &bad,
+            ),
+            ("eth only", eth(IP, &[]), &bad),
+            ("v4 short", eth(IP, &ipv4(6, 0, 0, &[])[..19]), &bad),
+            (
+                "v4 ihl 4",
+                {
+                    let mut f = eth(IP, &ipv4(6, 0, 0, &tcp(1, 25)));
+                    f[14] = 0x44;
+                    f
+                },
+                &bad,
+            ),
+            (
+                "v4 version 6",
+                {
+                    let mut f = eth(IP, &ipv4(6, 0, 0, &tcp(1, 25)));
+                    f[14] = 0x65;
+                    f
+                },
+                &bad,
+            ),
+            (
+                "v4 tcp short",
+                eth(IP, &ipv4(6, 0, 0, &tcp(1, 25)[..10])),
+                &bad,
+            ),
+            ("v4 options past end", eth(IP, &ipv4(6, 10, 0, &[])), &bad),
+            ("v6 short", eth(IP6, &ipv6(&[], 6, &[])[..30]), &bad),
+            (
+                "v6 ext past end",
+                eth(IP6, &ipv6(&[(0, 0)], 6, &[])[..44]),
+                &bad,
+            ),
+        ];
+        let mut expect = SteeringCounters::default();
+        for (name, frame, count) in &cases {
+            assert_eq!(p.run(frame), XDP_PASS, "{name}: no socket, so XDP_PASS");
+            count(&mut expect);
+            assert_eq!(p.counters(), expect, "{name}");
+        }
+
+        // all_tcp: any TCP is wanted, the rest unchanged.
+        let p = TestProg::load(&SteeringConfig {
+            ports: vec![],
+            all_tcp: true,
+            max_queues: 1,
+        });
+        p.run(&eth(IP, &ipv4(6, 0, 0, &tcp(40000, 8080))));
+        p.run(&eth(IP6, &ipv6(&[], 6, &tcp(443, 40000))));
+        p.run(&eth(IP, &ipv4(17, 0, 0, &udp(40000, 25))));
+        p.run(&eth(IP, &ipv4(6, 0, 0x2000, &tcp(40000, 25))));
+        let c = p.counters();
+        assert_eq!(
+            c,
+            SteeringCounters {
+                passed_no_socket: 2,
+                passed_not_tcp: 1,
+                passed_fragment: 1,
+                ..Default::default()
+            }
+        );
+    }
+}
