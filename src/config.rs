@@ -58,6 +58,10 @@ pub struct Live {
     pub afpacket_fanout: String,
     /// AF_PACKET: put the interface in promiscuous mode.
     pub afpacket_promiscuous: bool,
+    /// Which TCP the XDP program sends to mailtap: auto (all TCP when
+    /// dpd.enabled, else mail ports), mail-ports (the smtp/pop3/ace
+    /// ports; everything else stays with the host), all-tcp.
+    pub xdp_steer: String,
     /// Which shard owns a packet: auto, queue (trust the capture to keep
     /// flows together), flow-hash (mailtap's symmetric hash; always right).
     pub shard_by: String,
@@ -86,6 +90,7 @@ impl Default for Live {
             afpacket_snaplen: p.snaplen,
             afpacket_fanout: "hash".into(),
             afpacket_promiscuous: p.promiscuous,
+            xdp_steer: "auto".into(),
             shard_by: "auto".into(),
             batch_packets: 256,
             handoff_buffer_bytes: 256 << 10,
@@ -139,7 +144,20 @@ impl Live {
         }
     }
 
+    /// Whether the XDP program steers all TCP (None: follow dpd.enabled).
+    pub fn xdp_all_tcp(&self) -> Result<Option<bool>> {
+        match self.xdp_steer.as_str() {
+            "auto" => Ok(None),
+            "mail-ports" | "mail_ports" => Ok(Some(false)),
+            "all-tcp" | "all_tcp" => Ok(Some(true)),
+            o => {
+                bail!("configuration: live.xdp_steer = {o:?}: must be auto, mail-ports or all-tcp")
+            }
+        }
+    }
+
     fn validate(&self) -> Result<()> {
+        self.xdp_all_tcp()?;
         self.xdp(mailtap_capture::afxdp::ZeroCopy::Auto)
             .validate()
             .map_err(|e| anyhow!("configuration: {}", e.replace("capture.xdp_", "live.xdp_")))?;

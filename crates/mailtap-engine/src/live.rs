@@ -88,6 +88,9 @@ pub struct LiveConfig {
     /// worker i on the i-th available core.
     pub cores: Option<Vec<usize>>,
     pub xdp_mode: XdpMode,
+    /// The XDP program sends all TCP to mailtap (needed for dynamic
+    /// protocol detection), not only the analyzers' ports.
+    pub xdp_all_tcp: bool,
     pub xdp: XdpQueueConfig,
     pub ring: PacketRingConfig,
     pub fanout_mode: FanoutMode,
@@ -112,6 +115,7 @@ impl LiveConfig {
             queues: None,
             cores: None,
             xdp_mode: XdpMode::Auto,
+            xdp_all_tcp: false,
             xdp: XdpQueueConfig::default(),
             ring: PacketRingConfig::default(),
             fanout_mode: FanoutMode::Hash,
@@ -332,7 +336,7 @@ pub fn run_live(
             let max_queue = plans.iter().map(|p| p.queue).max().unwrap_or(0);
             let scfg = SteeringConfig {
                 ports,
-                all_tcp: a.dpd,
+                all_tcp: live.xdp_all_tcp,
                 max_queues: (max_queue + 1)
                     .max(mailtap_capture::rx_queue_count(&plans[0].interface) as u32),
             };
