@@ -337,8 +337,11 @@ pub fn run_live(
             let scfg = SteeringConfig {
                 ports,
                 all_tcp: live.xdp_all_tcp,
-                max_queues: (max_queue + 1)
-                    .max(mailtap_capture::rx_queue_count(&plans[0].interface) as u32),
+                max_queues: live
+                    .interfaces
+                    .iter()
+                    .map(|i| mailtap_capture::rx_queue_count(i) as u32)
+                    .fold(max_queue + 1, u32::max),
             };
             for ifname in &live.interfaces {
                 match SteeringProgram::attach(ifname, live.xdp_mode, &scfg) {
