@@ -502,8 +502,8 @@ fn cmd_live(a: LiveArgs) -> Result<i32> {
     }
     for (ifname, mode, c) in &summary.steering {
         eprintln!(
-            "mailtap: XDP on {ifname} ({mode:?} mode): {} redirected to mailtap; passed to the kernel: {} not TCP, {} other ports, {} fragments, {} malformed",
-            c.redirected, c.passed_not_tcp, c.passed_other_port, c.passed_fragment, c.passed_malformed
+            "mailtap: XDP on {ifname} ({mode:?} mode): {} redirected to mailtap; passed to the kernel: {} not TCP, {} other ports, {} fragments, {} malformed, {} mail on a queue without a socket",
+            c.redirected, c.passed_not_tcp, c.passed_other_port, c.passed_fragment, c.passed_malformed, c.passed_no_socket
         );
     }
     report_outputs(&summary.engine, &a.output);
