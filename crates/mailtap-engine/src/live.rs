@@ -171,6 +171,11 @@ impl LiveSummary {
             add("capture.truncated", q.capture.truncated);
             add("handoff.dropped", q.handoff_dropped);
         }
+        // Mail the XDP program had to give to the kernel because its
+        // queue had no socket: traffic mailtap should have seen.
+        for (_, _, c) in &self.steering {
+            add("xdp.mail_on_queue_without_socket", c.passed_no_socket);
+        }
         d
     }
 }
