@@ -172,7 +172,14 @@ struct GenArgs {
 
 fn main() {
     let cli = Cli::parse();
-    init_tracing(cli.verbose);
+    // A live sensor runs as a service: its periodic stats and start-up
+    // facts (XDP mode, zero-copy) belong in its log by default.
+    let quiet_default = if matches!(cli.cmd, Command::Live(_)) {
+        "info"
+    } else {
+        "warn"
+    };
+    init_tracing(cli.verbose, quiet_default);
     let code = match match cli.cmd {
         Command::Read(a) => cmd_read(a),
         Command::Live(a) => cmd_live(a),
@@ -188,9 +195,9 @@ fn main() {
     std::process::exit(code);
 }
 
-fn init_tracing(verbose: u8) {
+fn init_tracing(verbose: u8, quiet_default: &'static str) {
     let default = match verbose {
-        0 => "warn",
+        0 => quiet_default,
         1 => "info",
         2 => "debug",
         _ => "trace",

@@ -624,6 +624,21 @@ fn write_stats(
             records: now.records - p.records,
         };
         total_drops += row.kernel_drops + row.handoff_dropped;
+        tracing::info!(
+            interface = row.interface,
+            queue = row.queue,
+            packets = row.pkts,
+            bytes = row.bytes,
+            kernel_drops = row.kernel_drops,
+            ring_full = row.ring_full,
+            handed_off = row.handed_off,
+            handoff_received = row.handoff_received,
+            handoff_dropped = row.handoff_dropped,
+            active_flows = row.active_flows,
+            reassembly_bytes = row.reassembly_bytes,
+            events = row.events,
+            "queue stats"
+        );
         total.packets += row.pkts;
         total.bytes += row.bytes;
         total.handed_off += row.handed_off;
