@@ -7,9 +7,9 @@
 #   bash benches/live.sh [SIZE] [RATES] [MODES] [QUEUES]
 #     SIZE    generated capture size            (default 200M)
 #     RATES   Mbit/s steps before top speed     (default "500 1000 2000")
-#     MODES   capture modes                     (default "af-xdp:native af-xdp:skb af-packet")
-#             tcpdump and suricata are extra modes (side-by-side figures,
-#             run when installed)
+#     MODES   capture modes                     (default "af-xdp:native af-xdp:skb
+#             af-packet tcpdump suricata"); tcpdump and suricata give
+#             side-by-side figures and run only when installed
 #     QUEUES  veth queues = mailtap workers     (default 1)
 #
 # Needs root (veth, netns, XDP). The sender (tcpreplay, and the veth's
@@ -26,7 +26,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE=${1:-200M}
 RATES=${2:-"500 1000 2000"}
-MODES=${3:-"af-xdp:native af-xdp:skb af-packet"}
+MODES=${3:-"af-xdp:native af-xdp:skb af-packet tcpdump suricata"}
 QUEUES=${4:-1}
 if [ "$(id -u)" -ne 0 ]; then
   echo "benches/live.sh: needs root (network namespaces, veth, XDP)" >&2
@@ -65,8 +65,10 @@ ip link set "$A" up
 ip netns exec "$NS" ip link set "$B" up
 ip netns exec "$NS" ip link set lo up
 
-softnet_drops() { # sum of the per-CPU backlog drop column (hex)
-  awk '{ s += strtonum("0x" $2) } END { print s + 0 }' /proc/net/softnet_stat
+softnet_drops() { # sum of the per-CPU backlog drop column (hexadecimal)
+  local sum=0 processed dropped rest
+  while read -r processed dropped rest; do sum=$((sum + 16#$dropped)); done </proc/net/softnet_stat
+  echo "$sum"
 }
 
 # run MODE RATE: one replay; appends a table row.
