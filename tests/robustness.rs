@@ -214,3 +214,55 @@ fn bad_configuration_names_the_key() {
         stderr(&o)
     );
 }
+
+/// `mailtap live` refuses bad arguments and settings before touching any
+/// interface, with an error that names the option or key (no root needed).
+#[test]
+fn bad_live_arguments_name_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        (&["--queues", "0,x"], "--queues"),
+        (&["--queues", "3-1"], "--queues"),
+        (&["--queues", "0,0"], "repeated"),
+        (&["--cores", "4096"], "--cores"),
+        (&["--xdp-mode", "turbo"], "--xdp-mode"),
+        (&["--zero-copy", "maybe"], "--zero-copy"),
+        (&["--duration=-1"], "--duration"),
+        (&["--stats-interval", "0"], "--stats-interval"),
+        (&["--set", "live.xdp_rx_ring=1000"], "live.xdp_rx_ring"),
+        (
+            &["--set", "live.xdp_frame_size=1000"],
+            "live.xdp_frame_size",
+        ),
+        (
+            &["--set", "live.afpacket_block_size=1000"],
+            "live.afpacket_block_size",
+        ),
+        (
+            &["--set", "live.afpacket_fanout=rr"],
+            "live.afpacket_fanout",
+        ),
+        (&["--set", "live.shard_by=cpu"], "live.shard_by"),
+        (&["--set", "live.xdp_steer=some"], "live.xdp_steer"),
+        (&["--set", "live.handoff_buffers=0"], "live.handoff_buffers"),
+        (&["--set", "live.no_such_key=1"], "no_such_key"),
+    ];
+    for (args, needle) in cases {
+        let mut a = vec!["live", "-i", "lo", "-o", out];
+        a.extend_from_slice(args);
+        let (o, _) = run(&a);
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "mailtap {a:?} should fail: {}",
+            stderr(&o)
+        );
+        assert!(stderr(&o).contains(needle), "mailtap {a:?}: {}", stderr(&o));
+    }
+    // An interface that does not exist is named (this fails before any
+    // privileged step, so it needs no root either).
+    let (o, _) = run(&["live", "-i", "mtnosuchif0", "-o", out, "--duration", "1"]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(stderr(&o).contains("mtnosuchif0"), "{}", stderr(&o));
+}
