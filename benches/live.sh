@@ -11,6 +11,8 @@
 #             af-packet tcpdump suricata"); tcpdump and suricata give
 #             side-by-side figures and run only when installed
 #     QUEUES  veth queues = mailtap workers     (default 1)
+#   MAILTAP_ARGS (environment): extra `mailtap live` arguments, e.g.
+#     MAILTAP_ARGS="--set live.xdp_rx_ring=8192"
 #
 # Needs root (veth, netns, XDP). The sender (tcpreplay, and the veth's
 # receive softirq that runs in its context) is pinned to core 0 and the
@@ -83,7 +85,7 @@ run() {
       [ "$cap" = af-xdp ] && extra=(--xdp-mode "$xdp")
       /usr/bin/time -o "$dir/time.txt" -f "%e %U %S" \
         "$BIN" live -i "$A" --capture "$cap" "${extra[@]}" --cores "$CORES" \
-        --stats-interval 60 -o "$dir/logs" 2>"$dir/mailtap.txt" &
+        --stats-interval 60 -o "$dir/logs" ${MAILTAP_ARGS:-} 2>"$dir/mailtap.txt" &
       pid=$!
       for _ in $(seq 100); do [ -f "$dir/logs/stats.log" ] && break; sleep 0.05; done
       ;;
