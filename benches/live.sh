@@ -128,7 +128,7 @@ run() {
       [ "$drops" = "kernel=0" ] && drops=none
       ;;
     suricata)
-      got=$(grep -o '"pkts": *[0-9]*' "$dir/logs/eve.json" 2>/dev/null | tail -1 | grep -o '[0-9]*$' || echo 0)
+      got=$(grep -o '"kernel_packets": *[0-9]*' "$dir/logs/eve.json" 2>/dev/null | tail -1 | grep -o '[0-9]*$' || echo 0)
       drops=$(grep -o '"kernel_drops": *[0-9]*' "$dir/logs/eve.json" 2>/dev/null | tail -1 | grep -o '[0-9]*$' || echo "?")
       [ "$drops" = 0 ] && drops=none
       ;;
