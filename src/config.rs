@@ -9,10 +9,10 @@ use mailtap_flow::FlowConfig;
 use mailtap_mime::FilesConfig;
 use mailtap_pop3::Pop3Config;
 use mailtap_smtp::SmtpConfig;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub general: General,
@@ -31,7 +31,7 @@ pub struct Config {
 }
 
 /// `mailtap live` rings, buffers and batching (docs/operations.md).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Live {
     /// AF_XDP: UMEM frames per queue.
@@ -180,7 +180,7 @@ impl Live {
 }
 
 /// `--extract-dir` tuning (docs/outputs.md).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Extract {
     /// Temporary message files kept open at once.
@@ -194,7 +194,7 @@ impl Default for Extract {
 }
 
 /// `--ace-dir` transcripts (docs/outputs.md).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Ace {
     /// Connections with either port in this list are recorded (ACE's
@@ -213,7 +213,7 @@ impl Default for Ace {
     }
 }
 
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct General {
     /// Mixed into connection uids; give each sensor its own to make uids
@@ -221,7 +221,7 @@ pub struct General {
     pub uid_salt: String,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Capture {
     /// Verify IPv4 and TCP checksums (off: offloading makes captures
@@ -243,7 +243,7 @@ impl Default for Capture {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Defrag {
     pub max_datagrams: usize,
@@ -262,7 +262,7 @@ impl Default for Defrag {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Dpd {
     /// Detect SMTP on any port (HELO/EHLO answered by 220).
@@ -275,7 +275,7 @@ impl Default for Dpd {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Site {
     /// Networks considered local (Zeek `Site::local_nets`), CIDR strings.
@@ -294,7 +294,7 @@ impl Default for Site {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Log {
     /// Zeek's `Log::max_field_string_bytes`.

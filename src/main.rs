@@ -36,9 +36,28 @@ enum Command {
     Live(LiveArgs),
     /// Generate a deterministic capture of SMTP (and POP3) sessions.
     Gen(GenArgs),
+    /// Configuration tools.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Turn ACE SMTP session transcripts (`<uid>` + `<uid>.ready`) into
     /// per-message .eml/.json pairs.
     AceCollect(AceCollectArgs),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate a configuration file (and --set overrides) and print the
+    /// effective configuration, every key with its value, as TOML.
+    Check(ConfigCheckArgs),
+}
+
+#[derive(clap::Args)]
+struct ConfigCheckArgs {
+    /// The TOML file; omit it to see the defaults.
+    file: Option<PathBuf>,
+    /// Override one key, as for read and live.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -184,6 +203,7 @@ fn main() {
         Command::Read(a) => cmd_read(a),
         Command::Live(a) => cmd_live(a),
         Command::Gen(a) => cmd_gen(a),
+        Command::Config(ConfigCommand::Check(a)) => cmd_config_check(a),
         Command::AceCollect(a) => cmd_ace_collect(a),
     } {
         Ok(code) => code,
@@ -601,6 +621,23 @@ fn cmd_gen(a: GenArgs) -> Result<i32> {
         stats.bytes,
         secs,
         stats.bytes as f64 / secs / 1e6
+    );
+    Ok(0)
+}
+
+fn cmd_config_check(a: ConfigCheckArgs) -> Result<i32> {
+    let cfg = Config::load(a.file.as_deref(), &a.sets)?;
+    let text = toml::to_string_pretty(&cfg).context("printing the configuration")?;
+    print!("{text}");
+    if !text.ends_with('\n') {
+        println!();
+    }
+    eprintln!(
+        "mailtap: configuration {}ok",
+        a.file
+            .as_ref()
+            .map(|f| format!("{} ", f.display()))
+            .unwrap_or_default()
     );
     Ok(0)
 }

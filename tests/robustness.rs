@@ -266,3 +266,38 @@ fn bad_live_arguments_name_the_problem() {
     assert_ne!(o.status.code(), Some(0));
     assert!(stderr(&o).contains("mtnosuchif0"), "{}", stderr(&o));
 }
+
+/// `mailtap config check` prints every key with its effective value; its
+/// output is itself a valid configuration that prints the same; a bad key
+/// or value fails naming it.
+#[test]
+fn config_check_prints_the_effective_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let (o, _) = run(&["config", "check", "--set", "smtp.ports=[25, 2525]"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = String::from_utf8(o.stdout.clone()).unwrap();
+    for key in [
+        "[flow]",
+        "max_flows = 1000000",
+        "[live]",
+        "xdp_rx_ring = 2048",
+        "2525",
+        "[files]",
+    ] {
+        assert!(text.contains(key), "{key} missing from:\n{text}");
+    }
+    let f = dir.path().join("effective.toml");
+    std::fs::write(&f, &text).unwrap();
+    let (o2, _) = run(&["config", "check", f.to_str().unwrap()]);
+    assert_eq!(o2.status.code(), Some(0), "{}", stderr(&o2));
+    assert_eq!(String::from_utf8(o2.stdout.clone()).unwrap(), text);
+    assert!(stderr(&o2).contains("effective.toml ok"), "{}", stderr(&o2));
+
+    std::fs::write(&f, "[live]\nxdp_rx_ring = 100\n").unwrap();
+    let (o3, _) = run(&["config", "check", f.to_str().unwrap()]);
+    assert_eq!(o3.status.code(), Some(2));
+    assert!(stderr(&o3).contains("live.xdp_rx_ring"), "{}", stderr(&o3));
+    let (o4, _) = run(&["config", "check", "--set", "flow.nope=1"]);
+    assert_eq!(o4.status.code(), Some(2));
+    assert!(stderr(&o4).contains("nope"), "{}", stderr(&o4));
+}

@@ -9,13 +9,13 @@ use crate::reassembly::{Chunk, MemBudget, Stream};
 use crate::{FlowKey, LocalNets, UidGenerator};
 use mailtap_core::analyzer::ConnAnnotations;
 use mailtap_core::{ConnCtx, ConnId, ConnRecord, Output, Record, TcpAnalyzer, Timestamp};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::net::IpAddr;
 
 /// Flow-layer tunables (`[flow]` in the configuration). Limits given here
 /// are per shard; the engine divides the user's totals among shards.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FlowConfig {
     /// Most connections tracked at once; the least recently created idle

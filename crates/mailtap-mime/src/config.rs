@@ -1,10 +1,10 @@
 //! `[files]`: file analysis of MIME entities (files.log) and the MIME
 //! layer's limits.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// A hash computed over every file's bytes (Zeek's hash analyzers).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum HashKind {
     Md5,
@@ -19,7 +19,7 @@ pub enum HashKind {
 /// of TCP and SMTP on attachment-heavy traffic: docs/benchmarks.md);
 /// `hashes = []` reproduces Zeek's bare mode, where files.log has no hash
 /// columns.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FilesConfig {
     /// Digests written to files.log (`md5`, `sha1`, `sha256`); the hash

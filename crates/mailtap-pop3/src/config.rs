@@ -4,13 +4,13 @@
 //! mailtap's own (`ports`, `log_passwords`, buffer bounds).
 
 use mailtap_mime::FilesConfig;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 use std::sync::Arc;
 
 /// POP3 analyzer configuration. `Default` is Zeek's default, except that
 /// port 110 is registered (Zeek attaches POP3 by its DPD signature only).
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Pop3Config {
     /// Responder ports the analyzer is attached to without detection.

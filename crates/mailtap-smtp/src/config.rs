@@ -3,12 +3,12 @@
 //! carry settings over with `--set smtp.<name>=...` or a `[smtp]` table.
 
 use mailtap_mime::FilesConfig;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 use std::sync::Arc;
 
 /// Zeek's `Host` enum as used by `SMTP::mail_path_capture`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 pub enum MailPathCapture {
     /// Always keep following Received headers.
     #[default]
@@ -26,7 +26,7 @@ pub enum MailPathCapture {
 }
 
 /// SMTP analyzer configuration. `Default` is Zeek's default.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SmtpConfig {
     /// Responder ports the analyzer is attached to (`SMTP::ports`).
