@@ -71,6 +71,12 @@ pub struct Live {
     pub handoff_buffer_bytes: usize,
     /// Handoff buffers per worker; a packet that finds none is dropped and counted.
     pub handoff_buffers: usize,
+    /// Record batches a worker keeps while the collector is behind.
+    pub record_backlog: usize,
+    /// What a worker does when its backlog is full: "drop" (count the
+    /// oldest batch and go on reading packets) or "block" (wait; the
+    /// kernel's ring then fills and drops packets).
+    pub collector_overflow: String,
 }
 
 impl Default for Live {
@@ -95,6 +101,8 @@ impl Default for Live {
             batch_packets: 256,
             handoff_buffer_bytes: 256 << 10,
             handoff_buffers: 32,
+            record_backlog: 256,
+            collector_overflow: "drop".into(),
         }
     }
 }
@@ -156,8 +164,21 @@ impl Live {
         }
     }
 
+    /// True when workers wait for the collector instead of dropping.
+    pub fn block_on_collector(&self) -> Result<bool> {
+        match self.collector_overflow.as_str() {
+            "drop" => Ok(false),
+            "block" => Ok(true),
+            o => bail!("configuration: live.collector_overflow = {o:?}: must be drop or block"),
+        }
+    }
+
     fn validate(&self) -> Result<()> {
         self.xdp_all_tcp()?;
+        self.block_on_collector()?;
+        if self.record_backlog == 0 || self.record_backlog > 1 << 20 {
+            bail!("configuration: live.record_backlog must be between 1 and 1048576");
+        }
         self.xdp(mailtap_capture::afxdp::ZeroCopy::Auto)
             .validate()
             .map_err(|e| anyhow!("configuration: {}", e.replace("capture.xdp_", "live.xdp_")))?;

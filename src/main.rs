@@ -470,6 +470,8 @@ fn cmd_live(a: LiveArgs) -> Result<i32> {
     live.batch_packets = cfg.live.batch_packets;
     live.handoff_buffer_bytes = cfg.live.handoff_buffer_bytes;
     live.handoff_buffers = cfg.live.handoff_buffers;
+    live.record_backlog = cfg.live.record_backlog;
+    live.block_on_collector = cfg.live.block_on_collector()?;
     if let Some(d) = a.duration {
         if !(d.is_finite() && d > 0.0 && d <= 1e9) {
             bail!("--duration {d}: must be a positive number of seconds");
@@ -512,7 +514,7 @@ fn cmd_live(a: LiveArgs) -> Result<i32> {
     eprintln!("{line}");
     for q in &summary.queues {
         eprintln!(
-            "mailtap: {} queue {} (core {}{}): {} packets, {} bytes, kernel drops {}, ring full {}, handed off {}, received {}, handoff drops {}, {} flows",
+            "mailtap: {} queue {} (core {}{}): {} packets, {} bytes, kernel drops {}, ring full {}, handed off {}, received {}, handoff drops {}, {} flows, {} records dropped",
             q.interface,
             q.queue,
             q.core.map_or("-".to_string(), |c| c.to_string()),
@@ -525,6 +527,7 @@ fn cmd_live(a: LiveArgs) -> Result<i32> {
             q.handoff_received,
             q.handoff_dropped,
             q.flows_created,
+            q.records_dropped,
         );
     }
     for (ifname, mode, c) in &summary.steering {

@@ -105,6 +105,10 @@ pub struct LiveConfig {
     pub handoff_buffer_bytes: usize,
     /// Handoff buffers each worker may have in flight.
     pub handoff_buffers: usize,
+    /// Record batches a worker keeps when the collector is behind.
+    pub record_backlog: usize,
+    /// Wait for the collector instead of dropping past the backlog.
+    pub block_on_collector: bool,
 }
 
 impl LiveConfig {
@@ -125,6 +129,8 @@ impl LiveConfig {
             batch_packets: 256,
             handoff_buffer_bytes: 256 << 10,
             handoff_buffers: 32,
+            record_backlog: 256,
+            block_on_collector: false,
         }
     }
 }
@@ -141,6 +147,8 @@ pub struct QueueSummary {
     pub handed_off: u64,
     pub handoff_received: u64,
     pub handoff_dropped: u64,
+    /// Records dropped because the collector could not keep up.
+    pub records_dropped: u64,
     pub flows_created: u64,
     pub events: u64,
 }
@@ -170,6 +178,7 @@ impl LiveSummary {
             add("capture.invalid_descs", q.capture.invalid_descs);
             add("capture.truncated", q.capture.truncated);
             add("handoff.dropped", q.handoff_dropped);
+            add("collector.records_dropped", q.records_dropped);
         }
         // Mail the XDP program had to give to the kernel because its
         // queue had no socket: traffic mailtap should have seen.
@@ -445,6 +454,9 @@ pub fn run_live(
             max_buffers: live.handoff_buffers.max(1),
             buffer_bytes: live.handoff_buffer_bytes.max(65_536 + 64),
             records: collector.tx.clone(),
+            backlog: std::collections::VecDeque::with_capacity(live.record_backlog),
+            max_backlog: live.record_backlog,
+            block_on_collector: live.block_on_collector,
             stats: stats[i].clone(),
             local: Local::default(),
             decode_errors: BTreeMap::new(),
@@ -805,6 +817,7 @@ struct Local {
     handed_off: u64,
     handoff_received: u64,
     handoff_dropped: u64,
+    records_dropped: u64,
 }
 
 /// One worker: its queue's packets, its shard, its handoffs.
@@ -828,6 +841,10 @@ struct Worker {
     max_buffers: usize,
     buffer_bytes: usize,
     records: Sender<Vec<Record>>,
+    /// Record batches the collector could not take yet.
+    backlog: std::collections::VecDeque<Vec<Record>>,
+    max_backlog: usize,
+    block_on_collector: bool,
     stats: Arc<SharedStats>,
     local: Local,
     decode_errors: BTreeMap<&'static str, u64>,
@@ -890,7 +907,7 @@ impl Worker {
             self.take_handoff(h);
         }
         self.table.finish(&mut self.out);
-        self.send_records();
+        self.flush_records();
         qs.capture = source.counters();
         self.publish(&qs.capture);
         drop(source);
@@ -901,6 +918,7 @@ impl Worker {
         qs.handed_off = self.local.handed_off;
         qs.handoff_received = self.local.handoff_received;
         qs.handoff_dropped = self.local.handoff_dropped;
+        qs.records_dropped = self.local.records_dropped;
         qs.flows_created = self.table.flows_created();
         qs.events = self.out.counters.events;
         WorkerResult {
@@ -1136,11 +1154,57 @@ impl Worker {
         }
     }
 
+    /// Hands the shard's records to the collector without ever waiting
+    /// on it: batches the collector cannot take yet wait in a bounded
+    /// backlog; past that, with the `drop` policy, the oldest batch is
+    /// dropped and counted (a worker that waited would stop reading its
+    /// ring and lose packets in the kernel instead, uncounted per flow).
+    /// With the `block` policy the worker waits.
     fn send_records(&mut self) {
         if !self.out.records.is_empty() {
-            // Only fails when the collector is gone (it panicked); the
-            // records are lost then and the run reports it.
-            let _ = self.records.send(self.out.take());
+            let batch = self.out.take();
+            self.backlog.push_back(batch);
+        }
+        while let Some(b) = self.backlog.pop_front() {
+            match self.records.try_send(b) {
+                Ok(()) => {}
+                Err(TrySendError::Full(b)) => {
+                    if self.block_on_collector {
+                        // Only fails when the collector is gone.
+                        let _ = self.records.send(b);
+                        continue;
+                    }
+                    self.backlog.push_front(b);
+                    break;
+                }
+                // The collector is gone (it panicked): the run reports it.
+                Err(TrySendError::Disconnected(b)) => {
+                    self.local.records_dropped += b.len() as u64;
+                }
+            }
+        }
+        while self.backlog.len() > self.max_backlog {
+            if let Some(b) = self.backlog.pop_front() {
+                if self.local.records_dropped == 0 {
+                    tracing::error!(
+                        worker = self.id,
+                        "the collector cannot keep up: dropping record batches (counted in collector.records_dropped)"
+                    );
+                }
+                self.local.records_dropped += b.len() as u64;
+            }
+        }
+    }
+
+    /// At shutdown every record waits for the collector: nothing accepted
+    /// is dropped then.
+    fn flush_records(&mut self) {
+        if !self.out.records.is_empty() {
+            let batch = self.out.take();
+            self.backlog.push_back(batch);
+        }
+        while let Some(b) = self.backlog.pop_front() {
+            let _ = self.records.send(b);
         }
     }
 }
