@@ -454,9 +454,8 @@ pub fn run_live(
             max_buffers: live.handoff_buffers.max(1),
             buffer_bytes: live.handoff_buffer_bytes.max(65_536 + 64),
             records: collector.tx.clone(),
-            backlog: std::collections::VecDeque::with_capacity(live.record_backlog),
-            max_backlog: live.record_backlog,
-            block_on_collector: live.block_on_collector,
+            records_out: RecordOutbox::new(live.record_backlog, live.block_on_collector),
+            warned_drop: false,
             stats: stats[i].clone(),
             local: Local::default(),
             decode_errors: BTreeMap::new(),
@@ -841,10 +840,8 @@ struct Worker {
     max_buffers: usize,
     buffer_bytes: usize,
     records: Sender<Vec<Record>>,
-    /// Record batches the collector could not take yet.
-    backlog: std::collections::VecDeque<Vec<Record>>,
-    max_backlog: usize,
-    block_on_collector: bool,
+    records_out: RecordOutbox,
+    warned_drop: bool,
     stats: Arc<SharedStats>,
     local: Local,
     decode_errors: BTreeMap<&'static str, u64>,
@@ -1154,57 +1151,160 @@ impl Worker {
         }
     }
 
-    /// Hands the shard's records to the collector without ever waiting
-    /// on it: batches the collector cannot take yet wait in a bounded
-    /// backlog; past that, with the `drop` policy, the oldest batch is
-    /// dropped and counted (a worker that waited would stop reading its
-    /// ring and lose packets in the kernel instead, uncounted per flow).
-    /// With the `block` policy the worker waits.
     fn send_records(&mut self) {
-        if !self.out.records.is_empty() {
-            let batch = self.out.take();
-            self.backlog.push_back(batch);
+        let batch = self.out.take();
+        if self.records_out.send(batch, &self.records) > 0 && !self.warned_drop {
+            self.warned_drop = true;
+            tracing::error!(
+                worker = self.id,
+                "the collector cannot keep up: dropping record batches (counted in collector.records_dropped)"
+            );
         }
-        while let Some(b) = self.backlog.pop_front() {
-            match self.records.try_send(b) {
-                Ok(()) => {}
-                Err(TrySendError::Full(b)) => {
-                    if self.block_on_collector {
-                        // Only fails when the collector is gone.
-                        let _ = self.records.send(b);
-                        continue;
-                    }
-                    self.backlog.push_front(b);
-                    break;
-                }
-                // The collector is gone (it panicked): the run reports it.
-                Err(TrySendError::Disconnected(b)) => {
-                    self.local.records_dropped += b.len() as u64;
-                }
-            }
-        }
-        while self.backlog.len() > self.max_backlog {
-            if let Some(b) = self.backlog.pop_front() {
-                if self.local.records_dropped == 0 {
-                    tracing::error!(
-                        worker = self.id,
-                        "the collector cannot keep up: dropping record batches (counted in collector.records_dropped)"
-                    );
-                }
-                self.local.records_dropped += b.len() as u64;
-            }
-        }
+        self.local.records_dropped = self.records_out.dropped;
     }
 
     /// At shutdown every record waits for the collector: nothing accepted
     /// is dropped then.
     fn flush_records(&mut self) {
-        if !self.out.records.is_empty() {
-            let batch = self.out.take();
+        let batch = self.out.take();
+        self.records_out.flush(batch, &self.records);
+        self.local.records_dropped = self.records_out.dropped;
+    }
+}
+
+/// A worker's way to the collector. It never waits on the collector
+/// (unless told to block): batches the collector cannot take yet wait in a
+/// bounded backlog; past that the oldest batch is dropped and counted. A
+/// worker that waited would stop reading its ring, and the kernel would
+/// drop packets instead, which costs more and says less.
+struct RecordOutbox {
+    backlog: std::collections::VecDeque<Vec<Record>>,
+    max_backlog: usize,
+    block: bool,
+    /// Records dropped so far.
+    dropped: u64,
+}
+
+impl RecordOutbox {
+    fn new(max_backlog: usize, block: bool) -> Self {
+        RecordOutbox {
+            backlog: std::collections::VecDeque::with_capacity(max_backlog.min(4096)),
+            max_backlog: max_backlog.max(1),
+            block,
+            dropped: 0,
+        }
+    }
+
+    /// Queues `batch` (if not empty) and sends what the collector takes.
+    /// Returns the records dropped by this call.
+    fn send(&mut self, batch: Vec<Record>, to: &Sender<Vec<Record>>) -> u64 {
+        let before = self.dropped;
+        if !batch.is_empty() {
             self.backlog.push_back(batch);
         }
         while let Some(b) = self.backlog.pop_front() {
-            let _ = self.records.send(b);
+            match to.try_send(b) {
+                Ok(()) => {}
+                Err(TrySendError::Full(b)) => {
+                    if self.block {
+                        if let Err(e) = to.send(b) {
+                            self.dropped += e.0.len() as u64;
+                        }
+                        continue;
+                    }
+                    self.backlog.push_front(b);
+                    break;
+                }
+                // The collector is gone (it panicked); the run reports it.
+                Err(TrySendError::Disconnected(b)) => self.dropped += b.len() as u64,
+            }
         }
+        while self.backlog.len() > self.max_backlog {
+            if let Some(b) = self.backlog.pop_front() {
+                self.dropped += b.len() as u64;
+            }
+        }
+        self.dropped - before
+    }
+
+    /// Sends everything, waiting as long as the collector needs.
+    fn flush(&mut self, batch: Vec<Record>, to: &Sender<Vec<Record>>) {
+        if !batch.is_empty() {
+            self.backlog.push_back(batch);
+        }
+        while let Some(b) = self.backlog.pop_front() {
+            if let Err(e) = to.send(b) {
+                self.dropped += e.0.len() as u64;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mailtap_core::record::WeirdRecord;
+
+    fn batch(n: usize) -> Vec<Record> {
+        (0..n)
+            .map(|i| {
+                Record::Weird(Box::new(WeirdRecord {
+                    ts: Timestamp::from_secs_nanos(i as i64, 0),
+                    uid: None,
+                    id: None,
+                    name: "test",
+                    addl: None,
+                    source: None,
+                }))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn outbox_keeps_a_bounded_backlog_then_drops_the_oldest() {
+        let (tx, rx) = bounded::<Vec<Record>>(1);
+        let mut o = RecordOutbox::new(2, false);
+        assert_eq!(o.send(batch(3), &tx), 0); // into the channel
+        assert_eq!(o.send(batch(4), &tx), 0); // backlog 1
+        assert_eq!(o.send(batch(5), &tx), 0); // backlog 2
+        assert_eq!(o.send(batch(6), &tx), 4, "the oldest waiting batch goes");
+        assert_eq!(o.dropped, 4);
+        // The collector catches up: the backlog drains in order.
+        assert_eq!(rx.recv().unwrap().len(), 3);
+        assert_eq!(o.send(Vec::new(), &tx), 0);
+        assert_eq!(rx.recv().unwrap().len(), 5);
+        drop(rx);
+        // Shutdown after the collector is gone counts what could not go.
+        o.flush(batch(1), &tx);
+        assert_eq!(o.dropped, 4 + 6 + 1);
+    }
+
+    #[test]
+    fn outbox_flush_waits_and_loses_nothing() {
+        let (tx, rx) = bounded::<Vec<Record>>(1);
+        let mut o = RecordOutbox::new(1, false);
+        o.send(batch(2), &tx);
+        o.send(batch(3), &tx);
+        let reader = std::thread::spawn(move || rx.iter().map(|b| b.len()).collect::<Vec<_>>());
+        o.flush(batch(4), &tx);
+        drop(tx);
+        assert_eq!(reader.join().unwrap(), vec![2, 3, 4]);
+        assert_eq!(o.dropped, 0);
+    }
+
+    #[test]
+    fn outbox_block_policy_waits_instead_of_dropping() {
+        let (tx, rx) = bounded::<Vec<Record>>(1);
+        let mut o = RecordOutbox::new(1, true);
+        let reader = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            rx.iter().map(|b| b.len()).sum::<usize>()
+        });
+        for n in 1..=5 {
+            assert_eq!(o.send(batch(n), &tx), 0);
+        }
+        drop(tx);
+        assert_eq!(reader.join().unwrap(), 15);
+        assert_eq!(o.dropped, 0);
     }
 }
