@@ -1,13 +1,14 @@
 //! Log files, the event stream file and the set of logs of one run.
 
 use crate::format::{format_event, format_zeek_close, format_zeek_header, json_row, zeek_row};
+use crate::rotate::{next_rotation, rename_rotated, PostRotate, RotationConfig, RotationStats};
 use crate::{LogFormat, LogLimits, Truncations};
 use mailtap_core::{EventRecord, FieldDef, Interval, Record, Timestamp, WeirdRecord, ZeekRecord};
 use std::collections::BTreeMap;
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 /// Bytes buffered before a write to the file.
 const BUFFER_BYTES: usize = 256 * 1024;
@@ -23,17 +24,36 @@ pub const WEIRD_CONTAINER_TRUNCATED: &str = "log_container_field_truncated";
 /// buffer). If writing the buffer fails the buffered bytes are dropped and
 /// the error returned, so a persistent error (disk full) cannot make the
 /// buffer grow without bound.
+///
+/// The sink counts the file's size (bytes written plus bytes buffered), so
+/// size rotation needs no `stat` per row.
 struct Sink {
     file: File,
     buf: Vec<u8>,
+    written: u64,
 }
 
 impl Sink {
-    fn create(path: &Path) -> io::Result<Sink> {
+    /// Creates (truncates) the file, or with `append` opens it for
+    /// appending (creating it if missing; its current length counts).
+    fn open(path: &Path, append: bool) -> io::Result<Sink> {
+        let (file, written) = if append {
+            let f = OpenOptions::new().create(true).append(true).open(path)?;
+            let len = f.metadata()?.len();
+            (f, len)
+        } else {
+            (File::create(path)?, 0)
+        };
         Ok(Sink {
-            file: File::create(path)?,
+            file,
             buf: Vec::with_capacity(BUFFER_BYTES + 8192),
+            written,
         })
+    }
+
+    /// Bytes in the file once the buffer is written out.
+    fn size(&self) -> u64 {
+        self.written + self.buf.len() as u64
     }
 
     fn maybe_write_out(&mut self) -> io::Result<()> {
@@ -49,8 +69,28 @@ impl Sink {
             return Ok(());
         }
         let r = self.file.write_all(&self.buf);
+        if r.is_ok() {
+            self.written += self.buf.len() as u64;
+        }
         self.buf.clear();
         r
+    }
+}
+
+/// Times of the file currently open for a log or the event stream.
+#[derive(Clone, Copy, Default)]
+struct Opened {
+    /// When the current file got its first row (its `#open`); `None`
+    /// while it has none.
+    open_time: Option<SystemTime>,
+    /// When interval rotation of the current file is due.
+    due: Option<SystemTime>,
+}
+
+impl Opened {
+    fn start(&mut self, now: SystemTime, interval: Option<Duration>) {
+        self.open_time = Some(now);
+        self.due = interval.and_then(|i| next_rotation(now, i));
     }
 }
 
@@ -60,6 +100,11 @@ impl Sink {
 /// (schema = the first record's [`ZeekRecord::fields`]; later rows are held
 /// to that column count) and `#close` by [`LogFile::finish`]. A `LogFile`
 /// dropped without `finish` writes out its buffer but no `#close`.
+///
+/// Within a [`LogSet`] a log file can be closed and opened again
+/// (rotation, reopen): the first file of a run is created (truncated),
+/// every later one is opened for appending, so a file that is still at the
+/// name is never truncated.
 pub struct LogFile {
     file_path: PathBuf,
     path_name: String,
@@ -68,6 +113,10 @@ pub struct LogFile {
     schema: &'static [FieldDef],
     sink: Option<Sink>,
     rows: u64,
+    /// A file was opened before: open the next one for appending.
+    append: bool,
+    opened: Opened,
+    interval: Option<Duration>,
 }
 
 impl LogFile {
@@ -81,22 +130,33 @@ impl LogFile {
             schema: &[],
             sink: None,
             rows: 0,
+            append: false,
+            opened: Opened::default(),
+            interval: None,
         }
     }
 
     /// Formats and buffers one row (creating the file and writing the header
     /// first if this is the first row). Returns which limits cut something.
     pub fn write(&mut self, rec: &dyn ZeekRecord) -> io::Result<Truncations> {
+        self.write_opt(rec, None)
+    }
+
+    /// [`write`](Self::write); a file opened for this row is opened at
+    /// `now` (`SystemTime::now()` if `None`, read only then).
+    fn write_opt(
+        &mut self,
+        rec: &dyn ZeekRecord,
+        now: Option<SystemTime>,
+    ) -> io::Result<Truncations> {
         if self.sink.is_none() {
-            let mut sink = Sink::create(&self.file_path)?;
+            let mut sink = Sink::open(&self.file_path, self.append)?;
+            self.append = true;
+            let now = now.unwrap_or_else(SystemTime::now);
+            self.opened.start(now, self.interval);
             self.schema = rec.fields();
             if self.format == LogFormat::Zeek {
-                format_zeek_header(
-                    &self.path_name,
-                    self.schema,
-                    SystemTime::now(),
-                    &mut sink.buf,
-                );
+                format_zeek_header(&self.path_name, self.schema, now, &mut sink.buf);
             }
             self.sink = Some(sink);
         }
@@ -123,18 +183,29 @@ impl LogFile {
     /// Writes `#close` (Zeek format, only if the file exists) and the
     /// buffer. Does not fsync.
     pub fn finish(mut self) -> io::Result<()> {
-        self.finish_inner()
+        self.close_at(SystemTime::now()).map(|_| ())
     }
 
-    fn finish_inner(&mut self) -> io::Result<()> {
+    /// Closes the current file if one is open: `#close` at `now` (Zeek
+    /// format), buffer written out, file closed. Returns its open time.
+    /// If writing fails the file is closed all the same (without a
+    /// complete `#close`) and the error returned.
+    fn close_at(&mut self, now: SystemTime) -> io::Result<Option<SystemTime>> {
         let Some(mut sink) = self.sink.take() else {
-            return Ok(());
+            return Ok(None);
         };
+        let opened = std::mem::take(&mut self.opened);
         if self.format == LogFormat::Zeek {
-            format_zeek_close(SystemTime::now(), &mut sink.buf);
+            format_zeek_close(now, &mut sink.buf);
         }
         sink.write_out()?;
-        sink.file.flush()
+        sink.file.flush()?;
+        Ok(opened.open_time)
+    }
+
+    /// Bytes in the current file (0 if none is open).
+    fn size(&self) -> u64 {
+        self.sink.as_ref().map_or(0, Sink::size)
     }
 
     /// Rows written so far.
@@ -163,29 +234,64 @@ impl Drop for LogFile {
 
 /// The JSON event stream (one [`format_event`] line per event). Unlike a
 /// log, the file is created when the `EventFile` is opened, so users see it
-/// (possibly empty) as soon as the run starts.
+/// (possibly empty) as soon as the run starts. Within a [`LogSet`] that
+/// rotates, files after the first are opened (for appending) with their
+/// first event, like logs.
 pub struct EventFile {
+    path: PathBuf,
     sink: Option<Sink>,
     events: u64,
+    opened: Opened,
+    interval: Option<Duration>,
 }
 
 impl EventFile {
     /// Creates (truncates) the file at `path`.
     pub fn create(path: &Path) -> io::Result<Self> {
         Ok(EventFile {
-            sink: Some(Sink::create(path)?),
+            path: path.to_owned(),
+            sink: Some(Sink::open(path, false)?),
             events: 0,
+            opened: Opened::default(),
+            interval: None,
         })
     }
 
     /// Formats and buffers one event.
     pub fn write(&mut self, ev: &EventRecord) -> io::Result<()> {
+        self.write_opt(ev, None)
+    }
+
+    fn write_opt(&mut self, ev: &EventRecord, now: Option<SystemTime>) -> io::Result<()> {
+        if self.sink.is_none() {
+            self.sink = Some(Sink::open(&self.path, true)?);
+        }
+        if self.opened.open_time.is_none() {
+            self.opened
+                .start(now.unwrap_or_else(SystemTime::now), self.interval);
+        }
         let Some(sink) = self.sink.as_mut() else {
             return Ok(());
         };
         format_event(ev, &mut sink.buf);
         self.events += 1;
         sink.maybe_write_out()
+    }
+
+    /// Closes the current file if one is open; returns the time of its
+    /// first event (`None` if it has none).
+    fn close(&mut self) -> io::Result<Option<SystemTime>> {
+        let Some(mut sink) = self.sink.take() else {
+            return Ok(None);
+        };
+        let opened = std::mem::take(&mut self.opened);
+        sink.write_out()?;
+        sink.file.flush()?;
+        Ok(opened.open_time)
+    }
+
+    fn size(&self) -> u64 {
+        self.sink.as_ref().map_or(0, Sink::size)
     }
 
     /// Writes buffered events to the file.
@@ -229,15 +335,26 @@ pub struct LogStats {
     pub events_dropped: u64,
     /// `log_*_field_truncated` weirds written to weird.log.
     pub truncation_weirds: u64,
+    /// What rotation did, including the renames at finish and the
+    /// post-rotation commands that ended before finish returned.
+    pub rotation: RotationStats,
+    /// Rotation failure messages not yet taken with
+    /// [`LogSet::take_rotation_errors`] (for the caller to log).
+    pub rotation_errors: Vec<String>,
 }
 
 /// Zeek suppresses a repeat of a connection-less weird of the same name for
 /// 10 minutes (`Weird::weird_ignore`, `&create_expire=10min`).
 const WEIRD_REPEAT_SUPPRESS: Interval = Interval(600 * 1_000_000_000);
 
+/// How long [`LogSet::finish`] waits for post-rotation commands still
+/// running; later ones run on but are not in the stats.
+pub const POST_ROTATE_FINISH_WAIT: Duration = Duration::from_secs(5);
+
 /// All logs of one run: routes each [`Record`] to its [`LogFile`] (created
 /// on first use, by path), events to the [`EventFile`] if there is one, and
-/// turns log-limit truncations into weirds in weird.log.
+/// turns log-limit truncations into weirds in weird.log. Rotates the files
+/// as its [`RotationConfig`] says (see the crate documentation).
 ///
 /// Truncation weirds follow Zeek: no uid/connection, addl `<PATH>::LOG`
 /// (path upper-cased, e.g. `SMTP::LOG`), no source, and a given name is
@@ -255,19 +372,40 @@ pub struct LogSet {
     last_string_weird: Option<Timestamp>,
     last_container_weird: Option<Timestamp>,
     truncation_weirds: u64,
+    rotation: RotationConfig,
+    post: PostRotate,
 }
 
 impl LogSet {
     /// Logs go to `dir` (which must exist); the event stream, if `events` is
-    /// given, is created at that path now.
+    /// given, is created at that path now. No rotation.
     pub fn new(
         dir: &Path,
         format: LogFormat,
         limits: LogLimits,
         events: Option<&Path>,
     ) -> io::Result<Self> {
+        Self::with_rotation(dir, format, limits, events, RotationConfig::default())
+    }
+
+    /// [`new`](Self::new) with rotation. An invalid `rotation`
+    /// ([`RotationConfig::validate`]) is an `InvalidInput` error.
+    pub fn with_rotation(
+        dir: &Path,
+        format: LogFormat,
+        limits: LogLimits,
+        events: Option<&Path>,
+        rotation: RotationConfig,
+    ) -> io::Result<Self> {
+        rotation
+            .validate()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let events = match events {
-            Some(p) => Some(EventFile::create(p)?),
+            Some(p) => {
+                let mut f = EventFile::create(p)?;
+                f.interval = rotation.interval;
+                Some(f)
+            }
             None => None,
         };
         Ok(LogSet {
@@ -281,11 +419,25 @@ impl LogSet {
             last_string_weird: None,
             last_container_weird: None,
             truncation_weirds: 0,
+            rotation,
+            post: PostRotate::default(),
         })
     }
 
-    /// Writes one record where it belongs.
+    /// Writes one record where it belongs. A file opened for it gets the
+    /// current wall-clock time as its open time.
     pub fn write(&mut self, rec: &Record) -> io::Result<()> {
+        self.write_opt(rec, None)
+    }
+
+    /// [`write`](Self::write) on a given clock: `now` is the open time of
+    /// a file opened for this record and the close time of a file rotated
+    /// by size after it. For tests and callers with their own clock.
+    pub fn write_at(&mut self, rec: &Record, now: SystemTime) -> io::Result<()> {
+        self.write_opt(rec, Some(now))
+    }
+
+    fn write_opt(&mut self, rec: &Record, now: Option<SystemTime>) -> io::Result<()> {
         let ts = match rec {
             Record::Conn(r) => r.ts,
             Record::Smtp(r) => r.ts,
@@ -304,63 +456,91 @@ impl LogSet {
         match rec {
             Record::Event(ev) => {
                 match self.events.as_mut() {
-                    Some(f) => f.write(ev)?,
+                    Some(f) => {
+                        f.write_opt(ev, now)?;
+                        if let Some(max) = self.rotation.max_bytes {
+                            if f.size() > max {
+                                self.rotate_events(now.unwrap_or_else(SystemTime::now))?;
+                            }
+                        }
+                    }
                     None => self.events_dropped += 1,
                 }
                 Ok(())
             }
-            Record::Conn(r) => self.write_log(&**r),
-            Record::Smtp(r) => self.write_log(&**r),
-            Record::Weird(r) => self.write_log(&**r),
-            Record::Pop3(r) => self.write_log(&**r),
-            Record::File(r) => self.write_log(&**r),
+            Record::Conn(r) => self.write_log(&**r, now),
+            Record::Smtp(r) => self.write_log(&**r, now),
+            Record::Weird(r) => self.write_log(&**r, now),
+            Record::Pop3(r) => self.write_log(&**r, now),
+            Record::File(r) => self.write_log(&**r, now),
             Record::EmailData(_) | Record::EmailMeta(_) => Ok(()),
         }
     }
 
-    fn log_file(&mut self, path: &'static str) -> &mut LogFile {
-        let idx = match self.logs.iter().position(|(p, _)| *p == path) {
+    fn log_index(&mut self, path: &'static str) -> usize {
+        match self.logs.iter().position(|(p, _)| *p == path) {
             Some(i) => i,
             None => {
-                self.logs.push((
-                    path,
-                    LogFile::new(&self.dir, path, self.format, self.limits),
-                ));
+                let mut f = LogFile::new(&self.dir, path, self.format, self.limits);
+                f.interval = self.rotation.interval;
+                self.logs.push((path, f));
                 self.logs.len() - 1
             }
-        };
-        &mut self.logs[idx].1
+        }
     }
 
-    fn write_log(&mut self, rec: &dyn ZeekRecord) -> io::Result<()> {
+    /// Writes a row to its log and rotates that log if the row took it
+    /// past `max_bytes`.
+    fn write_row(
+        &mut self,
+        rec: &dyn ZeekRecord,
+        now: Option<SystemTime>,
+    ) -> io::Result<Truncations> {
+        let idx = self.log_index(rec.path());
+        let f = &mut self.logs[idx].1;
+        let t = f.write_opt(rec, now)?;
+        if let Some(max) = self.rotation.max_bytes {
+            if f.size() > max {
+                self.rotate_log(idx, now.unwrap_or_else(SystemTime::now))?;
+            }
+        }
+        Ok(t)
+    }
+
+    fn write_log(&mut self, rec: &dyn ZeekRecord, now: Option<SystemTime>) -> io::Result<()> {
         let path = rec.path();
-        let t = self.log_file(path).write(rec)?;
+        let t = self.write_row(rec, now)?;
         if t.string {
-            self.truncation_weird(WEIRD_STRING_TRUNCATED, path)?;
+            self.truncation_weird(WEIRD_STRING_TRUNCATED, path, now)?;
         }
         if t.container {
-            self.truncation_weird(WEIRD_CONTAINER_TRUNCATED, path)?;
+            self.truncation_weird(WEIRD_CONTAINER_TRUNCATED, path, now)?;
         }
         Ok(())
     }
 
-    fn truncation_weird(&mut self, name: &'static str, path: &str) -> io::Result<()> {
-        let now = self.network_time.unwrap_or(Timestamp::ZERO);
+    fn truncation_weird(
+        &mut self,
+        name: &'static str,
+        path: &str,
+        now: Option<SystemTime>,
+    ) -> io::Result<()> {
+        let ts = self.network_time.unwrap_or(Timestamp::ZERO);
         let last = if name == WEIRD_STRING_TRUNCATED {
             &mut self.last_string_weird
         } else {
             &mut self.last_container_weird
         };
         if let Some(prev) = *last {
-            if now.since(prev) < WEIRD_REPEAT_SUPPRESS {
+            if ts.since(prev) < WEIRD_REPEAT_SUPPRESS {
                 return Ok(());
             }
         }
-        *last = Some(now);
+        *last = Some(ts);
         let mut addl = path.to_ascii_uppercase().into_bytes();
         addl.extend_from_slice(b"::LOG");
         let w = WeirdRecord {
-            ts: now,
+            ts,
             uid: None,
             id: None,
             name,
@@ -368,9 +548,100 @@ impl LogSet {
             source: None,
         };
         // Truncations of this row itself are not reported (no recursion).
-        self.log_file(w.path()).write(&w)?;
+        self.write_row(&w, now)?;
         self.truncation_weirds += 1;
         Ok(())
+    }
+
+    /// Closes log `idx` at `now` and renames it to its rotated name, then
+    /// starts the post-rotation command. Nothing happens if it is not open.
+    fn rotate_log(&mut self, idx: usize, now: SystemTime) -> io::Result<()> {
+        let f = &mut self.logs[idx].1;
+        match f.close_at(now)? {
+            Some(open) => self.rotated(&self.logs[idx].1.file_path.clone(), open, now),
+            None => Ok(()),
+        }
+    }
+
+    /// The event stream's [`rotate_log`](Self::rotate_log). An open file
+    /// without events is neither closed nor renamed.
+    fn rotate_events(&mut self, now: SystemTime) -> io::Result<()> {
+        let Some(f) = self.events.as_mut() else {
+            return Ok(());
+        };
+        if f.opened.open_time.is_none() {
+            return Ok(());
+        }
+        match f.close()? {
+            Some(open) => {
+                let path = f.path.clone();
+                self.rotated(&path, open, now)
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// A closed file at `path` (opened at `open`, closed at `close`) goes
+    /// to its rotated name; then the post-rotation command starts.
+    fn rotated(&mut self, path: &Path, open: SystemTime, close: SystemTime) -> io::Result<()> {
+        let to = rename_rotated(path, open, close)?;
+        self.post.stats.files_rotated += 1;
+        // Reaping here too bounds the zombies when tick is not called.
+        self.post.reap();
+        if let Some(cmd) = self.rotation.post_rotate.as_deref() {
+            self.post.spawn(cmd, &to);
+        }
+        Ok(())
+    }
+
+    /// Interval rotation on the caller's clock: every file whose rotation
+    /// time has come (`now` at or past it) is closed at `now` and renamed.
+    /// Also reaps finished post-rotation commands. Cheap when nothing is
+    /// due (a comparison per log). Every due file is handled even if one
+    /// fails; the first error is returned.
+    pub fn tick(&mut self, now: SystemTime) -> io::Result<()> {
+        self.post.reap();
+        if self.rotation.interval.is_none() {
+            return Ok(());
+        }
+        let mut res = Ok(());
+        for idx in 0..self.logs.len() {
+            if self.logs[idx].1.opened.due.is_some_and(|d| now >= d) {
+                keep_first_err(&mut res, self.rotate_log(idx, now));
+            }
+        }
+        let events_due = self
+            .events
+            .as_ref()
+            .and_then(|e| e.opened.due)
+            .is_some_and(|d| now >= d);
+        if events_due {
+            keep_first_err(&mut res, self.rotate_events(now));
+        }
+        res
+    }
+
+    /// What SIGHUP does: closes every open file (`#close` in the Zeek
+    /// format) without renaming it; the next row (event) opens a new file
+    /// at the same name, with a fresh header. Meant for logrotate, which
+    /// has moved the files away already; a file still at the name is
+    /// appended to, not truncated. Every file is closed even if one fails;
+    /// the first error is returned.
+    pub fn reopen(&mut self) -> io::Result<()> {
+        self.reopen_at(SystemTime::now())
+    }
+
+    /// [`reopen`](Self::reopen) with `now` as the `#close` time.
+    pub fn reopen_at(&mut self, now: SystemTime) -> io::Result<()> {
+        self.post.reap();
+        let mut res = Ok(());
+        for (_, f) in &mut self.logs {
+            keep_first_err(&mut res, f.close_at(now).map(|_| ()));
+        }
+        if let Some(e) = self.events.as_mut() {
+            keep_first_err(&mut res, e.close().map(|_| ()));
+        }
+        res
     }
 
     /// Writes all buffered rows and events to their files.
@@ -393,23 +664,66 @@ impl LogSet {
             .map_or(0, |(_, f)| f.rows())
     }
 
-    /// Finishes every log (`#close`) and the event stream. All files are
+    /// What rotation did so far. Post-rotation commands are accounted
+    /// when reaped, i.e. by the next [`tick`](Self::tick) (or rotation)
+    /// after they end.
+    pub fn rotation_stats(&self) -> RotationStats {
+        self.post.stats
+    }
+
+    /// Failure messages of rotation (post-rotation commands that could not
+    /// start or failed) since the last call, for the caller to log. At most
+    /// 100 are kept between calls; all are counted in
+    /// [`rotation_stats`](Self::rotation_stats).
+    pub fn take_rotation_errors(&mut self) -> Vec<String> {
+        self.post.take_errors()
+    }
+
+    /// Post-rotation commands started and not yet reaped.
+    pub fn post_rotate_running(&self) -> usize {
+        self.post.running()
+    }
+
+    /// Finishes every log (`#close`) and the event stream. With rotation
+    /// configured the closed files are also renamed to their rotated names
+    /// (close time = now) and the post-rotation command runs for them, as
+    /// Zeek does at termination; then finish waits up to
+    /// [`POST_ROTATE_FINISH_WAIT`] for running commands. All files are
     /// finished even if one fails; the first error is returned.
     pub fn finish(self) -> io::Result<LogStats> {
+        self.finish_at(SystemTime::now())
+    }
+
+    /// [`finish`](Self::finish) with `now` as the close time.
+    pub fn finish_at(mut self, now: SystemTime) -> io::Result<LogStats> {
         let mut stats = LogStats {
             events: self.events.as_ref().map_or(0, EventFile::events),
             events_dropped: self.events_dropped,
             truncation_weirds: self.truncation_weirds,
             ..LogStats::default()
         };
+        let rotate = self.rotation.enabled();
         let mut res = Ok(());
-        for (path, f) in self.logs {
+        for idx in 0..self.logs.len() {
+            let (path, ref f) = self.logs[idx];
             stats.rows.insert(path, f.rows());
-            keep_first_err(&mut res, f.finish());
+            if rotate {
+                keep_first_err(&mut res, self.rotate_log(idx, now));
+            } else {
+                keep_first_err(&mut res, self.logs[idx].1.close_at(now).map(|_| ()));
+            }
         }
-        if let Some(e) = self.events {
-            keep_first_err(&mut res, e.finish());
+        if rotate {
+            keep_first_err(&mut res, self.rotate_events(now));
         }
+        if let Some(e) = self.events.as_mut() {
+            keep_first_err(&mut res, e.close().map(|_| ()));
+        }
+        if self.post.running() > 0 {
+            self.post.wait_all(POST_ROTATE_FINISH_WAIT);
+        }
+        stats.rotation = self.post.stats;
+        stats.rotation_errors = self.post.take_errors();
         res.map(|()| stats)
     }
 }

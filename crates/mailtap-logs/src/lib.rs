@@ -11,21 +11,79 @@
 //!
 //! `#open`/`#close` carry local wall-clock time (`localtime_r`, honouring
 //! `TZ`), falling back to UTC where local time is unavailable.
+//!
+//! # Rotation
+//!
+//! [`LogSet::with_rotation`] rotates the logs and the event stream as its
+//! [`RotationConfig`] says ([`LogSet::new`] does not rotate):
+//!
+//! - **Names** are Zeek's: `<dir>/<path>.<open>_<close>.log`, e.g.
+//!   `smtp.2026-11-23-13-00-05_2026-11-23-14-00-00.log`; the event stream
+//!   `events.jsonl` becomes `events.<open>_<close>.jsonl` beside it. Times
+//!   are `%Y-%m-%d-%H-%M-%S` (Zeek's `Log::default_rotation_date_format`)
+//!   in **local time**, like `#open`/`#close` (Zeek uses local time; with
+//!   `TZ` unset or UTC, as on the sensors, that is UTC). `<open>` is the
+//!   file's `#open` time (its first row: files are opened lazily), `<close>`
+//!   its `#close` time (when it was rotated). If the name exists, `-1`,
+//!   `-2`... go before the extension; nothing is ever replaced (atomic
+//!   `renameat2(RENAME_NOREPLACE)` on Linux).
+//! - **Rotating** a file: `#close` (Zeek format), buffer written out, file
+//!   closed, then renamed, then the post-rotation command started. The
+//!   next row opens a new file at the plain name with a fresh header.
+//! - **By interval** ([`LogSet::tick`], on the caller's wall clock, also
+//!   when no rows come): at multiples of the interval counted from local
+//!   midnight (Zeek's `calc_next_rotate` with base time 0:00; hourly = on
+//!   the hour), computed when a file is opened. A file is rotated by the
+//!   first `tick(now)` at or after that time and closed at `now`. Rows
+//!   written between the boundary and that tick still go to the old file.
+//!   An interval without rows leaves no file.
+//! - **By size**: after a row that takes a file past `max_bytes` (header
+//!   included), the file is rotated; a row is never split, so a file can
+//!   exceed `max_bytes` by up to one row (plus `#close`). Sizes are
+//!   counted, not `stat`ed.
+//! - **Post-rotation command**: `sh -c '<post_rotate>' mailtap-post-rotate
+//!   <rotated path>`, i.e. the rotated file is `$1`; stdin is /dev/null,
+//!   stdout goes to mailtap's stderr. It runs in the background; finished
+//!   commands are reaped by [`LogSet::tick`] (and at each rotation), and
+//!   counted in [`RotationStats`]: started, and failed (could not start,
+//!   non-zero exit, signal). Failure messages are kept for the caller to
+//!   log ([`LogSet::take_rotation_errors`]; this crate does not log).
+//! - **Reopen** ([`LogSet::reopen`], what SIGHUP does for logrotate):
+//!   every open file is closed (`#close`) without renaming; the next row
+//!   (event) opens a new file at the same name. A file still at the name
+//!   is appended to (new header block), never truncated; so is every file
+//!   opened after the first one of a run.
+//! - **Finish**: every file is closed (`#close`). With rotation configured
+//!   (interval or size) the final files are then renamed with their
+//!   open/close times and the command run for them, as Zeek does at
+//!   termination; finish waits up to [`POST_ROTATE_FINISH_WAIT`] for running
+//!   commands so the stats are complete. Without rotation the files keep
+//!   their plain names.
+//! - The event stream file is created at start even without events (as
+//!   before). A stream file with no events is not rotated (neither by
+//!   interval nor at finish); after a rotation or reopen the next one is
+//!   opened with the next event.
 
 mod escape;
 mod file;
 mod format;
+mod rotate;
 mod values;
 
 #[cfg(test)]
 mod tests;
 
+#[cfg(test)]
+mod rotate_tests;
+
 pub use file::{
-    EventFile, LogFile, LogSet, LogStats, WEIRD_CONTAINER_TRUNCATED, WEIRD_STRING_TRUNCATED,
+    EventFile, LogFile, LogSet, LogStats, POST_ROTATE_FINISH_WAIT, WEIRD_CONTAINER_TRUNCATED,
+    WEIRD_STRING_TRUNCATED,
 };
 pub use format::{
     format_event, format_json_row, format_zeek_close, format_zeek_header, format_zeek_row,
 };
+pub use rotate::{RotationConfig, RotationStats, MIN_ROTATE_MAX_BYTES};
 
 /// Output format of the logs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

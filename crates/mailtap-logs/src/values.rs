@@ -128,6 +128,40 @@ fn local_civil(_secs: i64) -> Option<(i64, u32, u32, u32, u32, u32)> {
     None
 }
 
+/// The Unix time of local midnight starting the day of `secs` (`mktime`
+/// of that day at 0:00, honouring DST); UTC midnight where the local time
+/// cannot be determined.
+pub(crate) fn local_start_of_day(secs: i64) -> i64 {
+    local_midnight(secs).unwrap_or_else(|| secs - secs.rem_euclid(86_400))
+}
+
+#[cfg(unix)]
+fn local_midnight(secs: i64) -> Option<i64> {
+    // Makes sure tzset ran (local_civil does it once).
+    local_civil(secs)?;
+    let t = libc::time_t::try_from(secs).ok()?;
+    // SAFETY: as in local_civil; mktime only reads and normalises tm.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    if unsafe { libc::localtime_r(&t, &mut tm) }.is_null() {
+        return None;
+    }
+    tm.tm_hour = 0;
+    tm.tm_min = 0;
+    tm.tm_sec = 0;
+    tm.tm_isdst = -1;
+    let m = unsafe { libc::mktime(&mut tm) };
+    if m == -1 {
+        return None;
+    }
+    #[allow(clippy::useless_conversion)] // time_t is not i64 everywhere
+    Some(i64::from(m))
+}
+
+#[cfg(not(unix))]
+fn local_midnight(_secs: i64) -> Option<i64> {
+    None
+}
+
 /// UTC calendar fields of a Unix time (Howard Hinnant's civil_from_days).
 pub(crate) fn utc_civil(secs: i64) -> (i64, u32, u32, u32, u32, u32) {
     let days = secs.div_euclid(86_400);
