@@ -156,6 +156,11 @@ struct LiveArgs {
     /// Seconds between stats (log line and stats.log row).
     #[arg(long, default_value_t = 10.0)]
     stats_interval: f64,
+    /// Serve Prometheus metrics (per-queue and per-shard counters, records
+    /// by type, collector queue depth, latency summaries) on this address,
+    /// e.g. 127.0.0.1:9977.
+    #[arg(long)]
+    metrics_listen: Option<String>,
     #[command(flatten)]
     output: OutputArgs,
 }
@@ -471,6 +476,7 @@ fn cmd_live(a: LiveArgs) -> Result<i32> {
     live.handoff_buffer_bytes = cfg.live.handoff_buffer_bytes;
     live.handoff_buffers = cfg.live.handoff_buffers;
     live.record_backlog = cfg.live.record_backlog;
+    live.metrics_listen = a.metrics_listen.clone();
     live.block_on_collector = cfg.live.block_on_collector()?;
     if let Some(d) = a.duration {
         if !(d.is_finite() && d > 0.0 && d <= 1e9) {

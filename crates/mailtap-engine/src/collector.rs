@@ -4,10 +4,13 @@
 use crate::config::EngineConfig;
 use crate::summary::{EngineError, Summary};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
+use hdrhistogram::Histogram;
 use mailtap_core::Record;
 use mailtap_extract::{AceCounters, AceSink, ExtractCounters, ExtractSink};
 use mailtap_logs::LogSet;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -15,10 +18,71 @@ use std::time::{Duration, Instant};
 /// slowly (a live sensor at night): `tail -f` sees rows within this.
 const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
+/// Records on their way to the collector, with the time the shard sent
+/// them (for the emitted-to-written latency).
+pub(crate) struct RecordBatch {
+    pub(crate) emitted: Instant,
+    pub(crate) records: Vec<Record>,
+}
+
+impl RecordBatch {
+    pub(crate) fn now(records: Vec<Record>) -> Self {
+        RecordBatch {
+            emitted: Instant::now(),
+            records,
+        }
+    }
+}
+
+/// What the collector has written so far, for metrics (relaxed atomics;
+/// only the collector writes them).
+pub(crate) struct CollectorStats {
+    /// Records by kind, in [`RECORD_KINDS`] order.
+    pub(crate) records: [AtomicU64; RECORD_KINDS.len()],
+    pub(crate) batches: AtomicU64,
+    /// Microseconds from a shard sending a batch to the collector having
+    /// written it to every sink.
+    pub(crate) write_latency_us: Mutex<Histogram<u64>>,
+    /// The channel, to report its depth.
+    pub(crate) queue: Receiver<RecordBatch>,
+    pub(crate) capacity: usize,
+}
+
+/// Record kinds as metrics label them.
+pub(crate) const RECORD_KINDS: [&str; 8] = [
+    "conn",
+    "smtp",
+    "weird",
+    "event",
+    "pop3",
+    "files",
+    "email_data",
+    "email_meta",
+];
+
+fn kind_index(r: &Record) -> usize {
+    match r {
+        Record::Conn(_) => 0,
+        Record::Smtp(_) => 1,
+        Record::Weird(_) => 2,
+        Record::Event(_) => 3,
+        Record::Pop3(_) => 4,
+        Record::File(_) => 5,
+        Record::EmailData(_) => 6,
+        Record::EmailMeta(_) => 7,
+    }
+}
+
+/// A latency histogram in microseconds, 1 µs to 1 hour, 3 digits.
+pub(crate) fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds")
+}
+
 /// The running collector: send record batches to `tx`; drop every sender
 /// and `finish` to get what it wrote.
 pub(crate) struct Collector {
-    pub(crate) tx: Sender<Vec<Record>>,
+    pub(crate) tx: Sender<RecordBatch>,
+    pub(crate) stats: Arc<CollectorStats>,
     join: JoinHandle<Collected>,
 }
 
@@ -51,12 +115,20 @@ impl Collector {
             extract: extract.map(Slot::new),
             ace: ace.map(Slot::new),
         };
-        let (tx, rx) = bounded::<Vec<Record>>(capacity.max(1));
+        let (tx, rx) = bounded::<RecordBatch>(capacity.max(1));
+        let stats = Arc::new(CollectorStats {
+            records: Default::default(),
+            batches: AtomicU64::new(0),
+            write_latency_us: Mutex::new(latency_histogram()),
+            queue: rx.clone(),
+            capacity: capacity.max(1),
+        });
+        let st = stats.clone();
         let join = thread::Builder::new()
             .name("mailtap-collector".into())
-            .spawn(move || collect(sinks, rx))
+            .spawn(move || collect(sinks, rx, &st))
             .map_err(EngineError::Sink)?;
-        Ok(Collector { tx, join })
+        Ok(Collector { tx, stats, join })
     }
 
     /// Waits for the collector to drain (every other sender must be gone)
@@ -123,7 +195,7 @@ struct Collected {
 /// stream when there is one), the extraction sink and the ACE sink. A
 /// failing sink stops on its own; the channel is always drained so that
 /// shards never block on a dead sink.
-fn collect(mut sinks: Sinks, rx: Receiver<Vec<Record>>) -> Collected {
+fn collect(mut sinks: Sinks, rx: Receiver<RecordBatch>, stats: &CollectorStats) -> Collected {
     let mut log_error: Option<std::io::Error> = None;
     let mut last_flush = Instant::now();
     loop {
@@ -142,7 +214,9 @@ fn collect(mut sinks: Sinks, rx: Receiver<Vec<Record>>) -> Collected {
             }
         }
         let Some(batch) = batch else { continue };
-        for r in &batch {
+        let mut kinds = [0u64; RECORD_KINDS.len()];
+        for r in &batch.records {
+            kinds[kind_index(r)] += 1;
             if log_error.is_none() {
                 if let Err(e) = sinks.logs.write(r) {
                     tracing::error!("writing logs failed: {e}");
@@ -159,6 +233,16 @@ fn collect(mut sinks: Sinks, rx: Receiver<Vec<Record>>) -> Collected {
                     a.write("ACE transcripts (--ace-dir)", |s| s.write(r));
                 }
             }
+        }
+        for (a, n) in stats.records.iter().zip(kinds) {
+            if n > 0 {
+                a.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+        stats.batches.fetch_add(1, Ordering::Relaxed);
+        let us = batch.emitted.elapsed().as_micros().clamp(1, 3_600_000_000) as u64;
+        if let Ok(mut h) = stats.write_latency_us.lock() {
+            let _ = h.record(us);
         }
     }
     let mut sink_errors = Vec::new();

@@ -24,6 +24,7 @@ mod collector;
 mod config;
 mod factory;
 mod live;
+mod metrics;
 mod offline;
 mod shard;
 mod summary;

@@ -20,9 +20,10 @@
 //! finds none free is dropped and counted), record batches (a slow
 //! collector makes workers wait, and the kernel's ring drops are counted).
 
-use crate::collector::Collector;
+use crate::collector::{latency_histogram, Collector, RecordBatch};
 use crate::config::EngineConfig;
 use crate::factory::MailAnalyzers;
+use crate::metrics::{LiveMetrics, MetricsServer};
 use crate::shard::{process_packet, process_tcp};
 use crate::summary::{add_flow, add_output, EngineError, Summary};
 use crossbeam_channel::{bounded, Receiver, Sender, TryRecvError, TrySendError};
@@ -105,6 +106,8 @@ pub struct LiveConfig {
     pub handoff_buffer_bytes: usize,
     /// Handoff buffers each worker may have in flight.
     pub handoff_buffers: usize,
+    /// Serve Prometheus metrics on this address (`--metrics-listen`).
+    pub metrics_listen: Option<String>,
     /// Record batches a worker keeps when the collector is behind.
     pub record_backlog: usize,
     /// Wait for the collector instead of dropping past the backlog.
@@ -129,6 +132,7 @@ impl LiveConfig {
             batch_packets: 256,
             handoff_buffer_bytes: 256 << 10,
             handoff_buffers: 32,
+            metrics_listen: None,
             record_backlog: 256,
             block_on_collector: false,
         }
@@ -189,24 +193,24 @@ impl LiveSummary {
     }
 }
 
-/// Counters a worker publishes for the stats thread (relaxed atomics,
-/// each worker writes only its own).
+/// Counters a worker publishes for the stats thread and the metrics
+/// endpoint (relaxed atomics, each worker writes only its own).
 #[derive(Default)]
-struct SharedStats {
-    packets: AtomicU64,
-    bytes: AtomicU64,
-    kernel_drops: AtomicU64,
-    ring_full: AtomicU64,
-    handed_off: AtomicU64,
-    handoff_received: AtomicU64,
-    handoff_dropped: AtomicU64,
-    decode_errors: AtomicU64,
-    non_tcp: AtomicU64,
-    flows_active: AtomicU64,
-    flows_created: AtomicU64,
-    reassembly_bytes: AtomicU64,
-    events: AtomicU64,
-    records: AtomicU64,
+pub(crate) struct SharedStats {
+    pub(crate) packets: AtomicU64,
+    pub(crate) bytes: AtomicU64,
+    pub(crate) kernel_drops: AtomicU64,
+    pub(crate) ring_full: AtomicU64,
+    pub(crate) handed_off: AtomicU64,
+    pub(crate) handoff_received: AtomicU64,
+    pub(crate) handoff_dropped: AtomicU64,
+    pub(crate) decode_errors: AtomicU64,
+    pub(crate) non_tcp: AtomicU64,
+    pub(crate) flows_active: AtomicU64,
+    pub(crate) flows_created: AtomicU64,
+    pub(crate) reassembly_bytes: AtomicU64,
+    pub(crate) events: AtomicU64,
+    pub(crate) records: AtomicU64,
 }
 
 /// One receive queue, whichever the mechanism. One per worker, moved
@@ -421,6 +425,29 @@ pub fn run_live(
     let shard_cfg = cfg.shard_flow_config(n);
     let uids = UidGenerator::new(&cfg.uid_salt);
     let stats: Vec<Arc<SharedStats>> = (0..n).map(|_| Arc::new(SharedStats::default())).collect();
+    let emit_latency: Vec<_> = (0..n)
+        .map(|_| Arc::new(std::sync::Mutex::new(latency_histogram())))
+        .collect();
+    let metrics = match &live.metrics_listen {
+        Some(addr) => {
+            let m = Arc::new(LiveMetrics {
+                started,
+                capture: live.capture.name(),
+                queues: plans
+                    .iter()
+                    .zip(&stats)
+                    .map(|(p, s)| (p.interface.clone(), p.queue, s.clone()))
+                    .collect(),
+                emit_latency_us: emit_latency.clone(),
+                collector: collector.stats.clone(),
+            });
+            match MetricsServer::start(addr, m) {
+                Ok(s) => Some(s),
+                Err(e) => return (summary, Err(e)),
+            }
+        }
+        None => None,
+    };
     let worker_stop = Arc::new(AtomicBool::new(false));
     let mut handles = Vec::with_capacity(n);
     for (i, (source, rx)) in sources.into_iter().zip(inbox_rx).enumerate() {
@@ -456,6 +483,8 @@ pub fn run_live(
             records: collector.tx.clone(),
             records_out: RecordOutbox::new(live.record_backlog, live.block_on_collector),
             warned_drop: false,
+            pending_since: None,
+            emit_latency_us: emit_latency[i].clone(),
             stats: stats[i].clone(),
             local: Local::default(),
             decode_errors: BTreeMap::new(),
@@ -563,6 +592,9 @@ pub fn run_live(
         if let Err(e) = s.detach() {
             tracing::error!("detaching the XDP program: {e}");
         }
+    }
+    if let Some(m) = metrics {
+        m.stop();
     }
     collector.finish(&mut engine, &mut result);
     engine.elapsed = started.elapsed();
@@ -839,9 +871,13 @@ struct Worker {
     allocated: usize,
     max_buffers: usize,
     buffer_bytes: usize,
-    records: Sender<Vec<Record>>,
+    records: Sender<RecordBatch>,
     records_out: RecordOutbox,
     warned_drop: bool,
+    /// When the oldest record not yet sent to the collector was made.
+    pending_since: Option<Instant>,
+    /// Microseconds from a record's receive batch to its hand-over.
+    emit_latency_us: Arc<std::sync::Mutex<hdrhistogram::Histogram<u64>>>,
     stats: Arc<SharedStats>,
     local: Local,
     decode_errors: BTreeMap<&'static str, u64>,
@@ -878,6 +914,9 @@ impl Worker {
             }
             self.send_outboxes();
             self.drain_inbox();
+            if self.pending_since.is_none() && !self.out.records.is_empty() {
+                self.pending_since = Some(Instant::now());
+            }
             if self.out.records.len() >= RECORD_BATCH {
                 self.send_records();
             }
@@ -1152,6 +1191,12 @@ impl Worker {
     }
 
     fn send_records(&mut self) {
+        if let Some(t) = self.pending_since.take() {
+            let us = t.elapsed().as_micros().clamp(1, 3_600_000_000) as u64;
+            if let Ok(mut h) = self.emit_latency_us.lock() {
+                let _ = h.record(us);
+            }
+        }
         let batch = self.out.take();
         if self.records_out.send(batch, &self.records) > 0 && !self.warned_drop {
             self.warned_drop = true;
@@ -1178,7 +1223,7 @@ impl Worker {
 /// worker that waited would stop reading its ring, and the kernel would
 /// drop packets instead, which costs more and says less.
 struct RecordOutbox {
-    backlog: std::collections::VecDeque<Vec<Record>>,
+    backlog: std::collections::VecDeque<RecordBatch>,
     max_backlog: usize,
     block: bool,
     /// Records dropped so far.
@@ -1197,10 +1242,10 @@ impl RecordOutbox {
 
     /// Queues `batch` (if not empty) and sends what the collector takes.
     /// Returns the records dropped by this call.
-    fn send(&mut self, batch: Vec<Record>, to: &Sender<Vec<Record>>) -> u64 {
+    fn send(&mut self, batch: Vec<Record>, to: &Sender<RecordBatch>) -> u64 {
         let before = self.dropped;
         if !batch.is_empty() {
-            self.backlog.push_back(batch);
+            self.backlog.push_back(RecordBatch::now(batch));
         }
         while let Some(b) = self.backlog.pop_front() {
             match to.try_send(b) {
@@ -1208,7 +1253,7 @@ impl RecordOutbox {
                 Err(TrySendError::Full(b)) => {
                     if self.block {
                         if let Err(e) = to.send(b) {
-                            self.dropped += e.0.len() as u64;
+                            self.dropped += e.0.records.len() as u64;
                         }
                         continue;
                     }
@@ -1216,25 +1261,25 @@ impl RecordOutbox {
                     break;
                 }
                 // The collector is gone (it panicked); the run reports it.
-                Err(TrySendError::Disconnected(b)) => self.dropped += b.len() as u64,
+                Err(TrySendError::Disconnected(b)) => self.dropped += b.records.len() as u64,
             }
         }
         while self.backlog.len() > self.max_backlog {
             if let Some(b) = self.backlog.pop_front() {
-                self.dropped += b.len() as u64;
+                self.dropped += b.records.len() as u64;
             }
         }
         self.dropped - before
     }
 
     /// Sends everything, waiting as long as the collector needs.
-    fn flush(&mut self, batch: Vec<Record>, to: &Sender<Vec<Record>>) {
+    fn flush(&mut self, batch: Vec<Record>, to: &Sender<RecordBatch>) {
         if !batch.is_empty() {
-            self.backlog.push_back(batch);
+            self.backlog.push_back(RecordBatch::now(batch));
         }
         while let Some(b) = self.backlog.pop_front() {
             if let Err(e) = to.send(b) {
-                self.dropped += e.0.len() as u64;
+                self.dropped += e.0.records.len() as u64;
             }
         }
     }
@@ -1262,7 +1307,7 @@ mod tests {
 
     #[test]
     fn outbox_keeps_a_bounded_backlog_then_drops_the_oldest() {
-        let (tx, rx) = bounded::<Vec<Record>>(1);
+        let (tx, rx) = bounded::<RecordBatch>(1);
         let mut o = RecordOutbox::new(2, false);
         assert_eq!(o.send(batch(3), &tx), 0); // into the channel
         assert_eq!(o.send(batch(4), &tx), 0); // backlog 1
@@ -1270,9 +1315,9 @@ mod tests {
         assert_eq!(o.send(batch(6), &tx), 4, "the oldest waiting batch goes");
         assert_eq!(o.dropped, 4);
         // The collector catches up: the backlog drains in order.
-        assert_eq!(rx.recv().unwrap().len(), 3);
+        assert_eq!(rx.recv().unwrap().records.len(), 3);
         assert_eq!(o.send(Vec::new(), &tx), 0);
-        assert_eq!(rx.recv().unwrap().len(), 5);
+        assert_eq!(rx.recv().unwrap().records.len(), 5);
         drop(rx);
         // Shutdown after the collector is gone counts what could not go.
         o.flush(batch(1), &tx);
@@ -1281,11 +1326,12 @@ mod tests {
 
     #[test]
     fn outbox_flush_waits_and_loses_nothing() {
-        let (tx, rx) = bounded::<Vec<Record>>(1);
+        let (tx, rx) = bounded::<RecordBatch>(1);
         let mut o = RecordOutbox::new(1, false);
         o.send(batch(2), &tx);
         o.send(batch(3), &tx);
-        let reader = std::thread::spawn(move || rx.iter().map(|b| b.len()).collect::<Vec<_>>());
+        let reader =
+            std::thread::spawn(move || rx.iter().map(|b| b.records.len()).collect::<Vec<_>>());
         o.flush(batch(4), &tx);
         drop(tx);
         assert_eq!(reader.join().unwrap(), vec![2, 3, 4]);
@@ -1294,11 +1340,11 @@ mod tests {
 
     #[test]
     fn outbox_block_policy_waits_instead_of_dropping() {
-        let (tx, rx) = bounded::<Vec<Record>>(1);
+        let (tx, rx) = bounded::<RecordBatch>(1);
         let mut o = RecordOutbox::new(1, true);
         let reader = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(50));
-            rx.iter().map(|b| b.len()).sum::<usize>()
+            rx.iter().map(|b| b.records.len()).sum::<usize>()
         });
         for n in 1..=5 {
             assert_eq!(o.send(batch(n), &tx), 0);

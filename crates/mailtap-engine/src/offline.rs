@@ -1,13 +1,13 @@
 //! Reading capture files through the shard pipeline.
 
-use crate::collector::Collector;
+use crate::collector::{Collector, RecordBatch};
 use crate::config::EngineConfig;
 use crate::factory::MailAnalyzers;
 use crate::shard::process_packet;
 use crate::summary::{add_flow, add_output, EngineError, Summary};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use mailtap_core::analyzer::OutputCounters;
-use mailtap_core::{Output, Record, Timestamp};
+use mailtap_core::{Output, Timestamp};
 use mailtap_flow::{FlowCounters, FlowTable, UidGenerator};
 use mailtap_wire::decode::{decode, flow_hash, Decoded};
 use mailtap_wire::defrag::Defragmenter;
@@ -269,7 +269,7 @@ fn shard(
     mut table: FlowTable<MailAnalyzers>,
     mut out: Output,
     rx: Receiver<ShardBatch>,
-    records: Sender<Vec<Record>>,
+    records: Sender<RecordBatch>,
     verify: bool,
     flows_seen: &AtomicU64,
 ) -> ShardResult {
@@ -291,13 +291,13 @@ fn shard(
         let created = table.flows_created();
         flows_seen.fetch_add(created - flows_reported, Ordering::Relaxed);
         flows_reported = created;
-        if !out.records.is_empty() && records.send(out.take()).is_err() {
+        if !out.records.is_empty() && records.send(RecordBatch::now(out.take())).is_err() {
             break;
         }
     }
     table.finish(&mut out);
     if !out.records.is_empty() {
-        let _ = records.send(out.take());
+        let _ = records.send(RecordBatch::now(out.take()));
     }
     ShardResult {
         flow: table.counters(),
