@@ -13,9 +13,12 @@ pkg_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "insta
 # XDP steering program in bpf/. iproute2 and ethtool set up interfaces.
 # Tests and benchmarks: tcpreplay (replays captures into a veth), tcpdump
 # (the I/O floor).
+# Kafka sink: rdkafka's cmake-build compiles the bundled librdkafka (cmake,
+# and the curl/SASL/OpenSSL headers its default features link against).
 for p in build-essential pkg-config tcpdump time ca-certificates \
          clang llvm m4 libelf-dev zlib1g-dev libpcap-dev \
-         tcpreplay iproute2 ethtool; do
+         tcpreplay iproute2 ethtool \
+         cmake libcurl4-openssl-dev libsasl2-dev libssl-dev; do
   pkg_installed "$p" || need_apt+=("$p")
 done
 

@@ -1,0 +1,274 @@
+//! Records to Kafka messages: topic, key, JSON value.
+
+use crate::{KafkaConfig, Topics};
+use mailtap_core::mail::{EmailChunk, EmailMeta};
+use mailtap_core::Record;
+use mailtap_extract::json::{base64, message_json, JsonOptions, Origin};
+use mailtap_logs::{format_event, format_json_row, LogLimits};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+/// Which topic of [`Topics`] a message goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Smtp,
+    Pop3,
+    Conn,
+    Files,
+    Weird,
+    Events,
+    Emails,
+}
+
+impl Kind {
+    pub fn topic(self, t: &Topics) -> &str {
+        match self {
+            Kind::Smtp => &t.smtp,
+            Kind::Pop3 => &t.pop3,
+            Kind::Conn => &t.conn,
+            Kind::Files => &t.files,
+            Kind::Weird => &t.weird,
+            Kind::Events => &t.events,
+            Kind::Emails => &t.emails,
+        }
+    }
+}
+
+/// One message ready to produce.
+pub(crate) struct Outgoing {
+    pub kind: Kind,
+    pub key: Option<String>,
+    pub value: Vec<u8>,
+}
+
+/// A message whose bytes are still arriving.
+struct Pending {
+    data: Vec<u8>,
+    seen: u64,
+    truncated: bool,
+}
+
+pub(crate) struct Encoder {
+    limits: LogLimits,
+    inline_max: usize,
+    buffer_max: usize,
+    extract_dir: Option<PathBuf>,
+    emails: HashMap<(String, u32), Pending>,
+    buffered: usize,
+    pub emails_inline: u64,
+    pub emails_truncated: u64,
+}
+
+impl Encoder {
+    pub fn new(cfg: &KafkaConfig) -> Self {
+        Encoder {
+            limits: cfg.log_limits,
+            inline_max: cfg.email_inline_max,
+            buffer_max: cfg.email_buffer_max_bytes,
+            extract_dir: cfg.extract_dir.clone(),
+            emails: HashMap::new(),
+            buffered: 0,
+            emails_inline: 0,
+            emails_truncated: 0,
+        }
+    }
+
+    /// The message for `r`, or `None` for an email chunk (buffered until its
+    /// metadata comes).
+    pub fn encode(&mut self, r: &Record) -> Option<Outgoing> {
+        let (kind, key) = match r {
+            Record::Conn(c) => (Kind::Conn, Some(c.uid.clone())),
+            Record::Smtp(s) => (Kind::Smtp, Some(s.uid.clone())),
+            Record::Weird(w) => (Kind::Weird, w.uid.clone()),
+            Record::Pop3(p) => (Kind::Pop3, Some(p.uid.clone())),
+            Record::File(f) => (Kind::Files, f.uid.clone()),
+            Record::Event(e) => {
+                let mut value = Vec::with_capacity(256);
+                format_event(e, &mut value);
+                strip_lf(&mut value);
+                return Some(Outgoing {
+                    kind: Kind::Events,
+                    key: Some(e.uid.clone()),
+                    value,
+                });
+            }
+            Record::EmailData(c) => {
+                self.chunk(c);
+                return None;
+            }
+            Record::EmailMeta(m) => return Some(self.meta(m, true)),
+        };
+        let log = r.as_log()?;
+        let mut value = Vec::with_capacity(512);
+        // Truncations are not turned into weirds here: the log sink, which
+        // sees the same records, already does that once.
+        format_json_row(log, &self.limits, &mut value);
+        strip_lf(&mut value);
+        Some(Outgoing { kind, key, value })
+    }
+
+    fn chunk(&mut self, c: &EmailChunk) {
+        let p = self
+            .emails
+            .entry((c.uid.clone(), c.n))
+            .or_insert_with(|| Pending {
+                data: Vec::new(),
+                seen: 0,
+                truncated: false,
+            });
+        p.seen += c.data.len() as u64;
+        if p.truncated {
+            return;
+        }
+        if p.data.len() + c.data.len() > self.inline_max
+            || self.buffered + c.data.len() > self.buffer_max
+        {
+            // Over the cap (or too many big messages at once): stop
+            // buffering this one and free what it held.
+            p.truncated = true;
+            self.buffered -= p.data.len();
+            p.data = Vec::new();
+            return;
+        }
+        p.data.extend_from_slice(&c.data);
+        self.buffered += c.data.len();
+    }
+
+    fn meta(&mut self, m: &EmailMeta, known: bool) -> Outgoing {
+        let p = self.emails.remove(&(m.uid.clone(), m.n));
+        let mut value = message_json(
+            m,
+            &JsonOptions {
+                origin: Origin::Capture,
+                ts_known: known,
+                missing_known: known,
+            },
+        );
+        let (data, truncated) = match p {
+            Some(p) => {
+                self.buffered -= p.data.len();
+                (p.data, p.truncated)
+            }
+            None => (Vec::new(), false),
+        };
+        let mut extra = String::new();
+        if truncated {
+            self.emails_truncated += 1;
+            extra.push_str("\"data_truncated\": true");
+            if let Some(dir) = &self.extract_dir {
+                let path = dir.join(format!(
+                    "{}-{}.eml",
+                    mailtap_extract::safe_stem(&m.uid),
+                    m.n
+                ));
+                extra.push_str(",\n  \"eml_path\": ");
+                extra.push_str(&json_string(&path.to_string_lossy()));
+            }
+        } else {
+            self.emails_inline += 1;
+            extra.push_str("\"data_base64\": \"");
+            extra.push_str(&base64(&data));
+            extra.push('"');
+        }
+        splice(&mut value, &extra);
+        Outgoing {
+            kind: Kind::Emails,
+            key: Some(m.uid.clone()),
+            value,
+        }
+    }
+
+    /// Messages whose metadata never came, as the extraction sink finishes
+    /// them: incomplete, `ts`/`missing_bytes` unknown (null), size and
+    /// SHA-256 of what arrived (SHA-256 empty when not all was buffered).
+    pub fn orphans(&mut self) -> Vec<Outgoing> {
+        let mut keys: Vec<(String, u32)> = self.emails.keys().cloned().collect();
+        keys.sort();
+        keys.into_iter()
+            .map(|(uid, n)| {
+                let p = &self.emails[&(uid.clone(), n)];
+                let sha256 = if p.truncated {
+                    String::new()
+                } else {
+                    hex(&Sha256::digest(&p.data))
+                };
+                let m = EmailMeta {
+                    uid,
+                    n,
+                    size: p.seen,
+                    sha256,
+                    complete: false,
+                    ..EmailMeta::default()
+                };
+                self.meta(&m, false)
+            })
+            .collect()
+    }
+}
+
+fn strip_lf(v: &mut Vec<u8>) {
+    while v.last() == Some(&b'\n') {
+        v.pop();
+    }
+}
+
+/// Adds `"k": v` members (already rendered, comma separated) at the end of
+/// the JSON object in `doc`, keeping `message_json`'s layout and key order.
+fn splice(doc: &mut Vec<u8>, members: &str) {
+    strip_lf(doc);
+    if doc.last() == Some(&b'}') {
+        doc.pop();
+    }
+    while doc.last().is_some_and(u8::is_ascii_whitespace) {
+        doc.pop();
+    }
+    if doc.last() != Some(&b'{') {
+        doc.push(b',');
+    }
+    doc.extend_from_slice(b"\n  ");
+    doc.extend_from_slice(members.as_bytes());
+    doc.extend_from_slice(b"\n}");
+}
+
+fn json_string(s: &str) -> String {
+    let mut o = String::with_capacity(s.len() + 2);
+    o.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            c if (c as u32) < 0x20 => o.push_str(&format!("\\u{:04x}", c as u32)),
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
+fn hex(b: &[u8]) -> String {
+    use std::fmt::Write;
+    b.iter()
+        .fold(String::with_capacity(b.len() * 2), |mut s, x| {
+            let _ = write!(s, "{x:02x}");
+            s
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splice_keeps_valid_json() {
+        let mut v = b"{\n  \"a\": 1\n}\n".to_vec();
+        splice(&mut v, "\"b\": true");
+        let j: serde_json::Value = serde_json::from_slice(&v).unwrap();
+        assert_eq!(j, serde_json::json!({"a": 1, "b": true}));
+        let mut v = b"{}".to_vec();
+        splice(&mut v, "\"b\": \"x\\\"y\"");
+        let j: serde_json::Value = serde_json::from_slice(&v).unwrap();
+        assert_eq!(j, serde_json::json!({"b": "x\"y"}));
+        assert_eq!(json_string("a\"\\\n"), r#""a\"\\\u000a""#);
+    }
+}
