@@ -220,7 +220,7 @@ impl KafkaSink {
         let topic = out.kind.topic(&self.cfg.topics).to_string();
         let key = out.key.as_deref().map(str::as_bytes);
         if self.spilling {
-            return self.to_spill(&topic, key, &out.value);
+            return self.spill_record(&topic, key, &out.value);
         }
         let seq = self.seq;
         self.seq += 1;
@@ -237,7 +237,7 @@ impl KafkaSink {
                             self.cfg.spill_dir.display()
                         );
                         self.start_spilling()?;
-                        self.to_spill(&topic, key, &out.value)
+                        self.spill_record(&topic, key, &out.value)
                     }
                 }
             }
@@ -249,7 +249,7 @@ impl KafkaSink {
             Err(e) => {
                 tracing::warn!(error = %e, "kafka: produce failed; spilling");
                 self.start_spilling()?;
-                self.to_spill(&topic, key, &out.value)
+                self.spill_record(&topic, key, &out.value)
             }
         }
     }
@@ -274,7 +274,7 @@ impl KafkaSink {
         }
     }
 
-    fn to_spill(
+    fn spill_record(
         &mut self,
         topic: &str,
         key: Option<&[u8]>,
@@ -395,7 +395,7 @@ impl KafkaSink {
             }
             failed.sort_by_key(|f| f.seq);
             for f in failed {
-                self.to_spill(&f.topic, f.key.as_deref(), &f.value)?;
+                self.spill_record(&f.topic, f.key.as_deref(), &f.value)?;
             }
         }
         // Commit the acked prefix.
