@@ -326,6 +326,29 @@ pub struct Log {
     pub max_total_container_elements: usize,
     /// Zeek's `Log::max_total_string_bytes`.
     pub max_total_string_bytes: usize,
+    /// Seconds between rotations, aligned to the clock (Zeek's
+    /// `Log::default_rotation_interval`); 0: no interval rotation.
+    pub rotate_interval: f64,
+    /// Rotate a log once it passes this many bytes; 0: no size rotation.
+    pub rotate_max_bytes: u64,
+    /// Command run (`sh -c`) after each rotation, the rotated file as `$1`.
+    pub post_rotate: String,
+}
+
+impl Log {
+    pub fn rotation(&self) -> Result<mailtap_logs::RotationConfig> {
+        if !(self.rotate_interval.is_finite() && self.rotate_interval >= 0.0) {
+            bail!("configuration: log.rotate_interval must be a non-negative number of seconds");
+        }
+        let r = mailtap_logs::RotationConfig {
+            interval: (self.rotate_interval > 0.0)
+                .then(|| std::time::Duration::from_secs_f64(self.rotate_interval)),
+            max_bytes: (self.rotate_max_bytes > 0).then_some(self.rotate_max_bytes),
+            post_rotate: (!self.post_rotate.is_empty()).then(|| self.post_rotate.clone()),
+        };
+        r.validate().map_err(|e| anyhow!("configuration: {e}"))?;
+        Ok(r)
+    }
 }
 
 impl Default for Log {
@@ -335,6 +358,9 @@ impl Default for Log {
             max_field_container_elements: 100,
             max_total_container_elements: 500,
             max_total_string_bytes: 256000,
+            rotate_interval: 0.0,
+            rotate_max_bytes: 0,
+            post_rotate: String::new(),
         }
     }
 }
@@ -387,6 +413,7 @@ impl Config {
             );
         }
         self.live.validate()?;
+        self.log.rotation()?;
         if !(self.defrag.timeout.is_finite() && self.defrag.timeout >= 0.0) {
             bail!("configuration: defrag.timeout must be a non-negative number of seconds");
         }

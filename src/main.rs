@@ -246,7 +246,12 @@ fn default_workers() -> usize {
 
 /// The engine settings for `read` and `live` from the configuration and
 /// the output options (creates the output directory).
-fn engine_config(cfg: &Config, o: &OutputArgs, workers: usize) -> Result<EngineConfig> {
+fn engine_config(
+    cfg: &Config,
+    o: &OutputArgs,
+    workers: usize,
+    reopen_logs: Arc<AtomicBool>,
+) -> Result<EngineConfig> {
     std::fs::create_dir_all(&o.out)
         .with_context(|| format!("creating output directory {}", o.out.display()))?;
     let local = LocalNets::new(
@@ -264,6 +269,8 @@ fn engine_config(cfg: &Config, o: &OutputArgs, workers: usize) -> Result<EngineC
     pop3.local_nets = local.effective_nets();
     pop3.files = Arc::new(cfg.files.clone());
     Ok(EngineConfig {
+        rotation: cfg.log.rotation()?,
+        reopen_logs,
         workers,
         flow: cfg.flow.clone(),
         analyzers: MailAnalyzers {
@@ -308,19 +315,44 @@ fn engine_config(cfg: &Config, o: &OutputArgs, workers: usize) -> Result<EngineC
     })
 }
 
-/// SIGINT/SIGTERM set the returned flag: stop reading, flush everything.
-/// A second signal exits at once.
-fn stop_on_signal() -> Arc<AtomicBool> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let s = stop.clone();
-    let _ = ctrlc::set_handler(move || {
-        if s.swap(true, Ordering::SeqCst) {
-            eprintln!("mailtap: second signal, exiting without flushing");
-            std::process::exit(130);
+/// What the signals ask for: `stop` (SIGINT/SIGTERM: stop reading and
+/// flush everything; a second one exits at once) and `reopen` (SIGHUP:
+/// close every log and open it again at its name, after logrotate moved
+/// it). A thread waits for the signals, so no work runs in a handler.
+struct SignalFlags {
+    stop: Arc<AtomicBool>,
+    reopen: Arc<AtomicBool>,
+}
+
+fn install_signals(stopping: &'static str) -> SignalFlags {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let flags = SignalFlags {
+        stop: Arc::new(AtomicBool::new(false)),
+        reopen: Arc::new(AtomicBool::new(false)),
+    };
+    match signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) {
+        Ok(mut signals) => {
+            let stop = flags.stop.clone();
+            let reopen = flags.reopen.clone();
+            let _ = std::thread::Builder::new()
+                .name("mailtap-signals".into())
+                .spawn(move || {
+                    for sig in signals.forever() {
+                        if sig == SIGHUP {
+                            reopen.store(true, Ordering::SeqCst);
+                            continue;
+                        }
+                        if stop.swap(true, Ordering::SeqCst) {
+                            eprintln!("mailtap: second signal, exiting without flushing");
+                            std::process::exit(130);
+                        }
+                        eprintln!("mailtap: {stopping}");
+                    }
+                });
         }
-        eprintln!("mailtap: stopping, flushing logs (signal again to abort)");
-    });
-    stop
+        Err(e) => eprintln!("mailtap: warning: cannot handle signals: {e}"),
+    }
+    flags
 }
 
 fn cmd_read(a: ReadArgs) -> Result<i32> {
@@ -329,8 +361,9 @@ fn cmd_read(a: ReadArgs) -> Result<i32> {
     if workers == 0 || workers > 1024 {
         bail!("--workers must be between 1 and 1024");
     }
-    let engine = engine_config(&cfg, &a.output, workers)?;
-    let stop = stop_on_signal();
+    let signals = install_signals("stopping, flushing logs (signal again to abort)");
+    let engine = engine_config(&cfg, &a.output, workers, signals.reopen.clone())?;
+    let stop = signals.stop;
     let bar = (!a.no_progress && std::io::stderr().is_terminal()).then(|| {
         let b = indicatif::ProgressBar::new(0);
         b.set_style(
@@ -381,8 +414,15 @@ fn cmd_read(a: ReadArgs) -> Result<i32> {
     }
 }
 
-/// The extraction and ACE lines of the final summary.
+/// The extraction, ACE and rotation lines of the final summary.
 fn report_outputs(summary: &Summary, o: &OutputArgs) {
+    let r = &summary.log_rotation;
+    if r.files_rotated > 0 || r.post_rotate_started > 0 {
+        eprintln!(
+            "mailtap: logs rotated {} times; post-rotation commands: {} started, {} failed",
+            r.files_rotated, r.post_rotate_started, r.post_rotate_failed
+        );
+    }
     if let Some(x) = &summary.extract {
         eprintln!(
             "mailtap: extracted {} messages ({} incomplete, {} bytes) into {}",
@@ -497,8 +537,9 @@ fn cmd_live(a: LiveArgs) -> Result<i32> {
     if seen.len() != a.interfaces.len() {
         bail!("--interface: an interface is given twice");
     }
-    let engine = engine_config(&cfg, &a.output, 1)?;
-    let stop = stop_on_signal();
+    let signals = install_signals("stopping, flushing logs (signal again to abort)");
+    let engine = engine_config(&cfg, &a.output, 1, signals.reopen.clone())?;
+    let stop = signals.stop;
     let (summary, result) = mailtap_engine::run_live(&engine, &live, &stop);
     let mut line = summary_line(&summary.engine);
     let drops: Vec<String> = summary
@@ -659,16 +700,7 @@ fn cmd_ace_collect(a: AceCollectArgs) -> Result<i32> {
         a.ace_dir.clone(),
         a.extract_dir.clone(),
     ))?;
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        let _ = ctrlc::set_handler(move || {
-            if stop.swap(true, Ordering::SeqCst) {
-                std::process::exit(130);
-            }
-            eprintln!("mailtap: stopping after the current session");
-        });
-    }
+    let stop = install_signals("stopping after the current session").stop;
     let interval = std::time::Duration::from_secs_f64(a.poll_interval);
     let mut failed = false;
     loop {

@@ -9,10 +9,10 @@ use mailtap_core::Record;
 use mailtap_extract::{AceCounters, AceSink, ExtractCounters, ExtractSink};
 use mailtap_logs::LogSet;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// How often buffered log rows reach their files when records arrive
 /// slowly (a live sensor at night): `tail -f` sees rows within this.
@@ -91,11 +91,12 @@ impl Collector {
     /// later) and starts the thread. `capacity` bounds the record batches
     /// in flight; a full channel makes shards wait (back-pressure).
     pub(crate) fn start(cfg: &EngineConfig, capacity: usize) -> Result<Collector, EngineError> {
-        let logs = LogSet::new(
+        let logs = LogSet::with_rotation(
             &cfg.out_dir,
             cfg.log_format,
             cfg.log_limits,
             cfg.events.as_deref(),
+            cfg.rotation.clone(),
         )
         .map_err(EngineError::Logs)?;
         let extract = cfg
@@ -124,9 +125,11 @@ impl Collector {
             capacity: capacity.max(1),
         });
         let st = stats.clone();
+        let reopen = cfg.reopen_logs.clone();
+        let rotating = cfg.rotation.enabled();
         let join = thread::Builder::new()
             .name("mailtap-collector".into())
-            .spawn(move || collect(sinks, rx, &st))
+            .spawn(move || collect(sinks, rx, &st, &reopen, rotating))
             .map_err(EngineError::Sink)?;
         Ok(Collector { tx, stats, join })
     }
@@ -141,6 +144,7 @@ impl Collector {
                 summary.extract = c.extract;
                 summary.ace = c.ace;
                 summary.sink_errors = c.sink_errors;
+                summary.log_rotation = c.rotation;
                 match c.logs {
                     Ok(rows) => summary.log_rows = rows,
                     Err(e) => {
@@ -186,6 +190,7 @@ struct Sinks {
 /// What the collector reports when the records stop.
 struct Collected {
     logs: std::io::Result<BTreeMap<String, u64>>,
+    rotation: mailtap_logs::RotationStats,
     extract: Option<ExtractCounters>,
     ace: Option<AceCounters>,
     sink_errors: Vec<(&'static str, String)>,
@@ -195,7 +200,13 @@ struct Collected {
 /// stream when there is one), the extraction sink and the ACE sink. A
 /// failing sink stops on its own; the channel is always drained so that
 /// shards never block on a dead sink.
-fn collect(mut sinks: Sinks, rx: Receiver<RecordBatch>, stats: &CollectorStats) -> Collected {
+fn collect(
+    mut sinks: Sinks,
+    rx: Receiver<RecordBatch>,
+    stats: &CollectorStats,
+    reopen: &AtomicBool,
+    rotating: bool,
+) -> Collected {
     let mut log_error: Option<std::io::Error> = None;
     let mut last_flush = Instant::now();
     loop {
@@ -204,6 +215,22 @@ fn collect(mut sinks: Sinks, rx: Receiver<RecordBatch>, stats: &CollectorStats) 
             Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => break,
         };
+        if log_error.is_none() && reopen.swap(false, Ordering::Relaxed) {
+            tracing::info!("SIGHUP: reopening the logs");
+            if let Err(e) = sinks.logs.reopen() {
+                tracing::error!("reopening logs failed: {e}");
+                log_error = Some(e);
+            }
+        }
+        if rotating && log_error.is_none() {
+            if let Err(e) = sinks.logs.tick(SystemTime::now()) {
+                tracing::error!("rotating logs failed: {e}");
+                log_error = Some(e);
+            }
+            for e in sinks.logs.take_rotation_errors() {
+                tracing::error!("log rotation: {e}");
+            }
+        }
         if last_flush.elapsed() >= FLUSH_INTERVAL {
             last_flush = Instant::now();
             if log_error.is_none() {
@@ -260,9 +287,14 @@ fn collect(mut sinks: Sinks, rx: Receiver<RecordBatch>, stats: &CollectorStats) 
         }
         c
     });
+    let mut rotation = mailtap_logs::RotationStats::default();
     let logs = match log_error {
         Some(e) => Err(e),
         None => sinks.logs.finish().map(|stats| {
+            rotation = stats.rotation;
+            for e in &stats.rotation_errors {
+                tracing::error!("log rotation: {e}");
+            }
             stats
                 .rows
                 .into_iter()
@@ -272,6 +304,7 @@ fn collect(mut sinks: Sinks, rx: Receiver<RecordBatch>, stats: &CollectorStats) 
     };
     Collected {
         logs,
+        rotation,
         extract,
         ace,
         sink_errors,

@@ -10,6 +10,11 @@ use std::path::PathBuf;
 /// Everything a run needs, already validated.
 #[derive(Clone)]
 pub struct EngineConfig {
+    /// Log rotation (`log.rotate_*`); default: none.
+    pub rotation: mailtap_logs::RotationConfig,
+    /// Set (by SIGHUP) to close and reopen every log at its name, as
+    /// logrotate expects; the collector clears it.
+    pub reopen_logs: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// Shard worker threads (at least 1).
     pub workers: usize,
     /// Flow limits for the whole process; divided among shards.

@@ -30,6 +30,8 @@ pub struct Summary {
     /// Sinks that stopped on an I/O error (name, error); the run goes on
     /// without them.
     pub sink_errors: Vec<(&'static str, String)>,
+    /// Log rotations and post-rotation commands.
+    pub log_rotation: mailtap_logs::RotationStats,
     pub elapsed: Duration,
 }
 
