@@ -58,7 +58,8 @@
 //! on may still have reached the broker (it was sent, but the
 //! acknowledgement did not come back in time); it is spilled and replayed
 //! and then appears twice. A record that timed out while its broker was
-//! unreachable was never sent and appears once (both are tested). A record
+//! unreachable was never sent and appears once (both are tested; the
+//! first with the mock broker answering later than `socket.timeout.ms`). A record
 //! that was in flight when a broker failed and fails only after later
 //! records were spilled lands behind them. A record is lost only when the
 //! spill is full ([`KafkaConfig::spill_max_bytes`]; counted in
@@ -295,5 +296,51 @@ impl From<std::io::Error> for KafkaError {
 impl From<rdkafka::error::KafkaError> for KafkaError {
     fn from(e: rdkafka::error::KafkaError) -> Self {
         KafkaError::Kafka(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validate_names_the_key() {
+        assert!(KafkaConfig::default()
+            .validate()
+            .unwrap_err()
+            .starts_with("kafka.brokers"));
+        let ok = KafkaConfig {
+            brokers: "localhost:9092".into(),
+            ..KafkaConfig::default()
+        };
+        ok.validate().unwrap();
+        let mut bad = ok.clone();
+        bad.topics.weird = "no spaces".into();
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .starts_with("kafka.topics.weird"));
+        let mut bad = ok.clone();
+        bad.email_buffer_max_bytes = 10;
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .starts_with("kafka.email_buffer_max_bytes"));
+        let mut bad = ok;
+        bad.spill_dir = PathBuf::new();
+        assert!(bad.validate().unwrap_err().starts_with("kafka.spill_dir"));
+    }
+
+    #[test]
+    fn bad_librdkafka_property_is_an_error_not_a_panic() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = KafkaConfig {
+            brokers: "127.0.0.1:1".into(),
+            spill_dir: d.path().to_path_buf(),
+            librdkafka: vec![("no.such.property".into(), "1".into())],
+            ..KafkaConfig::default()
+        };
+        let e = KafkaSink::new(cfg).err().expect("refused");
+        assert!(e.to_string().contains("no.such.property"), "{e}");
     }
 }

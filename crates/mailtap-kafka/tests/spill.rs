@@ -271,3 +271,70 @@ fn torn_spill_tail_is_cut_and_the_records_before_it_replayed() {
     let got = consume(&bs, &["mailtap.conn"], 9, Duration::from_millis(300));
     assert_exactly_once_in_order(&got, &written);
 }
+
+/// The documented at-least-once case: the broker writes the records but its
+/// acknowledgements come after message.timeout.ms. librdkafka reports them
+/// as failed, the sink spills them and replays them once the broker answers
+/// in time again: nothing is lost, and records may arrive twice.
+#[test]
+fn late_acks_are_spilled_and_replayed_at_least_once() {
+    let mc = cluster(1);
+    let bs = mc.bootstrap_servers();
+    let spill = tempfile::tempdir().unwrap();
+    let mut cfg = config(&bs, spill.path(), 600);
+    cfg.librdkafka
+        .push(("socket.timeout.ms".into(), "400".into()));
+    let mut sink = KafkaSink::new(cfg).unwrap();
+    // Warm up (connection, producer id) with a quick broker.
+    let mut written = vec![rec(0)];
+    sink.write(&written[0]).unwrap();
+    poll_until(&mut sink, Duration::from_secs(10), "warm-up", |s| {
+        let c = s.counters();
+        c.delivered == 1 && c.spill_records == 0 && c.queue_depth == 0
+    });
+    let b = sink.counters();
+
+    mc.broker_round_trip_time(1, Duration::from_millis(1500))
+        .unwrap();
+    for i in 1..21 {
+        let r = rec(i);
+        sink.write(&r).unwrap();
+        written.push(r);
+        sink.poll();
+    }
+    poll_until(&mut sink, Duration::from_secs(15), "spill", |s| {
+        s.counters().spilled - b.spilled == 20
+    });
+    mc.broker_round_trip_time(1, Duration::ZERO).unwrap();
+    poll_until(&mut sink, Duration::from_secs(30), "replay", |s| {
+        let c = s.counters();
+        c.spill_records == 0 && c.queue_depth == 0
+    });
+    let (c, res) = sink.finish();
+    res.unwrap();
+    assert_eq!(c.spill_dropped, 0, "{c:?}");
+
+    let got = consume(
+        &bs,
+        &["mailtap.conn"],
+        written.len(),
+        Duration::from_millis(1000),
+    );
+    let values: Vec<&str> = got.iter().map(|g| g.value.as_str()).collect();
+    for r in &written {
+        assert!(
+            values.contains(&json_row(r).as_str()),
+            "lost: {}",
+            json_row(r)
+        );
+    }
+    // The broker had written them: the replay makes duplicates (the mock
+    // writes before it delays the answer; 20 of 20 in every run so far).
+    assert!(got.len() > written.len(), "expected duplicates");
+    eprintln!(
+        "late acks: {} written, {} arrived ({} duplicates)",
+        written.len(),
+        got.len(),
+        got.len() - written.len()
+    );
+}
