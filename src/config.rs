@@ -28,6 +28,143 @@ pub struct Config {
     pub extract: Extract,
     pub ace: Ace,
     pub live: Live,
+    pub kafka: Kafka,
+}
+
+/// The Kafka sink (`--kafka` or `kafka.brokers`; docs/outputs.md).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Kafka {
+    /// Bootstrap servers; empty: no Kafka sink unless `--kafka` is given.
+    pub brokers: String,
+    pub topics: KafkaTopics,
+    /// Spill directory for records the brokers cannot take; empty:
+    /// `<out>/kafka-spill`.
+    pub spill_dir: String,
+    /// Most bytes spilled; beyond, records are dropped and counted.
+    pub spill_max_bytes: u64,
+    /// Largest message sent inline (base64) on the emails topic.
+    pub email_inline_max: usize,
+    /// Most email bytes buffered for the emails topic at once.
+    pub email_buffer_max_bytes: usize,
+    /// Seconds to wait for deliveries at exit before spilling the rest.
+    pub flush_timeout: f64,
+    /// librdkafka properties passed through as they are, e.g.
+    /// `[kafka.librdkafka]` `"linger.ms" = 50` or
+    /// `--set kafka.librdkafka.linger.ms=50` (nested keys join with dots).
+    pub librdkafka: toml::Table,
+}
+
+/// Topic per record type.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaTopics {
+    pub smtp: String,
+    pub pop3: String,
+    pub conn: String,
+    pub files: String,
+    pub weird: String,
+    pub events: String,
+    pub emails: String,
+}
+
+impl Default for KafkaTopics {
+    fn default() -> Self {
+        let t = mailtap_kafka::Topics::default();
+        KafkaTopics {
+            smtp: t.smtp,
+            pop3: t.pop3,
+            conn: t.conn,
+            files: t.files,
+            weird: t.weird,
+            events: t.events,
+            emails: t.emails,
+        }
+    }
+}
+
+impl Default for Kafka {
+    fn default() -> Self {
+        let k = mailtap_kafka::KafkaConfig::default();
+        Kafka {
+            brokers: String::new(),
+            topics: KafkaTopics::default(),
+            spill_dir: String::new(),
+            spill_max_bytes: k.spill_max_bytes,
+            email_inline_max: k.email_inline_max,
+            email_buffer_max_bytes: k.email_buffer_max_bytes,
+            flush_timeout: k.flush_timeout.as_secs_f64(),
+            librdkafka: toml::Table::new(),
+        }
+    }
+}
+
+/// Flattens `{linger: {ms: 50}}` into `("linger.ms", "50")`.
+fn flatten(prefix: &str, t: &toml::Table, out: &mut Vec<(String, String)>) {
+    for (k, v) in t {
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match v {
+            toml::Value::Table(inner) => flatten(&key, inner, out),
+            toml::Value::String(s) => out.push((key, s.clone())),
+            other => out.push((key, other.to_string())),
+        }
+    }
+}
+
+impl Kafka {
+    /// The sink's configuration, when Kafka is on (`brokers` from
+    /// `--kafka` wins over `kafka.brokers`).
+    pub fn sink(
+        &self,
+        brokers: Option<&str>,
+        out_dir: &Path,
+        extract_dir: Option<&Path>,
+        log_limits: mailtap_logs::LogLimits,
+    ) -> Result<Option<mailtap_kafka::KafkaConfig>> {
+        let brokers = brokers.unwrap_or(&self.brokers).trim().to_string();
+        if brokers.is_empty() {
+            return Ok(None);
+        }
+        if !(self.flush_timeout.is_finite()
+            && self.flush_timeout >= 0.0
+            && self.flush_timeout <= 3600.0)
+        {
+            bail!("configuration: kafka.flush_timeout must be between 0 and 3600 seconds");
+        }
+        let mut librdkafka = Vec::new();
+        flatten("", &self.librdkafka, &mut librdkafka);
+        let t = &self.topics;
+        let cfg = mailtap_kafka::KafkaConfig {
+            brokers,
+            topics: mailtap_kafka::Topics {
+                smtp: t.smtp.clone(),
+                pop3: t.pop3.clone(),
+                conn: t.conn.clone(),
+                files: t.files.clone(),
+                weird: t.weird.clone(),
+                events: t.events.clone(),
+                emails: t.emails.clone(),
+            },
+            librdkafka,
+            spill_dir: if self.spill_dir.is_empty() {
+                out_dir.join("kafka-spill")
+            } else {
+                self.spill_dir.clone().into()
+            },
+            spill_max_bytes: self.spill_max_bytes,
+            email_inline_max: self.email_inline_max,
+            email_buffer_max_bytes: self.email_buffer_max_bytes,
+            extract_dir: extract_dir.map(Path::to_path_buf),
+            flush_timeout: std::time::Duration::from_secs_f64(self.flush_timeout),
+            log_limits,
+        };
+        cfg.validate().map_err(|e| anyhow!("configuration: {e}"))?;
+        Ok(Some(cfg))
+    }
 }
 
 /// `mailtap live` rings, buffers and batching (docs/operations.md).

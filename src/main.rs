@@ -105,6 +105,10 @@ struct OutputArgs {
     /// Write ACE SMTP session transcripts (<uid>, <uid>.ready) into this directory.
     #[arg(long)]
     ace_dir: Option<PathBuf>,
+    /// Also send every record to Kafka (bootstrap servers, e.g. kafka1:9092);
+    /// see the [kafka] configuration keys.
+    #[arg(long, value_name = "BOOTSTRAP_SERVERS")]
+    kafka: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -307,6 +311,17 @@ fn engine_config(
                 dir,
                 max_open_files: cfg.extract.max_open_files,
             }),
+        kafka: cfg.kafka.sink(
+            o.kafka.as_deref(),
+            &o.out,
+            o.extract_dir.as_deref(),
+            LogLimits {
+                max_string_bytes: cfg.log.max_field_string_bytes,
+                max_container_elements: cfg.log.max_field_container_elements,
+                max_total_container_elements: cfg.log.max_total_container_elements,
+                max_total_string_bytes: cfg.log.max_total_string_bytes,
+            },
+        )?,
         ace: o.ace_dir.clone().map(|dir| mailtap_extract::AceConfig {
             dir,
             ports: cfg.ace.ports.clone(),
@@ -416,6 +431,12 @@ fn cmd_read(a: ReadArgs) -> Result<i32> {
 
 /// The extraction, ACE and rotation lines of the final summary.
 fn report_outputs(summary: &Summary, o: &OutputArgs) {
+    if let Some(k) = &summary.kafka {
+        eprintln!(
+            "mailtap: Kafka: {} records, {} messages produced, {} delivered, {} spilled to disk, {} replayed, {} still spilled, {} dropped (spill full), {} failed permanently",
+            k.records, k.produced, k.delivered, k.spilled, k.replayed, k.spill_records, k.spill_dropped, k.failed_permanent
+        );
+    }
     let r = &summary.log_rotation;
     if r.files_rotated > 0 || r.post_rotate_started > 0 {
         eprintln!(

@@ -111,7 +111,15 @@ impl Collector {
             .map(AceSink::new)
             .transpose()
             .map_err(EngineError::Sink)?;
+        let kafka = match &cfg.kafka {
+            Some(k) => Some(Slot::new(
+                mailtap_kafka::KafkaSink::new(k.clone())
+                    .map_err(|e| EngineError::Sink(std::io::Error::other(format!("Kafka: {e}"))))?,
+            )),
+            None => None,
+        };
         let sinks = Sinks {
+            kafka,
             logs,
             extract: extract.map(Slot::new),
             ace: ace.map(Slot::new),
@@ -145,6 +153,7 @@ impl Collector {
                 summary.ace = c.ace;
                 summary.sink_errors = c.sink_errors;
                 summary.log_rotation = c.rotation;
+                summary.kafka = c.kafka;
                 match c.logs {
                     Ok(rows) => summary.log_rows = rows,
                     Err(e) => {
@@ -183,6 +192,7 @@ impl<S> Slot<S> {
 /// Everything the collector writes to.
 struct Sinks {
     logs: LogSet,
+    kafka: Option<Slot<mailtap_kafka::KafkaSink>>,
     extract: Option<Slot<ExtractSink>>,
     ace: Option<Slot<AceSink>>,
 }
@@ -191,6 +201,7 @@ struct Sinks {
 struct Collected {
     logs: std::io::Result<BTreeMap<String, u64>>,
     rotation: mailtap_logs::RotationStats,
+    kafka: Option<mailtap_kafka::KafkaCounters>,
     extract: Option<ExtractCounters>,
     ace: Option<AceCounters>,
     sink_errors: Vec<(&'static str, String)>,
@@ -240,7 +251,12 @@ fn collect(
                 }
             }
         }
-        let Some(batch) = batch else { continue };
+        let Some(batch) = batch else {
+            if let Some(k) = sinks.kafka.as_mut() {
+                k.sink.poll();
+            }
+            continue;
+        };
         let mut kinds = [0u64; RECORD_KINDS.len()];
         for r in &batch.records {
             kinds[kind_index(r)] += 1;
@@ -260,6 +276,15 @@ fn collect(
                     a.write("ACE transcripts (--ace-dir)", |s| s.write(r));
                 }
             }
+            if let Some(k) = sinks.kafka.as_mut() {
+                k.write("Kafka (--kafka)", |s| {
+                    s.write(r).map_err(|e| std::io::Error::other(e.to_string()))
+                });
+            }
+        }
+        if let Some(k) = sinks.kafka.as_mut() {
+            // Delivery reports, failed deliveries to the spill, replay.
+            k.sink.poll();
         }
         for (a, n) in stats.records.iter().zip(kinds) {
             if n > 0 {
@@ -287,6 +312,15 @@ fn collect(
         }
         c
     });
+    let kafka = sinks.kafka.map(|slot| {
+        let (c, r) = slot.sink.finish();
+        if let Some(e) = slot.error {
+            sink_errors.push(("kafka", e.to_string()));
+        } else if let Err(e) = r {
+            sink_errors.push(("kafka", e.to_string()));
+        }
+        c
+    });
     let mut rotation = mailtap_logs::RotationStats::default();
     let logs = match log_error {
         Some(e) => Err(e),
@@ -305,6 +339,7 @@ fn collect(
     Collected {
         logs,
         rotation,
+        kafka,
         extract,
         ace,
         sink_errors,

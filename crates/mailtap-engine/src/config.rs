@@ -35,6 +35,8 @@ pub struct EngineConfig {
     pub events: Option<PathBuf>,
     /// `--extract-dir`: every message as a `.eml`/`.json` pair.
     pub extract: Option<ExtractConfig>,
+    /// `--kafka`: records to Kafka topics.
+    pub kafka: Option<mailtap_kafka::KafkaConfig>,
     /// `--ace-dir`: ACE session transcripts.
     pub ace: Option<AceConfig>,
 }

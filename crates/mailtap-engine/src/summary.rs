@@ -30,6 +30,8 @@ pub struct Summary {
     /// Sinks that stopped on an I/O error (name, error); the run goes on
     /// without them.
     pub sink_errors: Vec<(&'static str, String)>,
+    /// The Kafka sink's counters, when `--kafka` was given.
+    pub kafka: Option<mailtap_kafka::KafkaCounters>,
     /// Log rotations and post-rotation commands.
     pub log_rotation: mailtap_logs::RotationStats,
     pub elapsed: Duration,
@@ -51,6 +53,16 @@ impl Summary {
         ] {
             if v > 0 {
                 d.insert(k.to_string(), v);
+            }
+        }
+        if let Some(k) = &self.kafka {
+            for (name, v) in [
+                ("kafka.spill_dropped", k.spill_dropped),
+                ("kafka.failed_permanent", k.failed_permanent),
+            ] {
+                if v > 0 {
+                    d.insert(name.to_string(), v);
+                }
             }
         }
         d
