@@ -301,3 +301,92 @@ fn config_check_prints_the_effective_configuration() {
     assert_eq!(o4.status.code(), Some(2));
     assert!(stderr(&o4).contains("nope"), "{}", stderr(&o4));
 }
+
+/// SIGTERM in the middle of a large `mailtap read`: exit 0, and every log
+/// is complete (header, whole rows, `#close`) with what was read so far.
+#[test]
+fn sigterm_mid_read_leaves_complete_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("big.pcap");
+    let (o, _) = run(&[
+        "gen",
+        "-o",
+        pcap.to_str().unwrap(),
+        "--sessions",
+        "3000",
+        "--concurrency",
+        "500",
+        "--seed",
+        "9",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = dir.path().join("out");
+    let child = std::process::Command::new(bin())
+        .args([
+            "read",
+            "--no-progress",
+            "-w",
+            "1",
+            pcap.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until rows are being written, then stop it.
+    let smtp = out.join("smtp.log");
+    let t0 = std::time::Instant::now();
+    while !smtp.exists() {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(30),
+            "no smtp.log"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(err.contains("stopping"), "{err}");
+    let packets: u64 = err
+        .lines()
+        .find_map(|l| l.strip_prefix("mailtap: ")?.split(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no summary: {err}"));
+    let total = std::fs::metadata(&pcap).unwrap().len();
+    assert!(packets > 0, "{err}");
+    let mut logs = 0;
+    for e in std::fs::read_dir(&out).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_none_or(|x| x != "log") {
+            continue;
+        }
+        logs += 1;
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(text.starts_with("#separator"), "{}: no header", p.display());
+        assert!(text.ends_with('\n'), "{}: a torn last row", p.display());
+        let last = text.trim_end().lines().last().unwrap();
+        assert!(last.starts_with("#close"), "{}: not closed", p.display());
+        let fields = text
+            .lines()
+            .find(|l| l.starts_with("#fields"))
+            .unwrap()
+            .split('\t')
+            .count()
+            - 1;
+        for row in text.lines().filter(|l| !l.starts_with('#')) {
+            assert_eq!(row.split('\t').count(), fields, "{}: {row}", p.display());
+        }
+    }
+    assert!(logs >= 2, "smtp.log and conn.log at least");
+    // It really stopped early: not every packet of the capture was read.
+    assert!(
+        rows(&out, "conn.log").len() < 3000,
+        "stopped before the end ({} bytes of capture, {packets} packets read)",
+        total
+    );
+}
