@@ -4,16 +4,19 @@
 # hashes, one with all three hashes (MD5, SHA-1, SHA-256, as Zeek's
 # hash-all-files), one with message extraction on tmpfs and all three
 # hashes (its time relative to the all-hashes run is the cost of
-# extraction), and `tcpdump -r X -w /dev/null` (the I/O floor).
+# extraction), one with every record also produced to Kafka (its time
+# relative to the default one-worker run is the cost of the Kafka sink),
+# and `tcpdump -r X -w /dev/null` (the I/O floor).
 #
 #   bash benches/pipeline.sh [SIZE] [CONCURRENCY] [POP3_PERCENT]
 #                                                  (defaults: 500M 10000 0)
 #
 # Prints a markdown table (wall time, packets/s, Gbit/s of packet bytes,
 # peak RSS) for docs/benchmarks.md. The capture is cached in bench-out/
-# (the name carries the generator's version: delete old ones). The
-# extraction directory is /dev/shm/mailtap-bench-extract when /dev/shm is a
-# tmpfs with room for twice the capture, else a tmpfs mounted at
+# (the name carries the generator's version: delete old ones). The Kafka
+# run starts librdkafka's mock cluster (mailtap-kafka's mock-broker
+# example) on loopback. The extraction directory is
+# /dev/shm/mailtap-bench-extract when /dev/shm is a tmpfs with room for twice the capture, else a tmpfs mounted at
 # bench-out/extract (needs root); it is emptied before and after the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -105,9 +108,34 @@ find "${EX:?}" -mindepth 1 -delete
 ratio() { awk -v a="$(cut -d' ' -f1 "$1")" -v b="$(cut -d' ' -f1 "$2")" 'BEGIN { printf "%.2f", a / b }'; }
 RATIO=$(ratio "$OUT/time-x1.txt" "$OUT/time-h1.txt")
 RATIO_D=$(ratio "$OUT/time-x1.txt" "$OUT/time-w1.txt")
+# Kafka: one worker, default configuration, every record also produced to
+# librdkafka's mock cluster on loopback (a real Kafka-protocol broker in
+# another process; acks=all, idempotence, lz4: the sink's defaults).
+cargo build --release --quiet -p mailtap-kafka --example mock-broker
+KFIFO="$OUT/mock-broker.stdin"
+rm -f "$KFIFO"; mkfifo "$KFIFO"
+target/release/examples/mock-broker 1 3 <"$KFIFO" >"$OUT/mock-broker.out" 2>"$OUT/mock-broker.err" &
+KPID=$!
+exec 9>"$KFIFO"
+for _ in $(seq 100); do [ -s "$OUT/mock-broker.out" ] && break; sleep 0.05; done
+KBS=$(head -1 "$OUT/mock-broker.out")
+rm -rf "$OUT/logs-k1" "$OUT/kafka-spill"
+/usr/bin/time -o "$OUT/time-k1.txt" -f "%e %M %U %S" "$BIN" read --no-progress -w 1 -o "$OUT/logs-k1" \
+  --kafka "$KBS" --set "kafka.spill_dir=\"$OUT/kafka-spill\"" "$CAP" 2>"$OUT/summary-k1.txt" \
+  || { cat "$OUT/summary-k1.txt" >&2; exit 1; }
+exec 9>&-
+wait "$KPID" 2>/dev/null || true
+rm -f "$KFIFO"
+T=$(tail -1 "$OUT/time-k1.txt")
+SUMS+=("$(grep '^mailtap:' "$OUT/summary-k1.txt")")
+row "mailtap read -w 1 --kafka (mock cluster, loopback)" "$T" "$PKTS"
+KREC=$(sed -n 's/^mailtap: Kafka: \([0-9]*\) records.*/\1/p' "$OUT/summary-k1.txt")
+KRATIO=$(ratio "$OUT/time-k1.txt" "$OUT/time-w1.txt")
+KRATE=$(awk -v r="$KREC" -v t="$(cut -d' ' -f1 "$OUT/time-k1.txt")" 'BEGIN { printf "%.0f", r / t }')
 /usr/bin/time -o "$OUT/time-tcpdump.txt" -f "%e %M %U %S" tcpdump -r "$CAP" -w /dev/null 2>/dev/null
 T=$(tail -1 "$OUT/time-tcpdump.txt")
 row "tcpdump -r X -w /dev/null (floor)" "$T" "$PKTS"
 echo
 echo "extraction: $EML .eml files, $EXBYTES bytes in $EX; wall time ${RATIO}x the same run without extraction (-w 1, all three hashes), ${RATIO_D}x the default run (-w 1, SHA-256 only)"
+echo "kafka: $KREC records produced, $KRATE records/s over the whole run; wall time ${KRATIO}x the same run without Kafka (-w 1, default)"
 printf '%s\n' "${SUMS[@]}"
