@@ -105,6 +105,11 @@ struct OutputArgs {
     /// Write ACE SMTP session transcripts (<uid>, <uid>.ready) into this directory.
     #[arg(long)]
     ace_dir: Option<PathBuf>,
+    /// Serve Prometheus metrics (per-queue/per-shard counters, records by
+    /// type, collector queue depth, Kafka, latency summaries) on this
+    /// address, e.g. 127.0.0.1:9977.
+    #[arg(long)]
+    metrics_listen: Option<String>,
     /// Also send every record to Kafka (bootstrap servers, e.g. kafka1:9092);
     /// see the [kafka] configuration keys.
     #[arg(long, value_name = "BOOTSTRAP_SERVERS")]
@@ -160,11 +165,7 @@ struct LiveArgs {
     /// Seconds between stats (log line and stats.log row).
     #[arg(long, default_value_t = 10.0)]
     stats_interval: f64,
-    /// Serve Prometheus metrics (per-queue and per-shard counters, records
-    /// by type, collector queue depth, latency summaries) on this address,
-    /// e.g. 127.0.0.1:9977.
-    #[arg(long)]
-    metrics_listen: Option<String>,
+
     #[command(flatten)]
     output: OutputArgs,
 }
@@ -311,6 +312,7 @@ fn engine_config(
                 dir,
                 max_open_files: cfg.extract.max_open_files,
             }),
+        metrics_listen: o.metrics_listen.clone(),
         kafka: cfg.kafka.sink(
             o.kafka.as_deref(),
             &o.out,
@@ -537,7 +539,6 @@ fn cmd_live(a: LiveArgs) -> Result<i32> {
     live.handoff_buffer_bytes = cfg.live.handoff_buffer_bytes;
     live.handoff_buffers = cfg.live.handoff_buffers;
     live.record_backlog = cfg.live.record_backlog;
-    live.metrics_listen = a.metrics_listen.clone();
     live.block_on_collector = cfg.live.block_on_collector()?;
     if let Some(d) = a.duration {
         if !(d.is_finite() && d > 0.0 && d <= 1e9) {

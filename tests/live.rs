@@ -1328,12 +1328,19 @@ fn metric(body: &str, series: &str) -> f64 {
 }
 
 /// `--metrics-listen` serves the live counters in Prometheus text format
-/// while capture runs, and they agree with what was replayed.
+/// while capture runs, and they agree with what was replayed; with
+/// `--kafka` (librdkafka's mock cluster) the Kafka counters too.
 #[test]
 fn metrics_endpoint_reports_the_live_counters() {
     require_env!();
     let dir = tempfile::tempdir().unwrap();
     let veth = Veth::new(1, false);
+    let mc = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
+    let bs = mc.bootstrap_servers();
+    let spill = format!(
+        "kafka.spill_dir={:?}",
+        dir.path().join("spill").to_str().unwrap()
+    );
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
@@ -1349,6 +1356,10 @@ fn metrics_endpoint_reports_the_live_counters() {
             &d,
             "--metrics-listen",
             &addr,
+            "--kafka",
+            &bs,
+            "--set",
+            &spill,
         ],
         &dir.path().join("live"),
     );
@@ -1360,9 +1371,17 @@ fn metrics_endpoint_reports_the_live_counters() {
         veth.ours
     );
     let mut body = String::new();
-    for _ in 0..50 {
+    let value = |body: &str, n: &str| {
+        body.lines()
+            .find_map(|l| l.strip_prefix(n)?.strip_prefix(' ')?.parse::<f64>().ok())
+    };
+    for _ in 0..100 {
         body = scrape(&addr);
-        if metric(&body, &format!("mailtap_queue_packets_total{labels}")) as u64 == sent.packets {
+        if metric(&body, &format!("mailtap_queue_packets_total{labels}")) as u64 == sent.packets
+            && value(&body, "mailtap_kafka_records_total").is_some_and(|r| r > 0.0)
+            && value(&body, "mailtap_kafka_delivered_total")
+                == value(&body, "mailtap_kafka_produced_total")
+        {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
@@ -1404,6 +1423,13 @@ fn metrics_endpoint_reports_the_live_counters() {
         ) > 0.0,
         "{body}"
     );
+    assert!(metric(&body, "mailtap_kafka_records_total") > 0.0, "{body}");
+    assert_eq!(
+        metric(&body, "mailtap_kafka_delivered_total"),
+        metric(&body, "mailtap_kafka_produced_total"),
+        "{body}"
+    );
+    assert_eq!(metric(&body, "mailtap_kafka_spill_dropped_total"), 0.0);
     for l in body.lines().filter(|l| !l.starts_with('#')) {
         let (_, v) = l
             .rsplit_once(' ')

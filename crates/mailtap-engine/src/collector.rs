@@ -43,6 +43,8 @@ pub(crate) struct CollectorStats {
     /// Microseconds from a shard sending a batch to the collector having
     /// written it to every sink.
     pub(crate) write_latency_us: Mutex<Histogram<u64>>,
+    /// The Kafka sink's counters after its last poll, when there is one.
+    pub(crate) kafka: Mutex<Option<mailtap_kafka::KafkaCounters>>,
     /// The channel, to report its depth.
     pub(crate) queue: Receiver<RecordBatch>,
     pub(crate) capacity: usize,
@@ -129,6 +131,7 @@ impl Collector {
             records: Default::default(),
             batches: AtomicU64::new(0),
             write_latency_us: Mutex::new(latency_histogram()),
+            kafka: Mutex::new(None),
             queue: rx.clone(),
             capacity: capacity.max(1),
         });
@@ -254,6 +257,9 @@ fn collect(
         let Some(batch) = batch else {
             if let Some(k) = sinks.kafka.as_mut() {
                 k.sink.poll();
+                if let Ok(mut c) = stats.kafka.lock() {
+                    *c = Some(k.sink.counters());
+                }
             }
             continue;
         };
@@ -285,6 +291,9 @@ fn collect(
         if let Some(k) = sinks.kafka.as_mut() {
             // Delivery reports, failed deliveries to the spill, replay.
             k.sink.poll();
+            if let Ok(mut c) = stats.kafka.lock() {
+                *c = Some(k.sink.counters());
+            }
         }
         for (a, n) in stats.records.iter().zip(kinds) {
             if n > 0 {

@@ -35,6 +35,8 @@ pub struct EngineConfig {
     pub events: Option<PathBuf>,
     /// `--extract-dir`: every message as a `.eml`/`.json` pair.
     pub extract: Option<ExtractConfig>,
+    /// `--metrics-listen`: serve Prometheus metrics on this address.
+    pub metrics_listen: Option<String>,
     /// `--kafka`: records to Kafka topics.
     pub kafka: Option<mailtap_kafka::KafkaConfig>,
     /// `--ace-dir`: ACE session transcripts.

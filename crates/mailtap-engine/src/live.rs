@@ -23,7 +23,7 @@
 use crate::collector::{latency_histogram, Collector, RecordBatch};
 use crate::config::EngineConfig;
 use crate::factory::MailAnalyzers;
-use crate::metrics::{LiveMetrics, MetricsServer};
+use crate::metrics::{Metrics, MetricsServer};
 use crate::shard::{process_packet, process_tcp};
 use crate::summary::{add_flow, add_output, EngineError, Summary};
 use crossbeam_channel::{bounded, Receiver, Sender, TryRecvError, TrySendError};
@@ -106,8 +106,6 @@ pub struct LiveConfig {
     pub handoff_buffer_bytes: usize,
     /// Handoff buffers each worker may have in flight.
     pub handoff_buffers: usize,
-    /// Serve Prometheus metrics on this address (`--metrics-listen`).
-    pub metrics_listen: Option<String>,
     /// Record batches a worker keeps when the collector is behind.
     pub record_backlog: usize,
     /// Wait for the collector instead of dropping past the backlog.
@@ -132,7 +130,6 @@ impl LiveConfig {
             batch_packets: 256,
             handoff_buffer_bytes: 256 << 10,
             handoff_buffers: 32,
-            metrics_listen: None,
             record_backlog: 256,
             block_on_collector: false,
         }
@@ -428,9 +425,9 @@ pub fn run_live(
     let emit_latency: Vec<_> = (0..n)
         .map(|_| Arc::new(std::sync::Mutex::new(latency_histogram())))
         .collect();
-    let metrics = match &live.metrics_listen {
+    let metrics = match &cfg.metrics_listen {
         Some(addr) => {
-            let m = Arc::new(LiveMetrics {
+            let m = Arc::new(Metrics {
                 started,
                 capture: live.capture.name(),
                 queues: plans

@@ -14,8 +14,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// What the endpoint reports for a live run.
-pub(crate) struct LiveMetrics {
+/// What the endpoint reports: per queue (live) or per shard (read, with
+/// interface "file"), the collector, the Kafka sink.
+pub(crate) struct Metrics {
     pub(crate) started: Instant,
     pub(crate) capture: &'static str,
     /// (interface, queue, the worker's counters), one per worker/shard.
@@ -33,7 +34,7 @@ fn label(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
-impl LiveMetrics {
+impl Metrics {
     /// The exposition text (Prometheus text format 0.0.4).
     pub(crate) fn render(&self) -> String {
         let mut s = String::with_capacity(8192);
@@ -44,7 +45,7 @@ impl LiveMetrics {
     fn render_into(&self, s: &mut String) -> std::fmt::Result {
         writeln!(
             s,
-            "# HELP mailtap_uptime_seconds Seconds since mailtap live started.\n# TYPE mailtap_uptime_seconds gauge\nmailtap_uptime_seconds {:.3}",
+            "# HELP mailtap_uptime_seconds Seconds since the run started.\n# TYPE mailtap_uptime_seconds gauge\nmailtap_uptime_seconds {:.3}",
             self.started.elapsed().as_secs_f64()
         )?;
         type Get = fn(&SharedStats) -> u64;
@@ -172,6 +173,83 @@ impl LiveMetrics {
             "# HELP mailtap_collector_queue_capacity_batches Capacity of the collector's queue.\n# TYPE mailtap_collector_queue_capacity_batches gauge\nmailtap_collector_queue_capacity_batches {}",
             self.collector.capacity
         )?;
+        let kafka = self.collector.kafka.lock().ok().and_then(|k| k.clone());
+        if let Some(k) = kafka {
+            let rows: [(&str, &str, &str, u64); 11] = [
+                (
+                    "records_total",
+                    "counter",
+                    "Records handed to the Kafka sink.",
+                    k.records,
+                ),
+                (
+                    "produced_total",
+                    "counter",
+                    "Kafka messages produced (first attempts and replays).",
+                    k.produced,
+                ),
+                (
+                    "delivered_total",
+                    "counter",
+                    "Kafka messages the brokers acknowledged.",
+                    k.delivered,
+                ),
+                (
+                    "failed_total",
+                    "counter",
+                    "Deliveries that failed and went to the spill.",
+                    k.failed,
+                ),
+                (
+                    "failed_permanent_total",
+                    "counter",
+                    "Messages the brokers refused for good (dropped).",
+                    k.failed_permanent,
+                ),
+                (
+                    "spilled_total",
+                    "counter",
+                    "Records written to the disk spill.",
+                    k.spilled,
+                ),
+                (
+                    "replayed_total",
+                    "counter",
+                    "Records replayed from the spill.",
+                    k.replayed,
+                ),
+                (
+                    "spill_dropped_total",
+                    "counter",
+                    "Records dropped because the spill was full.",
+                    k.spill_dropped,
+                ),
+                (
+                    "spill_bytes",
+                    "gauge",
+                    "Bytes waiting in the spill.",
+                    k.spill_bytes,
+                ),
+                (
+                    "spill_records",
+                    "gauge",
+                    "Records waiting in the spill.",
+                    k.spill_records,
+                ),
+                (
+                    "queue_depth",
+                    "gauge",
+                    "Messages in librdkafka's queue, not yet acknowledged.",
+                    k.queue_depth,
+                ),
+            ];
+            for (name, ty, help, v) in rows {
+                writeln!(
+                    s,
+                    "# HELP mailtap_kafka_{name} {help}\n# TYPE mailtap_kafka_{name} {ty}\nmailtap_kafka_{name} {v}"
+                )?;
+            }
+        }
         let mut emit = crate::collector::latency_histogram();
         for h in &self.emit_latency_us {
             if let Ok(h) = h.lock() {
@@ -225,7 +303,7 @@ pub(crate) struct MetricsServer {
 impl MetricsServer {
     /// Binds `addr` now, so a bad or busy address is an error before
     /// capture starts.
-    pub(crate) fn start(addr: &str, m: Arc<LiveMetrics>) -> Result<MetricsServer, EngineError> {
+    pub(crate) fn start(addr: &str, m: Arc<Metrics>) -> Result<MetricsServer, EngineError> {
         let server = tiny_http::Server::http(addr).map_err(|e| {
             EngineError::Sink(std::io::Error::other(format!(
                 "--metrics-listen {addr}: {e}"

@@ -3,6 +3,8 @@
 use crate::collector::{Collector, RecordBatch};
 use crate::config::EngineConfig;
 use crate::factory::MailAnalyzers;
+use crate::live::SharedStats;
+use crate::metrics::{Metrics, MetricsServer};
 use crate::shard::process_packet;
 use crate::summary::{add_flow, add_output, EngineError, Summary};
 use crossbeam_channel::{bounded, Receiver, Sender};
@@ -92,6 +94,33 @@ pub fn run_offline(
     let shard_cfg = cfg.shard_flow_config(workers);
     let uids = UidGenerator::new(&cfg.uid_salt);
     let flows_seen = Arc::new(AtomicU64::new(0));
+    let stats: Vec<Arc<SharedStats>> = (0..workers)
+        .map(|_| Arc::new(SharedStats::default()))
+        .collect();
+    let metrics = match &cfg.metrics_listen {
+        Some(addr) => {
+            let m = Arc::new(Metrics {
+                started,
+                capture: "file",
+                queues: stats
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| ("file".to_string(), i as u32, s.clone()))
+                    .collect(),
+                emit_latency_us: Vec::new(),
+                collector: collector.stats.clone(),
+            });
+            match MetricsServer::start(addr, m) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    drop(rec_tx);
+                    collector.finish(&mut summary, &mut Ok(()));
+                    return (summary, Err(e));
+                }
+            }
+        }
+        None => None,
+    };
     let mut shard_tx = Vec::with_capacity(workers);
     let mut shards = Vec::with_capacity(workers);
     for i in 0..workers {
@@ -110,10 +139,11 @@ pub fn run_offline(
         let rec_tx = rec_tx.clone();
         let verify = cfg.verify_checksums;
         let flows_seen = flows_seen.clone();
+        let st = stats[i].clone();
         shards.push(
             thread::Builder::new()
                 .name(format!("mailtap-shard-{i}"))
-                .spawn(move || shard(table, out, rx, rec_tx, verify, &flows_seen))
+                .spawn(move || shard(table, out, rx, rec_tx, verify, &flows_seen, &st))
                 .expect("spawn shard thread"),
         );
     }
@@ -197,6 +227,9 @@ pub fn run_offline(
             Err(_) => tracing::error!("a shard thread panicked; its connections are lost"),
         }
     }
+    if let Some(m) = metrics {
+        m.stop();
+    }
     collector.finish(&mut summary, &mut result);
     summary.elapsed = started.elapsed();
     tracing::debug!(?summary, "run finished");
@@ -272,10 +305,13 @@ fn shard(
     records: Sender<RecordBatch>,
     verify: bool,
     flows_seen: &AtomicU64,
+    stats: &SharedStats,
 ) -> ShardResult {
     let mut flows_reported = 0u64;
     for batch in rx {
         let block = batch.block.get();
+        let r = Ordering::Relaxed;
+        stats.packets.fetch_add(batch.slots.len() as u64, r);
         for &slot in &batch.slots {
             let (ts, link, data) = if slot & EXTRA_BIT != 0 {
                 let (ts, ref d) = batch.extra[(slot & !EXTRA_BIT) as usize];
@@ -291,6 +327,13 @@ fn shard(
         let created = table.flows_created();
         flows_seen.fetch_add(created - flows_reported, Ordering::Relaxed);
         flows_reported = created;
+        stats.flows_created.store(created, r);
+        stats.flows_active.store(table.len() as u64, r);
+        stats
+            .reassembly_bytes
+            .store(table.reassembly_bytes() as u64, r);
+        stats.events.store(out.counters.events, r);
+        stats.records.store(out.counters.records, r);
         if !out.records.is_empty() && records.send(RecordBatch::now(out.take())).is_err() {
             break;
         }
