@@ -123,7 +123,7 @@ pub fn run_offline(
     };
     let mut shard_tx = Vec::with_capacity(workers);
     let mut shards = Vec::with_capacity(workers);
-    for i in 0..workers {
+    for (i, st) in stats.iter().enumerate() {
         let (tx, rx) = bounded::<ShardBatch>(cfg.blocks_per_worker.max(1) * 2);
         shard_tx.push(tx);
         let table = FlowTable::new(
@@ -139,7 +139,7 @@ pub fn run_offline(
         let rec_tx = rec_tx.clone();
         let verify = cfg.verify_checksums;
         let flows_seen = flows_seen.clone();
-        let st = stats[i].clone();
+        let st = st.clone();
         shards.push(
             thread::Builder::new()
                 .name(format!("mailtap-shard-{i}"))
