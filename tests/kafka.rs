@@ -260,3 +260,90 @@ fn unreachable_broker_spills_and_a_later_run_replays() {
         "every spilled conn record replayed once"
     );
 }
+
+/// A second SIGTERM while the shutdown waits for unreachable brokers
+/// (a long kafka.flush_timeout) ends the process within the grace period,
+/// with the log files already complete (they are closed before Kafka's
+/// flush).
+#[test]
+fn second_signal_forces_exit_after_the_files_are_flushed() {
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("g.pcap");
+    let (o, _) = run(&["gen", "-o", pcap.to_str().unwrap(), "--sessions", "300"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("127.0.0.1:{}", l.local_addr().unwrap().port())
+    };
+    let out = dir.path().join("out");
+    let spill = format!(
+        "kafka.spill_dir={:?}",
+        dir.path().join("spill").to_str().unwrap()
+    );
+    // Read from a pipe that stays open, so the run is still going when
+    // the first signal comes.
+    let mut child = std::process::Command::new(bin())
+        .args([
+            "read",
+            "--no-progress",
+            "-",
+            "-o",
+            out.to_str().unwrap(),
+            "--kafka",
+            &dead,
+            "--set",
+            &spill,
+            "--set",
+            "kafka.flush_timeout=120",
+            "--set",
+            "kafka.librdkafka.message.timeout.ms=300000",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(&std::fs::read(&pcap).unwrap()).unwrap();
+        // Keep it open: the reader waits for more.
+        let t0 = Instant::now();
+        while !out.join("smtp.log").exists() {
+            assert!(t0.elapsed() < Duration::from_secs(30), "no smtp.log");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let kill = |sig: &str| {
+            assert!(std::process::Command::new("kill")
+                .args([sig, &child.id().to_string()])
+                .status()
+                .unwrap()
+                .success())
+        };
+        kill("-TERM");
+        drop(stdin);
+        // The first signal's shutdown now waits on Kafka (120 s).
+        std::thread::sleep(Duration::from_millis(1500));
+        let t1 = Instant::now();
+        kill("-TERM");
+        let o = child.wait_with_output().unwrap();
+        let waited = t1.elapsed();
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(
+            waited < Duration::from_secs(10),
+            "took {waited:?} after the second signal: {err}"
+        );
+        assert_eq!(o.status.code(), Some(130), "{err}");
+        assert!(err.contains("second signal"), "{err}");
+    }
+    for log in ["smtp.log", "conn.log"] {
+        let text = std::fs::read_to_string(out.join(log)).unwrap();
+        assert!(
+            text.trim_end()
+                .lines()
+                .last()
+                .unwrap()
+                .starts_with("#close"),
+            "{log} complete before the forced exit"
+        );
+    }
+}

@@ -321,15 +321,6 @@ fn collect(
         }
         c
     });
-    let kafka = sinks.kafka.map(|slot| {
-        let (c, r) = slot.sink.finish();
-        if let Some(e) = slot.error {
-            sink_errors.push(("kafka", e.to_string()));
-        } else if let Err(e) = r {
-            sink_errors.push(("kafka", e.to_string()));
-        }
-        c
-    });
     let mut rotation = mailtap_logs::RotationStats::default();
     let logs = match log_error {
         Some(e) => Err(e),
@@ -345,6 +336,17 @@ fn collect(
                 .collect()
         }),
     };
+    // Kafka last: its flush may wait for the brokers (kafka.flush_timeout),
+    // and the files must be complete whatever happens then.
+    let kafka = sinks.kafka.map(|slot| {
+        let (c, r) = slot.sink.finish();
+        if let Some(e) = slot.error {
+            sink_errors.push(("kafka", e.to_string()));
+        } else if let Err(e) = r {
+            sink_errors.push(("kafka", e.to_string()));
+        }
+        c
+    });
     Collected {
         logs,
         rotation,
