@@ -1430,6 +1430,10 @@ fn metrics_endpoint_reports_the_live_counters() {
         "{body}"
     );
     assert_eq!(metric(&body, "mailtap_kafka_spill_dropped_total"), 0.0);
+    assert!(
+        metric(&body, "mailtap_kafka_delivery_latency_seconds_count") > 0.0,
+        "{body}"
+    );
     for l in body.lines().filter(|l| !l.starts_with('#')) {
         let (_, v) = l
             .rsplit_once(' ')

@@ -43,6 +43,9 @@ pub(crate) struct CollectorStats {
     /// Microseconds from a shard sending a batch to the collector having
     /// written it to every sink.
     pub(crate) write_latency_us: Mutex<Histogram<u64>>,
+    /// Microseconds from a Kafka message's hand-over to librdkafka to its
+    /// acknowledgement by the brokers.
+    pub(crate) kafka_delivery_latency_us: Mutex<Histogram<u64>>,
     /// The Kafka sink's counters after its last poll, when there is one.
     pub(crate) kafka: Mutex<Option<mailtap_kafka::KafkaCounters>>,
     /// The channel, to report its depth.
@@ -132,6 +135,7 @@ impl Collector {
             batches: AtomicU64::new(0),
             write_latency_us: Mutex::new(latency_histogram()),
             kafka: Mutex::new(None),
+            kafka_delivery_latency_us: Mutex::new(latency_histogram()),
             queue: rx.clone(),
             capacity: capacity.max(1),
         });
@@ -210,6 +214,20 @@ struct Collected {
     sink_errors: Vec<(&'static str, String)>,
 }
 
+/// Serves the Kafka sink (delivery reports, failed deliveries to the
+/// spill, replay) and publishes its counters and delivery latencies.
+fn poll_kafka(sink: &mut mailtap_kafka::KafkaSink, stats: &CollectorStats) {
+    sink.poll();
+    if let Ok(mut c) = stats.kafka.lock() {
+        *c = Some(sink.counters());
+    }
+    if let Ok(mut h) = stats.kafka_delivery_latency_us.lock() {
+        sink.drain_delivery_latencies(|us| {
+            let _ = h.record(us.clamp(1, 3_600_000_000));
+        });
+    }
+}
+
 /// The collector: routes every record to the logs (events to the event
 /// stream when there is one), the extraction sink and the ACE sink. A
 /// failing sink stops on its own; the channel is always drained so that
@@ -256,10 +274,7 @@ fn collect(
         }
         let Some(batch) = batch else {
             if let Some(k) = sinks.kafka.as_mut() {
-                k.sink.poll();
-                if let Ok(mut c) = stats.kafka.lock() {
-                    *c = Some(k.sink.counters());
-                }
+                poll_kafka(&mut k.sink, stats);
             }
             continue;
         };
@@ -289,11 +304,7 @@ fn collect(
             }
         }
         if let Some(k) = sinks.kafka.as_mut() {
-            // Delivery reports, failed deliveries to the spill, replay.
-            k.sink.poll();
-            if let Ok(mut c) = stats.kafka.lock() {
-                *c = Some(k.sink.counters());
-            }
+            poll_kafka(&mut k.sink, stats);
         }
         for (a, n) in stats.records.iter().zip(kinds) {
             if n > 0 {

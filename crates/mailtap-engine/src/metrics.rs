@@ -174,6 +174,7 @@ impl Metrics {
             self.collector.capacity
         )?;
         let kafka = self.collector.kafka.lock().ok().and_then(|k| k.clone());
+        let kafka_on = kafka.is_some();
         if let Some(k) = kafka {
             let rows: [(&str, &str, &str, u64); 11] = [
                 (
@@ -262,6 +263,16 @@ impl Metrics {
             "From the end of the receive batch that produced a record to its hand-over to the collector.",
             &emit,
         )?;
+        if kafka_on {
+            if let Ok(h) = self.collector.kafka_delivery_latency_us.lock() {
+                summary(
+                    s,
+                    "mailtap_kafka_delivery_latency_seconds",
+                    "From a Kafka message's hand-over to librdkafka to the brokers' acknowledgement (linger, batching, round trip).",
+                    &h,
+                )?;
+            }
+        }
         if let Ok(h) = self.collector.write_latency_us.lock() {
             summary(
                 s,

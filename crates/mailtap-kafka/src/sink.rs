@@ -54,7 +54,14 @@ struct Reports {
     permanent: u64,
     failed: u64,
     last_error: Option<RdError>,
+    /// Microseconds from a message's hand-over to librdkafka to its
+    /// acknowledgement, for the collector's latency metric; bounded.
+    delivery_us: Vec<u64>,
 }
+
+/// Most delivery latencies kept between two drains (the rest are not
+/// sampled; the counters stay exact).
+const MAX_LATENCY_SAMPLES: usize = 65_536;
 
 /// Collects delivery reports. With a `BaseProducer` they run inside our
 /// own `poll` calls on the collector thread; the mutex is never contended
@@ -85,12 +92,18 @@ fn permanent(e: &RdError) -> bool {
 }
 
 impl ProducerContext for Ctx {
-    type DeliveryOpaque = Box<Tag>;
+    /// The tag, and when the message was handed to librdkafka.
+    type DeliveryOpaque = Box<(Tag, Instant)>;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, tag: Box<Tag>) {
+    fn delivery(&self, result: &DeliveryResult<'_>, opaque: Box<(Tag, Instant)>) {
+        let (tag, sent) = *opaque;
         let mut r = self.reports.lock().unwrap_or_else(|p| p.into_inner());
         r.callbacks += 1;
-        match (result, *tag) {
+        if result.is_ok() && r.delivery_us.len() < MAX_LATENCY_SAMPLES {
+            r.delivery_us
+                .push(sent.elapsed().as_micros().min(u64::MAX as u128) as u64);
+        }
+        match (result, tag) {
             (Ok(_), Tag::Direct(_)) => r.direct_ok += 1,
             (Ok(_), Tag::Replay(p)) => r.replay_ok.push(p),
             (Err((e, _)), tag) if permanent(e) => {
@@ -261,7 +274,8 @@ impl KafkaSink {
         value: &[u8],
         tag: Tag,
     ) -> Result<(), RdError> {
-        let mut rec = BaseRecord::with_opaque_to(topic, Box::new(tag)).payload(value);
+        let mut rec =
+            BaseRecord::with_opaque_to(topic, Box::new((tag, Instant::now()))).payload(value);
         if let Some(k) = key {
             rec = rec.key(k);
         }
@@ -332,7 +346,14 @@ impl KafkaSink {
 
     /// Applies collected delivery reports.
     fn take_reports(&mut self) -> Result<(), KafkaError> {
-        let r = std::mem::take(&mut *self.reports());
+        let r = {
+            // The latency samples stay until drain_delivery_latencies.
+            let mut g = self.reports();
+            let samples = std::mem::take(&mut g.delivery_us);
+            let r = std::mem::take(&mut *g);
+            g.delivery_us = samples;
+            r
+        };
         self.c.delivered += r.direct_ok + r.replay_ok.len() as u64;
         self.c.failed += r.failed;
         self.c.failed_permanent += r.permanent;
@@ -416,6 +437,16 @@ impl KafkaSink {
     /// once it is empty. Call it often (every batch, idle ticks); it does
     /// not wait. A spill I/O error is logged and returned by the next
     /// [`KafkaSink::write`] (or [`KafkaSink::finish`]).
+    /// Hands every delivery latency (microseconds from a message's
+    /// hand-over to librdkafka to the brokers' acknowledgement) sampled
+    /// since the last call to `f`, for a latency histogram.
+    pub fn drain_delivery_latencies(&mut self, mut f: impl FnMut(u64)) {
+        let mut r = self.reports();
+        for us in r.delivery_us.drain(..) {
+            f(us);
+        }
+    }
+
     pub fn poll(&mut self) {
         if let Err(e) = self.poll_inner() {
             tracing::error!(error = %e, "kafka: poll failed");
