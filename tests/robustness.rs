@@ -390,3 +390,92 @@ fn sigterm_mid_read_leaves_complete_logs() {
         total
     );
 }
+
+/// `mailtap read --metrics-listen` serves per-shard counters, records by
+/// type and latencies while a capture is read (from a pipe kept open, so
+/// the run is still going while the test scrapes).
+#[test]
+fn read_serves_metrics_while_reading() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("g.pcap");
+    let (o, _) = run(&["gen", "-o", pcap.to_str().unwrap(), "--sessions", "300"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let bytes = std::fs::read(&pcap).unwrap();
+    assert!(bytes.len() > 6 << 20, "more than a few 2 MiB blocks");
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let addr = format!("127.0.0.1:{port}");
+    let out = dir.path().join("out");
+    let mut child = std::process::Command::new(bin())
+        .args([
+            "read",
+            "--no-progress",
+            "-w",
+            "1",
+            "-",
+            "-o",
+            out.to_str().unwrap(),
+            "--metrics-listen",
+            &addr,
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // Every full block is handed to the shard at once; the last partial
+    // one waits for more input, so the run stays alive until stdin closes.
+    stdin.write_all(&bytes).unwrap();
+    stdin.flush().unwrap();
+    let scrape = || -> Option<String> {
+        let mut s = std::net::TcpStream::connect(&addr).ok()?;
+        write!(s, "GET /metrics HTTP/1.0\r\n\r\n").ok()?;
+        let mut r = String::new();
+        s.read_to_string(&mut r).ok()?;
+        Some(r.split_once("\r\n\r\n")?.1.to_string())
+    };
+    let value = |body: &str, series: &str| -> Option<f64> {
+        body.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    };
+    let packets = "mailtap_queue_packets_total{interface=\"file\",queue=\"0\",capture=\"file\"}";
+    let ready = |b: &str| {
+        value(b, packets).is_some_and(|p| p > 0.0)
+            && value(b, "mailtap_collector_records_total{type=\"smtp\"}").is_some_and(|r| r > 0.0)
+            && value(b, "mailtap_record_emit_latency_seconds_count").is_some_and(|c| c > 0.0)
+            && value(b, "mailtap_record_write_latency_seconds_count").is_some_and(|c| c > 0.0)
+    };
+    let t0 = std::time::Instant::now();
+    let body = loop {
+        if let Some(b) = scrape() {
+            if ready(&b) {
+                break b;
+            }
+        }
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(30),
+            "metrics never showed the shard's work: {:?}",
+            scrape()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(
+        value(&body, "mailtap_kafka_records_total"),
+        None,
+        "no Kafka here"
+    );
+    assert!(
+        value(
+            &body,
+            "mailtap_queue_flows_total{interface=\"file\",queue=\"0\",capture=\"file\"}"
+        )
+        .unwrap()
+            > 0.0
+    );
+    drop(stdin);
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}

@@ -1,6 +1,6 @@
 //! Reading capture files through the shard pipeline.
 
-use crate::collector::{Collector, RecordBatch};
+use crate::collector::{latency_histogram, Collector, RecordBatch};
 use crate::config::EngineConfig;
 use crate::factory::MailAnalyzers;
 use crate::live::SharedStats;
@@ -97,6 +97,9 @@ pub fn run_offline(
     let stats: Vec<Arc<SharedStats>> = (0..workers)
         .map(|_| Arc::new(SharedStats::default()))
         .collect();
+    let emit_latency: Vec<_> = (0..workers)
+        .map(|_| Arc::new(std::sync::Mutex::new(latency_histogram())))
+        .collect();
     let metrics = match &cfg.metrics_listen {
         Some(addr) => {
             let m = Arc::new(Metrics {
@@ -107,7 +110,7 @@ pub fn run_offline(
                     .enumerate()
                     .map(|(i, s)| ("file".to_string(), i as u32, s.clone()))
                     .collect(),
-                emit_latency_us: Vec::new(),
+                emit_latency_us: emit_latency.clone(),
                 collector: collector.stats.clone(),
             });
             match MetricsServer::start(addr, m) {
@@ -139,7 +142,10 @@ pub fn run_offline(
         let rec_tx = rec_tx.clone();
         let verify = cfg.verify_checksums;
         let flows_seen = flows_seen.clone();
-        let st = st.clone();
+        let st = ShardMetrics {
+            stats: st.clone(),
+            emit_latency_us: emit_latency[i].clone(),
+        };
         shards.push(
             thread::Builder::new()
                 .name(format!("mailtap-shard-{i}"))
@@ -297,6 +303,13 @@ fn dispatch(
     }
 }
 
+/// What a shard publishes for `--metrics-listen`.
+struct ShardMetrics {
+    stats: Arc<SharedStats>,
+    /// Microseconds from taking a block to handing its records over.
+    emit_latency_us: Arc<std::sync::Mutex<hdrhistogram::Histogram<u64>>>,
+}
+
 /// One shard worker: owns its flow table and analyzers.
 fn shard(
     mut table: FlowTable<MailAnalyzers>,
@@ -305,10 +318,12 @@ fn shard(
     records: Sender<RecordBatch>,
     verify: bool,
     flows_seen: &AtomicU64,
-    stats: &SharedStats,
+    metrics: &ShardMetrics,
 ) -> ShardResult {
+    let stats = &*metrics.stats;
     let mut flows_reported = 0u64;
     for batch in rx {
+        let started = Instant::now();
         let block = batch.block.get();
         let r = Ordering::Relaxed;
         stats.packets.fetch_add(batch.slots.len() as u64, r);
@@ -334,8 +349,14 @@ fn shard(
             .store(table.reassembly_bytes() as u64, r);
         stats.events.store(out.counters.events, r);
         stats.records.store(out.counters.records, r);
-        if !out.records.is_empty() && records.send(RecordBatch::now(out.take())).is_err() {
-            break;
+        if !out.records.is_empty() {
+            // From the shard taking the block to its records' hand-over.
+            if let Ok(mut h) = metrics.emit_latency_us.lock() {
+                let _ = h.record((started.elapsed().as_micros() as u64).clamp(1, 3_600_000_000));
+            }
+            if records.send(RecordBatch::now(out.take())).is_err() {
+                break;
+            }
         }
     }
     table.finish(&mut out);
