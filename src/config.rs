@@ -37,7 +37,7 @@ pub struct Config {
 pub struct Kafka {
     /// Bootstrap servers; empty: no Kafka sink unless `--kafka` is given.
     pub brokers: String,
-    pub topics: KafkaTopics,
+    pub topics: mailtap_kafka::Topics,
     /// Spill directory for records the brokers cannot take; empty:
     /// `<out>/kafka-spill`.
     pub spill_dir: String,
@@ -55,40 +55,12 @@ pub struct Kafka {
     pub librdkafka: toml::Table,
 }
 
-/// Topic per record type.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct KafkaTopics {
-    pub smtp: String,
-    pub pop3: String,
-    pub conn: String,
-    pub files: String,
-    pub weird: String,
-    pub events: String,
-    pub emails: String,
-}
-
-impl Default for KafkaTopics {
-    fn default() -> Self {
-        let t = mailtap_kafka::Topics::default();
-        KafkaTopics {
-            smtp: t.smtp,
-            pop3: t.pop3,
-            conn: t.conn,
-            files: t.files,
-            weird: t.weird,
-            events: t.events,
-            emails: t.emails,
-        }
-    }
-}
-
 impl Default for Kafka {
     fn default() -> Self {
         let k = mailtap_kafka::KafkaConfig::default();
         Kafka {
             brokers: String::new(),
-            topics: KafkaTopics::default(),
+            topics: mailtap_kafka::Topics::default(),
             spill_dir: String::new(),
             spill_max_bytes: k.spill_max_bytes,
             email_inline_max: k.email_inline_max,
@@ -137,18 +109,9 @@ impl Kafka {
         }
         let mut librdkafka = Vec::new();
         flatten("", &self.librdkafka, &mut librdkafka);
-        let t = &self.topics;
         let cfg = mailtap_kafka::KafkaConfig {
             brokers,
-            topics: mailtap_kafka::Topics {
-                smtp: t.smtp.clone(),
-                pop3: t.pop3.clone(),
-                conn: t.conn.clone(),
-                files: t.files.clone(),
-                weird: t.weird.clone(),
-                events: t.events.clone(),
-                emails: t.emails.clone(),
-            },
+            topics: self.topics.clone(),
             librdkafka,
             spill_dir: if self.spill_dir.is_empty() {
                 out_dir.join("kafka-spill")

@@ -347,3 +347,39 @@ fn second_signal_forces_exit_after_the_files_are_flushed() {
         );
     }
 }
+
+/// The events and emails topics are filled by `--kafka` alone: no event
+/// file or extraction directory is needed for the analyzers to build them.
+#[test]
+fn kafka_alone_gets_events_and_messages() {
+    let mc = MockCluster::new(1).expect("mock cluster");
+    for t in TOPICS {
+        mc.create_topic(t, 3, 1).unwrap();
+    }
+    let bs = mc.bootstrap_servers();
+    let dir = tempfile::tempdir().unwrap();
+    let s = sample();
+    let (o, _) = run(&[
+        "read",
+        "--no-progress",
+        s.to_str().unwrap(),
+        "-o",
+        dir.path().to_str().unwrap(),
+        "--kafka",
+        &bs,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let got = consume_all(&bs, Duration::from_secs(2));
+    let n = |t: &str| got.iter().filter(|(x, _, _)| x == t).count();
+    assert!(n("mailtap.events") > 100, "{} events", n("mailtap.events"));
+    // The sample has 66 messages (mailtap gen's count for it).
+    assert_eq!(n("mailtap.emails"), 66);
+    for (_, _, v) in got.iter().filter(|(t, _, _)| t == "mailtap.emails") {
+        let j: serde_json::Value = serde_json::from_str(v).unwrap();
+        assert!(
+            j["data_base64"].as_str().is_some_and(|d| !d.is_empty()),
+            "{v}"
+        );
+    }
+    assert!(!dir.path().join("events.json").exists());
+}

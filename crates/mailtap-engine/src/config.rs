@@ -44,6 +44,28 @@ pub struct EngineConfig {
 }
 
 impl EngineConfig {
+    /// A new shard: its flow table (with `flow`, one shard's share of the
+    /// limits) and its output, which builds events only when someone reads
+    /// them (the event stream, ACE transcripts, Kafka's events topic)
+    /// and message bytes only for extraction or Kafka's emails topic.
+    pub(crate) fn new_shard(
+        &self,
+        flow: &FlowConfig,
+        uids: &mailtap_flow::UidGenerator,
+    ) -> (mailtap_flow::FlowTable<MailAnalyzers>, mailtap_core::Output) {
+        let table = mailtap_flow::FlowTable::new(
+            flow.clone(),
+            self.analyzers.clone(),
+            uids.clone(),
+            self.local.clone(),
+        );
+        let mut out = mailtap_core::Output::new(
+            self.events.is_some() || self.ace.is_some() || self.kafka.is_some(),
+        );
+        out.extract_enabled = self.extract.is_some() || self.kafka.is_some();
+        (table, out)
+    }
+
     /// The flow limits of one of `shards` shards: the process-wide limits
     /// divided among them.
     pub(crate) fn shard_flow_config(&self, shards: usize) -> FlowConfig {

@@ -448,14 +448,7 @@ pub fn run_live(
     let worker_stop = Arc::new(AtomicBool::new(false));
     let mut handles = Vec::with_capacity(n);
     for (i, (source, rx)) in sources.into_iter().zip(inbox_rx).enumerate() {
-        let table = FlowTable::new(
-            shard_cfg.clone(),
-            cfg.analyzers.clone(),
-            uids.clone(),
-            cfg.local.clone(),
-        );
-        let mut out = Output::new(cfg.events.is_some() || cfg.ace.is_some());
-        out.extract_enabled = cfg.extract.is_some();
+        let (table, out) = cfg.new_shard(&shard_cfg, &uids);
         let (pool_tx, pool_rx) = bounded::<Handoff>(live.handoff_buffers.max(1));
         let to: Vec<Option<Sender<Handoff>>> = (0..n)
             .map(|j| (j != i).then(|| inbox_tx[j].clone()))

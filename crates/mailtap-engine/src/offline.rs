@@ -129,16 +129,7 @@ pub fn run_offline(
     for (i, st) in stats.iter().enumerate() {
         let (tx, rx) = bounded::<ShardBatch>(cfg.blocks_per_worker.max(1) * 2);
         shard_tx.push(tx);
-        let table = FlowTable::new(
-            shard_cfg.clone(),
-            cfg.analyzers.clone(),
-            uids.clone(),
-            cfg.local.clone(),
-        );
-        // Events are built when someone reads them: the event stream or
-        // the ACE transcripts.
-        let mut out = Output::new(cfg.events.is_some() || cfg.ace.is_some());
-        out.extract_enabled = cfg.extract.is_some();
+        let (table, out) = cfg.new_shard(&shard_cfg, &uids);
         let rec_tx = rec_tx.clone();
         let verify = cfg.verify_checksums;
         let flows_seen = flows_seen.clone();

@@ -78,8 +78,9 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Topic names per record type.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Topic names per record type (`[kafka.topics]` in the configuration).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Topics {
     pub smtp: String,
     pub pop3: String,
