@@ -49,6 +49,11 @@ pub struct Kafka {
     pub email_buffer_max_bytes: usize,
     /// Seconds to wait for deliveries at exit before spilling the rest.
     pub flush_timeout: f64,
+    /// Also send every event (the events topic). Off by default: SMTP
+    /// and POP3 raise one event per message line (smtp_data, pop3_data),
+    /// millions on a busy link, while the messages themselves go to the
+    /// emails topic whole.
+    pub events: bool,
     /// librdkafka properties passed through as they are, e.g.
     /// `[kafka.librdkafka]` `"linger.ms" = 50` or
     /// `--set kafka.librdkafka.linger.ms=50` (nested keys join with dots).
@@ -66,6 +71,7 @@ impl Default for Kafka {
             email_inline_max: k.email_inline_max,
             email_buffer_max_bytes: k.email_buffer_max_bytes,
             flush_timeout: k.flush_timeout.as_secs_f64(),
+            events: false,
             librdkafka: toml::Table::new(),
         }
     }

@@ -313,6 +313,7 @@ fn engine_config(
                 max_open_files: cfg.extract.max_open_files,
             }),
         metrics_listen: o.metrics_listen.clone(),
+        kafka_events: cfg.kafka.events,
         kafka: cfg.kafka.sink(
             o.kafka.as_deref(),
             &o.out,

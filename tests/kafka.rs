@@ -107,6 +107,8 @@ fn read_sends_every_record_to_its_topic_keyed_by_uid() {
         ex.to_str().unwrap(),
         "--kafka",
         &bs,
+        "--set",
+        "kafka.events=true",
     ]);
     let err = stderr(&o);
     assert!(o.status.success(), "{err}");
@@ -348,10 +350,11 @@ fn second_signal_forces_exit_after_the_files_are_flushed() {
     }
 }
 
-/// The events and emails topics are filled by `--kafka` alone: no event
-/// file or extraction directory is needed for the analyzers to build them.
+/// `--kafka` alone fills the emails topic (no extraction directory
+/// needed); the events topic only with `kafka.events=true`, and then
+/// without an event file.
 #[test]
-fn kafka_alone_gets_events_and_messages() {
+fn kafka_alone_gets_messages_and_events_on_request() {
     let mc = MockCluster::new(1).expect("mock cluster");
     for t in TOPICS {
         mc.create_topic(t, 3, 1).unwrap();
@@ -364,14 +367,14 @@ fn kafka_alone_gets_events_and_messages() {
         "--no-progress",
         s.to_str().unwrap(),
         "-o",
-        dir.path().to_str().unwrap(),
+        dir.path().join("a").to_str().unwrap(),
         "--kafka",
         &bs,
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let got = consume_all(&bs, Duration::from_secs(2));
     let n = |t: &str| got.iter().filter(|(x, _, _)| x == t).count();
-    assert!(n("mailtap.events") > 100, "{} events", n("mailtap.events"));
+    assert_eq!(n("mailtap.events"), 0, "events only on request");
     // The sample has 66 messages (mailtap gen's count for it).
     assert_eq!(n("mailtap.emails"), 66);
     for (_, _, v) in got.iter().filter(|(t, _, _)| t == "mailtap.emails") {
@@ -381,5 +384,25 @@ fn kafka_alone_gets_events_and_messages() {
             "{v}"
         );
     }
-    assert!(!dir.path().join("events.json").exists());
+    // Events on request, still without an event file.
+    let (o, _) = run(&[
+        "read",
+        "--no-progress",
+        s.to_str().unwrap(),
+        "-o",
+        dir.path().join("b").to_str().unwrap(),
+        "--kafka",
+        &bs,
+        "--set",
+        "kafka.events=true",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let got = consume_all(&bs, Duration::from_secs(2));
+    let n = |t: &str| got.iter().filter(|(x, _, _)| x == t).count();
+    assert!(n("mailtap.events") > 100, "{} events", n("mailtap.events"));
+    assert_eq!(
+        n("mailtap.emails"),
+        2 * 66,
+        "the first run's and this one's"
+    );
 }

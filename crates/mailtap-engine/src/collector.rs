@@ -142,9 +142,10 @@ impl Collector {
         let st = stats.clone();
         let reopen = cfg.reopen_logs.clone();
         let rotating = cfg.rotation.enabled();
+        let kafka_events = cfg.kafka_events;
         let join = thread::Builder::new()
             .name("mailtap-collector".into())
-            .spawn(move || collect(sinks, rx, &st, &reopen, rotating))
+            .spawn(move || collect(sinks, rx, &st, &reopen, rotating, kafka_events))
             .map_err(EngineError::Sink)?;
         Ok(Collector { tx, stats, join })
     }
@@ -238,6 +239,7 @@ fn collect(
     stats: &CollectorStats,
     reopen: &AtomicBool,
     rotating: bool,
+    kafka_events: bool,
 ) -> Collected {
     let mut log_error: Option<std::io::Error> = None;
     let mut last_flush = Instant::now();
@@ -297,7 +299,11 @@ fn collect(
                     a.write("ACE transcripts (--ace-dir)", |s| s.write(r));
                 }
             }
-            if let Some(k) = sinks.kafka.as_mut() {
+            if let Some(k) = sinks
+                .kafka
+                .as_mut()
+                .filter(|_| kafka_events || !matches!(r, Record::Event(_)))
+            {
                 k.write("Kafka (--kafka)", |s| {
                     s.write(r).map_err(|e| std::io::Error::other(e.to_string()))
                 });

@@ -39,6 +39,8 @@ pub struct EngineConfig {
     pub metrics_listen: Option<String>,
     /// `--kafka`: records to Kafka topics.
     pub kafka: Option<mailtap_kafka::KafkaConfig>,
+    /// Events go to Kafka too (`kafka.events`).
+    pub kafka_events: bool,
     /// `--ace-dir`: ACE session transcripts.
     pub ace: Option<AceConfig>,
 }
@@ -46,7 +48,8 @@ pub struct EngineConfig {
 impl EngineConfig {
     /// A new shard: its flow table (with `flow`, one shard's share of the
     /// limits) and its output, which builds events only when someone reads
-    /// them (the event stream, ACE transcripts, Kafka's events topic)
+    /// them (the event stream, ACE transcripts, Kafka's events topic when
+    /// `kafka.events` is on)
     /// and message bytes only for extraction or Kafka's emails topic.
     pub(crate) fn new_shard(
         &self,
@@ -60,7 +63,9 @@ impl EngineConfig {
             self.local.clone(),
         );
         let mut out = mailtap_core::Output::new(
-            self.events.is_some() || self.ace.is_some() || self.kafka.is_some(),
+            self.events.is_some()
+                || self.ace.is_some()
+                || (self.kafka.is_some() && self.kafka_events),
         );
         out.extract_enabled = self.extract.is_some() || self.kafka.is_some();
         (table, out)
