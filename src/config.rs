@@ -54,6 +54,10 @@ pub struct Kafka {
     /// millions on a busy link, while the messages themselves go to the
     /// emails topic whole.
     pub events: bool,
+    /// The emails topic: "inline" (message bytes in the value, up to
+    /// email_inline_max), "reference" (only `eml_path` into the
+    /// `--extract-dir`, which it needs), or "off".
+    pub emails: String,
     /// librdkafka properties passed through as they are, e.g.
     /// `[kafka.librdkafka]` `"linger.ms" = 50` or
     /// `--set kafka.librdkafka.linger.ms=50` (nested keys join with dots).
@@ -72,6 +76,7 @@ impl Default for Kafka {
             email_buffer_max_bytes: k.email_buffer_max_bytes,
             flush_timeout: k.flush_timeout.as_secs_f64(),
             events: false,
+            emails: "inline".into(),
             librdkafka: toml::Table::new(),
         }
     }
@@ -94,6 +99,11 @@ fn flatten(prefix: &str, t: &toml::Table, out: &mut Vec<(String, String)>) {
 }
 
 impl Kafka {
+    /// Whether messages go to the emails topic.
+    pub fn emails_on(&self) -> bool {
+        self.emails != "off"
+    }
+
     /// The sink's configuration, when Kafka is on (`brokers` from
     /// `--kafka` wins over `kafka.brokers`).
     pub fn sink(
@@ -115,6 +125,14 @@ impl Kafka {
         }
         let mut librdkafka = Vec::new();
         flatten("", &self.librdkafka, &mut librdkafka);
+        let inline_max = match self.emails.as_str() {
+            "inline" | "off" => self.email_inline_max,
+            "reference" if extract_dir.is_some() => 0,
+            "reference" => bail!(
+                "configuration: kafka.emails = \"reference\" needs --extract-dir (the reference is the .eml path there)"
+            ),
+            o => bail!("configuration: kafka.emails = {o:?}: must be inline, reference or off"),
+        };
         let cfg = mailtap_kafka::KafkaConfig {
             brokers,
             topics: self.topics.clone(),
@@ -125,7 +143,7 @@ impl Kafka {
                 self.spill_dir.clone().into()
             },
             spill_max_bytes: self.spill_max_bytes,
-            email_inline_max: self.email_inline_max,
+            email_inline_max: inline_max,
             email_buffer_max_bytes: self.email_buffer_max_bytes,
             extract_dir: extract_dir.map(Path::to_path_buf),
             flush_timeout: std::time::Duration::from_secs_f64(self.flush_timeout),

@@ -314,6 +314,7 @@ fn engine_config(
             }),
         metrics_listen: o.metrics_listen.clone(),
         kafka_events: cfg.kafka.events,
+        kafka_emails: cfg.kafka.emails_on(),
         kafka: cfg.kafka.sink(
             o.kafka.as_deref(),
             &o.out,

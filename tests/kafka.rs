@@ -406,3 +406,64 @@ fn kafka_alone_gets_messages_and_events_on_request() {
         "the first run's and this one's"
     );
 }
+
+/// `kafka.emails = off` leaves the emails topic empty; `reference` sends
+/// only the path of the extracted .eml (and needs --extract-dir).
+#[test]
+fn emails_topic_off_or_by_reference() {
+    let s = sample();
+    let dir = tempfile::tempdir().unwrap();
+    let (o, _) = run(&[
+        "read",
+        s.to_str().unwrap(),
+        "-o",
+        dir.path().join("x").to_str().unwrap(),
+        "--kafka",
+        "127.0.0.1:9",
+        "--set",
+        "kafka.emails=reference",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("kafka.emails"), "{}", stderr(&o));
+
+    for (mode, emails) in [("off", 0usize), ("reference", 66)] {
+        let mc = MockCluster::new(1).expect("mock cluster");
+        for t in TOPICS {
+            mc.create_topic(t, 3, 1).unwrap();
+        }
+        let bs = mc.bootstrap_servers();
+        let ex = dir.path().join(format!("ex-{mode}"));
+        let (o, _) = run(&[
+            "read",
+            "--no-progress",
+            s.to_str().unwrap(),
+            "-o",
+            dir.path().join(mode).to_str().unwrap(),
+            "--extract-dir",
+            ex.to_str().unwrap(),
+            "--kafka",
+            &bs,
+            "--set",
+            &format!("kafka.emails={mode}"),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let got = consume_all(&bs, Duration::from_secs(2));
+        let values: Vec<&String> = got
+            .iter()
+            .filter(|(t, _, _)| t == "mailtap.emails")
+            .map(|(_, _, v)| v)
+            .collect();
+        assert_eq!(values.len(), emails, "{mode}");
+        assert!(
+            got.iter().any(|(t, _, _)| t == "mailtap.smtp"),
+            "{mode}: logs still go"
+        );
+        for v in values {
+            let j: serde_json::Value = serde_json::from_str(v).unwrap();
+            assert!(j.get("data_base64").is_none(), "{v}");
+            let path = j["eml_path"].as_str().expect("eml_path");
+            assert!(std::path::Path::new(path).starts_with(&ex), "{path}");
+            assert!(std::path::Path::new(path).exists(), "{path}");
+        }
+    }
+}

@@ -143,9 +143,19 @@ impl Collector {
         let reopen = cfg.reopen_logs.clone();
         let rotating = cfg.rotation.enabled();
         let kafka_events = cfg.kafka_events;
+        let kafka_emails = cfg.kafka_emails;
         let join = thread::Builder::new()
             .name("mailtap-collector".into())
-            .spawn(move || collect(sinks, rx, &st, &reopen, rotating, kafka_events))
+            .spawn(move || {
+                collect(
+                    sinks,
+                    rx,
+                    &st,
+                    &reopen,
+                    rotating,
+                    (kafka_events, kafka_emails),
+                )
+            })
             .map_err(EngineError::Sink)?;
         Ok(Collector { tx, stats, join })
     }
@@ -239,7 +249,7 @@ fn collect(
     stats: &CollectorStats,
     reopen: &AtomicBool,
     rotating: bool,
-    kafka_events: bool,
+    (kafka_events, kafka_emails): (bool, bool),
 ) -> Collected {
     let mut log_error: Option<std::io::Error> = None;
     let mut last_flush = Instant::now();
@@ -299,11 +309,12 @@ fn collect(
                     a.write("ACE transcripts (--ace-dir)", |s| s.write(r));
                 }
             }
-            if let Some(k) = sinks
-                .kafka
-                .as_mut()
-                .filter(|_| kafka_events || !matches!(r, Record::Event(_)))
-            {
+            let to_kafka = match r {
+                Record::Event(_) => kafka_events,
+                Record::EmailData(_) | Record::EmailMeta(_) => kafka_emails,
+                _ => true,
+            };
+            if let Some(k) = sinks.kafka.as_mut().filter(|_| to_kafka) {
                 k.write("Kafka (--kafka)", |s| {
                     s.write(r).map_err(|e| std::io::Error::other(e.to_string()))
                 });

@@ -41,6 +41,8 @@ pub struct EngineConfig {
     pub kafka: Option<mailtap_kafka::KafkaConfig>,
     /// Events go to Kafka too (`kafka.events`).
     pub kafka_events: bool,
+    /// Messages go to Kafka's emails topic (`kafka.emails` not "off").
+    pub kafka_emails: bool,
     /// `--ace-dir`: ACE session transcripts.
     pub ace: Option<AceConfig>,
 }
@@ -67,7 +69,7 @@ impl EngineConfig {
                 || self.ace.is_some()
                 || (self.kafka.is_some() && self.kafka_events),
         );
-        out.extract_enabled = self.extract.is_some() || self.kafka.is_some();
+        out.extract_enabled = self.extract.is_some() || (self.kafka.is_some() && self.kafka_emails);
         (table, out)
     }
 
