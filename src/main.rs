@@ -2,6 +2,10 @@
 
 mod config;
 
+/// mimalloc instead of glibc malloc: see the comment in Cargo.toml.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use config::Config;
