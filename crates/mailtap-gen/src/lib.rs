@@ -61,6 +61,17 @@ pub struct Mix {
     /// Percent of SMTP `DATA` messages whose body has a run of LF-only
     /// lines (bare `\n`), which must survive extraction byte for byte.
     pub lf_only: u8,
+    /// Percent of SMTP transactions the server rejects at `MAIL FROM`
+    /// (no message is transferred).
+    pub mail_reject: u8,
+    /// Percent of SMTP transactions whose every `RCPT TO` is rejected (550
+    /// or a 450 greylisting reply; no message is transferred). Independent
+    /// of the single rejected recipient among several that the attach
+    /// mix has always had.
+    pub rcpt_reject: u8,
+    /// Percent of SMTP sessions that carry no transaction: `EHLO` (and
+    /// STARTTLS, when the session does TLS), then `QUIT`.
+    pub probe: u8,
 }
 
 impl Default for Mix {
@@ -75,6 +86,118 @@ impl Default for Mix {
             pop3: 0,
             reject: 3,
             lf_only: 3,
+            mail_reject: 0,
+            rcpt_reject: 0,
+            probe: 0,
+        }
+    }
+}
+
+/// A named traffic mix (`mailtap gen --mix`): a whole [`GenConfig`] shaped
+/// like one kind of mail link. See [`GenConfig::for_mix`] and the "Traffic
+/// mixes" section of docs/benchmarks.md for the measured shapes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum TrafficMix {
+    /// An MX link between MTAs: most SMTP sessions use STARTTLS with
+    /// realistic TLS records, message sizes are heavy-tailed, some sessions
+    /// are probes or rejected transactions.
+    Mta,
+    /// The worst case for a sensor: many short plaintext SMTP sessions with
+    /// 1-5 kB messages and a share of POP3, small segments, many ACKs
+    /// (shaped like a measured 524 MB Postfix/Dovecot capture: 143-byte
+    /// average frame, about 28 packets per connection).
+    Small,
+    /// The generator's original, attachment-heavy mix (617-byte average
+    /// frame); byte-identical to what `GenConfig::default()` has always
+    /// produced.
+    #[default]
+    Attach,
+}
+
+impl TrafficMix {
+    /// `mta`, `small` or `attach`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrafficMix::Mta => "mta",
+            TrafficMix::Small => "small",
+            TrafficMix::Attach => "attach",
+        }
+    }
+}
+
+/// How message body sizes are drawn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodySizes {
+    /// Uniform in [`GenConfig::body_bytes`].
+    Uniform,
+    /// Lognormal with this median and shape (sigma in thousandths),
+    /// clamped to [`GenConfig::body_bytes`]. Computed with plain IEEE
+    /// arithmetic only (no libm), so the sizes are the same everywhere.
+    LogNormal { median: u32, sigma_milli: u32 },
+}
+
+/// How encrypted sessions look after STARTTLS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsStyle {
+    /// The original shape: one opaque handshake record per flight and one
+    /// application-data record per exchange (kept for the attach mix).
+    Opaque,
+    /// Real handshakes (TLS 1.2 or 1.3 with a parseable ClientHello with
+    /// SNI, ServerHello, certificate flight, key exchange, Finished,
+    /// session tickets), then the SMTP dialogue and the message as
+    /// application-data records of at most 16 KiB plus AEAD overhead, and
+    /// close_notify alerts.
+    Realistic {
+        /// Percent of TLS sessions that negotiate TLS 1.3 (else 1.2).
+        tls13: u8,
+    },
+}
+
+/// Wire-level shape beyond the feature percentages of [`Mix`]. The default
+/// is the original generator's behaviour (the attach mix).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Shape {
+    pub body_sizes: BodySizes,
+    /// Messages above this many body bytes always carry an attachment (big
+    /// mail is big because of attachments). `usize::MAX`: never forced.
+    pub attach_above: usize,
+    /// The text (and quoted-printable) parts of a multipart message are at
+    /// most this long, so the attachment takes the rest.
+    pub text_part_max: usize,
+    /// When set, the number of messages of an SMTP session is 1 plus a
+    /// geometric number of further messages, each with this percent
+    /// probability, at most [`GenConfig::messages_per_session`]`.1`
+    /// (instead of uniform in `messages_per_session`).
+    pub more_messages: Option<u8>,
+    /// POP3 maildrop size range (instead of `messages_per_session`):
+    /// polls often find nothing.
+    pub pop3_messages: Option<(u32, u32)>,
+    /// The SMTP client writes message data in pieces of this many bytes
+    /// (inclusive range), each sent as its own segments; `None`: the data
+    /// goes out in full-MSS segments.
+    pub data_write: Option<(u32, u32)>,
+    /// Percent of a bulk sender's data segments the receiver acknowledges
+    /// at once (delayed ACK: otherwise every second segment is
+    /// acknowledged).
+    pub ack_each: u8,
+    /// Percent of server replies the client acknowledges with a pure ACK
+    /// before it sends its next command.
+    pub reply_ack: u8,
+    pub tls: TlsStyle,
+}
+
+impl Default for Shape {
+    fn default() -> Self {
+        Shape {
+            body_sizes: BodySizes::Uniform,
+            attach_above: usize::MAX,
+            text_part_max: usize::MAX,
+            more_messages: None,
+            pop3_messages: None,
+            data_write: None,
+            ack_each: 0,
+            reply_ack: 35,
+            tls: TlsStyle::Opaque,
         }
     }
 }
@@ -109,6 +232,8 @@ pub struct GenConfig {
     /// receiver sees a content gap and the message is incomplete
     /// ([`MessageTruth::complete`] is false). 0 (the default) drops nothing.
     pub gap_percent: u8,
+    /// Wire-level shape (sizes, segmenting, ACKs, TLS).
+    pub shape: Shape,
 }
 
 impl Default for GenConfig {
@@ -127,11 +252,113 @@ impl Default for GenConfig {
             start_ts: Timestamp::from_secs_micros(1_709_294_400, 0),
             mss: 1460,
             gap_percent: 0,
+            shape: Shape::default(),
         }
     }
 }
 
 impl GenConfig {
+    /// The configuration of a named mix (100 sessions, concurrency 16,
+    /// seed 1; set `sessions`/`target_bytes`, `concurrency` and `seed` as
+    /// needed). `Attach` is exactly [`GenConfig::default`].
+    pub fn for_mix(mix: TrafficMix) -> GenConfig {
+        match mix {
+            TrafficMix::Attach => GenConfig::default(),
+            TrafficMix::Small => GenConfig {
+                // About one transaction per connection, as measured (117 k
+                // transactions over 116 k connections): most sessions send
+                // one message, 18% send another (and so on).
+                messages_per_session: (1, 4),
+                // Mostly one recipient; the single rejected recipient among
+                // several (15% of multi-recipient messages) stays.
+                recipients: (1, 2),
+                // 1-5 kB messages: about 0.8 kB of headers plus a body with
+                // a median of 0.8 kB (with the client's small writes below,
+                // this gives the measured 143-byte average frame and 28
+                // packets per connection).
+                body_bytes: (300, 4_200),
+                mix: Mix {
+                    // Postfix pipelines when the server offers it, but many
+                    // clients (and Postfix towards some servers) do not.
+                    plain: 60,
+                    pipelined: 36,
+                    bdat: 4,
+                    // Mostly a single text part; some small multipart
+                    // messages with a tiny attachment.
+                    mime_attachment: 12,
+                    auth: 10,
+                    // The measured capture was plaintext.
+                    starttls: 0,
+                    // Dovecot's side of the link: mail clients polling.
+                    pop3: 12,
+                    reject: 3,
+                    lf_only: 1,
+                    mail_reject: 3,
+                    rcpt_reject: 6,
+                    probe: 4,
+                },
+                shape: Shape {
+                    body_sizes: BodySizes::LogNormal {
+                        median: 800,
+                        sigma_milli: 500,
+                    },
+                    text_part_max: 1_024,
+                    more_messages: Some(18),
+                    pop3_messages: Some((0, 2)),
+                    // Clients write message data in small pieces.
+                    data_write: Some((256, 768)),
+                    ack_each: 50,
+                    reply_ack: 55,
+                    ..Shape::default()
+                },
+                ..GenConfig::default()
+            },
+            TrafficMix::Mta => GenConfig {
+                // Connection caching: an MTA often sends several messages
+                // over one connection.
+                messages_per_session: (1, 6),
+                recipients: (1, 3),
+                // Heavy tail: median body 4 kB, mean (before the cap) about
+                // 30 kB, capped at 20 MB.
+                body_bytes: (120, 20 << 20),
+                mix: Mix {
+                    plain: 45,
+                    pipelined: 50,
+                    bdat: 5,
+                    mime_attachment: 25,
+                    // MTA-to-MTA mail on port 25 rarely authenticates.
+                    auth: 4,
+                    // Google's Transparency Report ("Email encryption in
+                    // transit") shows roughly 90% or more of Gmail's inbound
+                    // and outbound mail encrypted; a link that also carries
+                    // small senders, bulk mailers, bots and probes sees
+                    // less, so 80% of SMTP sessions.
+                    starttls: 80,
+                    pop3: 0,
+                    reject: 2,
+                    lf_only: 1,
+                    mail_reject: 3,
+                    rcpt_reject: 8,
+                    probe: 6,
+                },
+                shape: Shape {
+                    body_sizes: BodySizes::LogNormal {
+                        median: 4_000,
+                        sigma_milli: 2_000,
+                    },
+                    attach_above: 48 << 10,
+                    text_part_max: 16 << 10,
+                    more_messages: Some(30),
+                    // TLS 1.3 is what current OpenSSL-based MTAs (Postfix,
+                    // Exim) negotiate with each other; 1.2 remains common.
+                    tls: TlsStyle::Realistic { tls13: 70 },
+                    ..Shape::default()
+                },
+                ..GenConfig::default()
+            },
+        }
+    }
+
     fn normalized(&self) -> GenConfig {
         let mut c = self.clone();
         let order32 = |(a, b): (u32, u32)| if a <= b { (a, b) } else { (b, a) };
@@ -149,6 +376,14 @@ impl GenConfig {
         c.mss = c.mss.clamp(64, 9000);
         c.ipv6_percent = c.ipv6_percent.min(100);
         c.gap_percent = c.gap_percent.min(100);
+        if let Some((a, b)) = c.shape.pop3_messages {
+            c.shape.pop3_messages = Some(order32((a, b)));
+        }
+        if let Some((a, b)) = c.shape.data_write {
+            let (a, b) = order32((a.max(1), b.max(1)));
+            c.shape.data_write = Some((a, b));
+        }
+        c.shape.text_part_max = c.shape.text_part_max.max(64);
         c
     }
 }
@@ -167,6 +402,13 @@ pub struct GenStats {
     pub packets: u64,
     /// Bytes written, including the pcap global header.
     pub bytes: u64,
+    /// Sessions that switched to TLS (STARTTLS accepted).
+    pub tls_sessions: u64,
+    /// Pcap bytes (record headers included) of the packets whose payload
+    /// is TLS records.
+    pub tls_bytes: u64,
+    /// Messages transferred inside TLS (not in `messages`, no truth).
+    pub tls_messages: u64,
 }
 
 /// Which protocol carried a message.
@@ -325,6 +567,9 @@ fn run<W: Write>(
                 let s = slots[slot as usize].take().expect("session");
                 outstanding -= s.est_bytes.saturating_sub(s.written);
                 stats.sessions += 1;
+                stats.tls_sessions += s.tls_on as u64;
+                stats.tls_bytes += s.tls_bytes;
+                stats.tls_messages += s.tls_messages;
                 free.push(slot);
                 if want_more(launched, stats.bytes, outstanding) {
                     let s = Session::new(launched, &cfg);
@@ -365,11 +610,13 @@ pub fn sample_config() -> GenConfig {
             pop3: 0,
             reject: 8,
             lf_only: 10,
+            ..Mix::default()
         },
         ipv6_percent: 15,
         start_ts: Timestamp::from_secs_micros(1_709_294_400, 0),
         mss: 1460,
         gap_percent: 0,
+        shape: Shape::default(),
     }
 }
 
@@ -393,6 +640,7 @@ pub fn sample_pop3_config() -> GenConfig {
         start_ts: Timestamp::from_secs_micros(1_709_298_000, 0),
         mss: 1460,
         gap_percent: 0,
+        shape: Shape::default(),
     }
 }
 
@@ -420,10 +668,12 @@ pub fn extraction_test_config(sessions: u64, seed: u64) -> GenConfig {
             pop3: 25,
             reject: 10,
             lf_only: 10,
+            ..Mix::default()
         },
         ipv6_percent: 20,
         start_ts: Timestamp::from_secs_micros(1_709_294_400, 0),
         mss: 1460,
         gap_percent: 6,
+        shape: Shape::default(),
     }
 }

@@ -83,6 +83,42 @@ impl Rng {
     }
 }
 
+/// `2^x` with basic IEEE operations only (no libm, whose last bits may
+/// differ between platforms): exact power of two times a Taylor series of
+/// `e^(f ln 2)` for the fraction `f` in `[0, 1)` (relative error < 1e-12).
+pub(crate) fn exp2(x: f64) -> f64 {
+    let x = x.clamp(-1000.0, 1000.0);
+    let n = x.floor();
+    let f = (x - n) * std::f64::consts::LN_2;
+    let mut term = 1.0;
+    let mut sum = 1.0;
+    for k in 1..=14 {
+        term = term * f / k as f64;
+        sum += term;
+    }
+    sum * f64::from_bits(((n as i64 + 1023) as u64) << 52)
+}
+
+/// A lognormal draw with `median` and shape `sigma_milli / 1000`. The
+/// normal deviate is the Irwin-Hall sum of 12 uniforms minus 6 (bounded at
+/// six sigma, which the callers' caps make irrelevant).
+pub(crate) fn lognormal(rng: &mut Rng, median: u32, sigma_milli: u32) -> u64 {
+    let mut z = -6.0;
+    for _ in 0..12 {
+        z += (rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64);
+    }
+    let sigma = sigma_milli as f64 / 1000.0;
+    let v = median as f64 * exp2(sigma * z * std::f64::consts::LOG2_E);
+    v.min(1e15) as u64
+}
+
+/// The mean of that lognormal: `median * e^(sigma^2 / 2)` (uncapped).
+pub(crate) fn lognormal_mean(median: u32, sigma_milli: u32) -> u64 {
+    let sigma = sigma_milli as f64 / 1000.0;
+    let v = median as f64 * exp2(sigma * sigma / 2.0 * std::f64::consts::LOG2_E);
+    v.min(1e15) as u64
+}
+
 /// A bijection on `u32` (the "lowbias32" integer hash): distinct inputs give
 /// distinct outputs, which is what keeps session 4-tuples unique.
 pub(crate) fn perm32(mut x: u32) -> u32 {
@@ -104,6 +140,24 @@ mod tests {
         for i in 0..200_000u32 {
             assert!(seen.insert(perm32(i)));
         }
+    }
+
+    #[test]
+    fn exp2_and_lognormal() {
+        for x in [-3.5f64, -1.0, 0.0, 0.25, 1.0, 7.7, 20.0] {
+            let want = x.exp2();
+            assert!(((exp2(x) - want) / want).abs() < 1e-12, "{x}");
+        }
+        let mut r = Rng::new(3);
+        let mut v: Vec<u64> = (0..20_001)
+            .map(|_| lognormal(&mut r, 4_000, 2_000))
+            .collect();
+        v.sort_unstable();
+        let median = v[10_000];
+        assert!((3_400..4_700).contains(&median), "{median}");
+        let mean = v.iter().sum::<u64>() / v.len() as u64;
+        assert!((18_000..45_000).contains(&mean), "{mean}");
+        assert_eq!(lognormal_mean(4_000, 2_000), 29_556);
     }
 
     #[test]

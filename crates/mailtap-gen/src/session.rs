@@ -22,10 +22,12 @@ use crate::text::{
     base64_into, hex_into, rfc5322_date, DOMAINS, FIRST, LAST, MAILERS, SUBJECTS_LATIN1,
     SUBJECTS_UTF8, WORDS,
 };
-use crate::{GenConfig, MessageTruth, Protocol};
+use crate::{BodySizes, GenConfig, MessageTruth, Protocol, TlsStyle};
 
 mod pop3;
+mod tls;
 use pop3::Pop3;
+use tls::Tls;
 
 const C: usize = 0; // client -> server
 const S: usize = 1; // server -> client
@@ -58,6 +60,8 @@ enum Stage {
     TlsHandshake,
     TlsData(u32),
     TlsClose,
+    /// Realistic TLS (see `tls.rs`): handshake, encrypted dialogue, close.
+    Tls,
     Auth,
     AuthLogin(u8),
     Mail,
@@ -106,6 +110,21 @@ struct Msg {
     hdr_end: u64,
     /// Whether `segs[1]` is the first run of plain body text (not MIME).
     plain_body: bool,
+    /// Where the server stops the transaction.
+    fate: Fate,
+}
+
+/// How an SMTP transaction ends (see [`crate::Mix::mail_reject`] and
+/// [`crate::Mix::rcpt_reject`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fate {
+    /// The message is transferred (and then accepted or rejected with
+    /// `status`).
+    Data,
+    /// `MAIL FROM` is rejected.
+    MailRejected,
+    /// Every `RCPT TO` is rejected.
+    RcptRejected,
 }
 
 /// Everything the script needs from the generator while advancing.
@@ -156,6 +175,22 @@ pub(crate) struct Session {
     /// One client data segment of this session's message is left out.
     gap: bool,
     drop_pending: bool,
+    /// Percent of server replies the client acknowledges at once.
+    reply_ack: u8,
+    /// Percent of bulk data segments the receiver acknowledges at once.
+    ack_each: u8,
+    /// The client's message data write sizes (see `Shape::data_write`).
+    data_write: Option<(u32, u32)>,
+    /// Bytes left in the client's current write.
+    write_left: u32,
+    /// Realistic TLS state (`None`: plaintext or the opaque TLS style).
+    tls: Option<Box<Tls>>,
+    /// The payload is TLS records from now on.
+    pub tls_on: bool,
+    /// Pcap bytes of this session's packets that carry TLS records.
+    pub tls_bytes: u64,
+    /// Messages transferred inside TLS.
+    pub tls_messages: u64,
     /// Estimated total pcap bytes of this session (for `target_bytes`).
     pub est_bytes: u64,
     pub written: u64,
@@ -286,6 +321,18 @@ impl Session {
         } else {
             (mode, auth, starttls, sport)
         };
+        // (Every draw for a knob the attach mix leaves off is guarded, so
+        // the attach mix's output never changes.)
+        match (is_pop3, cfg.shape.more_messages, cfg.shape.pop3_messages) {
+            (false, Some(p), _) => {
+                n_msgs = 1;
+                while n_msgs < cfg.messages_per_session.1 && rng.pct(p as u32) {
+                    n_msgs += 1;
+                }
+            }
+            (true, _, Some((a, b))) => n_msgs = rng.range32(a, b),
+            _ => {}
+        }
         let gap = !is_pop3
             && !starttls
             && mode != Mode::Bdat
@@ -293,6 +340,8 @@ impl Session {
             && rng.pct(cfg.gap_percent as u32);
         if gap {
             n_msgs = 1;
+        } else if !is_pop3 && cfg.mix.probe > 0 && rng.pct(cfg.mix.probe as u32) {
+            n_msgs = 0;
         }
         let rtt = if rng.pct(70) {
             rng.range32(100, 3_000)
@@ -313,7 +362,14 @@ impl Session {
         let server = format!("mx{}.{sdom}", rng.below(10));
         let sender = address(&mut rng);
         let sender_name = display_name(&sender);
-        let mean_body = (cfg.body_bytes.0 as u64 + cfg.body_bytes.1 as u64) / 2;
+        let mean_body = match cfg.shape.body_sizes {
+            BodySizes::Uniform => (cfg.body_bytes.0 as u64 + cfg.body_bytes.1 as u64) / 2,
+            BodySizes::LogNormal {
+                median,
+                sigma_milli,
+            } => crate::rng::lognormal_mean(median, sigma_milli)
+                .clamp(cfg.body_bytes.0 as u64, cfg.body_bytes.1 as u64),
+        };
         let per_msg = mean_body * 1077 / 1000
             + 1700
             + 260 * (cfg.recipients.0 as u64 + cfg.recipients.1 as u64) / 2;
@@ -337,6 +393,10 @@ impl Session {
         let ip_id = [rng.next_u64() as u16, rng.next_u64() as u16];
         let ttl = [if rng.pct(60) { 64 } else { 128 }, 64];
         let win = [if rng.pct(50) { 64240 } else { 65535 }, 65160];
+        let tls = match cfg.shape.tls {
+            TlsStyle::Realistic { tls13 } if starttls => Some(Box::new(Tls::new(&mut rng, tls13))),
+            _ => None,
+        };
         Session {
             rng,
             v6,
@@ -376,6 +436,14 @@ impl Session {
             reported: 0,
             gap,
             drop_pending: false,
+            reply_ack: cfg.shape.reply_ack,
+            ack_each: cfg.shape.ack_each,
+            data_write: cfg.shape.data_write,
+            write_left: 0,
+            tls,
+            tls_on: false,
+            tls_bytes: 0,
+            tls_messages: 0,
             est_bytes,
             written: 0,
         }
@@ -415,10 +483,26 @@ impl Session {
                 bulk,
                 since_ack,
             } => {
-                let n = remaining.min(self.mss);
+                let mut n = remaining.min(self.mss);
+                let mut write_end = false;
+                let chunked = bulk && dir == C && self.data_write.is_some();
+                if let (true, Some((a, b))) = (chunked, self.data_write) {
+                    if self.write_left == 0 {
+                        self.write_left = self.rng.range32(a, b);
+                    }
+                    n = n.min(self.write_left);
+                    self.write_left -= n;
+                    write_end = self.write_left == 0;
+                }
                 let last = n == remaining;
-                let flags = if last { ACK | PSH } else { ACK };
+                if last {
+                    self.write_left = 0;
+                }
+                let flags = if last || write_end { ACK | PSH } else { ACK };
                 self.packet(ctx.pools, buf, ctx.now_us, dir, flags, n as usize, false);
+                if self.tls_on && n > 0 {
+                    self.tls_bytes += buf.len() as u64;
+                }
                 if self.drop_pending && dir == C && bulk && since_ack == 1 && !last {
                     // left out of the capture; the peer still acknowledges it
                     buf.clear();
@@ -430,7 +514,9 @@ impl Session {
                     self.plan.pop_front();
                 } else {
                     let since = since_ack + 1;
-                    let ack_now = bulk && since >= 2;
+                    let ack_now = bulk
+                        && (since >= 2
+                            || (self.ack_each > 0 && self.rng.pct(self.ack_each as u32)));
                     let gap = if ack_now {
                         self.rng.range32(1, 12)
                     } else {
@@ -619,7 +705,7 @@ impl Session {
     }
 
     fn maybe_client_ack(&mut self) {
-        if self.rng.pct(35) {
+        if self.rng.pct(self.reply_ack as u32) {
             let d = self.rng.range32(20, 400);
             self.plan.push_back(Item {
                 dir: C as u8,
@@ -699,6 +785,9 @@ impl Session {
         if self.pop3.is_some() && matches!(self.stage, Stage::Greeting) {
             return self.pop3_step(ctx);
         }
+        if matches!(self.stage, Stage::Tls) {
+            return self.tls_step(ctx);
+        }
         match self.stage {
             Stage::Connect => {
                 let d = self.rng.range32(20, 150);
@@ -772,9 +861,14 @@ impl Session {
                 self.local
                     .extend_from_slice(b"220 2.0.0 Ready to start TLS\r\n");
                 self.exchange(c, r, false);
-                self.stage = Stage::TlsHandshake;
+                self.stage = if self.tls.is_some() {
+                    Stage::Tls
+                } else {
+                    Stage::TlsHandshake
+                };
             }
             Stage::TlsHandshake => {
+                self.tls_on = true;
                 let n = self.rng.range(500, 600) as usize;
                 let len = self.tls_record(ctx.pools, C, 0x16, 0x01, n);
                 let t = self.think().min(500);
@@ -896,6 +990,7 @@ impl Session {
                 self.teardown_server_first();
                 self.stage = Stage::Done;
             }
+            Stage::Tls => unreachable!("handled above"),
             Stage::Done => {}
         }
     }
@@ -911,6 +1006,12 @@ impl Session {
             start: a as u32,
             end: self.local.len() as u32,
         });
+        self.push_opaque(pools, dir, len);
+        5 + len as u64
+    }
+
+    /// Queues `len` opaque (random-looking) bytes for `dir`.
+    fn push_opaque(&mut self, pools: &Pools, dir: usize, len: usize) {
         let pool = pools.opaque.len();
         let mut left = len;
         while left > 0 {
@@ -923,7 +1024,6 @@ impl Session {
             });
             left -= n;
         }
-        5 + len as u64
     }
 
     fn mail_step(&mut self, ctx: &mut Ctx) {
@@ -941,9 +1041,12 @@ impl Session {
                 self.exchange(c, r, false);
                 return;
             }
-            let m = self.build_message(ctx);
-            let len = ctx.truth_buf.len();
-            self.report(ctx, &m, len, false);
+            let mut m = self.build_message(ctx);
+            m.fate = self.draw_fate(ctx.cfg);
+            if m.fate == Fate::Data {
+                let len = ctx.truth_buf.len();
+                self.report(ctx, &m, len, false);
+            }
             self.msg = Some(m);
         }
         let mut m = self.msg.take().expect("message");
@@ -954,7 +1057,7 @@ impl Session {
                 if m.step == 0 {
                     self.mail_cmd(&m);
                     let r = self.mark();
-                    self.local.extend_from_slice(b"250 2.1.0 Ok\r\n");
+                    self.mail_reply(&m);
                     self.exchange(c, r, false);
                 } else if m.step <= k {
                     let i = (m.step - 1) as usize;
@@ -972,7 +1075,10 @@ impl Session {
                     self.send_body(&m);
                 }
                 m.step += 1;
+                // a rejected sender or no accepted recipient: no DATA
                 m.step > k + 2
+                    || (m.fate == Fate::MailRejected && m.step == 1)
+                    || (m.fate == Fate::RcptRejected && m.step == k + 1)
             }
             Mode::Pipelined => {
                 if m.step == 0 {
@@ -983,18 +1089,21 @@ impl Session {
                     }
                     self.local.extend_from_slice(b"DATA\r\n");
                     let r = self.mark();
-                    self.local.extend_from_slice(b"250 2.1.0 Ok\r\n");
+                    self.mail_reply(&m);
                     for i in 0..m.rcpts.len() {
                         self.rcpt_reply(&m, i);
                     }
-                    self.local
-                        .extend_from_slice(b"354 End data with <CR><LF>.<CR><LF>\r\n");
+                    self.local.extend_from_slice(match m.fate {
+                        Fate::Data => b"354 End data with <CR><LF>.<CR><LF>\r\n",
+                        Fate::MailRejected => b"503 5.5.1 Error: need RCPT command\r\n",
+                        Fate::RcptRejected => b"554 5.5.1 Error: no valid recipients\r\n",
+                    });
                     self.exchange(c, r, false);
                 } else {
                     self.send_body(&m);
                 }
                 m.step += 1;
-                m.step > 1
+                m.step > 1 || m.fate != Fate::Data
             }
             Mode::Bdat => {
                 let n_chunks = m.chunks.len() as u32 - 1;
@@ -1005,11 +1114,15 @@ impl Session {
                         self.rcpt_cmd(&m, i);
                     }
                     let r = self.mark();
-                    self.local.extend_from_slice(b"250 2.1.0 Ok\r\n");
+                    self.mail_reply(&m);
                     for i in 0..m.rcpts.len() {
                         self.rcpt_reply(&m, i);
                     }
                     self.exchange(c, r, false);
+                    if m.fate != Fate::Data {
+                        // nothing accepted: no BDAT
+                        m.step = n_chunks + m.zero_last as u32;
+                    }
                 } else if m.step <= n_chunks {
                     let j = m.step as usize;
                     let (from, to) = (m.chunks[j - 1], m.chunks[j]);
@@ -1075,7 +1188,71 @@ impl Session {
         let _ = write!(self.local, "RCPT TO:<{}>\r\n", m.rcpts[i]);
     }
 
+    /// Where the transaction of the next message ends (always at the end
+    /// of data in a gap session, whose one message must be transferred).
+    fn draw_fate(&mut self, cfg: &GenConfig) -> Fate {
+        let mix = &cfg.mix;
+        if self.gap {
+            Fate::Data
+        } else if mix.mail_reject > 0 && self.rng.pct(mix.mail_reject as u32) {
+            Fate::MailRejected
+        } else if mix.rcpt_reject > 0 && self.rng.pct(mix.rcpt_reject as u32) {
+            Fate::RcptRejected
+        } else {
+            Fate::Data
+        }
+    }
+
+    fn mail_reply(&mut self, m: &Msg) {
+        if m.fate != Fate::MailRejected {
+            self.local.extend_from_slice(b"250 2.1.0 Ok\r\n");
+            return;
+        }
+        let _ = match m.qid % 4 {
+            0 => write!(
+                self.local,
+                "553 5.7.1 <{}>: Sender address rejected: not owned by user\r\n",
+                m.mailfrom
+            ),
+            1 => write!(
+                self.local,
+                "550 5.7.1 <{}>: Sender address rejected: Access denied\r\n",
+                m.mailfrom
+            ),
+            2 => write!(self.local, "501 5.1.7 Bad sender address syntax\r\n"),
+            _ => write!(
+                self.local,
+                "450 4.1.8 <{}>: Sender address rejected: Domain not found\r\n",
+                m.mailfrom
+            ),
+        };
+    }
+
     fn rcpt_reply(&mut self, m: &Msg, i: usize) {
+        match m.fate {
+            Fate::Data => {}
+            Fate::MailRejected => {
+                self.local
+                    .extend_from_slice(b"503 5.5.1 Error: need MAIL command\r\n");
+                return;
+            }
+            Fate::RcptRejected => {
+                let r = &m.rcpts[i];
+                let _ = match (m.qid >> 8) % 3 {
+                    0 => write!(
+                        self.local,
+                        "550 5.1.1 <{r}>: Recipient address rejected: User unknown in virtual mailbox table\r\n"
+                    ),
+                    1 => write!(
+                        self.local,
+                        "450 4.2.0 <{r}>: Recipient address rejected: Greylisted, see https://postgrey.schweikert.ch/help/{}.html\r\n",
+                        r.rsplit('@').next().unwrap_or("")
+                    ),
+                    _ => write!(self.local, "554 5.7.1 <{r}>: Relay access denied\r\n"),
+                };
+                return;
+            }
+        }
         if m.rejected == Some(i) {
             let _ = write!(
                 self.local,
@@ -1199,12 +1376,12 @@ impl Session {
         } else {
             None
         };
-        let mut body_len = rng.range(cfg.body_bytes.0 as u64, cfg.body_bytes.1 as u64) as usize;
+        let mut body_len = body_size(rng, cfg);
         if self.gap {
             // room for a dropped segment well inside the message
             body_len = body_len.max(6 * cfg.mss);
         }
-        let attach = rng.pct(cfg.mix.mime_attachment as u32);
+        let attach = rng.pct(cfg.mix.mime_attachment as u32) || body_len >= cfg.shape.attach_above;
         let qid = rng.next_u64() & 0xff_ffff_ffff;
         let smtp = self.pop3.is_none();
         let status = if smtp && cfg.mix.reject > 0 && rng.pct(cfg.mix.reject as u32) {
@@ -1480,7 +1657,7 @@ impl Session {
                 "This is a multi-part message in MIME format.\r\n\r\n--{bnd}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
             );
             flush!();
-            let text_len = (body_len / 6).max(64);
+            let text_len = (body_len / 6).max(64).min(cfg.shape.text_part_max);
             add_text(&mut segs, truth, rng, text_len);
             let mut rest = body_len.saturating_sub(text_len);
             if rng.pct(50) {
@@ -1489,7 +1666,7 @@ impl Session {
                     "\r\n--{bnd}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
                 );
                 flush!();
-                let qp_len = (body_len / 6).max(64);
+                let qp_len = (body_len / 6).max(64).min(cfg.shape.text_part_max);
                 add_pool(&mut segs, truth, rng, SRC_QP, qp_len);
                 rest = rest.saturating_sub(qp_len);
                 // end the QP part with a hard line break
@@ -1571,7 +1748,20 @@ impl Session {
             subject_decoded: decoded,
             hdr_end,
             plain_body,
+            fate: Fate::Data,
         }
+    }
+}
+
+/// A message body size drawn as `cfg.shape.body_sizes` says.
+fn body_size(rng: &mut Rng, cfg: &GenConfig) -> usize {
+    let (lo, hi) = (cfg.body_bytes.0 as u64, cfg.body_bytes.1 as u64);
+    match cfg.shape.body_sizes {
+        BodySizes::Uniform => rng.range(lo, hi) as usize,
+        BodySizes::LogNormal {
+            median,
+            sigma_milli,
+        } => crate::rng::lognormal(rng, median, sigma_milli).clamp(lo, hi) as usize,
     }
 }
 

@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use mailtap_gen::{
     extraction_test_config, generate, generate_with_truth, sample_config, sample_pop3_config,
-    GenConfig, Mix, Protocol,
+    GenConfig, Mix, Protocol, Shape, TrafficMix,
 };
 
 type Endpoint = (IpAddr, u16);
@@ -219,6 +219,27 @@ fn bare(arg: &str, prefix: &str) -> String {
 /// Parses a client stream as SMTP: commands, DATA bodies (dot-unstuffed)
 /// and BDAT chunks.
 fn parse_client(s: &[u8]) -> Parsed {
+    parse_client_with(s, b"")
+}
+
+/// [`parse_client`], told by the server stream `srv` which `DATA` commands
+/// were refused (a pipelined `DATA` after a rejected sender or with no
+/// accepted recipient is not followed by a message).
+fn parse_client_with(s: &[u8], srv: &[u8]) -> Parsed {
+    let mut data_ok = srv
+        .split(|&b| b == b'\n')
+        .filter_map(|l| {
+            if l.starts_with(b"354 ") {
+                Some(true)
+            } else if l.starts_with(b"554 5.5.1 Error: no valid recipients")
+                || l.starts_with(b"503 5.5.1 Error: need RCPT command")
+            {
+                Some(false)
+            } else {
+                None
+            }
+        })
+        .collect::<std::collections::VecDeque<_>>();
     let mut out = Parsed::default();
     let mut pos = 0;
     let mut from = String::new();
@@ -253,6 +274,9 @@ fn parse_client(s: &[u8]) -> Parsed {
             }
             "RCPT" => rcpts.push(bare(arg, "TO:")),
             "DATA" => {
+                if data_ok.pop_front() == Some(false) {
+                    continue;
+                }
                 let mut msg = Vec::new();
                 loop {
                     let l = line(&mut pos);
@@ -415,6 +439,7 @@ fn wellformed_reassembles_and_matches_truth() {
             pop3: 0,
             reject: 10,
             lf_only: 10,
+            ..Mix::default()
         },
         ipv6_percent: 30,
         ..GenConfig::default()
@@ -997,4 +1022,292 @@ fn bundled_pop3_sample_is_current() {
     let all: Vec<_> = truth.values().flatten().collect();
     assert!(all.iter().all(|m| m.6.protocol == Protocol::Pop3));
     assert!(all.iter().any(|m| m.6.partial));
+}
+
+// ------------------------------------------------------------ traffic mixes
+
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The attach mix is the original generator, byte for byte: these digests
+/// were computed with the code before named mixes existed.
+#[test]
+fn attach_mix_is_byte_identical_to_the_original_generator() {
+    assert_eq!(
+        GenConfig::for_mix(TrafficMix::Attach).shape,
+        Shape::default()
+    );
+    let cases = [
+        (
+            GenConfig::default(),
+            "78923ec643d0cd7029a229db688436454f9b64cd5417facec2188b731b1b605b",
+            4_278_686,
+        ),
+        (
+            GenConfig {
+                target_bytes: Some(4 << 20),
+                concurrency: 64,
+                seed: 9,
+                ..GenConfig::for_mix(TrafficMix::Attach)
+            },
+            "1c7baecbaf10e23dca751c714b242e36c285aa32f2e9ace5449a1fc964cece0c",
+            4_291_494,
+        ),
+        (
+            GenConfig {
+                sessions: 80,
+                concurrency: 10,
+                seed: 11,
+                mss: 700,
+                messages_per_session: (0, 5),
+                mix: Mix {
+                    pop3: 60,
+                    ..Mix::default()
+                },
+                ..GenConfig::default()
+            },
+            "462aec70b071eb176dc16643c26bbc3b4e6cf7191310bc6c8284121971a79020",
+            3_722_312,
+        ),
+        (
+            extraction_test_config(120, 4),
+            "fa8afce9c0c02dda76c283ba0b61c9f56efbbfebcf24b7d788efad6f3b85ec5b",
+            3_857_253,
+        ),
+    ];
+    for (i, (cfg, digest, len)) in cases.iter().enumerate() {
+        let v = gen(cfg);
+        assert_eq!(v.len(), *len, "case {i}: length");
+        assert_eq!(sha256_hex(&v), *digest, "case {i}: SHA-256");
+    }
+}
+
+fn mix_cfg(mix: TrafficMix, sessions: u64, seed: u64) -> GenConfig {
+    GenConfig {
+        sessions,
+        concurrency: 12,
+        seed,
+        ..GenConfig::for_mix(mix)
+    }
+}
+
+#[test]
+fn every_mix_is_deterministic() {
+    for mix in [TrafficMix::Mta, TrafficMix::Small, TrafficMix::Attach] {
+        let cfg = mix_cfg(mix, 150, 21);
+        let a = gen(&cfg);
+        assert!(a == gen(&cfg), "{mix:?}: same config, different bytes");
+        let (b, _, _) = gen_truth(&cfg);
+        assert!(a == b, "{mix:?}: generate and generate_with_truth differ");
+        assert!(a != gen(&mix_cfg(mix, 150, 22)), "{mix:?}: seed ignored");
+        let sized = GenConfig {
+            target_bytes: Some(2 << 20),
+            ..cfg.clone()
+        };
+        assert!(gen(&sized) == gen(&sized), "{mix:?}: sized run");
+    }
+}
+
+/// TLS records of one direction of a stream: (content type, version,
+/// body); asserts that the records tile the stream exactly.
+fn tls_records(s: &[u8]) -> Vec<(u8, u16, &[u8])> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < s.len() {
+        assert!(pos + 5 <= s.len(), "truncated record header");
+        let (t, v, n) = (s[pos], u16be(&s[pos + 1..]), u16be(&s[pos + 3..]) as usize);
+        assert!(matches!(t, 20..=23), "content type {t}");
+        assert_eq!(v, 0x0303, "record version");
+        assert!(n > 0 && n <= 16_384 + 256, "record length {n}");
+        assert!(pos + 5 + n <= s.len(), "record overruns the stream");
+        out.push((t, v, &s[pos + 5..pos + 5 + n]));
+        pos += 5 + n;
+    }
+    out
+}
+
+/// Checks a ClientHello body: handshake type 1, consistent lengths,
+/// an SNI extension naming `server`.
+fn check_client_hello(body: &[u8]) -> String {
+    assert_eq!(body[0], 1, "ClientHello");
+    let hl = (body[1] as usize) << 16 | (body[2] as usize) << 8 | body[3] as usize;
+    assert_eq!(hl + 4, body.len(), "handshake length");
+    assert_eq!(u16be(&body[4..]), 0x0303);
+    let mut p = 4 + 2 + 32;
+    p += 1 + body[p] as usize; // session id
+    p += 2 + u16be(&body[p..]) as usize; // cipher suites
+    p += 1 + body[p] as usize; // compression
+    let ext_end = p + 2 + u16be(&body[p..]) as usize;
+    assert_eq!(ext_end, body.len(), "extensions length");
+    p += 2;
+    let mut sni = None;
+    while p < ext_end {
+        let (t, n) = (u16be(&body[p..]), u16be(&body[p + 2..]) as usize);
+        if t == 0 {
+            let name_len = u16be(&body[p + 4 + 3..]) as usize;
+            sni = Some(String::from_utf8(body[p + 9..p + 9 + name_len].to_vec()).unwrap());
+        }
+        p += 4 + n;
+    }
+    assert_eq!(p, ext_end);
+    sni.expect("SNI")
+}
+
+#[test]
+fn mta_mix_tls_sessions_are_parseable_tls() {
+    let cfg = GenConfig {
+        mss: 1200,
+        ..mix_cfg(TrafficMix::Mta, 200, 5)
+    };
+    let (pcap, truth, stats) = gen_truth(&cfg);
+    let pkts = parse(&pcap);
+    assert_eq!(pkts.len() as u64, stats.packets);
+    assert!(pkts.iter().all(|p| p.payload.len() <= 1200));
+    let fl = flows(&pkts);
+    assert_eq!(fl.len(), 200);
+    let (mut n_tls, mut v13, mut v12, mut alerts, mut big_records) = (0, 0, 0, 0, 0);
+    let (mut plain_msgs, mut probes) = (0usize, 0);
+    for (key, f) in &fl {
+        let (c, s) = reassemble(key, f);
+        let parsed = parse_client_with(&c, &s);
+        let codes = check_server(&s, parsed.starttls);
+        assert_eq!(codes[0], 220);
+        if !parsed.starttls {
+            let t = truth.get(key).map(|v| &v[..]).unwrap_or(&[]);
+            assert_eq!(t.len(), parsed.messages.len(), "{key:?}");
+            for (tm, pm) in t.iter().zip(&parsed.messages) {
+                assert!(tm.3 == pm.2, "{key:?}: bytes differ from truth");
+            }
+            plain_msgs += t.len();
+            if !parsed.commands.iter().any(|c| c == "MAIL") {
+                probes += 1;
+            }
+            continue;
+        }
+        n_tls += 1;
+        assert!(!truth.contains_key(key));
+        let at = c.windows(10).position(|w| w == b"STARTTLS\r\n").unwrap() + 10;
+        let cr = tls_records(&c[at..]);
+        let sat = s
+            .windows(30)
+            .position(|w| w == b"220 2.0.0 Ready to start TLS\r\n")
+            .unwrap()
+            + 30;
+        let sr = tls_records(&s[sat..]);
+        assert_eq!(cr[0].0, 22);
+        let sni = check_client_hello(cr[0].2);
+        assert!(sni.starts_with("mx"), "{sni}");
+        assert!(
+            (300..=600).contains(&(cr[0].2.len() + 5)),
+            "ClientHello size"
+        );
+        assert_eq!(sr[0].0, 22);
+        assert_eq!(sr[0].2[0], 2, "ServerHello");
+        let tls13 = sr[0]
+            .2
+            .windows(6)
+            .any(|w| w == [0x00, 0x2b, 0x00, 0x02, 0x03, 0x04]);
+        // the server's first flight: 2-5 kB before the client's next record
+        let flight: usize = if tls13 {
+            v13 += 1;
+            assert_eq!(sr[1].0, 20);
+            sr[1..6].iter().map(|r| r.2.len() + 5).sum()
+        } else {
+            v12 += 1;
+            assert_eq!(sr[1].2[0], 11, "Certificate");
+            assert_eq!(sr[2].2[0], 12, "ServerKeyExchange");
+            assert_eq!(sr[3].2, &[14, 0, 0, 0][..], "ServerHelloDone");
+            assert_eq!(cr[1].2[0], 16, "ClientKeyExchange");
+            sr[1..4].iter().map(|r| r.2.len() + 5).sum()
+        };
+        assert!((2_000..=6_000).contains(&flight), "server flight {flight}");
+        let last = |r: &[(u8, u16, &[u8])]| r.last().unwrap().0;
+        if !tls13 {
+            assert_eq!(last(&cr), 21, "close_notify");
+            assert_eq!(last(&sr), 21, "close_notify");
+            alerts += 1;
+        }
+        big_records += cr.iter().filter(|r| r.2.len() > 16_384).count();
+        let app = cr.iter().filter(|r| r.0 == 23).count();
+        assert!(app >= 2, "EHLO and QUIT (and the mail)");
+    }
+    assert_eq!(n_tls as u64, stats.tls_sessions);
+    assert!((120..=185).contains(&n_tls), "{n_tls} TLS sessions of 200");
+    assert!(v13 > v12 && v12 > 0 && alerts > 0);
+    assert!(big_records > 0, "16 KiB records");
+    assert!(stats.tls_messages > 100, "{}", stats.tls_messages);
+    assert_eq!(plain_msgs as u64, stats.messages);
+    assert!(probes > 0 || plain_msgs > 0);
+    assert!(stats.tls_bytes * 2 > stats.bytes, "TLS dominates the bytes");
+}
+
+#[test]
+fn small_mix_is_small_and_matches_truth() {
+    let cfg = mix_cfg(TrafficMix::Small, 400, 8);
+    let (pcap, truth, stats) = gen_truth(&cfg);
+    let pkts = parse(&pcap);
+    let fl = flows(&pkts);
+    assert_eq!(fl.len(), 400);
+    assert_eq!(stats.tls_sessions, 0);
+    let avg_frame = (stats.bytes - 24 - 16 * stats.packets) / stats.packets;
+    let per_conn = stats.packets / stats.sessions;
+    assert!(
+        (120..=170).contains(&avg_frame),
+        "average frame {avg_frame}"
+    );
+    assert!(
+        (18..=40).contains(&per_conn),
+        "{per_conn} packets per connection"
+    );
+    let (mut pop3, mut rejected_mail, mut no_rcpt, mut pipelined, mut msgs) = (0, 0, 0, 0, 0);
+    let mut pure_acks = 0;
+    for (key, f) in &fl {
+        pure_acks += f.pkts[3..]
+            .iter()
+            .filter(|p| p.payload.is_empty() && p.flags == ACK)
+            .count();
+        let (c, s) = reassemble(key, f);
+        let t = truth.get(key).map(|v| &v[..]).unwrap_or(&[]);
+        if key.1 .1 == 110 {
+            pop3 += 1;
+            let d = pop3_dialogue(&c, &s);
+            let fetched = d
+                .iter()
+                .filter(|(c, st, _)| {
+                    (c.starts_with("RETR ") || c.starts_with("TOP ")) && st.starts_with("+OK")
+                })
+                .count();
+            assert_eq!(fetched, t.len());
+            msgs += t.len();
+            continue;
+        }
+        let parsed = parse_client_with(&c, &s);
+        check_server(&s, false);
+        assert_eq!(t.len(), parsed.messages.len(), "{key:?}");
+        for (tm, pm) in t.iter().zip(&parsed.messages) {
+            assert!(tm.3 == pm.2, "{key:?}: bytes differ from truth");
+            assert!((700..=6_000).contains(&tm.3.len()), "{} bytes", tm.3.len());
+        }
+        msgs += t.len();
+        let text = String::from_utf8_lossy(&s);
+        rejected_mail += text.matches("Sender address rejected").count()
+            + text.matches("Bad sender address").count();
+        no_rcpt += text.matches("no valid recipients").count();
+        pipelined += f.pkts.iter().any(|p| {
+            let has = |n: &[u8]| p.payload.windows(n.len()).any(|w| w == n);
+            has(b"MAIL FROM:") && has(b"RCPT TO:")
+        }) as usize;
+    }
+    assert_eq!(msgs as u64, stats.messages);
+    assert!((25..=80).contains(&pop3), "{pop3} POP3 sessions");
+    assert!(rejected_mail > 0 && no_rcpt > 0 && pipelined > 50);
+    assert!(
+        pure_acks as u64 * 5 > stats.packets,
+        "{pure_acks} pure ACKs"
+    );
 }
