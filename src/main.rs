@@ -194,13 +194,38 @@ struct GenArgs {
     /// Percentage of sessions over IPv6.
     #[arg(long)]
     ipv6_percent: Option<u8>,
-    /// Percentage of sessions that are POP3 (port 110) instead of SMTP.
-    #[arg(long, default_value_t = 0)]
-    pop3_percent: u8,
+    /// Traffic mix: `mta` (an MX link: mostly STARTTLS with realistic TLS,
+    /// heavy-tailed message sizes), `small` (many short plaintext SMTP and
+    /// POP3 sessions with small segments: the worst case per byte) or
+    /// `attach` (the original attachment-heavy mix). See
+    /// docs/benchmarks.md, "Traffic mixes".
+    #[arg(long, value_enum, default_value_t = MixArg::Mta)]
+    mix: MixArg,
+    /// Percentage of sessions that are POP3 (port 110) instead of SMTP
+    /// (default: the mix's share; attach 0, small 12, mta 0).
+    #[arg(long)]
+    pop3_percent: Option<u8>,
     /// Percentage of plain/pipelined SMTP sessions with one client segment
     /// left out of the capture (a content gap: the message is incomplete).
     #[arg(long, default_value_t = 0)]
     gaps: u8,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum MixArg {
+    Mta,
+    Small,
+    Attach,
+}
+
+impl From<MixArg> for mailtap_gen::TrafficMix {
+    fn from(m: MixArg) -> Self {
+        match m {
+            MixArg::Mta => mailtap_gen::TrafficMix::Mta,
+            MixArg::Small => mailtap_gen::TrafficMix::Small,
+            MixArg::Attach => mailtap_gen::TrafficMix::Attach,
+        }
+    }
 }
 
 fn main() {
@@ -685,7 +710,7 @@ fn cmd_gen(a: GenArgs) -> Result<i32> {
         sessions: a.sessions,
         concurrency: a.concurrency.max(1),
         seed: a.seed,
-        ..Default::default()
+        ..mailtap_gen::GenConfig::for_mix(a.mix.into())
     };
     if let Some(s) = &a.size {
         cfg.target_bytes = Some(parse_size(s)?);
@@ -696,10 +721,12 @@ fn cmd_gen(a: GenArgs) -> Result<i32> {
         }
         cfg.ipv6_percent = p;
     }
-    if a.pop3_percent > 100 || a.gaps > 100 {
+    if a.pop3_percent.is_some_and(|p| p > 100) || a.gaps > 100 {
         bail!("--pop3-percent and --gaps must be 0..=100");
     }
-    cfg.mix.pop3 = a.pop3_percent;
+    if let Some(p) = a.pop3_percent {
+        cfg.mix.pop3 = p;
+    }
     cfg.gap_percent = a.gaps;
     let started = std::time::Instant::now();
     let stats = if a.out.as_os_str() == "-" {
@@ -711,12 +738,20 @@ fn cmd_gen(a: GenArgs) -> Result<i32> {
     }
     .with_context(|| format!("writing {}", a.out.display()))?;
     let secs = started.elapsed().as_secs_f64().max(1e-9);
+    let frames = stats.bytes.saturating_sub(24 + 16 * stats.packets);
     eprintln!(
-        "mailtap gen: {} sessions, {} messages, {} packets, {} bytes in {:.2}s ({:.0} MB/s)",
+        "mailtap gen --mix {}: {} sessions ({} TLS), {} messages (+{} inside TLS), {} packets \
+         (average frame {:.0} bytes, {:.1} per session), {} bytes ({:.1}% TLS) in {:.2}s ({:.0} MB/s)",
+        mailtap_gen::TrafficMix::from(a.mix).as_str(),
         stats.sessions,
+        stats.tls_sessions,
         stats.messages,
+        stats.tls_messages,
         stats.packets,
+        frames as f64 / stats.packets.max(1) as f64,
+        stats.packets as f64 / stats.sessions.max(1) as f64,
         stats.bytes,
+        100.0 * stats.tls_bytes as f64 / stats.bytes.max(1) as f64,
         secs,
         stats.bytes as f64 / secs / 1e6
     );

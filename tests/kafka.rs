@@ -271,7 +271,15 @@ fn unreachable_broker_spills_and_a_later_run_replays() {
 fn second_signal_forces_exit_after_the_files_are_flushed() {
     let dir = tempfile::tempdir().unwrap();
     let pcap = dir.path().join("g.pcap");
-    let (o, _) = run(&["gen", "-o", pcap.to_str().unwrap(), "--sessions", "300"]);
+    let (o, _) = run(&[
+        "gen",
+        "--mix",
+        "attach",
+        "-o",
+        pcap.to_str().unwrap(),
+        "--sessions",
+        "300",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let dead = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

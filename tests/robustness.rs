@@ -310,6 +310,8 @@ fn sigterm_mid_read_leaves_complete_logs() {
     let pcap = dir.path().join("big.pcap");
     let (o, _) = run(&[
         "gen",
+        "--mix",
+        "attach",
         "-o",
         pcap.to_str().unwrap(),
         "--sessions",
@@ -399,7 +401,15 @@ fn read_serves_metrics_while_reading() {
     use std::io::{Read, Write};
     let dir = tempfile::tempdir().unwrap();
     let pcap = dir.path().join("g.pcap");
-    let (o, _) = run(&["gen", "-o", pcap.to_str().unwrap(), "--sessions", "300"]);
+    let (o, _) = run(&[
+        "gen",
+        "--mix",
+        "attach",
+        "-o",
+        pcap.to_str().unwrap(),
+        "--sessions",
+        "300",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let bytes = std::fs::read(&pcap).unwrap();
     assert!(bytes.len() > 6 << 20, "more than a few 2 MiB blocks");

@@ -36,6 +36,8 @@ fn generated(dir: &Path, sessions: &str) -> std::path::PathBuf {
     let p = dir.join("gen.pcap");
     let (o, _) = run(&[
         "gen",
+        "--mix",
+        "attach",
         "-o",
         p.to_str().unwrap(),
         "--sessions",
