@@ -284,8 +284,10 @@ impl GenConfig {
                     pipelined: 36,
                     bdat: 4,
                     // Mostly a single text part; some small multipart
-                    // messages with a tiny attachment.
-                    mime_attachment: 12,
+                    // messages with a tiny attachment (this share brings
+                    // files.log to about 1.1 rows per connection, as
+                    // measured: 127 k files over 116 k connections).
+                    mime_attachment: 4,
                     auth: 10,
                     // The measured capture was plaintext.
                     starttls: 0,
