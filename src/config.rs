@@ -168,6 +168,13 @@ pub struct Live {
     pub xdp_fill_ring: u32,
     /// AF_XDP: back the UMEM with huge pages.
     pub xdp_huge_pages: bool,
+    /// AF_XDP busy polling: off, auto (when the kernel allows it), on
+    /// (fail when it does not).
+    pub xdp_busy_poll: String,
+    /// AF_XDP: SO_BUSY_POLL microseconds.
+    pub xdp_busy_poll_usecs: u32,
+    /// AF_XDP: SO_BUSY_POLL_BUDGET packets.
+    pub xdp_busy_poll_budget: u32,
     /// AF_PACKET: bytes per TPACKET_V3 block (multiple of the page size, power of two).
     pub afpacket_block_size: u32,
     /// AF_PACKET: blocks per ring.
@@ -213,6 +220,14 @@ impl Default for Live {
             xdp_rx_ring: x.rx_ring,
             xdp_fill_ring: x.fill_ring,
             xdp_huge_pages: x.huge_pages,
+            xdp_busy_poll: match x.busy_poll {
+                mailtap_capture::afxdp::BusyPoll::Off => "off",
+                mailtap_capture::afxdp::BusyPoll::Auto => "auto",
+                mailtap_capture::afxdp::BusyPoll::On => "on",
+            }
+            .into(),
+            xdp_busy_poll_usecs: x.busy_poll_usecs,
+            xdp_busy_poll_budget: x.busy_poll_budget,
             afpacket_block_size: p.block_size,
             afpacket_block_count: p.block_count,
             afpacket_frame_size: p.frame_size,
@@ -244,7 +259,19 @@ impl Live {
             fill_ring: self.xdp_fill_ring,
             zero_copy,
             huge_pages: self.xdp_huge_pages,
+            // Validated by Config::load.
+            busy_poll: self
+                .xdp_busy_poll()
+                .unwrap_or(mailtap_capture::afxdp::BusyPoll::Off),
+            busy_poll_usecs: self.xdp_busy_poll_usecs,
+            busy_poll_budget: self.xdp_busy_poll_budget,
         }
+    }
+
+    pub fn xdp_busy_poll(&self) -> Result<mailtap_capture::afxdp::BusyPoll> {
+        self.xdp_busy_poll
+            .parse()
+            .map_err(|e| anyhow!("configuration: live.xdp_busy_poll: {e}"))
     }
 
     /// The AF_PACKET ring settings (the fanout group is the engine's).
@@ -299,6 +326,7 @@ impl Live {
 
     fn validate(&self) -> Result<()> {
         self.xdp_all_tcp()?;
+        self.xdp_busy_poll()?;
         self.block_on_collector()?;
         if self.record_backlog == 0 || self.record_backlog > 1 << 20 {
             bail!("configuration: live.record_backlog must be between 1 and 1048576");
@@ -585,4 +613,85 @@ fn apply_set(table: &mut toml::Table, s: &str) -> Result<()> {
     Config::deserialize(toml::Value::Table(alone)).map_err(|e| anyhow!("--set {s}: {e}"))?;
     cur.insert(parts[parts.len() - 1].to_string(), value);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(sets: &[&str]) -> Result<Config> {
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        Config::load(None, &sets)
+    }
+
+    fn err(sets: &[&str]) -> String {
+        format!("{:#}", load(sets).unwrap_err())
+    }
+
+    #[test]
+    fn live_defaults_are_the_capture_crates() {
+        let c = load(&[]).unwrap();
+        let x = c.live.xdp(mailtap_capture::afxdp::ZeroCopy::Auto);
+        let d = mailtap_capture::afxdp::XdpQueueConfig::default();
+        assert_eq!(
+            (x.frame_count, x.frame_size, x.rx_ring, x.fill_ring),
+            (d.frame_count, d.frame_size, d.rx_ring, d.fill_ring)
+        );
+        assert_eq!(
+            (x.rx_ring, x.fill_ring, x.frame_count),
+            (65536, 65536, 65536)
+        );
+        assert_eq!(x.busy_poll, mailtap_capture::afxdp::BusyPoll::Off);
+        assert_eq!(c.live.xdp_busy_poll, "off");
+        assert_eq!((x.busy_poll_usecs, x.busy_poll_budget), (20, 64));
+        let r = c.live.ring();
+        assert_eq!((r.block_size, r.block_count), (1 << 20, 64));
+    }
+
+    #[test]
+    fn live_xdp_keys_are_validated_by_name() {
+        for (set, key) in [
+            ("live.xdp_busy_poll=sometimes", "live.xdp_busy_poll"),
+            ("live.xdp_busy_poll_usecs=0", "live.xdp_busy_poll_usecs"),
+            (
+                "live.xdp_busy_poll_budget=100000",
+                "live.xdp_busy_poll_budget",
+            ),
+            ("live.xdp_rx_ring=50000", "live.xdp_rx_ring"),
+            ("live.xdp_fill_ring=3", "live.xdp_fill_ring"),
+            ("live.xdp_frame_count=1024", "live.xdp_frame_count"),
+            ("live.xdp_frame_size=3000", "live.xdp_frame_size"),
+        ] {
+            let e = err(&[set]);
+            assert!(e.contains(key), "--set {set}: {e}");
+            assert!(!e.contains("capture.xdp_"), "--set {set}: {e}");
+        }
+        // A smaller fill ring needs fewer frames.
+        load(&[
+            "live.xdp_fill_ring=2048",
+            "live.xdp_rx_ring=2048",
+            "live.xdp_frame_count=4096",
+        ])
+        .unwrap();
+        // But the default fill ring needs the default frames.
+        assert!(err(&["live.xdp_frame_count=4096"]).contains("live.xdp_fill_ring"));
+    }
+
+    #[test]
+    fn live_busy_poll_values() {
+        use mailtap_capture::afxdp::{BusyPoll, ZeroCopy};
+        for (v, want) in [
+            ("off", BusyPoll::Off),
+            ("auto", BusyPoll::Auto),
+            ("on", BusyPoll::On),
+        ] {
+            let c = load(&[
+                &format!("live.xdp_busy_poll={v}"),
+                "live.xdp_busy_poll_usecs=50",
+            ])
+            .unwrap();
+            let x = c.live.xdp(ZeroCopy::Off);
+            assert_eq!((x.busy_poll, x.busy_poll_usecs), (want, 50), "{v}");
+        }
+    }
 }

@@ -46,43 +46,98 @@ impl FromStr for ZeroCopy {
     }
 }
 
+/// Whether to busy-poll the queue's NAPI context from the worker
+/// (`SO_PREFER_BUSY_POLL`, `SO_BUSY_POLL`, `SO_BUSY_POLL_BUDGET`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BusyPoll {
+    /// Never.
+    Off,
+    /// Ask for it; when the kernel refuses (no `CONFIG_NET_RX_BUSY_POLL`,
+    /// no `CAP_NET_ADMIN`), log once and capture without it.
+    Auto,
+    /// Ask for it and fail when the kernel refuses.
+    On,
+}
+
+impl FromStr for BusyPoll {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "off" | "false" => Ok(BusyPoll::Off),
+            "auto" => Ok(BusyPoll::Auto),
+            "on" | "true" => Ok(BusyPoll::On),
+            _ => Err(format!("{s:?} is not a busy-poll setting (off, auto, on)")),
+        }
+    }
+}
+
 /// Sizes of one queue's UMEM and rings.
+///
+/// The defaults absorb a stall of the worker of at least 50 ms at 1 Gbit/s
+/// of small frames, without a drop: 1 Gbit/s of 143-byte frames (the
+/// average of plaintext mail sessions cut into small segments) plus 20
+/// bytes of preamble and inter-frame gap on the wire is 10^9 / (163 * 8) =
+/// 767 k frames/s, so 50 ms is 38.3 k frames. While the worker does not
+/// read, the kernel takes one frame from the fill ring per packet and puts
+/// it on the RX ring, so what a stall absorbs is the smallest of the RX
+/// ring, the fill ring and the frames in the fill ring when the stall
+/// starts (the UMEM minus the frames of the batch being processed, and in
+/// zero-copy mode minus those the driver has posted to the NIC). Rings of
+/// 65536 entries (the power of two above 38.3 k) and 65536 frames absorb
+/// 65536 - 256 packets: 85 ms at 767 k frames/s. Frames beyond the RX ring
+/// add nothing: with the RX ring full the kernel drops whatever the fill
+/// ring holds. 2048-byte frames (packets up to 1792 bytes: the kernel
+/// keeps 256 bytes of headroom) make that 128 MiB of locked memory per
+/// queue.
 #[derive(Clone, Debug)]
 pub struct XdpQueueConfig {
-    /// UMEM frames (default 4096: a full fill ring plus a full RX ring).
+    /// UMEM frames (default 65536: fills the fill ring, which then covers
+    /// the RX ring).
     pub frame_count: u32,
-    /// Bytes per frame, a power of two, 2048 or 4096 (default 4096, the
-    /// libxdp default; 2048 halves the memory for MTU-sized traffic).
+    /// Bytes per frame, 2048 or 4096 (default 2048: packets up to 1792
+    /// bytes, enough for a 1500-byte MTU; 4096 for up to 3840).
     pub frame_size: u32,
-    /// RX ring entries, a power of two (default 2048).
+    /// RX ring entries, a power of two (default 65536).
     pub rx_ring: u32,
-    /// Fill ring entries, a power of two (default 2048).
+    /// Fill ring entries, a power of two (default 65536).
     pub fill_ring: u32,
     pub zero_copy: ZeroCopy,
     /// Back the UMEM with huge pages (needs `vm.nr_hugepages`).
     pub huge_pages: bool,
+    /// Busy polling (default off: see docs/operations.md).
+    pub busy_poll: BusyPoll,
+    /// `SO_BUSY_POLL`: microseconds one busy poll may spin (default 20).
+    pub busy_poll_usecs: u32,
+    /// `SO_BUSY_POLL_BUDGET`: packets per busy poll (default 64).
+    pub busy_poll_budget: u32,
 }
 
 impl Default for XdpQueueConfig {
     fn default() -> Self {
         XdpQueueConfig {
-            frame_count: 4096,
-            frame_size: 4096,
-            rx_ring: 2048,
-            fill_ring: 2048,
+            frame_count: 65536,
+            frame_size: 2048,
+            rx_ring: 65536,
+            fill_ring: 65536,
             zero_copy: ZeroCopy::Auto,
             huge_pages: false,
+            busy_poll: BusyPoll::Off,
+            busy_poll_usecs: 20,
+            busy_poll_budget: 64,
         }
     }
 }
+
+/// Largest ring accepted (entries).
+pub const MAX_RING: u32 = 1 << 22;
 
 impl XdpQueueConfig {
     /// Checks the sizes; the error names the setting and the rule.
     pub fn validate(&self) -> Result<(), String> {
         for (name, v) in [("rx_ring", self.rx_ring), ("fill_ring", self.fill_ring)] {
-            if !v.is_power_of_two() || v < 64 {
+            if !v.is_power_of_two() || !(64..=MAX_RING).contains(&v) {
                 return Err(format!(
-                    "capture.xdp_{name} = {v}: must be a power of two and at least 64"
+                    "capture.xdp_{name} = {v}: must be a power of two between 64 and {MAX_RING}"
                 ));
             }
         }
@@ -98,6 +153,24 @@ impl XdpQueueConfig {
                 self.frame_count, self.fill_ring
             ));
         }
+        if self.umem_bytes() > 1 << 40 {
+            return Err(format!(
+                "capture.xdp_frame_count = {}: times capture.xdp_frame_size ({}) is more than 1 TiB",
+                self.frame_count, self.frame_size
+            ));
+        }
+        if self.busy_poll_usecs == 0 || self.busy_poll_usecs > 1_000_000 {
+            return Err(format!(
+                "capture.xdp_busy_poll_usecs = {}: must be between 1 and 1000000",
+                self.busy_poll_usecs
+            ));
+        }
+        if self.busy_poll_budget == 0 || self.busy_poll_budget > u32::from(u16::MAX) {
+            return Err(format!(
+                "capture.xdp_busy_poll_budget = {}: must be between 1 and 65535",
+                self.busy_poll_budget
+            ));
+        }
         Ok(())
     }
 
@@ -105,6 +178,106 @@ impl XdpQueueConfig {
     pub fn umem_bytes(&self) -> u64 {
         u64::from(self.frame_count) * u64::from(self.frame_size)
     }
+
+    /// Packets a queue holds while its worker reads nothing: what a stall
+    /// absorbs (see the type's documentation), less one batch in flight.
+    pub fn burst_packets(&self, batch: u32) -> u32 {
+        self.rx_ring
+            .min(self.fill_ring)
+            .min(self.frame_count.saturating_sub(batch))
+    }
+}
+
+/// `RLIMIT_MEMLOCK`'s soft limit in bytes (None: unlimited).
+pub fn memlock_limit() -> Option<u64> {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the rlimit we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut r) } != 0
+        || r.rlim_cur == libc::RLIM_INFINITY
+    {
+        return None;
+    }
+    Some(r.rlim_cur)
+}
+
+/// Whether this process has `CAP_IPC_LOCK` in its effective set (then
+/// locked memory is not charged to `RLIMIT_MEMLOCK`).
+pub fn has_cap_ipc_lock() -> bool {
+    const CAP_IPC_LOCK: u32 = 14;
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .is_some_and(|caps| caps & (1 << CAP_IPC_LOCK) != 0)
+}
+
+fn mib(bytes: u64) -> String {
+    if bytes % (1 << 20) == 0 {
+        format!("{} MiB", bytes >> 20)
+    } else {
+        format!("{:.1} MiB", bytes as f64 / f64::from(1u32 << 20))
+    }
+}
+
+/// The hint for a UMEM that could not be locked.
+fn memlock_hint(cfg: &XdpQueueConfig, limit: Option<u64>) -> String {
+    let limit = match limit {
+        Some(l) => format!("RLIMIT_MEMLOCK is {}", mib(l)),
+        None => "RLIMIT_MEMLOCK is unlimited".into(),
+    };
+    format!(
+        "locked memory: each AF_XDP queue locks its UMEM, live.xdp_frame_count ({}) x \
+         live.xdp_frame_size ({}) = {}, charged to the user's RLIMIT_MEMLOCK (all its AF_XDP \
+         sockets together) unless the process has CAP_IPC_LOCK; {limit}. Raise it \
+         (`ulimit -l unlimited`, systemd LimitMEMLOCK=infinity), grant CAP_IPC_LOCK, or lower \
+         live.xdp_frame_count with live.xdp_fill_ring and live.xdp_rx_ring \
+         (see docs/operations.md)",
+        cfg.frame_count,
+        cfg.frame_size,
+        mib(cfg.umem_bytes())
+    )
+}
+
+/// Logged once per process when busy polling is refused in `auto` mode.
+static BUSY_POLL_REFUSED_LOGGED: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+const SO_PREFER_BUSY_POLL: libc::c_int = 69;
+const SO_BUSY_POLL_BUDGET: libc::c_int = 70;
+
+/// Sets the three busy-poll options on `fd`; the error names the first
+/// option the kernel refused.
+fn set_busy_poll(fd: libc::c_int, usecs: u32, budget: u32) -> Result<(), (String, io::Error)> {
+    for (name, opt, val) in [
+        ("SO_PREFER_BUSY_POLL", SO_PREFER_BUSY_POLL, 1),
+        ("SO_BUSY_POLL", libc::SO_BUSY_POLL, usecs as libc::c_int),
+        (
+            "SO_BUSY_POLL_BUDGET",
+            SO_BUSY_POLL_BUDGET,
+            budget as libc::c_int,
+        ),
+    ] {
+        // SAFETY: val is a live c_int and we pass its size.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                opt,
+                (&val as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err((name.to_string(), io::Error::last_os_error()));
+        }
+    }
+    Ok(())
 }
 
 /// One AF_XDP socket bound to one NIC queue, with its own UMEM.
@@ -112,6 +285,11 @@ pub struct XdpQueue {
     ifname: String,
     queue: u32,
     zero_copy: bool,
+    /// Busy-poll options set: an empty ring is kicked with a non-blocking
+    /// recvfrom (which busy-polls) before sleeping in poll.
+    busy_poll: bool,
+    /// A failed XDP_STATISTICS read was logged.
+    stats_failed_logged: bool,
     // Field order is drop order: the rings before the UMEM they map.
     rx: RxQueue,
     _tx: TxQueue,
@@ -157,16 +335,36 @@ impl XdpQueue {
             .build()
             .map_err(|e| invalid(e.to_string()))?;
         let frames = NonZeroU32::new(cfg.frame_count).ok_or_else(|| invalid("no frames".into()))?;
+        // The kernel charges the UMEM to RLIMIT_MEMLOCK when registering
+        // it (ENOBUFS); say so before mapping and populating it.
+        let limit = memlock_limit();
+        let umem_what = format!("{what}: creating the UMEM ({})", mib(cfg.umem_bytes()));
+        if let Some(l) = limit {
+            if l < cfg.umem_bytes() && !has_cap_ipc_lock() {
+                return Err(CaptureError::new(
+                    umem_what,
+                    io::Error::from_raw_os_error(libc::ENOBUFS),
+                )
+                .with_hint(memlock_hint(cfg, limit)));
+            }
+        }
         let (umem, descs) = Umem::new(umem_cfg, frames, cfg.huge_pages).map_err(|e| {
             let src = std::error::Error::source(&e)
                 .and_then(|s| s.downcast_ref::<io::Error>())
                 .and_then(|s| s.raw_os_error())
                 .map(io::Error::from_raw_os_error)
                 .unwrap_or_else(|| io::Error::other(e.to_string()));
-            CaptureError::new(
-                format!("{what}: creating the UMEM ({} bytes)", cfg.umem_bytes()),
-                src,
-            )
+            let errno = src.raw_os_error();
+            let err = CaptureError::new(&umem_what, src);
+            match errno {
+                Some(libc::ENOBUFS) => err.with_hint(memlock_hint(cfg, limit)),
+                Some(libc::ENOMEM) if cfg.huge_pages => err.with_hint(
+                    "no huge pages free for the UMEM: raise vm.nr_hugepages or set \
+                     live.xdp_huge_pages = false",
+                ),
+                Some(libc::ENOMEM) => err.with_hint(memlock_hint(cfg, limit)),
+                _ => err,
+            }
         })?;
         let iface = Interface::from_str(ifname)
             .map_err(|_| invalid(format!("bad interface name {ifname:?}")))?;
@@ -230,6 +428,33 @@ impl XdpQueue {
                 io::Error::other("no fill/completion ring returned (UMEM unexpectedly shared)"),
             )
         })?;
+        let busy_poll = match cfg.busy_poll {
+            BusyPoll::Off => false,
+            mode => match set_busy_poll(
+                rx.fd().as_raw_fd(),
+                cfg.busy_poll_usecs,
+                cfg.busy_poll_budget,
+            ) {
+                Ok(()) => true,
+                Err((opt, e)) if mode == BusyPoll::On => {
+                    return Err(CaptureError::new(format!("{what}: {opt}"), e).with_hint(
+                        "the kernel refused busy polling (it needs CONFIG_NET_RX_BUSY_POLL, \
+                         and CAP_NET_ADMIN for SO_PREFER_BUSY_POLL); set \
+                         live.xdp_busy_poll = \"auto\" or \"off\"",
+                    ));
+                }
+                Err((opt, e)) => {
+                    if !BUSY_POLL_REFUSED_LOGGED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                        tracing::info!(
+                            %ifname,
+                            queue,
+                            "AF_XDP busy polling not available ({opt}: {e}); capturing without it"
+                        );
+                    }
+                    false
+                }
+            },
+        };
         if let Some(s) = steering {
             s.register_socket(queue, rx.fd().as_raw_fd())?;
         }
@@ -237,6 +462,8 @@ impl XdpQueue {
             ifname: ifname.to_string(),
             queue,
             zero_copy,
+            busy_poll,
+            stats_failed_logged: false,
             rx,
             _tx: tx,
             fill,
@@ -255,6 +482,9 @@ impl XdpQueue {
             zero_copy,
             frames = cfg.frame_count,
             frame_size = cfg.frame_size,
+            rx_ring = cfg.rx_ring,
+            fill_ring = cfg.fill_ring,
+            busy_poll,
             "AF_XDP socket ready"
         );
         Ok(q)
@@ -276,6 +506,7 @@ impl XdpQueue {
     /// Puts as many free frames into the fill ring as it has room for.
     /// Never offers more than the free slots: xsk-rs submits nothing at
     /// all when asked to produce more than fit.
+    #[inline]
     fn refill(&mut self) {
         if self.free.is_empty() {
             return;
@@ -290,14 +521,40 @@ impl XdpQueue {
         // owned by us: it came from Umem::new or from our RX ring, and its
         // packet's data is no longer borrowed (the batch callback ended).
         let n = unsafe { self.fill.produce(&self.free[start..]) };
-        if n == k {
-            self.free.truncate(start);
+        // produce submits the first n of the slice (libxdp reserves all or
+        // nothing, so n is 0 or k): forget exactly those.
+        self.free.drain(start..start + n.min(k));
+    }
+
+    /// A non-blocking recvfrom on the socket: the kernel busy-polls the
+    /// queue's NAPI context (busy polling on) and, in zero-copy mode, wakes
+    /// the driver when it asked for it (`XDP_USE_NEED_WAKEUP`).
+    #[inline]
+    fn kick(&mut self) {
+        // SAFETY: a zero-length recvfrom with null buffers; AF_XDP ignores
+        // them and only uses the call as a wake-up.
+        unsafe {
+            libc::recvfrom(
+                self.rx.fd().as_raw_fd(),
+                std::ptr::null_mut(),
+                0,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            );
         }
     }
 
     /// Waits at most `timeout` for packets, hands up to `max_packets` of
     /// them to `f`, then returns their frames to the fill ring. Returns
     /// the number handed over.
+    ///
+    /// No system call while packets flow (copy mode): the RX ring is read
+    /// and the fill ring written in shared memory, one batch at a time, and
+    /// the frames of a batch go back to the fill ring as soon as the batch
+    /// is done. The kernel is entered only when the RX ring is empty (to
+    /// busy-poll, then to sleep in `poll`), or when a zero-copy driver
+    /// asks for a wake-up.
     pub fn poll_batch<F: FnMut(RxPacket<'_>)>(
         &mut self,
         max_packets: usize,
@@ -307,11 +564,15 @@ impl XdpQueue {
         self.refill();
         let want = max_packets.clamp(1, self.batch.capacity().max(1));
         self.batch.clear();
-        // SAFETY (both consume calls): the descriptors written are frames
+        // SAFETY (every consume call): the descriptors written are frames
         // of this UMEM that the kernel filled; we read them below and give
         // them back to the fill ring only after that.
         self.batch.resize(want, FrameDesc::default());
         let mut n = unsafe { self.rx.consume(&mut self.batch[..want]) };
+        if n == 0 && self.busy_poll {
+            self.kick();
+            n = unsafe { self.rx.consume(&mut self.batch[..want]) };
+        }
         if n == 0 {
             // The driver may need a kick to process the fill ring; poll
             // both kicks it and waits for packets.
@@ -327,7 +588,7 @@ impl XdpQueue {
                 }
             }
         } else if self.fill.needs_wakeup() {
-            let _ = self.fill.wakeup(self.rx.fd_mut(), 0);
+            self.kick();
         }
         self.batch.truncate(n);
         if n == 0 {
@@ -352,14 +613,154 @@ impl XdpQueue {
         Ok(n)
     }
 
-    /// Cumulative counters; reads the socket's XDP_STATISTICS (one
+    /// Cumulative counters; reads the socket's `XDP_STATISTICS` (one
     /// syscall: call it per stats interval, not per batch).
+    ///
+    /// `kernel_drops` counts packets the socket lost: `rx_dropped` (no
+    /// frame in the fill ring, or longer than a frame) plus `rx_ring_full`
+    /// (the RX ring was full). `ring_full` counts the times a ring was in
+    /// the way: `rx_ring_full` plus `rx_fill_ring_empty_descs` (in copy
+    /// mode each of these also dropped a packet, counted in `rx_dropped`;
+    /// in zero-copy mode the driver found no frame to post and the NIC
+    /// drops, counted by the NIC). Kernels before 5.9 report only the
+    /// first three fields; the others then stay 0.
     pub fn counters(&mut self) -> QueueCounters {
-        if let Ok(s) = self.rx.fd().xdp_statistics() {
-            self.counters.kernel_drops = s.rx_dropped();
-            self.counters.ring_full = s.rx_ring_full() + s.rx_fill_ring_empty_descs();
-            self.counters.invalid_descs = s.rx_invalid_descs();
+        match xdp_statistics(self.rx.fd().as_raw_fd()) {
+            Ok(s) => {
+                self.counters.kernel_drops = s.rx_dropped + s.rx_ring_full;
+                self.counters.ring_full = s.rx_ring_full + s.rx_fill_ring_empty_descs;
+                self.counters.invalid_descs = s.rx_invalid_descs;
+            }
+            Err(e) => {
+                if !self.stats_failed_logged {
+                    self.stats_failed_logged = true;
+                    tracing::warn!(
+                        interface = %self.ifname,
+                        queue = self.queue,
+                        "XDP_STATISTICS failed ({e}); kernel drop counters not updated"
+                    );
+                }
+            }
         }
         self.counters
+    }
+}
+
+/// `struct xdp_statistics` (linux/if_xdp.h); the last three fields since
+/// Linux 5.9.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+struct XdpStatistics {
+    rx_dropped: u64,
+    rx_invalid_descs: u64,
+    tx_invalid_descs: u64,
+    rx_ring_full: u64,
+    rx_fill_ring_empty_descs: u64,
+    tx_ring_empty_descs: u64,
+}
+
+/// Reads `XDP_STATISTICS`, accepting the short (pre-5.9) form.
+fn xdp_statistics(fd: libc::c_int) -> io::Result<XdpStatistics> {
+    const SOL_XDP: libc::c_int = 283;
+    const XDP_STATISTICS: libc::c_int = 7;
+    let mut st = XdpStatistics::default();
+    let mut len = std::mem::size_of::<XdpStatistics>() as libc::socklen_t;
+    // SAFETY: st and len are valid for writes of their sizes; the kernel
+    // writes at most len bytes.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            SOL_XDP,
+            XDP_STATISTICS,
+            (&mut st as *mut XdpStatistics).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if (len as usize) < 3 * std::mem::size_of::<u64>() {
+        return Err(io::Error::other(format!(
+            "XDP_STATISTICS returned {len} bytes"
+        )));
+    }
+    Ok(st)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 1 Gbit/s of 143-byte frames plus 20 bytes of preamble and gap.
+    const SMALL_FRAMES_PER_SEC_AT_1G: f64 = 1e9 / ((143.0 + 20.0) * 8.0);
+
+    #[test]
+    fn defaults_absorb_50ms_of_small_frames_at_1g() {
+        let c = XdpQueueConfig::default();
+        c.validate().unwrap();
+        let need = (SMALL_FRAMES_PER_SEC_AT_1G * 0.050).ceil() as u32;
+        assert_eq!(need, 38_344);
+        // One default batch (256 packets) in the worker's hands.
+        let absorbed = c.burst_packets(256);
+        assert!(absorbed >= need, "{absorbed} < {need}");
+        assert_eq!(c.umem_bytes(), 128 << 20);
+        assert_eq!(c.busy_poll, BusyPoll::Off);
+    }
+
+    #[test]
+    fn validation_names_the_setting() {
+        let bad = |f: &dyn Fn(&mut XdpQueueConfig), key: &str| {
+            let mut c = XdpQueueConfig::default();
+            f(&mut c);
+            let e = c.validate().unwrap_err();
+            assert!(e.contains(key), "{e} should name {key}");
+        };
+        bad(&|c| c.rx_ring = 1000, "xdp_rx_ring");
+        bad(&|c| c.rx_ring = 32, "xdp_rx_ring");
+        bad(&|c| c.fill_ring = MAX_RING * 2, "xdp_fill_ring");
+        bad(&|c| c.frame_size = 1024, "xdp_frame_size");
+        bad(&|c| c.frame_count = 1024, "xdp_frame_count");
+        bad(&|c| c.busy_poll_usecs = 0, "xdp_busy_poll_usecs");
+        bad(&|c| c.busy_poll_budget = 70_000, "xdp_busy_poll_budget");
+        let small = XdpQueueConfig {
+            frame_count: 4096,
+            rx_ring: 2048,
+            fill_ring: 2048,
+            ..Default::default()
+        };
+        small.validate().unwrap();
+        // The fill ring, not the extra frames, bounds what a stall absorbs.
+        assert_eq!(small.burst_packets(256), 2048);
+    }
+
+    #[test]
+    fn busy_poll_parses() {
+        assert_eq!("off".parse::<BusyPoll>(), Ok(BusyPoll::Off));
+        assert_eq!("auto".parse::<BusyPoll>(), Ok(BusyPoll::Auto));
+        assert_eq!("on".parse::<BusyPoll>(), Ok(BusyPoll::On));
+        assert!("yes".parse::<BusyPoll>().unwrap_err().contains("auto"));
+    }
+
+    #[test]
+    fn memlock_error_names_the_limit_and_the_settings() {
+        let c = XdpQueueConfig::default();
+        let e = CaptureError::new(
+            "AF_XDP socket on eth1 queue 0: creating the UMEM (128 MiB)",
+            io::Error::from_raw_os_error(libc::ENOBUFS),
+        )
+        .with_hint(memlock_hint(&c, Some(8 << 20)));
+        let s = e.to_string();
+        for want in [
+            "RLIMIT_MEMLOCK is 8 MiB",
+            "live.xdp_frame_count (65536)",
+            "live.xdp_frame_size (2048)",
+            "= 128 MiB",
+            "CAP_IPC_LOCK",
+            "LimitMEMLOCK",
+        ] {
+            assert!(s.contains(want), "{s:?} lacks {want:?}");
+        }
+        // The specific hint replaces the generic one.
+        assert_eq!(s.matches("locked memory").count(), 1, "{s}");
     }
 }

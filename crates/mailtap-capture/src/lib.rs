@@ -29,6 +29,9 @@ pub struct CaptureError {
     /// What was being done, e.g. "AF_XDP socket on eth1 queue 2".
     pub what: String,
     pub source: io::Error,
+    /// The likely cause and what to change, shown instead of the generic
+    /// hint derived from the error number.
+    pub hint: Option<String>,
 }
 
 impl CaptureError {
@@ -36,7 +39,13 @@ impl CaptureError {
         CaptureError {
             what: what.into(),
             source,
+            hint: None,
         }
+    }
+    /// Replaces the generic hint with a specific one.
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
     }
     /// The last OS error, for a failed libc call.
     pub fn last_os(what: impl Into<String>) -> Self {
@@ -47,6 +56,9 @@ impl CaptureError {
 impl fmt::Display for CaptureError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.what, self.source)?;
+        if let Some(h) = &self.hint {
+            return write!(f, " ({h})");
+        }
         match self.source.raw_os_error() {
             Some(libc::EPERM) | Some(libc::EACCES) => write!(
                 f,
@@ -75,8 +87,9 @@ pub struct QueueCounters {
     pub packets: u64,
     /// Their captured bytes.
     pub bytes: u64,
-    /// Packets the kernel dropped for this socket (AF_PACKET `tp_drops`;
-    /// AF_XDP `rx_dropped`).
+    /// Packets the kernel had for this socket and lost: AF_PACKET
+    /// `tp_drops`; AF_XDP `rx_dropped` (no frame in the fill ring, or a
+    /// packet longer than a frame) plus `rx_ring_full` (RX ring full).
     pub kernel_drops: u64,
     /// Times the ring was full or starved: AF_XDP `rx_ring_full` plus
     /// `rx_fill_ring_empty_descs`; AF_PACKET `tp_freeze_q_cnt`.
