@@ -1,35 +1,54 @@
 #!/usr/bin/env bash
-# Live-capture throughput: replays a generated mail capture into a veth
-# with tcpreplay at rising rates (--mbps), then at --topspeed, once per
-# capture mode, and reports for each run what was sent, what mailtap
-# captured, every drop counter, and mailtap's CPU time per packet.
+# Live-capture throughput and loss: for every traffic mix, replays a
+# generated mail capture into a veth with tcpreplay (at each rate of RATES;
+# "top" is tcpreplay --topspeed), once per capture mode, and reports per run
+# what was sent and captured, every kernel drop counter, and mailtap's cost.
 #
-#   bash benches/live.sh [SIZE] [RATES] [MODES] [QUEUES]
-#     SIZE    generated capture size            (default 200M)
-#     RATES   Mbit/s steps before top speed     (default "500 1000 2000")
-#     MODES   capture modes                     (default "af-xdp:native af-xdp:skb
-#             af-packet tcpdump suricata"); tcpdump and suricata give
-#             side-by-side figures and run only when installed
-#     QUEUES  veth queues = mailtap workers     (default 1)
+#   bash benches/live.sh [MIXES] [RATES] [MODES] [SIZE] [QUEUES]
+#     MIXES   traffic mixes, `mailtap gen --mix M`  (default "small mta attach")
+#     RATES   Mbit/s steps, "top" for --topspeed    (default "top")
+#     MODES   capture modes                         (default "af-xdp:native
+#             af-xdp:skb af-packet tcpdump suricata"); tcpdump (the capture
+#             floor: -w /dev/null) and suricata run only when installed
+#     SIZE    generated capture size per mix        (default 100M: about
+#             700 k packets of the small mix)
+#     QUEUES  veth queues = mailtap workers         (default 1)
 #   MAILTAP_ARGS (environment): extra `mailtap live` arguments, e.g.
-#     MAILTAP_ARGS="--set live.xdp_rx_ring=8192"
+#     MAILTAP_ARGS="--set live.xdp_busy_poll=on"
+#
+# With the defaults: 3 mixes x 4 modes, about 10 s per run, 2-3 minutes.
+#
+# Until `mailtap gen` has --mix, the "small" mix is the default generator's
+# capture with every TCP payload cut into segments of at most 89 bytes
+# (143-byte frames on average, sequence numbers and checksums adjusted),
+# and other mixes are the default generator's capture.
 #
 # Needs root (veth, netns, XDP). The sender (tcpreplay, and the veth's
 # receive softirq that runs in its context) is pinned to core 0 and the
-# mailtap workers to the other cores, so the figures say what one worker
-# core sustains while the generator has the other. A run is lossless when
-# mailtap captured every packet tcpreplay sent, tcpreplay reported no
-# failed send, the kernel's softnet backlog dropped nothing, and every
-# mailtap drop counter is zero.
+# mailtap workers to the other cores. Columns:
+#   Gbit/s, kpkt/s   what tcpreplay achieved
+#   kernel drops     the socket's own counters, summed over the queues:
+#                    AF_XDP XDP_STATISTICS rx_dropped + rx_ring_full (and
+#                    "ring full" events: rx_ring_full + rx_fill_ring_empty_descs),
+#                    AF_PACKET PACKET_STATISTICS tp_drops (tp_freeze_q_cnt),
+#                    tcpdump "dropped by kernel"
+#   softnet          drops in the kernel's per-CPU backlog (/proc/net/softnet_stat)
+#   CPU ns/pkt       user+sys of the whole capture process (all threads,
+#                    start-up and idle seconds included) / packets captured
+#   Gbit/s/CPU-s     bits captured / 1e9 / that CPU time
+#   peak RSS         of the capture process (MiB; AF_XDP's UMEM is in it)
+# A run is lossless when every packet tcpreplay sent was captured, tcpreplay
+# failed no send, softnet dropped nothing and every drop counter is zero.
 #
 # Prints a markdown table for docs/benchmarks.md; raw outputs stay in
 # bench-out/live-*/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SIZE=${1:-200M}
-RATES=${2:-"500 1000 2000"}
+MIXES=${1:-"small mta attach"}
+RATES=${2:-"top"}
 MODES=${3:-"af-xdp:native af-xdp:skb af-packet tcpdump suricata"}
-QUEUES=${4:-1}
+SIZE=${4:-100M}
+QUEUES=${5:-1}
 if [ "$(id -u)" -ne 0 ]; then
   echo "benches/live.sh: needs root (network namespaces, veth, XDP)" >&2
   exit 1
@@ -39,15 +58,84 @@ mkdir -p "$OUT"
 bash scripts/setup.sh >/dev/null
 cargo build --release --quiet
 BIN=$PWD/target/release/mailtap
-CAP="$OUT/gen-v3-$SIZE-c1000.pcap"
-[ -f "$CAP" ] || "$BIN" gen -o "$CAP" --size "$SIZE" --concurrency 1000 --seed 7 --pop3-percent 10 2>/dev/null
-# tcpreplay -K preloads the capture into memory; staging it on tmpfs also
-# keeps the disk out of the generator's way.
-STAGE=/dev/shm/mailtap-live-bench.pcap
-cp "$CAP" "$STAGE"
+HAVE_MIX=no
+"$BIN" gen --help 2>/dev/null | grep -q -- '--mix' && HAVE_MIX=yes
+
+# Cuts every IPv4 TCP payload of a classic pcap into segments of at most
+# MSS bytes (only used while `mailtap gen` has no --mix small).
+reseg() {
+  python3 - "$1" "$2" "$3" <<'EOF'
+import struct, sys
+def csum(b):
+    if len(b) % 2: b += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while s >> 16: s = (s & 0xFFFF) + (s >> 16)
+    return (~s) & 0xFFFF
+src, dst, mss = sys.argv[1], sys.argv[2], int(sys.argv[3])
+data = open(src, "rb").read()
+e = "<" if data[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+out, off, ipid = [data[:24]], 24, 1
+while off + 16 <= len(data):
+    ts_s, ts_u, incl, _ = struct.unpack(e + "IIII", data[off:off + 16])
+    pkt = data[off + 16:off + 16 + incl]
+    off += 16 + incl
+    emit = lambda p, us: out.append(struct.pack(e + "IIII", ts_s, us, len(p), len(p)) + p)
+    if len(pkt) < 34 or pkt[12:14] != b"\x08\x00" or pkt[23] != 6:
+        emit(pkt, ts_u); continue
+    ihl = (pkt[14] & 15) * 4
+    tot = struct.unpack("!H", pkt[16:18])[0]
+    ip, to = pkt[14:14 + ihl], 14 + ihl
+    thl = (pkt[to + 12] >> 4) * 4
+    tcph, payload = pkt[to:to + thl], pkt[to + thl:14 + tot]
+    if len(payload) <= mss:
+        emit(pkt, ts_u); continue
+    seq = struct.unpack("!I", tcph[4:8])[0]
+    pieces = [payload[i:i + mss] for i in range(0, len(payload), mss)]
+    for k, piece in enumerate(pieces):
+        t = bytearray(tcph)
+        struct.pack_into("!I", t, 4, (seq + k * mss) & 0xFFFFFFFF)
+        if k < len(pieces) - 1: t[13] &= ~0x09  # FIN and PSH on the last piece only
+        t[16:18] = b"\0\0"
+        i = bytearray(ip)
+        struct.pack_into("!HH", i, 2, ihl + thl + len(piece), ipid & 0xFFFF); ipid += 1
+        i[10:12] = b"\0\0"
+        struct.pack_into("!H", i, 10, csum(bytes(i)))
+        pseudo = bytes(i[12:20]) + struct.pack("!BBH", 0, 6, thl + len(piece))
+        struct.pack_into("!H", t, 16, csum(pseudo + bytes(t) + piece))
+        emit(pkt[:14] + bytes(i) + bytes(t) + piece, min(ts_u + k, 999999))
+open(dst, "wb").write(b"".join(out))
+EOF
+}
+
+# capture MIX: prints the path of the mix's capture, generating it once.
+capture() {
+  local mix=$1 cap
+  if [ "$HAVE_MIX" = yes ]; then
+    cap="$OUT/gen-$mix-$SIZE.pcap"
+    [ -f "$cap" ] || "$BIN" gen -o "$cap" --mix "$mix" --size "$SIZE" --concurrency 1000 --seed 7 >/dev/null 2>&1
+  else
+    local base="$OUT/gen-default-$SIZE.pcap"
+    [ -f "$base" ] || "$BIN" gen -o "$base" --size "$SIZE" --concurrency 1000 --seed 7 --pop3-percent 10 >/dev/null 2>&1
+    cap=$base
+    if [ "$mix" = small ]; then
+      # 89-byte segments: 143-byte frames on average; about 1.5 times the
+      # bytes (more headers), so start from two thirds of SIZE.
+      local small_base="$OUT/gen-default-small-base-$SIZE.pcap"
+      cap="$OUT/gen-small-reseg-$SIZE.pcap"
+      if [ ! -f "$cap" ]; then
+        local mb=${SIZE%M}
+        [ "$mb" != "$SIZE" ] || mb=100
+        "$BIN" gen -o "$small_base" --size "$((mb * 2 / 3))M" --concurrency 1000 --seed 7 >/dev/null 2>&1
+        reseg "$small_base" "$cap" 89
+      fi
+    fi
+  fi
+  echo "$cap"
+}
+
 NCPU=$(nproc)
 if [ "$NCPU" -ge 2 ]; then CORES="1-$((NCPU - 1))"; else CORES=0; fi
-
+STAGE=/dev/shm/mailtap-live-bench.pcap
 NS=mtb$$
 A=mtb$$a
 B=mtb$$b
@@ -73,9 +161,15 @@ softnet_drops() { # sum of the per-CPU backlog drop column (hexadecimal)
   echo "$sum"
 }
 
-# run MODE RATE: one replay; appends a table row.
+# sum_queues LABEL FILE: the sum over mailtap's per-queue summary lines of
+# the number after LABEL ("kernel drops", "ring full").
+sum_queues() {
+  grep -o "$1 [0-9]*" "$2" | awk '{ s += $NF } END { print s + 0 }'
+}
+
+# run MIX MODE RATE: one replay of the staged capture; prints a table row.
 run() {
-  local mode=$1 rate=$2 dir="$OUT/live-${1//:/-}-$2"
+  local mix=$1 mode=$2 rate=$3 dir="$OUT/live-$1-${2//:/-}-$3"
   rm -rf "$dir"; mkdir -p "$dir"
   local cap=${mode%%:*} xdp=${mode#*:} pid
   local sn0; sn0=$(softnet_drops)
@@ -83,20 +177,20 @@ run() {
     af-xdp|af-packet)
       local extra=()
       [ "$cap" = af-xdp ] && extra=(--xdp-mode "$xdp")
-      /usr/bin/time -o "$dir/time.txt" -f "%e %U %S" \
+      /usr/bin/time -o "$dir/time.txt" -f "%e %U %S %M" \
         "$BIN" live -i "$A" --capture "$cap" "${extra[@]}" --cores "$CORES" \
-        --stats-interval 60 -o "$dir/logs" ${MAILTAP_ARGS:-} 2>"$dir/mailtap.txt" &
+        --stats-interval 1 -o "$dir/logs" ${MAILTAP_ARGS:-} 2>"$dir/mailtap.txt" &
       pid=$!
-      for _ in $(seq 100); do [ -f "$dir/logs/stats.log" ] && break; sleep 0.05; done
+      for _ in $(seq 200); do [ -f "$dir/logs/stats.log" ] && break; sleep 0.05; done
       ;;
     tcpdump)
-      /usr/bin/time -o "$dir/time.txt" -f "%e %U %S" \
+      /usr/bin/time -o "$dir/time.txt" -f "%e %U %S %M" \
         taskset -c "$CORES" tcpdump -i "$A" -B 262144 -s 0 -w /dev/null 2>"$dir/mailtap.txt" &
       pid=$!
       ;;
     suricata)
       mkdir -p "$dir/logs"
-      /usr/bin/time -o "$dir/time.txt" -f "%e %U %S" \
+      /usr/bin/time -o "$dir/time.txt" -f "%e %U %S %M" \
         taskset -c "$CORES" suricata --af-packet="$A" -l "$dir/logs" -k none \
         --set "af-packet.0.interface=$A" 2>"$dir/mailtap.txt" >/dev/null &
       pid=$!
@@ -112,53 +206,72 @@ run() {
   pkill -INT -P "$pid" 2>/dev/null || kill -INT "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
   local sn1; sn1=$(softnet_drops)
-  local sent failed mbps
+  local sent failed mbps pps
   sent=$(awk '/Actual:/ {print $2; exit}' "$dir/tcpreplay.txt")
   failed=$(awk '/Failed packets:/ {print $3; exit}' "$dir/tcpreplay.txt")
   mbps=$(awk '/Rated:/ {print $4; exit}' "$dir/tcpreplay.txt")
-  local got drops
+  pps=$(awk '/Rated:/ {printf "%.0f", $6 / 1000; exit}' "$dir/tcpreplay.txt")
+  local got bytes kdrops=0 rfull=- others=none
   case "$cap" in
     af-xdp|af-packet)
       got=$(awk '/^mailtap: [0-9]+ packets/ {print $2; exit}' "$dir/mailtap.txt")
-      drops=$(sed -n 's/^mailtap: [0-9]* packets.*; drops: \(.*\)$/\1/p' "$dir/mailtap.txt" | head -1)
+      bytes=$(sed -n 's/^mailtap: [0-9]* packets (\([0-9]*\) bytes.*/\1/p' "$dir/mailtap.txt" | head -1)
+      kdrops=$(sum_queues "kernel drops" "$dir/mailtap.txt")
+      rfull=$(sum_queues "ring full" "$dir/mailtap.txt")
+      # Every drop counter mailtap names, but the two shown in their own columns.
+      others=$(sed -n 's/^mailtap: [0-9]* packets.*; drops: \(.*\)$/\1/p' "$dir/mailtap.txt" | head -1 |
+        tr ' ' '\n' | grep -v -e '^capture.kernel_drops=' -e '^capture.ring_full=' -e '^$' | paste -sd' ' || true)
+      others=${others:-none}
       ;;
     tcpdump)
       got=$(awk '/packets captured/ {print $1; exit}' "$dir/mailtap.txt")
-      drops="kernel=$(awk '/dropped by kernel/ {print $1; exit}' "$dir/mailtap.txt")"
-      [ "$drops" = "kernel=0" ] && drops=none
+      kdrops=$(awk '/dropped by kernel/ {print $1; exit}' "$dir/mailtap.txt")
       ;;
     suricata)
       got=$(grep -o '"kernel_packets": *[0-9]*' "$dir/logs/eve.json" 2>/dev/null | tail -1 | grep -o '[0-9]*$' || echo 0)
-      drops=$(grep -o '"kernel_drops": *[0-9]*' "$dir/logs/eve.json" 2>/dev/null | tail -1 | grep -o '[0-9]*$' || echo "?")
-      [ "$drops" = 0 ] && drops=none
+      kdrops=$(grep -o '"kernel_drops": *[0-9]*' "$dir/logs/eve.json" 2>/dev/null | tail -1 | grep -o '[0-9]*$' || echo "?")
       ;;
   esac
-  got=${got:-0}; sent=${sent:-0}; failed=${failed:-0}; drops=${drops:-?}
+  got=${got:-0}; sent=${sent:-0}; failed=${failed:-0}; kdrops=${kdrops:-?}
+  # tcpdump and suricata report no bytes: take tcpreplay's when all arrived.
+  if [ -z "${bytes:-}" ]; then
+    bytes=$(awk '/Actual:/ {gsub(/\(/, "", $4); print $4; exit}' "$dir/tcpreplay.txt")
+  fi
   local sn=$((sn1 - sn0))
   local lossless=no
-  if [ "$got" -eq "$sent" ] && [ "$failed" -eq 0 ] && [ "$sn" -eq 0 ] && [ "$drops" = none ]; then
+  if [ "$got" -eq "$sent" ] && [ "$failed" -eq 0 ] && [ "$sn" -eq 0 ] && [ "$kdrops" = 0 ] &&
+    { [ "$rfull" = - ] || [ "$rfull" = 0 ]; } && [ "$others" = none ]; then
     lossless=yes
   fi
-  set -- $(cat "$dir/time.txt" | tail -1)
-  local cpu_ns
-  cpu_ns=$(awk -v u="$2" -v s="$3" -v p="$got" 'BEGIN { if (p > 0) printf "%.0f", (u + s) * 1e9 / p; else print "-" }')
-  local pps
-  pps=$(awk '/Rated:/ {printf "%.0f", $6 / 1000; exit}' "$dir/tcpreplay.txt")
-  printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n" \
-    "$mode" "$rate" "${mbps:-?}" "$pps" "$sent" "$got" "$drops" "$sn" "$cpu_ns" "$lossless"
+  local t; t=$(tail -1 "$dir/time.txt")
+  set -- $t
+  local row
+  row=$(awk -v u="$2" -v s="$3" -v rss="$4" -v p="$got" -v b="${bytes:-0}" -v m="${mbps:-0}" 'BEGIN {
+    cpu = u + s
+    printf "%.3f|%s|%s|%.0f", m / 1000, (p > 0 ? sprintf("%.0f", cpu * 1e9 / p) : "-"),
+      (cpu > 0 ? sprintf("%.2f", b * 8 / 1e9 / cpu) : "-"), rss / 1024 }')
+  IFS='|' read -r gbps cpu_ns per_cpu rss_mib <<<"$row"
+  printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n" \
+    "$mix" "$mode" "$rate" "$gbps" "${pps:-?}" "$sent" "$got" "$kdrops" "$rfull" "$sn" \
+    "$others" "$cpu_ns" "$per_cpu" "$rss_mib" "$lossless"
   [ "$lossless" = yes ]
 }
 
-echo "capture: $CAP ($(stat -c %s "$STAGE") bytes); veth $A with $QUEUES queue(s); mailtap cores $CORES, tcpreplay core 0"
+echo "veth $A with $QUEUES queue(s); mailtap cores $CORES, tcpreplay core 0; gen --mix: $HAVE_MIX${MAILTAP_ARGS:+; MAILTAP_ARGS=$MAILTAP_ARGS}"
 echo
-echo "| mode | target Mbit/s | achieved Mbit/s | kpkt/s | sent | captured | mailtap drops | softnet drops | CPU ns/pkt | lossless |"
-echo "|---|---|---|---|---|---|---|---|---|---|"
-for mode in $MODES; do
-  case "$mode" in
-    tcpdump) command -v tcpdump >/dev/null || continue ;;
-    suricata) command -v suricata >/dev/null || { echo "| suricata | not installed | | | | | | | | |"; continue; } ;;
-  esac
-  for rate in $RATES top; do
-    run "$mode" "$rate" || true
+echo "| mix | mode | target Mbit/s | Gbit/s | kpkt/s | sent | captured | kernel drops | ring full | softnet drops | other drops | CPU ns/pkt | Gbit/s per CPU-s | peak RSS MiB | lossless |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+for mix in $MIXES; do
+  c=$(capture "$mix")
+  cp "$c" "$STAGE"
+  echo "mix $mix: $c, $(stat -c %s "$STAGE") bytes" >&2
+  for mode in $MODES; do
+    case "$mode" in
+      tcpdump) command -v tcpdump >/dev/null || continue ;;
+      suricata) command -v suricata >/dev/null || { echo "| $mix | suricata | not installed | | | | | | | | | | | | |"; continue; } ;;
+    esac
+    for rate in $RATES; do
+      run "$mix" "$mode" "$rate" || true
+    done
   done
 done
