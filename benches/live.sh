@@ -10,18 +10,13 @@
 #     MODES   capture modes                         (default "af-xdp:native
 #             af-xdp:skb af-packet tcpdump suricata"); tcpdump (the capture
 #             floor: -w /dev/null) and suricata run only when installed
-#     SIZE    generated capture size per mix        (default 100M: about
-#             700 k packets of the small mix)
+#     SIZE    generated capture size per mix        (default 100M: 595 k
+#             packets of the small mix)
 #     QUEUES  veth queues = mailtap workers         (default 1)
 #   MAILTAP_ARGS (environment): extra `mailtap live` arguments, e.g.
 #     MAILTAP_ARGS="--set live.xdp_busy_poll=on"
 #
 # With the defaults: 3 mixes x 4 modes, about 10 s per run, 2-3 minutes.
-#
-# Until `mailtap gen` has --mix, the "small" mix is the default generator's
-# capture with every TCP payload cut into segments of at most 89 bytes
-# (143-byte frames on average, sequence numbers and checksums adjusted),
-# and other mixes are the default generator's capture.
 #
 # Needs root (veth, netns, XDP). The sender (tcpreplay, and the veth's
 # receive softirq that runs in its context) is pinned to core 0 and the
@@ -58,78 +53,15 @@ mkdir -p "$OUT"
 bash scripts/setup.sh >/dev/null
 cargo build --release --quiet
 BIN=$PWD/target/release/mailtap
-HAVE_MIX=no
-"$BIN" gen --help 2>/dev/null | grep -q -- '--mix' && HAVE_MIX=yes
-
-# Cuts every IPv4 TCP payload of a classic pcap into segments of at most
-# MSS bytes (only used while `mailtap gen` has no --mix small).
-reseg() {
-  python3 - "$1" "$2" "$3" <<'EOF'
-import struct, sys
-def csum(b):
-    if len(b) % 2: b += b"\0"
-    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
-    while s >> 16: s = (s & 0xFFFF) + (s >> 16)
-    return (~s) & 0xFFFF
-src, dst, mss = sys.argv[1], sys.argv[2], int(sys.argv[3])
-data = open(src, "rb").read()
-e = "<" if data[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
-out, off, ipid = [data[:24]], 24, 1
-while off + 16 <= len(data):
-    ts_s, ts_u, incl, _ = struct.unpack(e + "IIII", data[off:off + 16])
-    pkt = data[off + 16:off + 16 + incl]
-    off += 16 + incl
-    emit = lambda p, us: out.append(struct.pack(e + "IIII", ts_s, us, len(p), len(p)) + p)
-    if len(pkt) < 34 or pkt[12:14] != b"\x08\x00" or pkt[23] != 6:
-        emit(pkt, ts_u); continue
-    ihl = (pkt[14] & 15) * 4
-    tot = struct.unpack("!H", pkt[16:18])[0]
-    ip, to = pkt[14:14 + ihl], 14 + ihl
-    thl = (pkt[to + 12] >> 4) * 4
-    tcph, payload = pkt[to:to + thl], pkt[to + thl:14 + tot]
-    if len(payload) <= mss:
-        emit(pkt, ts_u); continue
-    seq = struct.unpack("!I", tcph[4:8])[0]
-    pieces = [payload[i:i + mss] for i in range(0, len(payload), mss)]
-    for k, piece in enumerate(pieces):
-        t = bytearray(tcph)
-        struct.pack_into("!I", t, 4, (seq + k * mss) & 0xFFFFFFFF)
-        if k < len(pieces) - 1: t[13] &= ~0x09  # FIN and PSH on the last piece only
-        t[16:18] = b"\0\0"
-        i = bytearray(ip)
-        struct.pack_into("!HH", i, 2, ihl + thl + len(piece), ipid & 0xFFFF); ipid += 1
-        i[10:12] = b"\0\0"
-        struct.pack_into("!H", i, 10, csum(bytes(i)))
-        pseudo = bytes(i[12:20]) + struct.pack("!BBH", 0, 6, thl + len(piece))
-        struct.pack_into("!H", t, 16, csum(pseudo + bytes(t) + piece))
-        emit(pkt[:14] + bytes(i) + bytes(t) + piece, min(ts_u + k, 999999))
-open(dst, "wb").write(b"".join(out))
-EOF
+"$BIN" gen --help 2>/dev/null | grep -q -- '--mix' || {
+  echo "benches/live.sh: this mailtap gen has no --mix" >&2
+  exit 1
 }
 
 # capture MIX: prints the path of the mix's capture, generating it once.
 capture() {
-  local mix=$1 cap
-  if [ "$HAVE_MIX" = yes ]; then
-    cap="$OUT/gen-$mix-$SIZE.pcap"
-    [ -f "$cap" ] || "$BIN" gen -o "$cap" --mix "$mix" --size "$SIZE" --concurrency 1000 --seed 7 >/dev/null 2>&1
-  else
-    local base="$OUT/gen-default-$SIZE.pcap"
-    [ -f "$base" ] || "$BIN" gen -o "$base" --size "$SIZE" --concurrency 1000 --seed 7 --pop3-percent 10 >/dev/null 2>&1
-    cap=$base
-    if [ "$mix" = small ]; then
-      # 89-byte segments: 143-byte frames on average; about 1.5 times the
-      # bytes (more headers), so start from two thirds of SIZE.
-      local small_base="$OUT/gen-default-small-base-$SIZE.pcap"
-      cap="$OUT/gen-small-reseg-$SIZE.pcap"
-      if [ ! -f "$cap" ]; then
-        local mb=${SIZE%M}
-        [ "$mb" != "$SIZE" ] || mb=100
-        "$BIN" gen -o "$small_base" --size "$((mb * 2 / 3))M" --concurrency 1000 --seed 7 >/dev/null 2>&1
-        reseg "$small_base" "$cap" 89
-      fi
-    fi
-  fi
+  local cap="$OUT/gen-$1-$SIZE.pcap"
+  [ -f "$cap" ] || "$BIN" gen -o "$cap" --mix "$1" --size "$SIZE" --concurrency 1000 --seed 7 >/dev/null 2>&1
   echo "$cap"
 }
 
@@ -257,7 +189,7 @@ run() {
   [ "$lossless" = yes ]
 }
 
-echo "veth $A with $QUEUES queue(s); mailtap cores $CORES, tcpreplay core 0; gen --mix: $HAVE_MIX${MAILTAP_ARGS:+; MAILTAP_ARGS=$MAILTAP_ARGS}"
+echo "veth $A with $QUEUES queue(s); mailtap cores $CORES, tcpreplay core 0${MAILTAP_ARGS:+; MAILTAP_ARGS=$MAILTAP_ARGS}"
 echo
 echo "| mix | mode | target Mbit/s | Gbit/s | kpkt/s | sent | captured | kernel drops | ring full | softnet drops | other drops | CPU ns/pkt | Gbit/s per CPU-s | peak RSS MiB | lossless |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
