@@ -280,7 +280,7 @@ fn config_check_prints_the_effective_configuration() {
         "[flow]",
         "max_flows = 1000000",
         "[live]",
-        "xdp_rx_ring = 2048",
+        "xdp_rx_ring = 65536",
         "2525",
         "[files]",
     ] {
