@@ -91,6 +91,12 @@ impl Stream {
         self.started
     }
 
+    /// Whether the stream's end (its FIN) has been delivered in order:
+    /// no later segment can add to what the application saw.
+    pub fn finished(&self) -> bool {
+        self.eof_sent
+    }
+
     /// Bytes held out of order right now.
     pub fn buffered(&self) -> usize {
         self.ooo_bytes

@@ -133,6 +133,8 @@ enum App<A> {
 
 struct Flow<A> {
     serial: u64,
+    /// The flow's key in the table's index (to remove it by slot).
+    key: FlowKey,
     id: ConnId,
     uid: String,
     /// Whether the canonical key's `a` side is the originator.
@@ -152,17 +154,27 @@ struct Flow<A> {
     closing: bool,
 }
 
+/// A flow's slot in [`FlowTable::flows`].
+type Slot = u32;
+
 /// The flow table of one shard.
+///
+/// Flows live in a slab and the hash map holds only their slot numbers:
+/// a flow is about 600 bytes, and a map holding flows inline moved all of
+/// them on every rehash and kept twice their size of buckets at its load
+/// factor. The expiry queues hold slots too, so expiring a flow costs no
+/// hash lookup.
 pub struct FlowTable<F: AnalyzerFactory> {
-    map: ahash::HashMap<FlowKey, Flow<F::Analyzer>>,
+    map: ahash::HashMap<FlowKey, Slot>,
+    flows: slab::Slab<Flow<F::Analyzer>>,
     factory: F,
     cfg: FlowConfig,
     uids: UidGenerator,
     local: LocalNets,
     budget: MemBudget,
     counters: FlowCounters,
-    idle_q: VecDeque<(Timestamp, u64, FlowKey)>,
-    closed_q: VecDeque<(Timestamp, u64, FlowKey)>,
+    idle_q: VecDeque<(Timestamp, u64, Slot)>,
+    closed_q: VecDeque<(Timestamp, u64, Slot)>,
     serial: u64,
     now: Timestamp,
     inactivity: i64,
@@ -178,6 +190,7 @@ impl<F: AnalyzerFactory> FlowTable<F> {
         let budget = MemBudget::new(cfg.reassembly_memory);
         FlowTable {
             map: ahash::HashMap::default(),
+            flows: slab::Slab::new(),
             inactivity: secs_to_nanos(cfg.tcp_inactivity_timeout),
             close_delay: secs_to_nanos(cfg.tcp_close_delay),
             factory,
@@ -218,7 +231,8 @@ impl<F: AnalyzerFactory> FlowTable<F> {
         self.budget.used
     }
 
-    /// Processes one TCP segment.
+    /// Processes one TCP segment: one hash lookup for a packet of a known
+    /// connection.
     pub fn process(&mut self, seg: &Segment<'_>, out: &mut Output) {
         self.counters.packets += 1;
         self.counters.payload_bytes += seg.payload.len() as u64;
@@ -226,25 +240,20 @@ impl<F: AnalyzerFactory> FlowTable<F> {
             self.now = seg.ts;
         }
         let (key, src_is_a) = FlowKey::new(seg.src, seg.src_port, seg.dst, seg.dst_port);
-        // A new SYN on a connection that has closed or been reset starts a
-        // new connection (Zeek's connection reuse): end the old one first.
-        if seg.flags & (flags::SYN | flags::ACK) == flags::SYN
-            && self.map.get(&key).is_some_and(|f| f.closing)
-        {
-            self.counters.flows_closed += 1;
-            self.remove(key, out);
-        }
-        if !self.map.contains_key(&key) {
-            if self.map.len() >= self.cfg.max_flows {
-                self.evict_one(out);
+        let syn_only = seg.flags & (flags::SYN | flags::ACK) == flags::SYN;
+        let slot = match self.map.get(&key).copied() {
+            // A new SYN on a connection that has closed or been reset
+            // starts a new connection (Zeek's connection reuse): end the
+            // old one first.
+            Some(slot) if syn_only && self.flows[slot as usize].closing => {
+                self.counters.flows_closed += 1;
+                self.remove(slot, out);
+                self.insert_flow(key, seg, src_is_a, out)
             }
-            let flow = self.new_flow(seg, src_is_a);
-            self.idle_q.push_back((seg.ts, flow.serial, key));
-            self.map.insert(key, flow);
-        }
-        let Some(flow) = self.map.get_mut(&key) else {
-            return;
+            Some(slot) => slot,
+            None => self.insert_flow(key, seg, src_is_a, out),
         };
+        let flow = &mut self.flows[slot as usize];
         let is_orig = flow.orig_is_a == src_is_a;
         let closing_before = flow.closing;
         Self::packet(
@@ -258,11 +267,36 @@ impl<F: AnalyzerFactory> FlowTable<F> {
             out,
         );
         if flow.closing && !closing_before {
-            self.closed_q.push_back((seg.ts, flow.serial, key));
+            self.closed_q.push_back((seg.ts, flow.serial, slot));
         }
     }
 
-    fn new_flow(&mut self, seg: &Segment<'_>, src_is_a: bool) -> Flow<F::Analyzer> {
+    /// Creates the connection of `seg` under `key`, evicting the oldest
+    /// when the table is full.
+    fn insert_flow(
+        &mut self,
+        key: FlowKey,
+        seg: &Segment<'_>,
+        src_is_a: bool,
+        out: &mut Output,
+    ) -> Slot {
+        if self.map.len() >= self.cfg.max_flows {
+            self.evict_one(out);
+        }
+        let flow = self.new_flow(key, seg, src_is_a);
+        let serial = flow.serial;
+        let slot = self.flows.insert(flow) as Slot;
+        self.idle_q.push_back((seg.ts, serial, slot));
+        self.map.insert(key, slot);
+        slot
+    }
+
+    /// The flow in `slot` if it is still the one with `serial`.
+    fn live(&self, slot: Slot, serial: u64) -> Option<&Flow<F::Analyzer>> {
+        self.flows.get(slot as usize).filter(|f| f.serial == serial)
+    }
+
+    fn new_flow(&mut self, key: FlowKey, seg: &Segment<'_>, src_is_a: bool) -> Flow<F::Analyzer> {
         let syn = seg.flags & flags::SYN != 0;
         let ack = seg.flags & flags::ACK != 0;
         // Originator: the sender of the first SYN. Without one (the capture
@@ -307,6 +341,7 @@ impl<F: AnalyzerFactory> FlowTable<F> {
         }
         Flow {
             serial: self.serial,
+            key,
             uid: self.uids.conn_uid(&id, seg.ts),
             id,
             orig_is_a: src_is_a != flipped,
@@ -434,6 +469,17 @@ impl<F: AnalyzerFactory> FlowTable<F> {
                 });
             }
         }
+        // Both directions ended in order: nothing that arrives during the
+        // close delay can reach the analyzer, so it finishes now (its last
+        // records go out) and its state is freed. At 10 Gbit/s of short
+        // sessions, tcp_close_delay (5 s) keeps over a million closed
+        // connections; only their conn.log fields need to stay.
+        if mine.finished() && theirs.finished() && !matches!(app, App::Off) {
+            if let App::Attached(a) = app {
+                a.done(&mut cx);
+            }
+            *app = App::Off;
+        }
         let gaps_after = mine.gap_bytes + theirs.gap_bytes;
         if gaps_after > gaps_before {
             counters.gap_bytes += gaps_after - gaps_before;
@@ -463,31 +509,28 @@ impl<F: AnalyzerFactory> FlowTable<F> {
         if now > self.now {
             self.now = now;
         }
-        while let Some(&(t, serial, key)) = self.closed_q.front() {
+        while let Some(&(t, serial, slot)) = self.closed_q.front() {
             if t.0.saturating_add(self.close_delay) > self.now.0 {
                 break;
             }
             self.closed_q.pop_front();
-            if self.map.get(&key).is_some_and(|f| f.serial == serial) {
+            if self.live(slot, serial).is_some() {
                 self.counters.flows_closed += 1;
-                self.remove(key, out);
+                self.remove(slot, out);
             }
         }
-        while let Some(&(t, serial, key)) = self.idle_q.front() {
+        while let Some(&(t, serial, slot)) = self.idle_q.front() {
             if t.0.saturating_add(self.inactivity) > self.now.0 {
                 break;
             }
             self.idle_q.pop_front();
-            match self.map.get(&key) {
-                Some(f) if f.serial == serial => {
-                    if f.last_ts.0.saturating_add(self.inactivity) <= self.now.0 {
-                        self.counters.flows_timed_out += 1;
-                        self.remove(key, out);
-                    } else {
-                        self.idle_q.push_back((f.last_ts, serial, key));
-                    }
+            if let Some(f) = self.live(slot, serial) {
+                if f.last_ts.0.saturating_add(self.inactivity) <= self.now.0 {
+                    self.counters.flows_timed_out += 1;
+                    self.remove(slot, out);
+                } else {
+                    self.idle_q.push_back((f.last_ts, serial, slot));
                 }
-                _ => {}
             }
         }
     }
@@ -495,29 +538,30 @@ impl<F: AnalyzerFactory> FlowTable<F> {
     /// Ends every connection (end of input or shutdown), as Zeek does at
     /// termination.
     pub fn finish(&mut self, out: &mut Output) {
-        let keys: Vec<FlowKey> = self.map.keys().copied().collect();
-        for k in keys {
+        let slots: Vec<Slot> = self.map.values().copied().collect();
+        for slot in slots {
             self.counters.flows_flushed_at_end += 1;
-            self.remove(k, out);
+            self.remove(slot, out);
         }
         self.idle_q.clear();
         self.closed_q.clear();
     }
 
     fn evict_one(&mut self, out: &mut Output) {
-        while let Some((_, serial, key)) = self.idle_q.pop_front() {
-            if self.map.get(&key).is_some_and(|f| f.serial == serial) {
+        while let Some((_, serial, slot)) = self.idle_q.pop_front() {
+            if self.live(slot, serial).is_some() {
                 self.counters.flows_evicted += 1;
-                self.remove(key, out);
+                self.remove(slot, out);
                 return;
             }
         }
     }
 
-    fn remove(&mut self, key: FlowKey, out: &mut Output) {
-        let Some(mut flow) = self.map.remove(&key) else {
+    fn remove(&mut self, slot: Slot, out: &mut Output) {
+        let Some(mut flow) = self.flows.try_remove(slot as usize) else {
             return;
         };
+        self.map.remove(&flow.key);
         let ts = flow.last_ts.max(self.now);
         let Flow {
             streams,
@@ -813,6 +857,54 @@ mod tests {
         assert_eq!(
             *rec.0.lock().unwrap(),
             vec!["r:220 hi\r\n", "o:EHLO x\r\n", "o:eof", "r:eof", "done"]
+        );
+    }
+
+    #[test]
+    fn analyzer_finishes_when_both_directions_end_in_order() {
+        let (mut t, rec) = table(25, FlowConfig::default());
+        let mut out = Output::new(false);
+        session(&mut t, &mut out, 25);
+        // Before the close delay is over: the analyzer is done and freed,
+        // the connection itself is still kept for its conn.log fields.
+        assert_eq!(t.len(), 1);
+        assert_eq!(
+            rec.0.lock().unwrap().last().map(String::as_str),
+            Some("done")
+        );
+        assert!(conns(&out).is_empty());
+        t.advance(Timestamp(20_000_000_000), &mut out);
+        assert_eq!(conns(&out).len(), 1);
+        assert_eq!(conns(&out)[0].service, vec!["test"]);
+        let calls = rec.0.lock().unwrap();
+        assert_eq!(calls.iter().filter(|c| *c == "done").count(), 1);
+    }
+
+    #[test]
+    fn analyzer_waits_for_a_hole_before_the_fin() {
+        let (mut t, rec) = table(25, FlowConfig::default());
+        let mut out = Output::new(false);
+        let p = 25;
+        t.process(&seg(1, true, p, SYN, 100, 0, b""), &mut out);
+        t.process(&seg(2, false, p, SYN | ACK, 500, 101, b""), &mut out);
+        t.process(
+            &seg(3, false, p, ACK | PSH, 501, 101, b"220 hi\r\n"),
+            &mut out,
+        );
+        // The client's data segment is late: its FIN arrives first (the
+        // server has not acknowledged the data either, so it is a hole
+        // still to be filled, not a gap).
+        t.process(&seg(4, true, p, FIN | ACK, 109, 509, b""), &mut out);
+        t.process(&seg(5, false, p, FIN | ACK, 509, 101, b""), &mut out);
+        assert!(!rec.0.lock().unwrap().contains(&"done".to_string()));
+        // The retransmission fills the hole within the close delay.
+        t.process(
+            &seg(6, true, p, ACK | PSH, 101, 510, b"EHLO x\r\n"),
+            &mut out,
+        );
+        assert_eq!(
+            *rec.0.lock().unwrap(),
+            vec!["r:220 hi\r\n", "r:eof", "o:EHLO x\r\n", "o:eof", "done"]
         );
     }
 
