@@ -144,151 +144,165 @@ fn is_hex(c: u8) -> bool {
     c.is_ascii_hexdigit()
 }
 
+// The pattern is simulated as an NFA over the positions a partial match
+// can have reached. Every alternative of Zeek's address pattern is at most
+// 45 bytes long, so the positions of a match starting at `p` are offsets
+// 0..=45 from `p`: a set of them is one `u64` bit mask, and simulating the
+// pattern allocates nothing. Offsets past 63 cannot be part of a match and
+// are dropped.
+
+/// A set of offsets from the match start.
+type Ends = u64;
+
+/// Calls `f` with each offset in `m`.
+#[inline]
+fn each(mut m: Ends, mut f: impl FnMut(usize)) {
+    while m != 0 {
+        let o = m.trailing_zeros() as usize;
+        m &= m - 1;
+        f(o);
+    }
+}
+
+#[inline]
+fn bit(o: usize) -> Ends {
+    if o < 64 {
+        1 << o
+    } else {
+        0
+    }
+}
+
 /// Possible ends of a hextet (1-4 hex digits) starting at each of `from`.
-fn hextet(s: &[u8], from: &[usize]) -> Vec<usize> {
-    let mut out = Vec::new();
-    for &p in from {
+fn hextet(s: &[u8], p: usize, from: Ends) -> Ends {
+    let mut out = 0;
+    each(from, |o| {
         for n in 1..=4 {
-            if p + n <= s.len() && s[p..p + n].iter().all(|&c| is_hex(c)) {
-                out.push(p + n);
-            } else {
-                break;
+            match s.get(p + o + n - 1) {
+                Some(&c) if is_hex(c) => out |= bit(o + n),
+                _ => break,
             }
         }
-    }
-    dedup(out)
+    });
+    out
 }
 
-fn lit(s: &[u8], from: &[usize], l: &[u8]) -> Vec<usize> {
-    dedup(
-        from.iter()
-            .filter(|&&p| s[p.min(s.len())..].starts_with(l))
-            .map(|&p| p + l.len())
-            .collect(),
-    )
-}
-
-fn dedup(mut v: Vec<usize>) -> Vec<usize> {
-    v.sort_unstable();
-    v.dedup();
-    v
-}
-
-fn union(a: Vec<usize>, b: Vec<usize>) -> Vec<usize> {
-    dedup([a, b].concat())
+fn lit(s: &[u8], p: usize, from: Ends, l: &[u8]) -> Ends {
+    let mut out = 0;
+    each(from, |o| {
+        if s.get(p + o..).is_some_and(|t| t.starts_with(l)) {
+            out |= bit(o + l.len());
+        }
+    });
+    out
 }
 
 /// `h(:h){lo,hi}` ends.
-fn hexseq(s: &[u8], from: &[usize], lo: usize, hi: usize) -> Vec<usize> {
-    let mut cur = hextet(s, from);
-    let mut out = if lo == 0 { cur.clone() } else { Vec::new() };
+fn hexseq(s: &[u8], p: usize, from: Ends, lo: usize, hi: usize) -> Ends {
+    let mut cur = hextet(s, p, from);
+    let mut out = if lo == 0 { cur } else { 0 };
     for k in 1..=hi {
-        cur = hextet(s, &lit(s, &cur, b":"));
-        if cur.is_empty() {
+        cur = hextet(s, p, lit(s, p, cur, b":"));
+        if cur == 0 {
             break;
         }
         if k >= lo {
-            out = union(out, cur.clone());
+            out |= cur;
         }
     }
     out
 }
 
 /// Ends of an IPv4 decimal octet: 1-2 digits, or 3 digits ≤ 255.
-fn decim(s: &[u8], from: &[usize]) -> Vec<usize> {
-    let mut out = Vec::new();
-    for &p in from {
-        let d = |i: usize| s.get(p + i).copied().filter(u8::is_ascii_digit);
+fn decim(s: &[u8], p: usize, from: Ends) -> Ends {
+    let mut out = 0;
+    each(from, |o| {
+        let d = |i: usize| s.get(p + o + i).copied().filter(u8::is_ascii_digit);
         if d(0).is_some() {
-            out.push(p + 1);
+            out |= bit(o + 1);
             if d(1).is_some() {
-                out.push(p + 2);
+                out |= bit(o + 2);
                 if let (Some(a), Some(b), Some(c)) = (d(0), d(1), d(2)) {
                     let v =
                         u32::from(a - b'0') * 100 + u32::from(b - b'0') * 10 + u32::from(c - b'0');
                     if v <= 255 {
-                        out.push(p + 3);
+                        out |= bit(o + 3);
                     }
                 }
             }
         }
-    }
-    dedup(out)
+    });
+    out
 }
 
-fn ipv4(s: &[u8], from: &[usize]) -> Vec<usize> {
-    let mut cur = decim(s, from);
+fn ipv4(s: &[u8], p: usize, from: Ends) -> Ends {
+    let mut cur = decim(s, p, from);
     for _ in 0..3 {
-        cur = decim(s, &lit(s, &cur, b"."));
+        cur = decim(s, p, lit(s, p, cur, b"."));
     }
     cur
 }
 
 /// `(h:){n}` ends.
-fn hex_colon_n(s: &[u8], from: &[usize], n: usize) -> Vec<usize> {
-    let mut cur = from.to_vec();
+fn hex_colon_n(s: &[u8], p: usize, from: Ends, n: usize) -> Ends {
+    let mut cur = from;
     for _ in 0..n {
-        cur = lit(s, &hextet(s, &cur), b":");
+        cur = lit(s, p, hextet(s, p, cur), b":");
     }
     cur
 }
 
-fn opt(base: &[usize], more: Vec<usize>) -> Vec<usize> {
-    union(base.to_vec(), more)
-}
-
-/// All ends of Zeek's `ip_addr_regex` starting at `p`.
-fn ip_ends(s: &[u8], p: usize) -> Vec<usize> {
-    let st = [p];
-    let mut ends = ipv4(s, &st);
+/// All ends of Zeek's `ip_addr_regex` starting at `p`, as offsets from it.
+fn ip_ends(s: &[u8], p: usize) -> Ends {
+    let st: Ends = 1;
+    let mut ends = ipv4(s, p, st);
     // ipv6_8hex: (h:){7}h
-    ends = union(ends, hextet(s, &hex_colon_n(s, &st, 7)));
+    ends |= hextet(s, p, hex_colon_n(s, p, st, 7));
     // ipv6_hex4dec: (h:){6}ipv4
-    ends = union(ends, ipv4(s, &hex_colon_n(s, &st, 6)));
+    ends |= ipv4(s, p, hex_colon_n(s, p, st, 6));
     // compressed, k leading hextets before "::", up to 7-k after.
     for k in 0..=7usize {
         let lead = if k == 0 {
-            st.to_vec()
+            st
         } else {
-            hexseq_exact(s, &st, k)
+            hexseq_exact(s, p, st, k)
         };
-        let dc = lit(s, &lead, b"::");
-        if dc.is_empty() {
+        let dc = lit(s, p, lead, b"::");
+        if dc == 0 {
             continue;
         }
         if k == 7 {
-            ends = union(ends, dc);
+            ends |= dc;
             continue;
         }
-        let after = hexseq(s, &dc, 0, 6 - k);
-        ends = union(ends, opt(&dc, after));
+        ends |= dc | hexseq(s, p, dc, 0, 6 - k);
     }
     // compressed with trailing IPv4, k leading hextets (0..=5).
     for k in 0..=5usize {
         let lead = if k == 0 {
-            st.to_vec()
+            st
         } else {
-            hexseq_exact(s, &st, k)
+            hexseq_exact(s, p, st, k)
         };
-        let dc = lit(s, &lead, b"::");
-        if dc.is_empty() {
+        let dc = lit(s, p, lead, b"::");
+        if dc == 0 {
             continue;
         }
         let mids = if k == 5 {
-            dc.clone()
+            dc
         } else {
-            opt(&dc, hexseq(s, &dc, 0, 4 - k))
+            dc | hexseq(s, p, dc, 0, 4 - k)
         };
-        ends = union(ends, ipv4(s, &mids));
+        ends |= ipv4(s, p, mids);
     }
     ends
 }
 
 /// Exactly `k` hextets separated by `:`.
-fn hexseq_exact(s: &[u8], from: &[usize], k: usize) -> Vec<usize> {
-    let mut cur = hextet(s, from);
+fn hexseq_exact(s: &[u8], p: usize, from: Ends, k: usize) -> Ends {
+    let mut cur = hextet(s, p, from);
     for _ in 1..k {
-        cur = hextet(s, &lit(s, &cur, b":"));
+        cur = hextet(s, p, lit(s, p, cur, b":"));
     }
     cur
 }
@@ -329,7 +343,9 @@ pub fn extract_ip_addresses(s: &[u8], check_wrapping: bool) -> Vec<IpAddr> {
             }
             plausible_until = p + run;
         }
-        let end = ip_ends(s, p).into_iter().max().filter(|&e| e > p);
+        // The longest match (leftmost-longest), if it is not empty.
+        let ends = ip_ends(s, p) & !1;
+        let end = (ends != 0).then(|| p + 63 - ends.leading_zeros() as usize);
         match end {
             Some(e) => {
                 matches.push((p, e));
