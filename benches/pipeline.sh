@@ -8,8 +8,12 @@
 # relative to the default one-worker run is the cost of the Kafka sink),
 # and `tcpdump -r X -w /dev/null` (the I/O floor).
 #
-#   bash benches/pipeline.sh [SIZE] [CONCURRENCY] [POP3_PERCENT]
-#                                                  (defaults: 500M 10000 0)
+#   bash benches/pipeline.sh [SIZE] [CONCURRENCY] [POP3_PERCENT] [MIXES]
+#                                    (defaults: 500M 10000 0 "small mta attach")
+#
+# First, for every traffic mix of `mailtap gen --mix` (docs/benchmarks.md,
+# "Traffic mixes"), one and two workers with the default configuration and
+# the tcpdump floor. Then the detailed runs below on the attach mix.
 #
 # Prints a markdown table (wall time, packets/s, Gbit/s of packet bytes,
 # peak RSS) for docs/benchmarks.md. The capture is cached in bench-out/
@@ -23,6 +27,7 @@ cd "$(dirname "$0")/.."
 SIZE=${1:-500M}
 CONC=${2:-10000}
 POP3=${3:-0}
+MIXES=${4:-small mta attach}
 OUT=bench-out
 mkdir -p "$OUT"
 bash scripts/setup.sh >/dev/null
@@ -31,7 +36,7 @@ BIN=target/release/mailtap
 # v2: the generator of issue 3 (rejected messages, LF-only lines, POP3).
 CAP="$OUT/gen-v2-$SIZE-c$CONC-p$POP3.pcap"
 if [ ! -f "$CAP" ]; then
-  "$BIN" gen -o "$CAP" --size "$SIZE" --concurrency "$CONC" --seed 42 --pop3-percent "$POP3"
+  "$BIN" gen --mix attach -o "$CAP" --size "$SIZE" --concurrency "$CONC" --seed 42 --pop3-percent "$POP3"
 fi
 BYTES=$(stat -c %s "$CAP")
 # Read the capture from memory: stage it on /dev/shm when there is room
@@ -49,13 +54,48 @@ row() { # name, "wall peakKiB user sys", packets
   set -- "$1" $2 "$3"
   awk -v n="$1" -v s="$2" -v k="$3" -v u="$4" -v y="$5" -v p="$6" -v b="$BYTES" 'BEGIN {
     cpu = u + y; if (cpu <= 0) cpu = 0.01
-    printf "| %s | %.2f | %.2f | %.0f | %.2f | %.2f | %.0f |\n", n, s, cpu, p / s, b * 8 / s / 1e9, b * 8 / cpu / 1e9, k / 1024 }'
+    printf "| %s | %.2f | %.2f | %.0f | %.0f | %.2f | %.2f | %.0f |\n", n, s, cpu, p / s, cpu * 1e9 / p, b * 8 / s / 1e9, b * 8 / cpu / 1e9, k / 1024 }'
 }
+HEADER="| run | wall s | CPU s (user+sys) | packets/s | CPU ns/packet | Gbit/s | Gbit/s per CPU-second | peak RSS MiB |
+|---|---|---|---|---|---|---|---|"
 
-echo "capture: $CAP ($BYTES bytes, concurrency $CONC)"
+# Every mix: -w 1, -w 2 and the tcpdump floor.
+MAIN_CAP=$CAP
+for MIX in $MIXES; do
+  MCAP="$OUT/mix-$MIX-$SIZE-c$CONC.pcap"
+  [ -f "$MCAP" ] || "$BIN" gen --mix "$MIX" -o "$MCAP" --size "$SIZE" --concurrency "$CONC" --seed 42
+  BYTES=$(stat -c %s "$MCAP")
+  RUNCAP=$MCAP
+  if [ "$(stat -f -c %T /dev/shm 2>/dev/null)" = tmpfs ] && \
+     [ "$(df --output=avail -B1 /dev/shm | tail -1)" -gt $((BYTES * 4)) ]; then
+    cp "$MCAP" /dev/shm/mailtap-bench-mix.pcap
+    RUNCAP=/dev/shm/mailtap-bench-mix.pcap
+  fi
+  echo "mix $MIX: $MCAP ($BYTES bytes, concurrency $CONC)"
+  echo
+  echo "$HEADER"
+  for W in 1 2; do
+    rm -rf "$OUT/logs-mix"
+    /usr/bin/time -o "$OUT/time-mix.txt" -f "%e %M %U %S" "$BIN" read --no-progress -w "$W" -o "$OUT/logs-mix" "$RUNCAP" 2>"$OUT/summary-mix.txt"
+    PKTS=$(sed -n 's/^mailtap: \([0-9]*\) packets.*/\1/p' "$OUT/summary-mix.txt")
+    row "$MIX: mailtap read -w $W" "$(tail -1 "$OUT/time-mix.txt")" "$PKTS"
+  done
+  /usr/bin/time -o "$OUT/time-mix.txt" -f "%e %M %U %S" tcpdump -r "$RUNCAP" -w /dev/null 2>/dev/null
+  row "$MIX: tcpdump -r X -w /dev/null (floor)" "$(tail -1 "$OUT/time-mix.txt")" "$PKTS"
+  grep '^mailtap:' "$OUT/summary-mix.txt" || true
+  rm -f /dev/shm/mailtap-bench-mix.pcap
+  echo
+done
+CAP=$MAIN_CAP
+BYTES=$(stat -c %s "$CAP")
+if [ "$(stat -f -c %T /dev/shm 2>/dev/null)" = tmpfs ] && \
+   [ "$(df --output=avail -B1 /dev/shm | tail -1)" -gt $((BYTES * 4)) ]; then
+  CAP=/dev/shm/mailtap-bench.pcap
+fi
+
+echo "detailed runs, attach mix: $CAP ($BYTES bytes, concurrency $CONC)"
 echo
-echo "| run | wall s | CPU s | packets/s | Gbit/s | Gbit/s per CPU-second | peak RSS MiB |"
-echo "|---|---|---|---|---|---|---|"
+echo "$HEADER"
 SUMS=()
 for W in 1 2; do
   rm -rf "$OUT/logs-w$W"
