@@ -1,5 +1,6 @@
 //! `mailtap`: a mail-traffic sensor. See README.md.
 
+mod alloc;
 mod config;
 
 /// mimalloc instead of glibc malloc: see the comment in Cargo.toml.
@@ -229,6 +230,7 @@ impl From<MixArg> for mailtap_gen::TrafficMix {
 }
 
 fn main() {
+    alloc::keep_freed_memory();
     let cli = Cli::parse();
     // A live sensor runs as a service: its periodic stats and start-up
     // facts (XDP mode, zero-copy) belong in its log by default.

@@ -190,7 +190,10 @@ impl<F: AnalyzerFactory> FlowTable<F> {
         let budget = MemBudget::new(cfg.reassembly_memory);
         FlowTable {
             map: ahash::HashMap::default(),
-            flows: slab::Slab::new(),
+            // Reserved (address space only: pages are touched as slots are
+            // first used) so the slab never grows by copying every flow
+            // into fresh, page-faulting memory while traffic ramps up.
+            flows: slab::Slab::with_capacity(cfg.max_flows),
             inactivity: secs_to_nanos(cfg.tcp_inactivity_timeout),
             close_delay: secs_to_nanos(cfg.tcp_close_delay),
             factory,
