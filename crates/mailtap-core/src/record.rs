@@ -46,6 +46,10 @@ pub enum Value<'a> {
     StrVec(&'a [Bytes]),
     /// `vector[addr]`.
     AddrVec(&'a [IpAddr]),
+    /// A Zeek `time` in whole seconds since the epoch, for times that may
+    /// lie outside [`Timestamp`]'s nanosecond range (certificate validity
+    /// ends as late as 9999-12-31).
+    Seconds(i64),
 }
 
 impl<'a> Value<'a> {
@@ -58,6 +62,12 @@ impl<'a> Value<'a> {
     pub fn opt_set(v: &'a Option<Vec<Bytes>>) -> Value<'a> {
         match v {
             Some(s) => Value::StrSet(s),
+            None => Value::Unset,
+        }
+    }
+    pub fn opt_vec(v: &'a Option<Vec<Bytes>>) -> Value<'a> {
+        match v {
+            Some(s) => Value::StrVec(s),
             None => Value::Unset,
         }
     }
@@ -89,6 +99,8 @@ pub enum Record {
     Event(Box<crate::EventRecord>),
     Pop3(Box<Pop3Record>),
     File(Box<FileRecord>),
+    Ssl(Box<SslRecord>),
+    X509(Box<X509Record>),
     /// Bytes of an extracted message, in order (see [`crate::mail`]).
     EmailData(Box<crate::mail::EmailChunk>),
     /// The end of an extracted message and its metadata.
@@ -105,6 +117,8 @@ impl Record {
             Record::Weird(r) => Some(&**r),
             Record::Pop3(r) => Some(&**r),
             Record::File(r) => Some(&**r),
+            Record::Ssl(r) => Some(&**r),
+            Record::X509(r) => Some(&**r),
             Record::Event(_) | Record::EmailData(_) | Record::EmailMeta(_) => None,
         }
     }
@@ -430,6 +444,184 @@ impl ZeekRecord for Pop3Record {
         out(Value::Count(self.messages_deleted));
         out(Value::Bool(self.tls));
         out(Value::opt_str(&self.last_reply));
+    }
+}
+
+// ----------------------------------------------------------------- ssl.log
+
+/// One row of ssl.log (Zeek `SSL::Info` with its default columns), plus
+/// mailtap's JA4 and JA4S fingerprints as the last two columns (beyond
+/// Zeek's base scripts: docs/outputs.md).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SslRecord {
+    pub ts: Timestamp,
+    pub uid: String,
+    pub id: Option<ConnId>,
+    /// `TLSv12`, `TLSv13`, `SSLv3`, `SSLv2`, `DTLSv12`, `unknown-N`.
+    pub version: Option<Bytes>,
+    /// `TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256`, or `unknown-N`.
+    pub cipher: Option<Bytes>,
+    /// `secp256r1`, `x25519`, ...
+    pub curve: Option<Bytes>,
+    pub server_name: Option<Bytes>,
+    pub resumed: bool,
+    pub last_alert: Option<Bytes>,
+    pub next_protocol: Option<Bytes>,
+    pub established: bool,
+    pub ssl_history: Bytes,
+    /// SHA-256 fingerprints of the server's certificates, leaf first.
+    pub cert_chain_fps: Option<Vec<Bytes>>,
+    pub client_cert_chain_fps: Option<Vec<Bytes>>,
+    pub sni_matches_cert: Option<bool>,
+    pub ja4: Option<Bytes>,
+    pub ja4s: Option<Bytes>,
+}
+
+static SSL_FIELDS: [FieldDef; 20] = [
+    f("ts", "time"),
+    f("uid", "string"),
+    f("id.orig_h", "addr"),
+    f("id.orig_p", "port"),
+    f("id.resp_h", "addr"),
+    f("id.resp_p", "port"),
+    f("version", "string"),
+    f("cipher", "string"),
+    f("curve", "string"),
+    f("server_name", "string"),
+    f("resumed", "bool"),
+    f("last_alert", "string"),
+    f("next_protocol", "string"),
+    f("established", "bool"),
+    f("ssl_history", "string"),
+    f("cert_chain_fps", "vector[string]"),
+    f("client_cert_chain_fps", "vector[string]"),
+    f("sni_matches_cert", "bool"),
+    f("ja4", "string"),
+    f("ja4s", "string"),
+];
+
+impl ZeekRecord for SslRecord {
+    fn path(&self) -> &'static str {
+        "ssl"
+    }
+    fn fields(&self) -> &'static [FieldDef] {
+        &SSL_FIELDS
+    }
+    fn values(&self, out: &mut dyn FnMut(Value<'_>)) {
+        out(Value::Time(self.ts));
+        out(Value::Str(self.uid.as_bytes()));
+        match &self.id {
+            Some(id) => id_values(id, out),
+            None => (0..4).for_each(|_| out(Value::Unset)),
+        }
+        out(Value::opt_str(&self.version));
+        out(Value::opt_str(&self.cipher));
+        out(Value::opt_str(&self.curve));
+        out(Value::opt_str(&self.server_name));
+        out(Value::Bool(self.resumed));
+        out(Value::opt_str(&self.last_alert));
+        out(Value::opt_str(&self.next_protocol));
+        out(Value::Bool(self.established));
+        out(Value::Str(&self.ssl_history));
+        out(Value::opt_vec(&self.cert_chain_fps));
+        out(Value::opt_vec(&self.client_cert_chain_fps));
+        out(self.sni_matches_cert.map(Value::Bool).unwrap_or(Value::Unset));
+        out(Value::opt_str(&self.ja4));
+        out(Value::opt_str(&self.ja4s));
+    }
+}
+
+// ---------------------------------------------------------------- x509.log
+
+/// One row of x509.log (Zeek 8's `X509::Info`: one row per certificate,
+/// keyed by its SHA-256 fingerprint, no uid).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct X509Record {
+    pub ts: Timestamp,
+    /// SHA-256 of the DER certificate, lower-case hex.
+    pub fingerprint: Bytes,
+    pub version: u64,
+    /// Upper-case hex, as Zeek prints it.
+    pub serial: Bytes,
+    pub subject: Bytes,
+    pub issuer: Bytes,
+    /// Seconds since the epoch (may lie beyond 2262).
+    pub not_valid_before: i64,
+    pub not_valid_after: i64,
+    pub key_alg: Bytes,
+    pub sig_alg: Bytes,
+    pub key_type: Option<Bytes>,
+    pub key_length: Option<u64>,
+    pub exponent: Option<Bytes>,
+    pub curve: Option<Bytes>,
+    pub san_dns: Option<Vec<Bytes>>,
+    pub san_uri: Option<Vec<Bytes>>,
+    pub san_email: Option<Vec<Bytes>>,
+    pub san_ip: Option<Vec<IpAddr>>,
+    pub basic_constraints_ca: Option<bool>,
+    pub basic_constraints_path_len: Option<u64>,
+    pub host_cert: bool,
+    pub client_cert: bool,
+}
+
+static X509_FIELDS: [FieldDef; 22] = [
+    f("ts", "time"),
+    f("fingerprint", "string"),
+    f("certificate.version", "count"),
+    f("certificate.serial", "string"),
+    f("certificate.subject", "string"),
+    f("certificate.issuer", "string"),
+    f("certificate.not_valid_before", "time"),
+    f("certificate.not_valid_after", "time"),
+    f("certificate.key_alg", "string"),
+    f("certificate.sig_alg", "string"),
+    f("certificate.key_type", "string"),
+    f("certificate.key_length", "count"),
+    f("certificate.exponent", "string"),
+    f("certificate.curve", "string"),
+    f("san.dns", "vector[string]"),
+    f("san.uri", "vector[string]"),
+    f("san.email", "vector[string]"),
+    f("san.ip", "vector[addr]"),
+    f("basic_constraints.ca", "bool"),
+    f("basic_constraints.path_len", "count"),
+    f("host_cert", "bool"),
+    f("client_cert", "bool"),
+];
+
+impl ZeekRecord for X509Record {
+    fn path(&self) -> &'static str {
+        "x509"
+    }
+    fn fields(&self) -> &'static [FieldDef] {
+        &X509_FIELDS
+    }
+    fn values(&self, out: &mut dyn FnMut(Value<'_>)) {
+        out(Value::Time(self.ts));
+        out(Value::Str(&self.fingerprint));
+        out(Value::Count(self.version));
+        out(Value::Str(&self.serial));
+        out(Value::Str(&self.subject));
+        out(Value::Str(&self.issuer));
+        out(Value::Seconds(self.not_valid_before));
+        out(Value::Seconds(self.not_valid_after));
+        out(Value::Str(&self.key_alg));
+        out(Value::Str(&self.sig_alg));
+        out(Value::opt_str(&self.key_type));
+        out(Value::opt_count(self.key_length));
+        out(Value::opt_str(&self.exponent));
+        out(Value::opt_str(&self.curve));
+        out(Value::opt_vec(&self.san_dns));
+        out(Value::opt_vec(&self.san_uri));
+        out(Value::opt_vec(&self.san_email));
+        match &self.san_ip {
+            Some(v) => out(Value::AddrVec(v)),
+            None => out(Value::Unset),
+        }
+        out(self.basic_constraints_ca.map(Value::Bool).unwrap_or(Value::Unset));
+        out(Value::opt_count(self.basic_constraints_path_len));
+        out(Value::Bool(self.host_cert));
+        out(Value::Bool(self.client_cert));
     }
 }
 

@@ -54,7 +54,7 @@ pub(crate) struct CollectorStats {
 }
 
 /// Record kinds as metrics label them.
-pub(crate) const RECORD_KINDS: [&str; 8] = [
+pub(crate) const RECORD_KINDS: [&str; 10] = [
     "conn",
     "smtp",
     "weird",
@@ -63,6 +63,8 @@ pub(crate) const RECORD_KINDS: [&str; 8] = [
     "files",
     "email_data",
     "email_meta",
+    "ssl",
+    "x509",
 ];
 
 fn kind_index(r: &Record) -> usize {
@@ -75,6 +77,8 @@ fn kind_index(r: &Record) -> usize {
         Record::File(_) => 5,
         Record::EmailData(_) => 6,
         Record::EmailMeta(_) => 7,
+        Record::Ssl(_) => 8,
+        Record::X509(_) => 9,
     }
 }
 

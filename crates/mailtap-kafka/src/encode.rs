@@ -19,6 +19,8 @@ pub(crate) enum Kind {
     Weird,
     Events,
     Emails,
+    Ssl,
+    X509,
 }
 
 impl Kind {
@@ -31,6 +33,8 @@ impl Kind {
             Kind::Weird => &t.weird,
             Kind::Events => &t.events,
             Kind::Emails => &t.emails,
+            Kind::Ssl => &t.ssl,
+            Kind::X509 => &t.x509,
         }
     }
 }
@@ -83,6 +87,9 @@ impl Encoder {
             Record::Weird(w) => (Kind::Weird, w.uid.clone()),
             Record::Pop3(p) => (Kind::Pop3, Some(p.uid.clone())),
             Record::File(f) => (Kind::Files, f.uid.clone()),
+            Record::Ssl(r) => (Kind::Ssl, Some(r.uid.clone())),
+            // x509.log has no uid: certificates are keyed by fingerprint.
+            Record::X509(r) => (Kind::X509, Some(String::from_utf8_lossy(&r.fingerprint).into_owned())),
             Record::Event(e) => {
                 let mut value = Vec::with_capacity(256);
                 format_event(e, &mut value);

@@ -89,6 +89,8 @@ pub struct Topics {
     pub weird: String,
     pub events: String,
     pub emails: String,
+    pub ssl: String,
+    pub x509: String,
 }
 
 impl Default for Topics {
@@ -101,13 +103,15 @@ impl Default for Topics {
             weird: "mailtap.weird".into(),
             events: "mailtap.events".into(),
             emails: "mailtap.emails".into(),
+            ssl: "mailtap.ssl".into(),
+            x509: "mailtap.x509".into(),
         }
     }
 }
 
 impl Topics {
     /// `(config key suffix, name)` of every topic.
-    pub fn all(&self) -> [(&'static str, &str); 7] {
+    pub fn all(&self) -> [(&'static str, &str); 9] {
         [
             ("smtp", &self.smtp),
             ("pop3", &self.pop3),
@@ -116,6 +120,8 @@ impl Topics {
             ("weird", &self.weird),
             ("events", &self.events),
             ("emails", &self.emails),
+            ("ssl", &self.ssl),
+            ("x509", &self.x509),
         ]
     }
 }

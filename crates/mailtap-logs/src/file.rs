@@ -445,6 +445,8 @@ impl LogSet {
             Record::Event(e) => e.ts,
             Record::Pop3(r) => r.ts,
             Record::File(r) => r.ts,
+            Record::Ssl(r) => r.ts,
+            Record::X509(r) => r.ts,
             Record::EmailMeta(m) => m.ts,
             // Extracted message bytes are not the logs' business.
             Record::EmailData(_) => return Ok(()),
@@ -473,6 +475,8 @@ impl LogSet {
             Record::Weird(r) => self.write_log(&**r, now),
             Record::Pop3(r) => self.write_log(&**r, now),
             Record::File(r) => self.write_log(&**r, now),
+            Record::Ssl(r) => self.write_log(&**r, now),
+            Record::X509(r) => self.write_log(&**r, now),
             Record::EmailData(_) | Record::EmailMeta(_) => Ok(()),
         }
     }

@@ -9,6 +9,11 @@ use std::time::SystemTime;
 
 // ------------------------------------------------------------------ ASCII
 
+fn write_i64(out: &mut Vec<u8>, v: i64) {
+    let mut b = itoa::Buffer::new();
+    out.extend_from_slice(b.format(v).as_bytes());
+}
+
 /// Writes the header lines of a Zeek ASCII log, `#separator` to `#types`.
 pub fn format_zeek_header(
     path: &str,
@@ -94,6 +99,10 @@ fn zeek_value(out: &mut Vec<u8>, v: Value<'_>, budget: &mut Budget<'_>) {
         Value::Unset => out.push(b'-'),
         Value::Time(t) => write_secs6(out, t.0),
         Value::Interval(i) => write_secs6(out, i.0),
+        Value::Seconds(s) => {
+            write_i64(out, s);
+            out.extend_from_slice(b".000000");
+        }
         Value::Str(s) => {
             let s = budget.string(s);
             write_zeek_str(out, s, false);
@@ -184,6 +193,10 @@ fn json_value(out: &mut Vec<u8>, v: Value<'_>, budget: &mut Budget<'_>) {
         Value::Unset => out.extend_from_slice(b"null"),
         Value::Time(t) => write_secs_json(out, t.0),
         Value::Interval(i) => write_secs_json(out, i.0),
+        Value::Seconds(s) => {
+            write_i64(out, s);
+            out.extend_from_slice(b".0");
+        }
         Value::Str(s) => {
             let s = budget.string(s);
             write_json_str(out, s);
