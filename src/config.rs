@@ -9,6 +9,7 @@ use mailtap_flow::FlowConfig;
 use mailtap_mime::FilesConfig;
 use mailtap_pop3::Pop3Config;
 use mailtap_smtp::SmtpConfig;
+use mailtap_tls::TlsConfig;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -23,6 +24,7 @@ pub struct Config {
     pub site: Site,
     pub smtp: SmtpConfig,
     pub pop3: Pop3Config,
+    pub ssl: TlsConfig,
     pub files: FilesConfig,
     pub log: Log,
     pub extract: Extract,
@@ -550,6 +552,9 @@ impl Config {
             .validate()
             .map_err(|e| anyhow!("configuration: {e}"))?;
         self.files
+            .validate()
+            .map_err(|e| anyhow!("configuration: {e}"))?;
+        self.ssl
             .validate()
             .map_err(|e| anyhow!("configuration: {e}"))?;
         for n in &self.site.local_nets {

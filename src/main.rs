@@ -312,6 +312,7 @@ fn engine_config(
         analyzers: MailAnalyzers {
             smtp: Arc::new(smtp),
             pop3: Arc::new(pop3),
+            tls: Arc::new(cfg.ssl.clone()),
             dpd: cfg.dpd.enabled,
         },
         local,

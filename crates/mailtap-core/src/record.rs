@@ -525,7 +525,10 @@ impl ZeekRecord for SslRecord {
         out(Value::Str(&self.ssl_history));
         out(Value::opt_vec(&self.cert_chain_fps));
         out(Value::opt_vec(&self.client_cert_chain_fps));
-        out(self.sni_matches_cert.map(Value::Bool).unwrap_or(Value::Unset));
+        out(self
+            .sni_matches_cert
+            .map(Value::Bool)
+            .unwrap_or(Value::Unset));
         out(Value::opt_str(&self.ja4));
         out(Value::opt_str(&self.ja4s));
     }
@@ -618,7 +621,10 @@ impl ZeekRecord for X509Record {
             Some(v) => out(Value::AddrVec(v)),
             None => out(Value::Unset),
         }
-        out(self.basic_constraints_ca.map(Value::Bool).unwrap_or(Value::Unset));
+        out(self
+            .basic_constraints_ca
+            .map(Value::Bool)
+            .unwrap_or(Value::Unset));
         out(Value::opt_count(self.basic_constraints_path_len));
         out(Value::Bool(self.host_cert));
         out(Value::Bool(self.client_cert));

@@ -1,56 +1,133 @@
-//! Chooses the application analyzer for each connection: SMTP or POP3 on
+//! Chooses the application analyzer for each connection: SMTP, POP3 or TLS on
 //! their configured ports, or anywhere after dynamic detection over the
 //! first bytes of both sides, as Zeek's signature pairs require:
 //!
 //! * SMTP: client HELO/EHLO at a line start, server starting with `220`;
 //! * POP3: server starting with `+OK`, client USER/APOP/CAPA/AUTH/STLS at a
-//!   line start.
+//!   line start;
+//! * TLS: a ClientHello from the client, a server hello (or alert) from the
+//!   server.
 //!
-//! The server halves exclude each other (`220` vs `+OK`), so at most one
-//! pair can match.
+//! The server halves exclude each other (`220`, `+OK`, a TLS record), so
+//! at most one pair can match. After an accepted STARTTLS (SMTP) or STLS
+//! (POP3) the TLS analyzer takes the rest of the connection.
 
 use mailtap_core::{ConnCtx, ConnId, TcpAnalyzer};
 use mailtap_flow::{AnalyzerFactory, Detect};
 use mailtap_pop3::{Pop3Analyzer, Pop3Config};
 use mailtap_smtp::{SmtpAnalyzer, SmtpConfig};
+use mailtap_tls::{TlsAnalyzer, TlsConfig};
 use std::sync::Arc;
 
-/// The analyzers a connection can carry (boxed: their states are large and
-/// differ in size, and most flows carry none).
-pub enum MailAnalyzer {
+/// The analyzer of a connection: a mail protocol, and the TLS analyzer
+/// once the session switched to TLS (STARTTLS/STLS accepted) or when it
+/// is TLS from the start (implicit-TLS port, detection). The mail
+/// analyzer stays attached after the switch, as Zeek's does: its log row
+/// (with `tls` set) is written when the connection ends.
+pub struct MailAnalyzer {
+    app: App,
+    tls: Option<Box<TlsAnalyzer>>,
+    /// For the TLS analyzer created at the switch; `None` when the
+    /// encrypted part is not analysed (`ssl.analyze = false`).
+    tls_cfg: Option<Arc<TlsConfig>>,
+}
+
+/// The application protocol found on the connection (boxed: the states
+/// are large and differ in size, and most flows carry none).
+enum App {
     Smtp(Box<SmtpAnalyzer>),
     Pop3(Box<Pop3Analyzer>),
+    /// TLS from the first byte; the analyzer is in `MailAnalyzer::tls`.
+    Tls,
+}
+
+impl MailAnalyzer {
+    /// `smtp`, `pop3` or `ssl`: the protocol the connection was given to.
+    pub fn kind(&self) -> &'static str {
+        match self.app {
+            App::Smtp(_) => "smtp",
+            App::Pop3(_) => "pop3",
+            App::Tls => "ssl",
+        }
+    }
+
+    /// True once the TLS analyzer has nothing more to learn from the
+    /// connection (handshake over): its later payload may be bypassed.
+    pub fn tls_handshake_done(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.handshake_done())
+    }
+
+    /// After a delivery to the mail analyzer: if it accepted STARTTLS/STLS
+    /// in that delivery, start the TLS analyzer on the rest of `data`.
+    fn hand_off(&mut self, cx: &mut ConnCtx<'_>, is_orig: bool, data: &[u8]) {
+        let off = match &mut self.app {
+            App::Smtp(a) => a.take_tls_handoff(),
+            App::Pop3(a) => a.take_tls_handoff(),
+            App::Tls => None,
+        };
+        let (Some(off), Some(cfg)) = (off, self.tls_cfg.as_ref()) else {
+            return;
+        };
+        let mut t = Box::new(TlsAnalyzer::new(cfg.clone()));
+        if let Some(rest) = data.get(off..).filter(|r| !r.is_empty()) {
+            t.deliver(cx, is_orig, rest);
+        }
+        self.tls = Some(t);
+    }
 }
 
 impl TcpAnalyzer for MailAnalyzer {
     fn deliver(&mut self, cx: &mut ConnCtx<'_>, is_orig: bool, data: &[u8]) {
-        match self {
-            MailAnalyzer::Smtp(a) => a.deliver(cx, is_orig, data),
-            MailAnalyzer::Pop3(a) => a.deliver(cx, is_orig, data),
+        if let Some(t) = self.tls.as_mut() {
+            t.deliver(cx, is_orig, data);
+        }
+        match &mut self.app {
+            App::Smtp(a) => a.deliver(cx, is_orig, data),
+            App::Pop3(a) => a.deliver(cx, is_orig, data),
+            App::Tls => return,
+        }
+        if self.tls.is_none() {
+            self.hand_off(cx, is_orig, data);
         }
     }
     fn gap(&mut self, cx: &mut ConnCtx<'_>, is_orig: bool, len: u64) {
-        match self {
-            MailAnalyzer::Smtp(a) => a.gap(cx, is_orig, len),
-            MailAnalyzer::Pop3(a) => a.gap(cx, is_orig, len),
+        if let Some(t) = self.tls.as_mut() {
+            t.gap(cx, is_orig, len);
+        }
+        match &mut self.app {
+            App::Smtp(a) => a.gap(cx, is_orig, len),
+            App::Pop3(a) => a.gap(cx, is_orig, len),
+            App::Tls => {}
         }
     }
     fn eof(&mut self, cx: &mut ConnCtx<'_>, is_orig: bool) {
-        match self {
-            MailAnalyzer::Smtp(a) => a.eof(cx, is_orig),
-            MailAnalyzer::Pop3(a) => a.eof(cx, is_orig),
+        if let Some(t) = self.tls.as_mut() {
+            t.eof(cx, is_orig);
+        }
+        match &mut self.app {
+            App::Smtp(a) => a.eof(cx, is_orig),
+            App::Pop3(a) => a.eof(cx, is_orig),
+            App::Tls => {}
         }
     }
     fn done(&mut self, cx: &mut ConnCtx<'_>) {
-        match self {
-            MailAnalyzer::Smtp(a) => a.done(cx),
-            MailAnalyzer::Pop3(a) => a.done(cx),
+        if let Some(t) = self.tls.as_mut() {
+            t.done(cx);
+        }
+        match &mut self.app {
+            App::Smtp(a) => a.done(cx),
+            App::Pop3(a) => a.done(cx),
+            App::Tls => {}
         }
     }
     fn disabled(&self) -> bool {
-        match self {
-            MailAnalyzer::Smtp(a) => a.disabled(),
-            MailAnalyzer::Pop3(a) => a.disabled(),
+        if let Some(t) = self.tls.as_ref() {
+            return t.disabled();
+        }
+        match &self.app {
+            App::Smtp(a) => a.disabled(),
+            App::Pop3(a) => a.disabled(),
+            App::Tls => true,
         }
     }
 }
@@ -60,26 +137,49 @@ impl TcpAnalyzer for MailAnalyzer {
 pub struct MailAnalyzers {
     pub smtp: Arc<SmtpConfig>,
     pub pop3: Arc<Pop3Config>,
+    pub tls: Arc<TlsConfig>,
     /// Whether dynamic protocol detection runs on other ports.
     pub dpd: bool,
 }
 
 impl MailAnalyzers {
-    /// Both analyzers with Zeek's defaults (plus POP3 on 110), detection on.
+    /// The analyzers with Zeek's defaults (plus POP3 on 110, TLS on 465,
+    /// 993 and 995), detection on.
     pub fn with_defaults() -> Self {
         MailAnalyzers {
             smtp: Arc::new(SmtpConfig::default()),
             pop3: Arc::new(Pop3Config::default()),
+            tls: Arc::new(TlsConfig::default()),
             dpd: true,
         }
     }
 
+    fn tls_cfg(&self) -> Option<Arc<TlsConfig>> {
+        self.tls.analyze.then(|| self.tls.clone())
+    }
+
     fn smtp(&self) -> MailAnalyzer {
-        MailAnalyzer::Smtp(Box::new(SmtpAnalyzer::new(self.smtp.clone())))
+        MailAnalyzer {
+            app: App::Smtp(Box::new(SmtpAnalyzer::new(self.smtp.clone()))),
+            tls: None,
+            tls_cfg: self.tls_cfg(),
+        }
     }
 
     fn pop3(&self) -> MailAnalyzer {
-        MailAnalyzer::Pop3(Box::new(Pop3Analyzer::new(self.pop3.clone())))
+        MailAnalyzer {
+            app: App::Pop3(Box::new(Pop3Analyzer::new(self.pop3.clone()))),
+            tls: None,
+            tls_cfg: self.tls_cfg(),
+        }
+    }
+
+    fn tls(&self) -> MailAnalyzer {
+        MailAnalyzer {
+            app: App::Tls,
+            tls: Some(Box::new(TlsAnalyzer::new(self.tls.clone()))),
+            tls_cfg: None,
+        }
     }
 }
 
@@ -87,11 +187,13 @@ impl AnalyzerFactory for MailAnalyzers {
     type Analyzer = MailAnalyzer;
 
     fn by_port(&self, id: &ConnId) -> Option<MailAnalyzer> {
-        // A port in both lists goes to SMTP.
+        // A port in several lists goes to SMTP, then POP3, then TLS.
         if self.smtp.ports.contains(&id.resp_p) {
             Some(self.smtp())
         } else if self.pop3.ports.contains(&id.resp_p) {
             Some(self.pop3())
+        } else if self.tls.analyze && self.tls.ports.contains(&id.resp_p) {
+            Some(self.tls())
         } else {
             None
         }
@@ -111,6 +213,13 @@ impl AnalyzerFactory for MailAnalyzers {
         if po && pr {
             return Detect::Attach(self.pop3());
         }
+        // TLS: Zeek's signature pair, a ClientHello from the originator
+        // and a server hello (or alert) from the responder.
+        let to = !orig.is_empty() && mailtap_tls::dpd_orig_matches(orig);
+        let tr = !resp.is_empty() && mailtap_tls::dpd_resp_matches(resp);
+        if self.tls.analyze && to && tr {
+            return Detect::Attach(self.tls());
+        }
         // SMTP: each side must match on its first line; once a side has
         // shown enough to be judged and does not match, SMTP is out.
         let judged =
@@ -119,7 +228,9 @@ impl AnalyzerFactory for MailAnalyzers {
         // POP3: the server must start with `+OK`; the client keyword may
         // come on any line within the detection buffer.
         let pop3_possible = mailtap_pop3::dpd_resp_possible(resp);
-        if smtp_possible || pop3_possible {
+        // TLS: the originator's hello must match; the server's may follow.
+        let tls_possible = self.tls.analyze && to && (resp.is_empty() || tr);
+        if smtp_possible || pop3_possible || tls_possible {
             Detect::NeedMore
         } else {
             Detect::GiveUp
@@ -142,8 +253,7 @@ mod tests {
 
     fn kind(d: Detect<MailAnalyzer>) -> &'static str {
         match d {
-            Detect::Attach(MailAnalyzer::Smtp(_)) => "smtp",
-            Detect::Attach(MailAnalyzer::Pop3(_)) => "pop3",
+            Detect::Attach(a) => a.kind(),
             Detect::NeedMore => "more",
             Detect::GiveUp => "giveup",
         }
@@ -152,10 +262,22 @@ mod tests {
     #[test]
     fn by_port() {
         let f = MailAnalyzers::with_defaults();
-        assert!(matches!(f.by_port(&id(25)), Some(MailAnalyzer::Smtp(_))));
-        assert!(matches!(f.by_port(&id(587)), Some(MailAnalyzer::Smtp(_))));
-        assert!(matches!(f.by_port(&id(110)), Some(MailAnalyzer::Pop3(_))));
-        assert!(f.by_port(&id(6379)).is_none());
+        let kind = |p| f.by_port(&id(p)).map(|a| a.kind());
+        assert_eq!(kind(25), Some("smtp"));
+        assert_eq!(kind(587), Some("smtp"));
+        assert_eq!(kind(110), Some("pop3"));
+        assert_eq!(kind(465), Some("ssl"));
+        assert_eq!(kind(993), Some("ssl"));
+        assert_eq!(kind(995), Some("ssl"));
+        assert_eq!(kind(6379), None);
+        let off = MailAnalyzers {
+            tls: Arc::new(TlsConfig {
+                analyze: false,
+                ..TlsConfig::default()
+            }),
+            ..MailAnalyzers::with_defaults()
+        };
+        assert_eq!(off.by_port(&id(465)).map(|a| a.kind()), None);
     }
 
     #[test]
@@ -191,5 +313,50 @@ mod tests {
             ..MailAnalyzers::with_defaults()
         };
         assert_eq!(kind(off.detect(&i, b"CAPA\r\n", b"+OK\r\n")), "giveup");
+    }
+
+    #[test]
+    fn starttls_hands_the_rest_to_tls() {
+        use mailtap_core::analyzer::ConnAnnotations;
+        use mailtap_core::{Output, Timestamp};
+        let f = MailAnalyzers::with_defaults();
+        let i = id(25);
+        let mut a = f.by_port(&i).expect("smtp");
+        let mut out = Output::new(false);
+        let mut conn = ConnAnnotations::default();
+        let mut cx = ConnCtx {
+            ts: Timestamp(1),
+            uid: "C1",
+            id: &i,
+            out: &mut out,
+            conn: &mut conn,
+        };
+        a.deliver(&mut cx, false, b"220 mx ESMTP\r\n");
+        a.deliver(&mut cx, true, b"EHLO c\r\n");
+        a.deliver(&mut cx, false, b"250 mx\r\n");
+        a.deliver(&mut cx, true, b"STARTTLS\r\n");
+        assert!(a.tls.is_none());
+        a.deliver(&mut cx, false, b"220 go ahead\r\n");
+        assert!(a.tls.is_some(), "TLS analyzer after the 220");
+        // With analysis off, the switch attaches nothing.
+        let off = MailAnalyzers {
+            tls: Arc::new(TlsConfig {
+                analyze: false,
+                ..TlsConfig::default()
+            }),
+            ..MailAnalyzers::with_defaults()
+        };
+        let mut b = off.by_port(&i).expect("smtp");
+        for (orig, d) in [
+            (false, &b"220 mx\r\n"[..]),
+            (true, b"EHLO c\r\n"),
+            (false, b"250 mx\r\n"),
+            (true, b"STARTTLS\r\n"),
+            (false, b"220 go ahead\r\n"),
+        ] {
+            b.deliver(&mut cx, orig, d);
+        }
+        assert!(b.tls.is_none());
+        assert_eq!(conn.service, vec!["smtp"]);
     }
 }

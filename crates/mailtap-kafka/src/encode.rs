@@ -89,7 +89,10 @@ impl Encoder {
             Record::File(f) => (Kind::Files, f.uid.clone()),
             Record::Ssl(r) => (Kind::Ssl, Some(r.uid.clone())),
             // x509.log has no uid: certificates are keyed by fingerprint.
-            Record::X509(r) => (Kind::X509, Some(String::from_utf8_lossy(&r.fingerprint).into_owned())),
+            Record::X509(r) => (
+                Kind::X509,
+                Some(String::from_utf8_lossy(&r.fingerprint).into_owned()),
+            ),
             Record::Event(e) => {
                 let mut value = Vec::with_capacity(256);
                 format_event(e, &mut value);

@@ -77,6 +77,9 @@ pub struct Pop3Analyzer {
     p: Proto,
     disabled: bool,
     finished: bool,
+    /// Set when STLS was accepted (+OK) during the last delivery: the
+    /// offset in that delivery where the TLS bytes begin.
+    tls_handoff: Option<usize>,
 }
 
 /// Protocol state, apart from the splitters so that a borrowed line and the
@@ -143,6 +146,7 @@ impl Pop3Analyzer {
             },
             disabled: false,
             finished: false,
+            tls_handoff: None,
         }
     }
 
@@ -168,7 +172,15 @@ impl Pop3Analyzer {
         self.p.tls
     }
 
-    fn feed(&mut self, cx: &mut ConnCtx<'_>, is_orig: bool, data: &[u8]) {
+    /// The offset in the last delivered data where TLS began, if STLS was
+    /// accepted during that delivery (once).
+    pub fn take_tls_handoff(&mut self) -> Option<usize> {
+        self.tls_handoff.take()
+    }
+
+    /// Splits and handles lines; returns where it stopped in `data` (its
+    /// end, or the end of the line that switched the session to TLS).
+    fn feed(&mut self, cx: &mut ConnCtx<'_>, is_orig: bool, data: &[u8]) -> usize {
         let dir = usize::from(is_orig);
         let mut pos = 0usize;
         while !self.p.tls {
@@ -185,6 +197,7 @@ impl Pop3Analyzer {
             }
         }
         self.apply_disable(cx);
+        pos
     }
 
     /// A violation disables the analyzer once the current delivery is
@@ -209,7 +222,10 @@ impl TcpAnalyzer for Pop3Analyzer {
             return;
         }
         self.p.session.touch(cx.ts);
-        self.feed(cx, is_orig, data);
+        let pos = self.feed(cx, is_orig, data);
+        if self.p.tls {
+            self.tls_handoff = Some(pos.min(data.len()));
+        }
     }
 
     fn gap(&mut self, cx: &mut ConnCtx<'_>, is_orig: bool, len: u64) {

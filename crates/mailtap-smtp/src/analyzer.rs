@@ -57,6 +57,9 @@ pub struct SmtpAnalyzer {
     p: Proto,
     disabled: bool,
     finished: bool,
+    /// Set when a STARTTLS was accepted (220) during the last delivery:
+    /// the offset in that delivery where the TLS bytes begin.
+    tls_handoff: Option<usize>,
 }
 
 /// Protocol state, kept apart from the splitters so a borrowed line and
@@ -121,6 +124,7 @@ impl SmtpAnalyzer {
             p,
             disabled: false,
             finished: false,
+            tls_handoff: None,
         }
     }
 
@@ -138,7 +142,20 @@ impl SmtpAnalyzer {
         self.p.script.records_written
     }
 
-    fn feed(&mut self, cx: &mut ConnCtx<'_>, is_orig: bool, data: &[u8]) {
+    /// True once STARTTLS was accepted: the rest of the connection is TLS.
+    pub fn in_tls(&self) -> bool {
+        self.p.state == State::InTls
+    }
+
+    /// The offset in the last delivered data where TLS began, if a
+    /// STARTTLS was accepted during that delivery (once).
+    pub fn take_tls_handoff(&mut self) -> Option<usize> {
+        self.tls_handoff.take()
+    }
+
+    /// Splits and handles lines; returns where it stopped in `data` (its
+    /// end, or the end of the line that switched the session to TLS).
+    fn feed(&mut self, cx: &mut ConnCtx<'_>, is_orig: bool, data: &[u8]) -> usize {
         let dir = usize::from(is_orig);
         let mut pos = 0usize;
         while self.p.state != State::InTls {
@@ -153,6 +170,7 @@ impl SmtpAnalyzer {
             }
         }
         self.apply_disable(cx);
+        pos
     }
 
     /// Disabling (by the script or DPD) takes effect once the current
@@ -178,10 +196,13 @@ impl TcpAnalyzer for SmtpAnalyzer {
         self.p.bytes_seen = self.p.bytes_seen.saturating_add(data.len() as u64);
         self.p.seq[dir] = self.p.seq[dir].saturating_add(data.len() as u64);
         if self.p.state == State::InTls {
-            // The SSL analyzer would take these bytes.
+            // The TLS analyzer takes these bytes.
             return;
         }
-        self.feed(cx, is_orig, data);
+        let pos = self.feed(cx, is_orig, data);
+        if self.p.state == State::InTls {
+            self.tls_handoff = Some(pos.min(data.len()));
+        }
     }
 
     fn gap(&mut self, cx: &mut ConnCtx<'_>, is_orig: bool, len: u64) {
