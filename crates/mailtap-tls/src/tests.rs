@@ -1,0 +1,1 @@
+//! Analyzer-level tests: byte streams fed as the engine would.
