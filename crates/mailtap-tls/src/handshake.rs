@@ -286,7 +286,8 @@ impl State {
                     self.sess.version_num = Some(v);
                     self.sess.version = Some(names::version_name(v));
                 }
-                51 if data.len() >= 2 => {
+                // key_share: 51, or 40 before TLS 1.3 draft 23.
+                40 | 51 if data.len() >= 2 => {
                     let g = u16::from_be_bytes([data[0], data[1]]);
                     self.sess.curve = Some(names::curve_name(g));
                 }

@@ -403,17 +403,26 @@ fn dsa_p<'a>(alg: &'a x509_parser::x509::AlgorithmIdentifier<'a>) -> Option<&'a 
 /// The leaf's names for `sni_matches_cert`: SAN DNS names, else the CN.
 pub fn cert_hostnames(der: &[u8]) -> Option<(Vec<String>, Option<String>)> {
     let (_, cert) = X509Certificate::from_der(der).ok()?;
+    // The CN in any string type (as_str() only takes UTF8-like types).
     let cn = cert
         .subject()
         .iter_common_name()
         .next()
-        .and_then(|a| a.as_str().ok())
-        .map(str::to_string);
+        .and_then(|a| string_chars(a.attr_value().tag(), a.attr_value().data))
+        .map(|cs| {
+            cs.into_iter()
+                .filter_map(char::from_u32)
+                .collect::<String>()
+        });
     let mut dns = Vec::new();
-    if let Ok(Some(san)) = cert.subject_alternative_name() {
-        for gn in &san.value.general_names {
-            if let GeneralName::DNSName(s) = gn {
-                dns.push(s.to_string());
+    // Walk the extensions directly: a certificate with an unusual or
+    // repeated extension must not hide its names.
+    for ext in cert.extensions() {
+        if let ParsedExtension::SubjectAlternativeName(san) = ext.parsed_extension() {
+            for gn in &san.general_names {
+                if let GeneralName::DNSName(s) = gn {
+                    dns.push(s.to_string());
+                }
             }
         }
     }
