@@ -56,6 +56,15 @@ impl State {
                     Some(format!("{len}").as_bytes()),
                     "SSL",
                 );
+                // Zeek parses it whatever its size: keep its history letter
+                // (its content, e.g. a certificate chain, is lost).
+                let t = buf[pos];
+                if let Some(letter) = skipped_letter(t) {
+                    if t == 16 && is_orig {
+                        self.sess.client_key_exchange_seen = true;
+                    }
+                    self.sess.add_history(cx, is_orig, letter);
+                }
                 let avail = buf.len() - pos - 4;
                 if avail >= len {
                     pos += 4 + len;
@@ -454,6 +463,33 @@ impl State {
             self.cert_chain(cx, false, &[cert]);
         }
     }
+}
+
+/// History letter of a message skipped for its size.
+fn skipped_letter(t: u8) -> Option<u8> {
+    Some(match t {
+        0 => b'h',
+        1 => b'c',
+        2 => b's',
+        3 => b'v',
+        4 => b't',
+        5 => b'e',
+        6 => b'j',
+        8 => b'o',
+        11 => b'x',
+        12 => b'k',
+        13 => b'r',
+        14 => b'n',
+        15 => b'y',
+        16 => b'g',
+        20 => b'f',
+        21 => b'w',
+        22 => b'u',
+        23 => b'a',
+        24 => b'p',
+        254 => b'm',
+        _ => return None,
+    })
 }
 
 type ClientHelloParts<'a> = (u16, &'a [u8], Vec<u16>, Vec<(u16, &'a [u8])>);

@@ -319,7 +319,8 @@ fn oversized_handshake_message_is_skipped() {
     ];
     let (recs, _, _) = run(&v, 700, cfg);
     let r = ssl(&recs)[0];
-    assert_eq!(r.ssl_history, b"Csn");
+    assert_eq!(r.ssl_history, b"Csxn");
+    assert!(r.cert_chain_fps.is_none());
     assert!(recs
         .iter()
         .any(|r| matches!(r, Record::Weird(w) if w.name == "SSL_handshake_message_too_large")));
