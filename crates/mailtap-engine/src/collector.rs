@@ -247,6 +247,9 @@ fn poll_kafka(sink: &mut mailtap_kafka::KafkaSink, stats: &CollectorStats) {
 /// stream when there is one), the extraction sink and the ACE sink. A
 /// failing sink stops on its own; the channel is always drained so that
 /// shards never block on a dead sink.
+/// Certificates remembered for x509.log deduplication.
+const X509_DEDUP_CAPACITY: usize = 100_000;
+
 fn collect(
     mut sinks: Sinks,
     rx: Receiver<RecordBatch>,
@@ -257,6 +260,9 @@ fn collect(
 ) -> Collected {
     let mut log_error: Option<std::io::Error> = None;
     let mut last_flush = Instant::now();
+    // x509.log rows are deduplicated here, across shards, as Zeek logs a
+    // certificate once a day (bounded; see mailtap_tls::X509Dedup).
+    let mut x509_dedup = mailtap_tls::X509Dedup::new(X509_DEDUP_CAPACITY);
     loop {
         let batch = match rx.recv_timeout(FLUSH_INTERVAL) {
             Ok(b) => Some(b),
@@ -296,6 +302,11 @@ fn collect(
         };
         let mut kinds = [0u64; RECORD_KINDS.len()];
         for r in &batch.records {
+            if let Record::X509(x) = r {
+                if !x509_dedup.admit(x) {
+                    continue;
+                }
+            }
             kinds[kind_index(r)] += 1;
             if log_error.is_none() {
                 if let Err(e) = sinks.logs.write(r) {

@@ -5,8 +5,7 @@
 //! * SMTP: client HELO/EHLO at a line start, server starting with `220`;
 //! * POP3: server starting with `+OK`, client USER/APOP/CAPA/AUTH/STLS at a
 //!   line start;
-//! * TLS: a ClientHello from the client, a server hello (or alert) from the
-//!   server.
+//! * TLS: a ClientHello from the client.
 //!
 //! The server halves exclude each other (`220`, `+OK`, a TLS record), so
 //! at most one pair can match. After an accepted STARTTLS (SMTP) or STLS
@@ -213,11 +212,11 @@ impl AnalyzerFactory for MailAnalyzers {
         if po && pr {
             return Detect::Attach(self.pop3());
         }
-        // TLS: Zeek's signature pair, a ClientHello from the originator
-        // and a server hello (or alert) from the responder.
+        // TLS: a ClientHello from the originator.
         let to = !orig.is_empty() && mailtap_tls::dpd_orig_matches(orig);
-        let tr = !resp.is_empty() && mailtap_tls::dpd_resp_matches(resp);
-        if self.tls.analyze && to && tr {
+        // Attached on the ClientHello alone, as Zeek does, so the TLS
+        // analyzer sees the hello at its own packet's time.
+        if self.tls.analyze && to {
             return Detect::Attach(self.tls());
         }
         // SMTP: each side must match on its first line; once a side has
@@ -229,8 +228,7 @@ impl AnalyzerFactory for MailAnalyzers {
         // come on any line within the detection buffer.
         let pop3_possible = mailtap_pop3::dpd_resp_possible(resp);
         // TLS: the originator's hello must match; the server's may follow.
-        let tls_possible = self.tls.analyze && to && (resp.is_empty() || tr);
-        if smtp_possible || pop3_possible || tls_possible {
+        if smtp_possible || pop3_possible {
             Detect::NeedMore
         } else {
             Detect::GiveUp

@@ -76,7 +76,7 @@ fn all_plain8(w: u64, in_container: bool) -> bool {
 /// * empty → `(empty)`;
 /// * a value that is exactly `-` or `(empty)` gets its first byte escaped
 ///   (`\x2d`, `\x28empty)`) so it cannot be confused with the markers;
-/// * printable ASCII is copied, except `\` which becomes `\x5c`;
+/// * printable ASCII is copied, except `\` which is doubled (`\\`);
 /// * inside a set/vector (`in_container`) a `,` becomes `\x2c`;
 /// * valid printable multi-byte UTF-8 is copied (Zeek's default
 ///   `LogAscii::enable_utf_8=T`);
@@ -121,7 +121,13 @@ pub(crate) fn write_zeek_str(out: &mut Vec<u8>, s: &[u8], in_container: bool) {
                 continue;
             }
         }
-        push_hex_escape(out, b);
+        if b == b'\\' {
+            // Zeek 8.2.2 writes a backslash doubled (x509.log subjects
+            // such as `O=VeriSign\\, Inc.` in Zeek's TLS test outputs).
+            out.extend_from_slice(b"\\\\");
+        } else {
+            push_hex_escape(out, b);
+        }
         i += 1;
     }
 }
@@ -231,6 +237,8 @@ mod tests {
                     for &c in &s {
                         if zeek_plain(c) && !(in_container && c == b',') {
                             want.push(c);
+                        } else if c == b'\\' {
+                            want.extend_from_slice(b"\\\\");
                         } else {
                             push_hex_escape(&mut want, c);
                         }
@@ -259,7 +267,7 @@ mod tests {
         assert_eq!(z(b"(empty)", false), "\\x28empty)");
         assert_eq!(z(b"--", false), "--");
         assert_eq!(z(b"x(empty)", false), "x(empty)");
-        assert_eq!(z(b"a\\b", false), "a\\x5cb");
+        assert_eq!(z(b"a\\b", false), "a\\\\b");
         assert_eq!(z(b"a\tb", false), "a\\x09b");
         assert_eq!(z(b"a,b", false), "a,b");
         assert_eq!(z(b"a,b", true), "a\\x2cb");

@@ -427,7 +427,7 @@ fn escaping_rules() {
     assert_eq!(zstr(b"a\x00b\x1b\x7f"), "a\\x00b\\x1b\\x7f");
     assert_eq!(zstr(b"\xab\xcd"), "\\xab\\xcd");
     // Backslash and the separator.
-    assert_eq!(zstr(b"C:\\dir"), "C:\\x5cdir");
+    assert_eq!(zstr(b"C:\\dir"), "C:\\\\dir");
     assert_eq!(zstr(b"a\tb"), "a\\x09b");
     assert_eq!(zstr(b"line\r\n"), "line\\x0d\\x0a");
     // A comma is only escaped inside sets/vectors.
@@ -1118,7 +1118,10 @@ fn unescape(s: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < s.len() {
-        if s[i] == b'\\' && s.get(i + 1) == Some(&b'x') && i + 4 <= s.len() {
+        if s[i] == b'\\' && s.get(i + 1) == Some(&b'\\') {
+            out.push(b'\\');
+            i += 2;
+        } else if s[i] == b'\\' && s.get(i + 1) == Some(&b'x') && i + 4 <= s.len() {
             let hex = std::str::from_utf8(&s[i + 2..i + 4]).unwrap();
             out.push(u8::from_str_radix(hex, 16).unwrap());
             i += 4;
