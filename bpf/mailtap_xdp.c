@@ -50,6 +50,7 @@ enum xdp_action {
 };
 
 enum {
+	BPF_MAP_TYPE_HASH = 1,
 	BPF_MAP_TYPE_ARRAY = 2,
 	BPF_MAP_TYPE_PERCPU_ARRAY = 6,
 	BPF_MAP_TYPE_XSKMAP = 17,
@@ -64,7 +65,12 @@ enum {
 
 /* Helper ids from the kernel's enum bpf_func_id. */
 static void *(*bpf_map_lookup_elem)(void *map, const void *key) = (void *)1;
+static __u64 (*bpf_ktime_get_ns)(void) = (void *)5;
 static long (*bpf_redirect_map)(void *map, __u64 key, __u64 flags) = (void *)51;
+
+/* The bypass table's key and value layouts and update (shared with
+ * mailtap_sockfilter.c). */
+#include "mailtap_bypass.h"
 
 /* ---- libxdp conventions (xdp/xdp_helpers.h) ---- */
 
@@ -120,6 +126,11 @@ struct {
 struct mailtap_cfg {
 	/* Non-zero: every TCP segment is wanted (dynamic protocol detection). */
 	__u32 all_tcp;
+	/* What to do with a bypassed packet: XDP_DROP (a capture-only
+	 * interface: mirror or tap port) or XDP_PASS (an interface carrying
+	 * the host's own traffic). 0 (or anything else): bypass off, the
+	 * mailtap_bypass map is not consulted. */
+	__u32 bypass_action;
 };
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -144,6 +155,12 @@ struct mailtap_stats {
 	__u64 passed_malformed;
 	/* Wanted, but the queue has no socket in xsks_map: passed. */
 	__u64 passed_no_socket;
+	/* Wanted, but its connection is in mailtap_bypass (and it has no
+	 * SYN, FIN or RST): counted there and dropped or passed as
+	 * mailtap_cfg.bypass_action says. */
+	__u64 bypassed_packets;
+	/* Their IP bytes (as the map's ip_bytes). */
+	__u64 bypassed_bytes;
 };
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -151,6 +168,16 @@ struct {
 	__type(key, __u32);
 	__type(value, struct mailtap_stats);
 } mailtap_stats SEC(".maps");
+
+/* Connections whose ordinary packets are kept from the sensor (see
+ * mailtap_bypass.h): one entry per direction. The loader sets max_entries
+ * (two per connection) before loading. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, BYPASS_DEFAULT_ENTRIES);
+	__type(key, struct bypass_key);
+	__type(value, struct bypass_value);
+} mailtap_bypass SEC(".maps");
 
 /* libxdp's dispatcher: run at the priority of libxdp's own AF_XDP program,
  * and go on to the next program on XDP_PASS, so programs chained after us
@@ -179,6 +206,20 @@ static __always_inline __u16 be16(const __u8 *p)
 	return (__u16)(((__u16)p[0] << 8) | p[1]);
 }
 
+static __always_inline __u32 be32(const __u8 *p)
+{
+	return ((__u32)p[0] << 24) | ((__u32)p[1] << 16) | ((__u32)p[2] << 8) | p[3];
+}
+
+/* Copies 4 bytes as they are (network byte order stays). */
+static __always_inline __u32 raw32(const __u8 *p)
+{
+	__u32 v;
+
+	__builtin_memcpy(&v, p, 4);
+	return v;
+}
+
 static __always_inline int port_wanted(const struct port_bitmap *b, __u16 port)
 {
 	/* port >> 3 < 8192 by type; the mask makes that visible to the
@@ -186,30 +227,45 @@ static __always_inline int port_wanted(const struct port_bitmap *b, __u16 port)
 	return (b->bits[(port >> 3) & (PORT_BITMAP_BYTES - 1)] >> (port & 7)) & 1;
 }
 
-/* Decides on a TCP segment starting at l4. */
-static __always_inline enum verdict tcp_verdict(const __u8 *l4, const void *end)
+/*
+ * Decides on a TCP segment starting at l4, `l3len` bytes after the start
+ * of the IP header; on V_WANTED fills the ports, flags, sequence number
+ * and payload length of `s` (the caller filled the addresses and
+ * ip_bytes).
+ */
+static __always_inline enum verdict tcp_verdict(const __u8 *l4, const void *end, __u32 l3len,
+						 const struct mailtap_cfg *cfg, struct tcp_seg *s)
 {
 	__u32 zero = 0;
-	const struct mailtap_cfg *cfg;
 	const struct port_bitmap *ports;
 	__u16 sport, dport;
+	__u32 hdrs;
 
 	if ((const void *)(l4 + TCP_MIN_HLEN) > end)
 		return V_MALFORMED;
-	cfg = bpf_map_lookup_elem(&mailtap_cfg, &zero);
-	if (cfg && cfg->all_tcp)
-		return V_WANTED;
-	ports = bpf_map_lookup_elem(&mail_ports, &zero);
-	if (!ports)
-		return V_OTHER_PORT;
 	sport = be16(l4);
 	dport = be16(l4 + 2);
-	if (port_wanted(ports, sport) || port_wanted(ports, dport))
-		return V_WANTED;
-	return V_OTHER_PORT;
+	if (!(cfg && cfg->all_tcp)) {
+		ports = bpf_map_lookup_elem(&mail_ports, &zero);
+		if (!ports)
+			return V_OTHER_PORT;
+		if (!port_wanted(ports, sport) && !port_wanted(ports, dport))
+			return V_OTHER_PORT;
+	}
+	/* Network byte order in the key, as in the packet. */
+	__builtin_memcpy(&s->key.sport, l4, 2);
+	__builtin_memcpy(&s->key.dport, l4 + 2, 2);
+	s->seq = be32(l4 + 4);
+	s->flags = l4[13];
+	/* Payload: IP length minus the IP and TCP headers; 0 when the
+	 * lengths are inconsistent (the sensor will judge that packet). */
+	hdrs = l3len + (__u32)(l4[12] >> 4) * 4;
+	s->payload = s->ip_bytes > hdrs ? s->ip_bytes - hdrs : 0;
+	return V_WANTED;
 }
 
-static __always_inline enum verdict ipv4_verdict(const __u8 *ip, const void *end)
+static __always_inline enum verdict ipv4_verdict(const __u8 *ip, const void *end,
+						  const struct mailtap_cfg *cfg, struct tcp_seg *s)
 {
 	__u32 ihl;
 
@@ -228,13 +284,19 @@ static __always_inline enum verdict ipv4_verdict(const __u8 *ip, const void *end
 		return V_FRAGMENT;
 	if (ip[9] != IPPROTO_TCP)
 		return V_NOT_TCP;
+	s->key.family = 4;
+	s->key.saddr[0] = raw32(ip + 12);
+	s->key.daddr[0] = raw32(ip + 16);
+	s->ip_bytes = be16(ip + 2);
 	/* IHL options honoured: ihl is 20..60, a bounded variable offset. */
-	return tcp_verdict(ip + ihl, end);
+	return tcp_verdict(ip + ihl, end, ihl, cfg, s);
 }
 
-static __always_inline enum verdict ipv6_verdict(const __u8 *ip, const void *end)
+static __always_inline enum verdict ipv6_verdict(const __u8 *ip, const void *end,
+						  const struct mailtap_cfg *cfg, struct tcp_seg *s)
 {
 	const __u8 *p;
+	__u32 off = 40;
 	__u8 nh;
 	int i;
 
@@ -242,6 +304,13 @@ static __always_inline enum verdict ipv6_verdict(const __u8 *ip, const void *end
 		return V_MALFORMED;
 	if ((ip[0] >> 4) != 6)
 		return V_MALFORMED;
+	s->key.family = 6;
+#pragma clang loop unroll(full)
+	for (i = 0; i < 4; i++) {
+		s->key.saddr[i] = raw32(ip + 8 + 4 * i);
+		s->key.daddr[i] = raw32(ip + 24 + 4 * i);
+	}
+	s->ip_bytes = (__u32)be16(ip + 4) + 40;
 	nh = ip[6];
 	p = ip + 40;
 
@@ -250,7 +319,7 @@ static __always_inline enum verdict ipv6_verdict(const __u8 *ip, const void *end
 		__u32 len;
 
 		if (nh == IPPROTO_TCP)
-			return tcp_verdict(p, end);
+			return tcp_verdict(p, end, off, cfg, s);
 		/* A fragment header: same reasoning as IPv4 fragments. */
 		if (nh == IPPROTO_FRAGMENT)
 			return V_FRAGMENT;
@@ -267,16 +336,18 @@ static __always_inline enum verdict ipv6_verdict(const __u8 *ip, const void *end
 			len = ((__u32)p[1] + 1) * 8;
 		nh = p[0];
 		p += len;
+		off += len;
 	}
 	if (nh == IPPROTO_TCP)
-		return tcp_verdict(p, end);
+		return tcp_verdict(p, end, off, cfg, s);
 	if (nh == IPPROTO_FRAGMENT)
 		return V_FRAGMENT;
 	/* Still inside an extension chain longer than we walk. */
 	return V_MALFORMED;
 }
 
-static __always_inline enum verdict packet_verdict(const struct xdp_md *ctx)
+static __always_inline enum verdict packet_verdict(const struct xdp_md *ctx,
+						   const struct mailtap_cfg *cfg, struct tcp_seg *s)
 {
 	const __u8 *data = (const __u8 *)(long)ctx->data;
 	const void *end = (const void *)(long)ctx->data_end;
@@ -300,9 +371,9 @@ static __always_inline enum verdict packet_verdict(const struct xdp_md *ctx)
 	}
 
 	if (proto == ETH_P_IP)
-		return ipv4_verdict(p, end);
+		return ipv4_verdict(p, end, cfg, s);
 	if (proto == ETH_P_IPV6)
-		return ipv6_verdict(p, end);
+		return ipv6_verdict(p, end, cfg, s);
 	/* ARP, LLDP, a third VLAN tag, ...: not ours. */
 	return V_NOT_TCP;
 }
@@ -312,9 +383,14 @@ int mailtap_xdp(struct xdp_md *ctx)
 {
 	__u32 zero = 0;
 	struct mailtap_stats *st = bpf_map_lookup_elem(&mailtap_stats, &zero);
-	enum verdict v = packet_verdict(ctx);
+	const struct mailtap_cfg *cfg = bpf_map_lookup_elem(&mailtap_cfg, &zero);
+	struct tcp_seg s;
+	enum verdict v;
 	long act;
 
+	/* The key is hashed as 40 bytes: everything not filled, zero. */
+	__builtin_memset(&s, 0, sizeof(s));
+	v = packet_verdict(ctx, cfg, &s);
 	if (v != V_WANTED) {
 		if (st) {
 			if (v == V_NOT_TCP)
@@ -327,6 +403,22 @@ int mailtap_xdp(struct xdp_md *ctx)
 				st->passed_malformed++;
 		}
 		return XDP_PASS;
+	}
+
+	/* A bypassed connection: its ordinary packets are counted in the map
+	 * and never reach the sensor; SYN, FIN and RST still do. */
+	if (cfg && (cfg->bypass_action == XDP_DROP || cfg->bypass_action == XDP_PASS) &&
+	    bypassable(&s)) {
+		struct bypass_value *b = bpf_map_lookup_elem(&mailtap_bypass, &s.key);
+
+		if (b) {
+			bypass_count(b, &s);
+			if (st) {
+				st->bypassed_packets++;
+				st->bypassed_bytes += s.ip_bytes;
+			}
+			return cfg->bypass_action == XDP_DROP ? XDP_DROP : XDP_PASS;
+		}
 	}
 
 	/* The socket bound to this queue, or XDP_PASS when the slot is empty

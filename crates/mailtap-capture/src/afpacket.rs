@@ -25,14 +25,17 @@
 //!
 //! Snap length: a one-instruction classic BPF filter (`ret #snaplen`) makes
 //! the kernel copy at most `snaplen` bytes of each packet into the ring;
-//! `tp_len` keeps the length on the wire.
+//! `tp_len` keeps the length on the wire. [`PacketRing::attach_bypass`]
+//! replaces it with the eBPF socket filter of [`crate::bypass`], which
+//! returns the same snap length and 0 for bypassed packets.
 
+use crate::bypass::SocketBypass;
 use crate::{ifindex, CaptureError, QueueCounters, RxPacket};
 use mailtap_core::Timestamp;
 use std::fmt;
 use std::io;
 use std::mem::{size_of, MaybeUninit};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::ptr::NonNull;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -169,6 +172,13 @@ fn page_size() -> u32 {
 }
 
 impl PacketRingConfig {
+    /// The snap length the ring's filter applies: `snaplen` clamped to
+    /// what one block holds. Load a [`SocketBypass`] with this value.
+    pub fn effective_snaplen(&self) -> u32 {
+        self.snaplen
+            .min(self.block_size.saturating_sub(BLOCK_OVERHEAD))
+    }
+
     /// Packets of `frame_len` bytes the ring holds while its worker reads
     /// nothing (all blocks but the one the worker may be reading).
     pub fn burst_packets(&self, frame_len: u32) -> u64 {
@@ -250,6 +260,8 @@ pub struct PacketRing {
     fd: OwnedFd,
     ifname: String,
     counters: QueueCounters,
+    /// The snap length of the classic filter set at open.
+    snaplen: u32,
 }
 
 // SAFETY: the mapping is owned by this value alone (no other Rust handle to
@@ -332,7 +344,7 @@ impl PacketRing {
         // Snap length as a classic BPF program: `ret #snaplen`. The kernel
         // copies min(packet, return value) bytes. Clamped to what a block
         // holds so the kernel never has to clamp (and log) itself.
-        let snaplen = cfg.snaplen.min(cfg.block_size - BLOCK_OVERHEAD);
+        let snaplen = cfg.effective_snaplen();
         let mut insn = [libc::sock_filter {
             code: (libc::BPF_RET | libc::BPF_K) as u16,
             jt: 0,
@@ -393,6 +405,7 @@ impl PacketRing {
             fd,
             ifname: ifname.to_string(),
             counters: QueueCounters::default(),
+            snaplen,
         };
 
         // SAFETY: sockaddr_ll is plain data; all-zero is a valid value.
@@ -457,6 +470,44 @@ impl PacketRing {
     /// The interface this ring captures on.
     pub fn ifname(&self) -> &str {
         &self.ifname
+    }
+
+    /// The snap length applied to the packets (the config's, clamped to a
+    /// block: [`PacketRingConfig::effective_snaplen`]).
+    pub fn snaplen(&self) -> u32 {
+        self.snaplen
+    }
+
+    /// Replaces the ring's classic snap-length filter with the bypass
+    /// socket filter (`SO_ATTACH_BPF`, atomic: no packet goes unfiltered).
+    /// The filter must have been loaded with this ring's snap length. On
+    /// failure the ring keeps its classic filter and works as before.
+    pub fn attach_bypass(&self, bypass: &SocketBypass) -> Result<(), CaptureError> {
+        if bypass.snaplen() != self.snaplen {
+            return Err(CaptureError::new(
+                format!(
+                    "AF_PACKET ring on {}: attaching the bypass socket filter",
+                    self.ifname
+                ),
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "the filter was loaded with snaplen {} but the ring's is {} (PacketRingConfig::effective_snaplen)",
+                        bypass.snaplen(),
+                        self.snaplen
+                    ),
+                ),
+            ));
+        }
+        bypass.attach(self.fd.as_fd()).map_err(|e| {
+            CaptureError::new(
+                format!(
+                    "AF_PACKET ring on {}: attaching the bypass socket filter (SO_ATTACH_BPF)",
+                    self.ifname
+                ),
+                e.source,
+            )
+        })
     }
 
     /// Pointer to the status word of block `i`.

@@ -17,6 +17,7 @@
 
 pub mod afpacket;
 pub mod afxdp;
+pub mod bypass;
 pub mod steering;
 
 use mailtap_core::Timestamp;

@@ -19,6 +19,7 @@
 //! interface by an earlier run that crashed; the handle detaches on
 //! [`SteeringProgram::detach`] or on drop.
 
+use crate::bypass::{self, BypassAction, BypassMap};
 use crate::{ifindex, CaptureError};
 use libxdp_sys as xdp;
 use std::ffi::{c_char, c_int, c_void, CStr};
@@ -102,6 +103,15 @@ pub struct SteeringConfig {
     /// sysfs, which shows the namespace sysfs was mounted in: pass the
     /// count when attaching in another network namespace).
     pub max_queues: u32,
+    /// What the program does with the packets of a bypassed connection
+    /// (see [`crate::bypass`]): drop them (capture-only interface) or pass
+    /// them to the host's stack.
+    pub bypass_action: BypassAction,
+    /// Connections the bypass map holds (two entries each, about
+    /// [`bypass::BYTES_PER_CONNECTION`] bytes of kernel memory per
+    /// connection); 0: no bypass, [`SteeringProgram::bypass_map`] is None
+    /// and the program never consults the map.
+    pub bypass_entries: u32,
 }
 
 /// The program's counters, summed over CPUs, since it was attached.
@@ -121,6 +131,12 @@ pub struct SteeringCounters {
     /// Wanted, but the receiving queue had no registered socket: passed
     /// (mail traffic the sensor did not see).
     pub passed_no_socket: u64,
+    /// Wanted, but of a connection in the bypass map (and without SYN,
+    /// FIN or RST): counted there, and dropped or passed as
+    /// [`SteeringConfig::bypass_action`] says.
+    pub bypassed_packets: u64,
+    /// Their IP bytes (IPv4 total length, IPv6 payload length + 40).
+    pub bypassed_bytes: u64,
 }
 
 /// The value of the `mailtap_stats` map, per CPU: `struct mailtap_stats`
@@ -134,6 +150,8 @@ struct StatsValue {
     passed_fragment: u64,
     passed_malformed: u64,
     passed_no_socket: u64,
+    bypassed_packets: u64,
+    bypassed_bytes: u64,
 }
 
 /// The program attached to one interface, with its maps.
@@ -150,6 +168,8 @@ pub struct SteeringProgram {
     xsks_fd: RawFd,
     stats_fd: RawFd,
     queues: u32,
+    /// The bypass map, when `bypass_entries` > 0.
+    bypass: Option<BypassMap>,
 }
 
 // SAFETY: the raw libbpf/libxdp pointers (in `loaded`) are only used by
@@ -239,6 +259,12 @@ impl SteeringProgram {
                 ),
             ));
         }
+        let bypass_entries = bypass::map_entries(cfg.bypass_entries).map_err(|e| {
+            CaptureError::new(
+                what("bypass_entries"),
+                io::Error::new(io::ErrorKind::InvalidInput, e),
+            )
+        })?;
         if cfg.ports.is_empty() && !cfg.all_tcp {
             tracing::warn!(
                 ifname,
@@ -258,7 +284,7 @@ impl SteeringProgram {
         for &m in modes {
             // A fresh object per attempt: a failed attempt may have loaded
             // the program for the dispatcher already.
-            let loaded = open_object(queues)
+            let loaded = open_object(queues, bypass_entries)
                 .map_err(|e| CaptureError::new(what("opening the embedded BPF object"), e))?;
             // SAFETY: loaded.prog is a valid program handle on loaded.obj;
             // libxdp loads and attaches it (flags must be 0).
@@ -279,6 +305,7 @@ impl SteeringProgram {
                 xsks_fd: -1,
                 stats_fd: -1,
                 queues,
+                bypass: None,
             };
             // On failure `prog` is dropped here, which detaches it.
             prog.configure(cfg)?;
@@ -299,6 +326,8 @@ impl SteeringProgram {
                 queues,
                 ports = ?cfg.ports,
                 all_tcp = cfg.all_tcp,
+                bypass_entries = cfg.bypass_entries,
+                bypass_action = %cfg.bypass_action,
                 "XDP steering program attached"
             );
             return Ok(prog);
@@ -327,7 +356,32 @@ impl SteeringProgram {
         })?;
         self.xsks_fd = maps.xsks_fd;
         self.stats_fd = maps.stats_fd;
+        if cfg.bypass_entries > 0 {
+            self.bypass = Some(
+                BypassMap::from_fd(
+                    maps.bypass_fd,
+                    cfg.bypass_entries,
+                    format!("the XDP program on {}", self.ifname),
+                )
+                .map_err(|e| {
+                    CaptureError::new(
+                        format!(
+                            "XDP steering program on {}: duplicating the mailtap_bypass map fd",
+                            self.ifname
+                        ),
+                        e,
+                    )
+                })?,
+            );
+        }
         Ok(())
+    }
+
+    /// The bypass map (see [`crate::bypass`]): None when
+    /// `bypass_entries` was 0. Handles stay valid after the program is
+    /// detached (the map then counts nothing).
+    pub fn bypass_map(&self) -> Option<BypassMap> {
+        self.bypass.clone()
     }
 
     /// The mode actually attached: Native or Skb.
@@ -566,7 +620,7 @@ unsafe fn is_mailtap(p: *const xdp::xdp_program) -> bool {
 
 /// Opens the embedded object with `xsks_map` sized for `queues`, and
 /// wraps its program for libxdp. Nothing is loaded into the kernel yet.
-fn open_object(queues: u32) -> io::Result<Loaded> {
+fn open_object(queues: u32, bypass_entries: u32) -> io::Result<Loaded> {
     // SAFETY: bpf_object_open_opts is a plain C struct for which all-zero
     // is the documented "no options" value (sz set below).
     let mut opts: xdp::bpf_object_open_opts = unsafe { std::mem::zeroed() };
@@ -596,6 +650,19 @@ fn open_object(queues: u32) -> io::Result<Loaded> {
     if rc < 0 {
         return Err(lib_error(-rc));
     }
+    // SAFETY: as above.
+    let map = unsafe { xdp::bpf_object__find_map_by_name(obj, c"mailtap_bypass".as_ptr()) };
+    if map.is_null() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            "no mailtap_bypass in the embedded object",
+        ));
+    }
+    // SAFETY: as above.
+    let rc = unsafe { xdp::bpf_map__set_max_entries(map, bypass_entries.max(1)) };
+    if rc < 0 {
+        return Err(lib_error(-rc));
+    }
     // SAFETY: obj is valid; a null section name takes its first program.
     let prog = unsafe { xdp::xdp_program__from_bpf_obj(obj, std::ptr::null()) };
     // SAFETY: only inspects the pointer value.
@@ -611,12 +678,21 @@ fn open_object(queues: u32) -> io::Result<Loaded> {
 struct Maps {
     xsks_fd: RawFd,
     stats_fd: RawFd,
+    bypass_fd: RawFd,
+}
+
+/// The value of the `mailtap_cfg` map: `struct mailtap_cfg`.
+#[repr(C)]
+struct CfgValue {
+    all_tcp: u32,
+    /// 0: bypass off; else the XDP action for bypassed packets.
+    bypass_action: u32,
 }
 
 /// Checks a loaded object's maps against the layouts here and writes the
 /// port set and config into them. Errors say which map.
 fn fill_maps(obj: *mut xdp::bpf_object, cfg: &SteeringConfig) -> Result<Maps, (String, io::Error)> {
-    let map = |name: &CStr| -> Result<(RawFd, u32), (String, io::Error)> {
+    let map = |name: &CStr| -> Result<(RawFd, u32, u32), (String, io::Error)> {
         // SAFETY: obj is a loaded object, alive for this call (caller).
         let m = unsafe { xdp::bpf_object__find_map_by_name(obj, name.as_ptr()) };
         if m.is_null() {
@@ -626,16 +702,23 @@ fn fill_maps(obj: *mut xdp::bpf_object, cfg: &SteeringConfig) -> Result<Maps, (S
             ));
         }
         // SAFETY: m is a map of the loaded object.
-        let (fd, size) = unsafe { (xdp::bpf_map__fd(m), xdp::bpf_map__value_size(m)) };
+        let (fd, ksize, size) = unsafe {
+            (
+                xdp::bpf_map__fd(m),
+                xdp::bpf_map__key_size(m),
+                xdp::bpf_map__value_size(m),
+            )
+        };
         if fd < 0 {
             return Err((format!("map {name:?}"), lib_error(-fd)));
         }
-        Ok((fd, size))
+        Ok((fd, ksize, size))
     };
-    let (xsks_fd, _) = map(c"xsks_map")?;
-    let (stats_fd, stats_size) = map(c"mailtap_stats")?;
-    let (ports_fd, ports_size) = map(c"mail_ports")?;
-    let (cfg_fd, cfg_size) = map(c"mailtap_cfg")?;
+    let (xsks_fd, _, _) = map(c"xsks_map")?;
+    let (stats_fd, _, stats_size) = map(c"mailtap_stats")?;
+    let (ports_fd, _, ports_size) = map(c"mail_ports")?;
+    let (cfg_fd, _, cfg_size) = map(c"mailtap_cfg")?;
+    let (bypass_fd, bypass_ksize, bypass_size) = map(c"mailtap_bypass")?;
     let mismatch = |name: &str| {
         (
             format!("map {name}"),
@@ -651,17 +734,31 @@ fn fill_maps(obj: *mut xdp::bpf_object, cfg: &SteeringConfig) -> Result<Maps, (S
     if ports_size as usize != PORT_BITMAP_BYTES {
         return Err(mismatch("mail_ports"));
     }
-    if cfg_size as usize != std::mem::size_of::<u32>() {
+    if cfg_size as usize != std::mem::size_of::<CfgValue>() {
         return Err(mismatch("mailtap_cfg"));
+    }
+    if bypass_ksize as usize != bypass::KEY_SIZE || bypass_size as usize != bypass::VALUE_SIZE {
+        return Err(mismatch("mailtap_bypass"));
     }
 
     let bitmap = port_bitmap(&cfg.ports);
     map_update(ports_fd, 0, bitmap.as_ptr().cast())
         .map_err(|e| ("writing the mail port set".to_string(), e))?;
-    let all_tcp: u32 = cfg.all_tcp.into();
-    map_update(cfg_fd, 0, (&all_tcp as *const u32).cast())
+    let value = CfgValue {
+        all_tcp: cfg.all_tcp.into(),
+        bypass_action: if cfg.bypass_entries > 0 {
+            cfg.bypass_action.xdp_action()
+        } else {
+            0
+        },
+    };
+    map_update(cfg_fd, 0, (&value as *const CfgValue).cast())
         .map_err(|e| ("writing the config".to_string(), e))?;
-    Ok(Maps { xsks_fd, stats_fd })
+    Ok(Maps {
+        xsks_fd,
+        stats_fd,
+        bypass_fd,
+    })
 }
 
 /// The `mail_ports` value: bit `p & 7` of byte `p >> 3` set for each port.
@@ -703,6 +800,8 @@ fn read_stats(stats_fd: RawFd) -> io::Result<SteeringCounters> {
         c.passed_fragment += v.passed_fragment;
         c.passed_malformed += v.passed_malformed;
         c.passed_no_socket += v.passed_no_socket;
+        c.bypassed_packets += v.bypassed_packets;
+        c.bypassed_bytes += v.bypassed_bytes;
         c
     }))
 }
@@ -732,7 +831,7 @@ fn map_update(fd: RawFd, key: u32, value: *const c_void) -> io::Result<()> {
 
 /// An error from a negative libbpf/libxdp return: an errno, or one of
 /// libbpf's own codes (4000 and up), which only libbpf can name.
-fn lib_error(code: i32) -> io::Error {
+pub(crate) fn lib_error(code: i32) -> io::Error {
     if code < 4000 {
         return io::Error::from_raw_os_error(code);
     }
@@ -758,7 +857,7 @@ fn current_netns() -> Option<u64> {
 /// fallbacks) to `tracing` instead of stderr. Only on x86_64, where the C
 /// `va_list` they pass is a pointer we can hand on to `vsnprintf`;
 /// elsewhere the libraries keep printing to stderr.
-fn route_library_logs() {
+pub(crate) fn route_library_logs() {
     #[cfg(target_arch = "x86_64")]
     {
         static ONCE: std::sync::Once = std::sync::Once::new();
@@ -821,17 +920,17 @@ fn emit_lib_log(level: LibLevel, msg: &str, warn: bool) {
 /// probes the kernel for its dispatcher by loading test programs, which a
 /// kernel or LSM may refuse (then it attaches our program alone), and Auto
 /// may fail in native mode before SKB works.
-struct HeldLibLogs {
+pub(crate) struct HeldLibLogs {
     failed: bool,
 }
 
 impl HeldLibLogs {
-    fn start() -> HeldLibLogs {
+    pub(crate) fn start() -> HeldLibLogs {
         HELD.with(|h| *h.borrow_mut() = Some(Vec::new()));
         HeldLibLogs { failed: true }
     }
 
-    fn succeeded(mut self) {
+    pub(crate) fn succeeded(mut self) {
         self.failed = false;
     }
 }
@@ -936,12 +1035,14 @@ mod tests {
         loaded: Loaded,
         prog_fd: RawFd,
         stats_fd: RawFd,
+        bypass: Option<BypassMap>,
     }
 
     impl TestProg {
         fn load(cfg: &SteeringConfig) -> TestProg {
             route_library_logs();
-            let loaded = open_object(4).expect("open embedded object");
+            let entries = bypass::map_entries(cfg.bypass_entries).expect("bypass entries");
+            let loaded = open_object(4, entries).expect("open embedded object");
             // SAFETY: a valid, unloaded object; SEC("xdp") makes it a
             // BPF_PROG_TYPE_XDP program.
             let rc = unsafe { xdp::bpf_object__load(loaded.obj) };
@@ -953,10 +1054,15 @@ mod tests {
                 xdp::bpf_program__fd(p)
             };
             let maps = fill_maps(loaded.obj, cfg).expect("fill maps");
+            let bypass = (cfg.bypass_entries > 0).then(|| {
+                BypassMap::from_fd(maps.bypass_fd, cfg.bypass_entries, "test".into())
+                    .expect("bypass map")
+            });
             TestProg {
                 loaded,
                 prog_fd,
                 stats_fd: maps.stats_fd,
+                bypass,
             }
         }
 
@@ -1008,6 +1114,15 @@ mod tests {
         t[2..4].copy_from_slice(&dport.to_be_bytes());
         t[12] = 5 << 4;
         t[13] = 0x02; // SYN
+        t
+    }
+
+    /// A TCP segment with `flags`, `seq` and `payload` bytes of payload.
+    fn tcp_seg(sport: u16, dport: u16, seq: u32, flags: u8, payload: usize) -> Vec<u8> {
+        let mut t = tcp(sport, dport);
+        t[4..8].copy_from_slice(&seq.to_be_bytes());
+        t[13] = flags;
+        t.extend(std::iter::repeat_n(0x41, payload));
         t
     }
 
@@ -1078,6 +1193,8 @@ mod tests {
             ports: vec![25, 110, 587],
             all_tcp: false,
             max_queues: 4,
+            bypass_action: BypassAction::Pass,
+            bypass_entries: 0,
         };
         let p = TestProg::load(&cfg);
         const IP: u16 = 0x0800;
@@ -1257,6 +1374,8 @@ mod tests {
             ports: vec![],
             all_tcp: true,
             max_queues: 1,
+            bypass_action: BypassAction::Pass,
+            bypass_entries: 0,
         });
         p.run(&eth(IP, &ipv4(6, 0, 0, &tcp(40000, 8080))));
         p.run(&eth(IP6, &ipv6(&[], 6, &tcp(443, 40000))));
@@ -1272,5 +1391,195 @@ mod tests {
                 ..Default::default()
             }
         );
+    }
+
+    const XDP_DROP: u32 = 1;
+    const ACK: u8 = 0x10;
+    const PSH_ACK: u8 = 0x18;
+
+    fn key4(sport: u16, dport: u16) -> crate::bypass::BypassKey {
+        crate::bypass::BypassKey {
+            src: std::net::Ipv4Addr::new(10, 0, 0, 1).into(),
+            src_port: sport,
+            dst: std::net::Ipv4Addr::new(10, 0, 0, 2).into(),
+            dst_port: dport,
+        }
+    }
+
+    fn bypass_cfg(action: BypassAction, entries: u32) -> SteeringConfig {
+        SteeringConfig {
+            ports: vec![25, 587],
+            all_tcp: false,
+            max_queues: 1,
+            bypass_action: action,
+            bypass_entries: entries,
+        }
+    }
+
+    fn mono_now() -> u64 {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: writes into ts.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    }
+
+    /// The bypass path on crafted frames: ordinary packets of an inserted
+    /// direction are counted and dropped; SYN, FIN and RST, the other
+    /// direction and other connections are not; seq_end is wrap-aware;
+    /// VLAN and IPv6 (with extension headers) keys match; take() removes.
+    #[test]
+    fn steering_bypass_counts_and_drops() {
+        if !root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        const IP: u16 = 0x0800;
+        const IP6: u16 = 0x86dd;
+        let p = TestProg::load(&bypass_cfg(BypassAction::Drop, 4));
+        let map = p.bypass.clone().expect("bypass map");
+        assert_eq!(map.capacity(), 4);
+        let k = key4(40000, 25);
+        map.insert(&k).expect("insert");
+        assert!(matches!(
+            map.insert(&k),
+            Err(crate::bypass::BypassInsertError::Exists)
+        ));
+        assert_eq!(map.peek(&k), Some(Default::default()));
+        let t0 = mono_now();
+
+        let v4 = |seq: u32, flags: u8, len: usize| {
+            eth(IP, &ipv4(6, 0, 0, &tcp_seg(40000, 25, seq, flags, len)))
+        };
+        // (frame, action, counted ip bytes)
+        let cases: Vec<(&str, Vec<u8>, u32, Option<u64>)> = vec![
+            ("syn", v4(0xffff_feff, 0x02, 0), XDP_PASS, None),
+            ("ack", v4(0xffff_ff00, ACK, 0), XDP_DROP, Some(40)),
+            ("data", v4(0xffff_ff00, PSH_ACK, 100), XDP_DROP, Some(140)),
+            (
+                "data wraps",
+                v4(0x0000_0010, PSH_ACK, 50),
+                XDP_DROP,
+                Some(90),
+            ),
+            (
+                "retransmit",
+                v4(0xffff_ff00, PSH_ACK, 100),
+                XDP_DROP,
+                Some(140),
+            ),
+            (
+                "ip options",
+                eth(IP, &ipv4(6, 2, 0, &tcp_seg(40000, 25, 0x30, ACK, 0))),
+                XDP_DROP,
+                Some(48),
+            ),
+            (
+                "vlan",
+                vlan(0x8100, &v4(0x0000_0042, PSH_ACK, 10)),
+                XDP_DROP,
+                Some(50),
+            ),
+            ("fin", v4(0x0000_004c, 0x11, 0), XDP_PASS, None),
+            ("rst", v4(0x0000_004d, 0x14, 0), XDP_PASS, None),
+            (
+                "reverse direction",
+                eth(IP, &ipv4(6, 0, 0, &tcp_seg(25, 40000, 1, ACK, 0))),
+                XDP_PASS,
+                None,
+            ),
+            (
+                "other connection",
+                eth(IP, &ipv4(6, 0, 0, &tcp_seg(40001, 25, 1, ACK, 0))),
+                XDP_PASS,
+                None,
+            ),
+        ];
+        let (mut pk, mut by) = (0u64, 0u64);
+        for (name, frame, act, counted) in &cases {
+            assert_eq!(p.run(frame), *act, "{name}");
+            if let Some(b) = counted {
+                pk += 1;
+                by += b;
+            }
+            let c = p.counters();
+            assert_eq!((c.bypassed_packets, c.bypassed_bytes), (pk, by), "{name}");
+        }
+        let c = p.counters();
+        // SYN, FIN, RST, reverse and other: wanted, no socket.
+        assert_eq!(c.passed_no_socket, 5, "{c:?}");
+        assert_eq!(c.redirected, 0);
+        let got = map.peek(&k).expect("still there");
+        assert_eq!(got.packets, pk);
+        assert_eq!(got.ip_bytes, by);
+        // 0x42 + 10: the vlan frame's payload end; the retransmission
+        // (before the wrap) did not move it back.
+        assert_eq!(got.seq_end, Some(0x4c));
+        assert!(got.last_seen_ns >= t0 && got.last_seen_ns <= mono_now());
+        assert_eq!(map.peek(&k.reversed()), None);
+
+        // take() returns the counters and removes the entry: the next
+        // ordinary packet goes to the sensor again.
+        assert_eq!(map.take(&k), Some(got));
+        assert_eq!(map.take(&k), None);
+        assert_eq!(map.peek(&k), None);
+        assert_eq!(p.run(&v4(0x60, ACK, 0)), XDP_PASS);
+        assert_eq!(p.counters().bypassed_packets, pk);
+
+        // IPv6 with extension headers, both directions inserted.
+        let s6: std::net::Ipv6Addr = "fd00::1".parse().unwrap();
+        let d6: std::net::Ipv6Addr = "fd00::2".parse().unwrap();
+        let k6 = crate::bypass::BypassKey {
+            src: s6.into(),
+            src_port: 40000,
+            dst: d6.into(),
+            dst_port: 587,
+        };
+        map.insert(&k6).unwrap();
+        map.insert(&k6.reversed()).unwrap();
+        let f6 = eth(
+            IP6,
+            &ipv6(&[(0, 0), (60, 1)], 6, &tcp_seg(40000, 587, 1000, ACK, 20)),
+        );
+        assert_eq!(p.run(&f6), XDP_DROP);
+        let c6 = map.take(&k6).unwrap();
+        assert_eq!(c6.packets, 1);
+        // 40 + 8 + 16 (extension headers) + 20 (TCP) + 20 (payload).
+        assert_eq!(c6.ip_bytes, 104);
+        assert_eq!(c6.seq_end, Some(1020));
+        assert_eq!(map.take(&k6.reversed()).unwrap().packets, 0);
+
+        // Full at 2 x 4 entries.
+        for port in 0..8 {
+            map.insert(&key4(1000 + port, 25)).unwrap();
+        }
+        assert!(matches!(
+            map.insert(&key4(2000, 25)),
+            Err(crate::bypass::BypassInsertError::Full)
+        ));
+        for port in 0..8 {
+            assert!(map.take(&key4(1000 + port, 25)).is_some());
+        }
+        map.insert(&key4(2000, 25)).unwrap();
+
+        // Pass: counted the same, but XDP_PASS.
+        let p = TestProg::load(&bypass_cfg(BypassAction::Pass, 1));
+        let map = p.bypass.clone().unwrap();
+        map.insert(&k).unwrap();
+        assert_eq!(p.run(&v4(5, PSH_ACK, 10)), XDP_PASS);
+        let c = p.counters();
+        assert_eq!(
+            (c.bypassed_packets, c.bypassed_bytes, c.passed_no_socket),
+            (1, 50, 0)
+        );
+        assert_eq!(map.take(&k).unwrap().packets, 1);
+
+        // No bypass map: never consulted.
+        let p = TestProg::load(&bypass_cfg(BypassAction::Drop, 0));
+        assert!(p.bypass.is_none());
+        assert_eq!(p.run(&v4(5, PSH_ACK, 10)), XDP_PASS);
+        assert_eq!(p.counters().bypassed_packets, 0);
     }
 }

@@ -12,6 +12,7 @@
 //! it first (a network namespace is a per-thread attribute), so the test
 //! process itself never leaves its own.
 
+use mailtap_capture::bypass::BypassAction;
 use mailtap_capture::steering::{
     attached_mailtap_programs, SteeringConfig, SteeringProgram, XdpMode,
 };
@@ -168,6 +169,8 @@ fn mail_cfg() -> SteeringConfig {
         ports: vec![25, 110, 587],
         all_tcp: false,
         max_queues: 0,
+        bypass_action: BypassAction::Pass,
+        bypass_entries: 0,
     }
 }
 
