@@ -142,13 +142,16 @@ pub enum TlsStyle {
     /// The original shape: one opaque handshake record per flight and one
     /// application-data record per exchange (kept for the attach mix).
     Opaque,
-    /// Real handshakes (TLS 1.2 or 1.3 with a parseable ClientHello with
-    /// SNI, ServerHello, certificate flight, key exchange, Finished,
-    /// session tickets), then the SMTP dialogue and the message as
+    /// Real handshakes, recorded from real peers (OpenSSL's `s_server` and
+    /// `s_client`, Python's `ssl`; see [`tls_handshakes`]) and replayed with
+    /// the session's addresses, then the SMTP dialogue and the message as
     /// application-data records of at most 16 KiB plus AEAD overhead, and
-    /// close_notify alerts.
+    /// close_notify alerts. 2% of the handshakes end in a fatal alert
+    /// (then FIN, no application data); [`generate_with_tls_truth`] reports
+    /// what each negotiated.
     Realistic {
-        /// Percent of TLS sessions that negotiate TLS 1.3 (else 1.2).
+        /// Percent of the established TLS sessions that negotiate TLS 1.3
+        /// (else 1.2).
         tls13: u8,
     },
 }
@@ -477,9 +480,75 @@ pub struct MessageTruth<'a> {
     pub complete: bool,
 }
 
+/// One certificate of a recorded handshake (see [`HandshakeTruth`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CertTruth {
+    /// SHA-256 of the DER certificate, lowercase hex (Zeek's
+    /// `fingerprint`).
+    pub fingerprint: &'static str,
+    /// The subject as OpenSSL prints it in RFC 2253 form (what Zeek logs as
+    /// `certificate.subject`).
+    pub subject: &'static str,
+    pub issuer: &'static str,
+}
+
+/// What one recorded TLS handshake negotiated, as the real peers reported
+/// it when it was recorded (`scripts/record-tls-handshakes.py`; the
+/// fixtures and their notes are in `crates/mailtap-gen/tls/`). Field names
+/// and values follow Zeek's ssl.log; `None` is Zeek's unset (`-`).
+#[derive(Debug, PartialEq, Eq)]
+pub struct HandshakeTruth {
+    /// The fixture's name (`t13_rsa_sni`, `alert_unknown_ca`, ...).
+    pub name: &'static str,
+    /// `TLSv12` or `TLSv13`; `None` when the server sent no ServerHello.
+    pub version: Option<&'static str>,
+    /// The IANA name (`TLS_AES_256_GCM_SHA384`).
+    pub cipher: Option<&'static str>,
+    /// The key-exchange group (`x25519`, `secp256r1`); `None` when there
+    /// was no key exchange (a resumed TLS 1.2 handshake) or no ServerHello.
+    pub curve: Option<&'static str>,
+    /// The SNI the client sent; `None`: no SNI.
+    pub server_name: Option<&'static str>,
+    pub resumed: bool,
+    /// The handshake completed (both peers said so).
+    pub established: bool,
+    /// The fatal alert that ended a failed handshake (`unknown_ca`,
+    /// `protocol_version`); `None` for an established one (its
+    /// close_notify is encrypted).
+    pub last_alert: Option<&'static str>,
+    /// The ALPN protocol the server selected.
+    pub next_protocol: Option<&'static str>,
+    /// SHA-256 fingerprints of the certificates the server sent in the
+    /// clear, leaf first: empty in TLS 1.3 (the Certificate message is
+    /// encrypted) and in a resumed TLS 1.2 handshake.
+    pub cert_chain_fps: &'static [&'static str],
+    /// Likewise for the client's certificates.
+    pub client_cert_chain_fps: &'static [&'static str],
+    /// Every certificate of the two lists above (server's first).
+    pub certs: &'static [CertTruth],
+}
+
+/// Ground truth of one TLS session (STARTTLS after `220 Ready to start
+/// TLS`), as reported by [`generate_with_tls_truth`]: the session's
+/// endpoints and the recorded handshake it replays.
+#[derive(Clone, Copy, Debug)]
+pub struct TlsTruth {
+    /// Client (connection originator) address and port.
+    pub orig: (IpAddr, u16),
+    /// Server address and port.
+    pub resp: (IpAddr, u16),
+    pub handshake: &'static HandshakeTruth,
+}
+
+/// Every recorded handshake the generator can replay
+/// ([`TlsStyle::Realistic`]), in a fixed order.
+pub fn tls_handshakes() -> impl Iterator<Item = &'static HandshakeTruth> {
+    session::tls_fixture_truths()
+}
+
 /// Writes a classic pcap (Ethernet, microsecond, little-endian) to `w`.
 pub fn generate<W: Write>(cfg: &GenConfig, w: W) -> io::Result<GenStats> {
-    run(cfg, w, None)
+    run(cfg, w, None, None)
 }
 
 /// Like [`generate`], calling `on_message` once per plaintext message (when
@@ -489,13 +558,27 @@ pub fn generate_with_truth<W: Write>(
     w: W,
     on_message: &mut dyn FnMut(&MessageTruth),
 ) -> io::Result<GenStats> {
-    run(cfg, w, Some(on_message))
+    run(cfg, w, Some(on_message), None)
+}
+
+/// Like [`generate_with_truth`], also calling `on_tls` once per TLS session
+/// of the [`TlsStyle::Realistic`] style (when its handshake is queued,
+/// before its packets are written). The output is the same as
+/// [`generate`]'s.
+pub fn generate_with_tls_truth<W: Write>(
+    cfg: &GenConfig,
+    w: W,
+    on_message: &mut dyn FnMut(&MessageTruth),
+    on_tls: &mut dyn FnMut(&TlsTruth),
+) -> io::Result<GenStats> {
+    run(cfg, w, Some(on_message), Some(on_tls))
 }
 
 fn run<W: Write>(
     cfg: &GenConfig,
     w: W,
     mut on_message: Option<&mut dyn FnMut(&MessageTruth)>,
+    mut on_tls: Option<&mut dyn FnMut(&TlsTruth)>,
 ) -> io::Result<GenStats> {
     let cfg = cfg.normalized();
     let pools = pool::Pools::new(cfg.seed);
@@ -546,6 +629,9 @@ fn run<W: Write>(
             on_message: on_message
                 .as_mut()
                 .map(|f| &mut **f as &mut dyn FnMut(&MessageTruth)),
+            on_tls: on_tls
+                .as_mut()
+                .map(|f| &mut **f as &mut dyn FnMut(&TlsTruth)),
             messages: &mut stats.messages,
             dropped: &mut stats.dropped_packets,
         };

@@ -17,6 +17,8 @@ pub(crate) const SRC_B64: u8 = 3;
 pub(crate) const SRC_QP: u8 = 4;
 pub(crate) const SRC_OPAQUE: u8 = 5;
 pub(crate) const SRC_TEXT_LF: u8 = 6;
+/// `SRC_FIXTURE + i`: the bytes of recorded TLS handshake `i`.
+pub(crate) const SRC_FIXTURE: u8 = 16;
 
 /// A byte range in one of the pools or in a session's local buffer.
 #[derive(Clone, Copy, Debug)]
@@ -171,6 +173,7 @@ impl Pools {
             SRC_QP => &self.qp.bytes,
             SRC_OPAQUE => &self.opaque,
             SRC_TEXT_LF => &self.text_lf.bytes,
+            s if s >= SRC_FIXTURE => crate::session::fixture_bytes((s - SRC_FIXTURE) as usize),
             _ => &[],
         }
     }

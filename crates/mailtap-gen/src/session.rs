@@ -28,6 +28,7 @@ mod pop3;
 mod tls;
 use pop3::Pop3;
 use tls::Tls;
+pub(crate) use tls::{fixture_bytes, tls_fixture_truths};
 
 const C: usize = 0; // client -> server
 const S: usize = 1; // server -> client
@@ -134,6 +135,7 @@ pub(crate) struct Ctx<'a> {
     pub now_us: u64,
     pub truth_buf: &'a mut Vec<u8>,
     pub on_message: Option<&'a mut dyn FnMut(&MessageTruth)>,
+    pub on_tls: Option<&'a mut dyn FnMut(&crate::TlsTruth)>,
     pub messages: &'a mut u64,
     pub dropped: &'a mut u64,
 }

@@ -1122,7 +1122,7 @@ fn tls_records(s: &[u8]) -> Vec<(u8, u16, &[u8])> {
         assert!(pos + 5 <= s.len(), "truncated record header");
         let (t, v, n) = (s[pos], u16be(&s[pos + 1..]), u16be(&s[pos + 3..]) as usize);
         assert!(matches!(t, 20..=23), "content type {t}");
-        assert_eq!(v, 0x0303, "record version");
+        assert!(v == 0x0303 || v == 0x0301, "record version {v:#06x}");
         assert!(n > 0 && n <= 16_384 + 256, "record length {n}");
         assert!(pos + 5 + n <= s.len(), "record overruns the stream");
         out.push((t, v, &s[pos + 5..pos + 5 + n]));
@@ -1131,53 +1131,65 @@ fn tls_records(s: &[u8]) -> Vec<(u8, u16, &[u8])> {
     out
 }
 
-/// Checks a ClientHello body: handshake type 1, consistent lengths,
-/// an SNI extension naming `server`.
-fn check_client_hello(body: &[u8]) -> String {
-    assert_eq!(body[0], 1, "ClientHello");
-    let hl = (body[1] as usize) << 16 | (body[2] as usize) << 8 | body[3] as usize;
-    assert_eq!(hl + 4, body.len(), "handshake length");
-    assert_eq!(u16be(&body[4..]), 0x0303);
-    let mut p = 4 + 2 + 32;
-    p += 1 + body[p] as usize; // session id
-    p += 2 + u16be(&body[p..]) as usize; // cipher suites
-    p += 1 + body[p] as usize; // compression
-    let ext_end = p + 2 + u16be(&body[p..]) as usize;
-    assert_eq!(ext_end, body.len(), "extensions length");
-    p += 2;
-    let mut sni = None;
-    while p < ext_end {
-        let (t, n) = (u16be(&body[p..]), u16be(&body[p + 2..]) as usize);
-        if t == 0 {
-            let name_len = u16be(&body[p + 4 + 3..]) as usize;
-            sni = Some(String::from_utf8(body[p + 9..p + 9 + name_len].to_vec()).unwrap());
+/// The client and server bytes of a recorded handshake, read from its
+/// fixture file (`direction | u32 BE length | bytes` flights).
+fn fixture_streams(name: &str) -> (Vec<u8>, Vec<u8>) {
+    let path = format!("{}/tls/{name}.bin", env!("CARGO_MANIFEST_DIR"));
+    let b = std::fs::read(&path).unwrap();
+    let (mut c, mut s) = (Vec::new(), Vec::new());
+    let mut p = 0;
+    while p < b.len() {
+        let n = u32be(&b[p + 1..]) as usize;
+        let body = &b[p + 5..p + 5 + n];
+        match b[p] {
+            b'C' => c.extend_from_slice(body),
+            b'S' => s.extend_from_slice(body),
+            x => panic!("{path}: direction {x}"),
         }
-        p += 4 + n;
+        p += 5 + n;
     }
-    assert_eq!(p, ext_end);
-    sni.expect("SNI")
+    (c, s)
+}
+
+fn gen_tls_truth(
+    cfg: &GenConfig,
+) -> (
+    Vec<u8>,
+    HashMap<(Endpoint, Endpoint), &'static mailtap_gen::HandshakeTruth>,
+) {
+    let mut v = Vec::new();
+    let mut tls = HashMap::new();
+    mailtap_gen::generate_with_tls_truth(cfg, &mut v, &mut |_| {}, &mut |t| {
+        assert!(tls.insert((t.orig, t.resp), t.handshake).is_none());
+    })
+    .unwrap();
+    (v, tls)
 }
 
 #[test]
-fn mta_mix_tls_sessions_are_parseable_tls() {
+fn mta_mix_tls_sessions_replay_recorded_handshakes() {
     let cfg = GenConfig {
         mss: 1200,
-        ..mix_cfg(TrafficMix::Mta, 200, 5)
+        ..mix_cfg(TrafficMix::Mta, 400, 5)
     };
     let (pcap, truth, stats) = gen_truth(&cfg);
+    let (pcap2, tls_truth) = gen_tls_truth(&cfg);
+    assert!(pcap == pcap2, "the TLS truth run writes the same capture");
     let pkts = parse(&pcap);
     assert_eq!(pkts.len() as u64, stats.packets);
     assert!(pkts.iter().all(|p| p.payload.len() <= 1200));
     let fl = flows(&pkts);
-    assert_eq!(fl.len(), 200);
-    let (mut n_tls, mut v13, mut v12, mut alerts, mut big_records) = (0, 0, 0, 0, 0);
+    assert_eq!(fl.len(), 400);
+    let (mut n_tls, mut v13, mut v12, mut failed, mut big_records) = (0, 0, 0, 0, 0);
     let (mut plain_msgs, mut probes) = (0usize, 0);
+    let mut seen = HashSet::new();
     for (key, f) in &fl {
         let (c, s) = reassemble(key, f);
         let parsed = parse_client_with(&c, &s);
         let codes = check_server(&s, parsed.starttls);
         assert_eq!(codes[0], 220);
         if !parsed.starttls {
+            assert!(!tls_truth.contains_key(key));
             let t = truth.get(key).map(|v| &v[..]).unwrap_or(&[]);
             assert_eq!(t.len(), parsed.messages.len(), "{key:?}");
             for (tm, pm) in t.iter().zip(&parsed.messages) {
@@ -1191,59 +1203,105 @@ fn mta_mix_tls_sessions_are_parseable_tls() {
         }
         n_tls += 1;
         assert!(!truth.contains_key(key));
+        let h = tls_truth[key];
+        seen.insert(h.name);
         let at = c.windows(10).position(|w| w == b"STARTTLS\r\n").unwrap() + 10;
-        let cr = tls_records(&c[at..]);
         let sat = s
             .windows(30)
             .position(|w| w == b"220 2.0.0 Ready to start TLS\r\n")
             .unwrap()
             + 30;
-        let sr = tls_records(&s[sat..]);
-        assert_eq!(cr[0].0, 22);
-        let sni = check_client_hello(cr[0].2);
-        assert!(sni.starts_with("mx"), "{sni}");
+        // the recorded handshake, byte for byte, then generated records
+        let (fc, fs) = fixture_streams(h.name);
         assert!(
-            (300..=600).contains(&(cr[0].2.len() + 5)),
-            "ClientHello size"
+            c[at..].starts_with(&fc),
+            "{key:?} {}: client flights",
+            h.name
         );
-        assert_eq!(sr[0].0, 22);
-        assert_eq!(sr[0].2[0], 2, "ServerHello");
-        let tls13 = sr[0]
-            .2
-            .windows(6)
-            .any(|w| w == [0x00, 0x2b, 0x00, 0x02, 0x03, 0x04]);
-        // the server's first flight: 2-5 kB before the client's next record
-        let flight: usize = if tls13 {
+        assert!(
+            s[sat..].starts_with(&fs),
+            "{key:?} {}: server flights",
+            h.name
+        );
+        let cr = tls_records(&c[at + fc.len()..]);
+        let sr = tls_records(&s[sat + fs.len()..]);
+        tls_records(&fc);
+        tls_records(&fs);
+        assert_eq!(fc[0], 22, "ClientHello record");
+        if !h.established {
+            failed += 1;
+            assert!(h.last_alert.is_some());
+            assert!(
+                cr.is_empty() && sr.is_empty(),
+                "no data after a fatal alert"
+            );
+            continue;
+        }
+        if h.version == Some("TLSv13") {
             v13 += 1;
-            assert_eq!(sr[1].0, 20);
-            sr[1..6].iter().map(|r| r.2.len() + 5).sum()
         } else {
             v12 += 1;
-            assert_eq!(sr[1].2[0], 11, "Certificate");
-            assert_eq!(sr[2].2[0], 12, "ServerKeyExchange");
-            assert_eq!(sr[3].2, &[14, 0, 0, 0][..], "ServerHelloDone");
-            assert_eq!(cr[1].2[0], 16, "ClientKeyExchange");
-            sr[1..4].iter().map(|r| r.2.len() + 5).sum()
-        };
-        assert!((2_000..=6_000).contains(&flight), "server flight {flight}");
-        let last = |r: &[(u8, u16, &[u8])]| r.last().unwrap().0;
-        if !tls13 {
-            assert_eq!(last(&cr), 21, "close_notify");
-            assert_eq!(last(&sr), 21, "close_notify");
-            alerts += 1;
         }
+        // close_notify: an alert record in TLS 1.2, application data in 1.3
+        let last = |r: &[(u8, u16, &[u8])]| r.last().unwrap().0;
+        let close = if h.version == Some("TLSv13") { 23 } else { 21 };
+        assert_eq!(last(&cr), close, "close_notify");
+        assert_eq!(last(&sr), close, "close_notify");
+        assert!(cr.iter().chain(&sr).all(|r| r.1 == 0x0303));
         big_records += cr.iter().filter(|r| r.2.len() > 16_384).count();
         let app = cr.iter().filter(|r| r.0 == 23).count();
         assert!(app >= 2, "EHLO and QUIT (and the mail)");
     }
     assert_eq!(n_tls as u64, stats.tls_sessions);
-    assert!((120..=185).contains(&n_tls), "{n_tls} TLS sessions of 200");
-    assert!(v13 > v12 && v12 > 0 && alerts > 0);
+    assert_eq!(n_tls, tls_truth.len());
+    assert!((240..=370).contains(&n_tls), "{n_tls} TLS sessions of 400");
+    assert!(v13 > v12 && v12 > 0, "{v13} TLS 1.3, {v12} TLS 1.2");
+    assert!(seen.len() >= 10, "fixtures used: {seen:?}");
+    assert!(failed < n_tls / 10, "{failed} failed handshakes");
     assert!(big_records > 0, "16 KiB records");
     assert!(stats.tls_messages > 100, "{}", stats.tls_messages);
     assert_eq!(plain_msgs as u64, stats.messages);
     assert!(probes > 0 || plain_msgs > 0);
     assert!(stats.tls_bytes * 2 > stats.bytes, "TLS dominates the bytes");
+}
+
+#[test]
+fn recorded_handshakes_are_complete_and_consistent() {
+    let all: Vec<_> = mailtap_gen::tls_handshakes().collect();
+    assert!(all.len() >= 12, "{} fixtures", all.len());
+    let mut names = HashSet::new();
+    for h in &all {
+        assert!(names.insert(h.name), "{}: name twice", h.name);
+        let (c, s) = fixture_streams(h.name);
+        assert!(!c.is_empty() && !s.is_empty(), "{}", h.name);
+        if h.version == Some("TLSv13") {
+            assert!(h.cert_chain_fps.is_empty() && h.client_cert_chain_fps.is_empty());
+        }
+        if h.established {
+            assert!(h.version.is_some() && h.cipher.is_some() && h.last_alert.is_none());
+        } else {
+            assert!(h.last_alert.is_some() && !h.resumed);
+        }
+        let fps: Vec<_> = h.certs.iter().map(|c| c.fingerprint).collect();
+        let want: Vec<_> = h
+            .cert_chain_fps
+            .iter()
+            .chain(h.client_cert_chain_fps)
+            .copied()
+            .collect();
+        assert_eq!(fps, want, "{}", h.name);
+        for fp in fps {
+            assert!(fp.len() == 64 && fp.bytes().all(|b| b.is_ascii_hexdigit()));
+        }
+    }
+    let has = |f: &dyn Fn(&mailtap_gen::HandshakeTruth) -> bool| all.iter().any(|h| f(h));
+    assert!(has(&|h| h.version == Some("TLSv12") && h.resumed));
+    assert!(has(&|h| h.version == Some("TLSv13") && h.resumed));
+    assert!(has(&|h| h.server_name.is_none()));
+    assert!(has(&|h| h.next_protocol.is_some()));
+    assert!(has(&|h| !h.client_cert_chain_fps.is_empty()));
+    assert!(has(&|h| h.last_alert == Some("unknown_ca")));
+    assert!(has(&|h| h.version.is_none() && h.last_alert.is_some()));
 }
 
 #[test]
