@@ -469,6 +469,9 @@ fn cmd_read(a: ReadArgs) -> Result<i32> {
         b.finish_and_clear();
     }
     eprintln!("{}", summary_line(&summary));
+    if let Some(l) = bypass_line(&summary) {
+        eprintln!("{l}");
+    }
     report_outputs(&summary, &a.output);
     for (sink, e) in &summary.sink_errors {
         eprintln!("mailtap: error: {sink} output stopped: {e}");
@@ -635,6 +638,9 @@ fn cmd_live(a: LiveArgs) -> Result<i32> {
         ));
     }
     eprintln!("{line}");
+    if let Some(l) = bypass_line(&summary.engine) {
+        eprintln!("{l}");
+    }
     for q in &summary.queues {
         eprintln!(
             "mailtap: {} queue {} (core {}{}): {} packets, {} bytes, kernel drops {}, ring full {}, handed off {}, received {}, handoff drops {}, {} flows, {} records dropped",
@@ -671,6 +677,22 @@ fn cmd_live(a: LiveArgs) -> Result<i32> {
             Ok(1)
         }
     }
+}
+
+/// What the TLS bypass spared, when it bypassed anything.
+fn bypass_line(s: &Summary) -> Option<String> {
+    let f = &s.flow;
+    (f.bypassed_flows > 0).then(|| {
+        format!(
+            "mailtap: bypass: {} connections after their TLS handshake ({} in the kernel, {} refused by a full kernel table); {} packets, {} bytes not analysed ({} reached user space before the kernel took over)",
+            f.bypassed_flows,
+            f.bypassed_kernel_flows,
+            f.bypass_kernel_refused,
+            f.bypassed_packets,
+            f.bypassed_bytes,
+            f.bypass_leaked_packets,
+        )
+    })
 }
 
 fn summary_line(s: &Summary) -> String {

@@ -26,6 +26,15 @@ pub trait TcpAnalyzer: Send {
     fn disabled(&self) -> bool {
         false
     }
+    /// True once nothing more can be learned from the connection's payload
+    /// (a TLS handshake is over, or the session switched to TLS that is not
+    /// analysed) while the analyzer still has its log rows to write at
+    /// `done`. The flow layer may then bypass the rest of the payload: it
+    /// stops delivering and, in live capture, asks the kernel to count the
+    /// connection's packets instead of handing them over.
+    fn bypass_ready(&self) -> bool {
+        false
+    }
 }
 
 /// What an analyzer leaves on its connection for conn.log.

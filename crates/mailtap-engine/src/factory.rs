@@ -29,6 +29,8 @@ pub struct MailAnalyzer {
     /// For the TLS analyzer created at the switch; `None` when the
     /// encrypted part is not analysed (`ssl.analyze = false`).
     tls_cfg: Option<Arc<TlsConfig>>,
+    /// The mail session accepted STARTTLS/STLS: the rest is TLS.
+    switched: bool,
 }
 
 /// The application protocol found on the connection (boxed: the states
@@ -64,7 +66,11 @@ impl MailAnalyzer {
             App::Pop3(a) => a.take_tls_handoff(),
             App::Tls => None,
         };
-        let (Some(off), Some(cfg)) = (off, self.tls_cfg.as_ref()) else {
+        let Some(off) = off else {
+            return;
+        };
+        self.switched = true;
+        let Some(cfg) = self.tls_cfg.as_ref() else {
             return;
         };
         let mut t = Box::new(TlsAnalyzer::new(cfg.clone()));
@@ -119,6 +125,15 @@ impl TcpAnalyzer for MailAnalyzer {
             App::Tls => {}
         }
     }
+    fn bypass_ready(&self) -> bool {
+        let tls_over = self.tls.as_ref().is_none_or(|t| t.handshake_done());
+        match self.app {
+            App::Tls => tls_over,
+            // After STARTTLS/STLS: once the handshake is analysed, or at
+            // once when TLS is not analysed (`ssl.analyze = false`).
+            App::Smtp(_) | App::Pop3(_) => self.switched && tls_over,
+        }
+    }
     fn disabled(&self) -> bool {
         if let Some(t) = self.tls.as_ref() {
             return t.disabled();
@@ -162,6 +177,7 @@ impl MailAnalyzers {
             app: App::Smtp(Box::new(SmtpAnalyzer::new(self.smtp.clone()))),
             tls: None,
             tls_cfg: self.tls_cfg(),
+            switched: false,
         }
     }
 
@@ -170,6 +186,7 @@ impl MailAnalyzers {
             app: App::Pop3(Box::new(Pop3Analyzer::new(self.pop3.clone()))),
             tls: None,
             tls_cfg: self.tls_cfg(),
+            switched: false,
         }
     }
 
@@ -178,6 +195,7 @@ impl MailAnalyzers {
             app: App::Tls,
             tls: Some(Box::new(TlsAnalyzer::new(self.tls.clone()))),
             tls_cfg: None,
+            switched: false,
         }
     }
 }

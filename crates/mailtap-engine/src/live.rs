@@ -208,6 +208,9 @@ pub(crate) struct SharedStats {
     pub(crate) reassembly_bytes: AtomicU64,
     pub(crate) events: AtomicU64,
     pub(crate) records: AtomicU64,
+    pub(crate) bypassed_flows: AtomicU64,
+    pub(crate) bypassed_packets: AtomicU64,
+    pub(crate) bypassed_bytes: AtomicU64,
 }
 
 /// One receive queue, whichever the mechanism. One per worker, moved
@@ -357,6 +360,8 @@ pub fn run_live(
                     .iter()
                     .map(|i| mailtap_capture::rx_queue_count(i) as u32)
                     .fold(max_queue + 1, u32::max),
+                bypass_action: Default::default(),
+                bypass_entries: 0,
             };
             for ifname in &live.interfaces {
                 match SteeringProgram::attach(ifname, live.xdp_mode, &scfg) {
@@ -607,6 +612,9 @@ struct StatsSnapshot {
     flows_created: u64,
     events: u64,
     records: u64,
+    bypassed_flows: u64,
+    bypassed_packets: u64,
+    bypassed_bytes: u64,
 }
 
 fn write_stats(
@@ -634,6 +642,9 @@ fn write_stats(
             flows_created: l(&s.flows_created),
             events: l(&s.events),
             records: l(&s.records),
+            bypassed_flows: l(&s.bypassed_flows),
+            bypassed_packets: l(&s.bypassed_packets),
+            bypassed_bytes: l(&s.bypassed_bytes),
         };
         let p = last[i];
         let row = StatsRow {
@@ -655,6 +666,9 @@ fn write_stats(
             reassembly_bytes: l(&s.reassembly_bytes),
             events: now.events - p.events,
             records: now.records - p.records,
+            bypassed_flows: now.bypassed_flows - p.bypassed_flows,
+            bypassed_pkts: now.bypassed_packets - p.bypassed_packets,
+            bypassed_bytes: now.bypassed_bytes - p.bypassed_bytes,
         };
         total_drops += row.kernel_drops + row.handoff_dropped;
         tracing::info!(
@@ -710,9 +724,12 @@ struct StatsRow<'a> {
     reassembly_bytes: u64,
     events: u64,
     records: u64,
+    bypassed_flows: u64,
+    bypassed_pkts: u64,
+    bypassed_bytes: u64,
 }
 
-static STATS_FIELDS: [FieldDef; 20] = [
+static STATS_FIELDS: [FieldDef; 23] = [
     FieldDef {
         name: "ts",
         ty: "time",
@@ -793,6 +810,18 @@ static STATS_FIELDS: [FieldDef; 20] = [
         name: "pkts_link",
         ty: "count",
     },
+    FieldDef {
+        name: "bypassed_conns",
+        ty: "count",
+    },
+    FieldDef {
+        name: "bypassed_pkts",
+        ty: "count",
+    },
+    FieldDef {
+        name: "bypassed_bytes",
+        ty: "count",
+    },
 ];
 
 impl ZeekRecord for StatsRow<'_> {
@@ -825,6 +854,9 @@ impl ZeekRecord for StatsRow<'_> {
         // Packets the link delivered to us plus the ones the kernel
         // dropped for us: what Zeek calls pkts_link.
         out(Value::Count(self.pkts + self.kernel_drops));
+        out(Value::Count(self.bypassed_flows));
+        out(Value::Count(self.bypassed_pkts));
+        out(Value::Count(self.bypassed_bytes));
     }
 }
 
@@ -980,6 +1012,10 @@ impl Worker {
         st(&s.reassembly_bytes, self.table.reassembly_bytes() as u64);
         st(&s.events, self.out.counters.events);
         st(&s.records, self.out.counters.records);
+        let f = self.table.counters();
+        st(&s.bypassed_flows, f.bypassed_flows);
+        st(&s.bypassed_packets, f.bypassed_packets);
+        st(&s.bypassed_bytes, f.bypassed_bytes);
     }
 
     /// One packet off the ring, borrowed until the batch ends.

@@ -49,7 +49,7 @@ impl Metrics {
             self.started.elapsed().as_secs_f64()
         )?;
         type Get = fn(&SharedStats) -> u64;
-        let per_queue: [(&str, &str, &str, Get); 14] = [
+        let per_queue: [(&str, &str, &str, Get); 17] = [
             (
                 "packets_total",
                 "counter",
@@ -130,6 +130,24 @@ impl Metrics {
                 "counter",
                 "Records the shard produced.",
                 |q| q.records.load(Ordering::Relaxed),
+            ),
+            (
+                "bypassed_connections_total",
+                "counter",
+                "Connections whose payload was bypassed once their TLS handshake was analysed.",
+                |q| q.bypassed_flows.load(Ordering::Relaxed),
+            ),
+            (
+                "bypassed_packets_total",
+                "counter",
+                "Packets of bypassed connections (kernel-counted ones are added when the connection ends).",
+                |q| q.bypassed_packets.load(Ordering::Relaxed),
+            ),
+            (
+                "bypassed_bytes_total",
+                "counter",
+                "IP bytes of bypassed packets.",
+                |q| q.bypassed_bytes.load(Ordering::Relaxed),
             ),
         ];
         for (name, ty, help, get) in per_queue {

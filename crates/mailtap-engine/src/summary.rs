@@ -110,6 +110,12 @@ pub(crate) fn add_flow(a: &mut FlowCounters, b: &FlowCounters) {
     a.inconsistent_overlaps += b.inconsistent_overlaps;
     a.reassembly_peak_bytes += b.reassembly_peak_bytes;
     a.bad_checksums += b.bad_checksums;
+    a.bypassed_flows += b.bypassed_flows;
+    a.bypassed_kernel_flows += b.bypassed_kernel_flows;
+    a.bypass_kernel_refused += b.bypass_kernel_refused;
+    a.bypassed_packets += b.bypassed_packets;
+    a.bypassed_bytes += b.bypassed_bytes;
+    a.bypass_leaked_packets += b.bypass_leaked_packets;
 }
 
 /// Adds one shard's output counters to the run's.

@@ -76,6 +76,38 @@ impl History {
         }
     }
 
+    /// Adds `letter` as if it occurred `n` times.
+    pub fn add_n(&mut self, letter: u8, is_orig: bool, n: u64) {
+        let l = letter.to_ascii_lowercase();
+        if !COUNTED.contains(&l) {
+            if n > 0 {
+                self.add(letter, is_orig);
+            }
+            return;
+        }
+        // Counted letters: at most one push per power of ten crossed.
+        let mut left = n;
+        while left > 0 {
+            let k = COUNTED.iter().position(|&c| c == l).unwrap_or(0);
+            let have = self.counts[usize::from(!is_orig)][k];
+            if have == u32::MAX {
+                return;
+            }
+            // The next count at which a letter is written.
+            let mut t = 1u64;
+            while t <= u64::from(have) {
+                t *= 10;
+            }
+            let step = (t - u64::from(have)).min(left);
+            if step > 1 {
+                let n = &mut self.counts[usize::from(!is_orig)][k];
+                *n = n.saturating_add((step - 1).min(u64::from(u32::MAX)) as u32);
+            }
+            self.add(letter, is_orig);
+            left -= step;
+        }
+    }
+
     /// Adds a marker letter (such as `X`, `^`) once, without case folding.
     pub fn mark(&mut self, ch: char) {
         if !self.s.contains(ch) {
@@ -179,6 +211,28 @@ pub fn update_states(sender: &mut Endpoint, peer: &mut Endpoint, fl: u8, payload
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn add_n_equals_n_adds() {
+        for n in [0u64, 1, 2, 9, 10, 11, 99, 100, 1234] {
+            for start in [0u64, 1, 5, 10] {
+                let (mut a, mut b) = (History::default(), History::default());
+                for _ in 0..start {
+                    a.add(b't', true);
+                    b.add(b't', true);
+                }
+                for _ in 0..n {
+                    a.add(b't', true);
+                }
+                for _ in 0..n {
+                    a.add(b'a', false);
+                }
+                b.add_n(b't', true, n);
+                b.add_n(b'a', false, n);
+                assert_eq!(a.s, b.s, "n={n} start={start}");
+            }
+        }
+    }
 
     #[test]
     fn history_letters_and_repeats() {

@@ -5,6 +5,7 @@
 //!
 //! A shard owns one [`FlowTable`]; nothing here is shared between threads.
 
+pub mod bypass;
 pub mod conn;
 pub mod key;
 pub mod reassembly;
@@ -12,6 +13,7 @@ pub mod site;
 pub mod table;
 pub mod uid;
 
+pub use bypass::{KernelBypass, KernelCounts};
 pub use key::FlowKey;
 pub use site::LocalNets;
 pub use table::{AnalyzerFactory, Detect, FlowConfig, FlowCounters, FlowTable, Segment};

@@ -202,6 +202,59 @@ impl Stream {
         self.maybe_eof(emit);
     }
 
+    /// Accounts for one segment of a bypassed stream (see
+    /// [`crate::table`]): the analyzer has seen all it needs, so nothing is
+    /// delivered or buffered. The stream's extent, its FIN and its end are
+    /// still tracked for conn.log; a jump forward is not a gap (the bytes
+    /// in between may have been counted by the kernel instead). Returns
+    /// true when the segment is a retransmission (its payload starts
+    /// before the furthest byte seen, as the kernel judges it too).
+    pub fn bypassed(&mut self, seq: u32, syn: bool, fin: bool, len: usize) -> bool {
+        if !self.started {
+            if len == 0 && !syn && !fin {
+                return false;
+            }
+            self.start(seq, syn);
+        }
+        let abs = self.unwrap_seq(seq).saturating_add(u64::from(syn));
+        let end = abs.saturating_add(len as u64);
+        if fin && self.fin.is_none() {
+            self.fin = Some(end);
+        }
+        let retransmission = len > 0 && abs < self.max_end;
+        if len > 0 || fin {
+            // A FIN sits right after the last byte sent: the stream
+            // reaches it even when the kernel counted the bytes before it.
+            self.max_end = self.max_end.max(end);
+        }
+        self.next = self.next.max(end);
+        if !self.eof_sent && self.fin.is_some_and(|f| self.next >= f) {
+            self.eof_sent = true;
+        }
+        retransmission
+    }
+
+    /// Drops what is buffered out of order (the connection is bypassed:
+    /// it will never be delivered), returning its memory to the budget.
+    pub fn discard(&mut self, budget: &mut MemBudget) {
+        budget.used -= self.ooo_bytes;
+        self.ooo_bytes = 0;
+        self.ooo.clear();
+    }
+
+    /// Extends the stream's extent to `seq_end` (the end of the furthest
+    /// segment the kernel counted for a bypassed connection).
+    pub fn extend_to(&mut self, seq_end: u32) {
+        if !self.started {
+            return;
+        }
+        let abs = self.unwrap_seq(seq_end);
+        if abs > self.base {
+            self.max_end = self.max_end.max(abs);
+            self.next = self.next.max(abs);
+        }
+    }
+
     fn deliver<F: FnMut(Chunk<'_>)>(&mut self, data: &[u8], emit: &mut F) {
         if data.is_empty() {
             return;
@@ -460,6 +513,41 @@ mod tests {
         assert_eq!(got, vec![Got::Gap(10), Got::Data(b"12345".to_vec())]);
         assert_eq!(s.buffered(), 5);
         assert!(s.buffered() <= 8);
+    }
+
+    #[test]
+    fn bypassed_segments_track_extent_without_gaps() {
+        let mut s = Stream::default();
+        let mut b = MemBudget::new(1 << 20);
+        let mut got = Vec::new();
+        let mut e = collect(&mut got);
+        s.segment(100, true, false, b"", 1 << 16, &mut b, &mut e);
+        s.segment(101, false, false, b"abc", 1 << 16, &mut b, &mut e);
+        s.segment(110, false, false, b"zz", 1 << 16, &mut b, &mut e);
+        drop(e);
+        assert_eq!(b.used, 2);
+        s.discard(&mut b);
+        assert_eq!((b.used, s.buffered()), (0, 0));
+        // 1000 bytes went by in the kernel; then a data packet and the FIN.
+        assert!(!s.bypassed(1104, false, false, 1000));
+        assert!(s.bypassed(1100, false, false, 10), "a retransmission");
+        s.extend_to(2200);
+        assert_eq!(s.size(), 2099);
+        assert!(!s.bypassed(2300, false, true, 0));
+        assert!(s.finished());
+        assert_eq!(s.size(), 2199);
+        assert_eq!(s.gap_bytes, 0);
+        assert_eq!(got, vec![Got::Data(b"abc".to_vec())]);
+    }
+
+    #[test]
+    fn bypassed_stream_started_by_a_fin() {
+        let mut s = Stream::default();
+        assert!(!s.bypassed(5, false, false, 0));
+        assert!(!s.started());
+        s.bypassed(5, false, true, 0);
+        assert!(s.finished());
+        assert_eq!(s.size(), 0);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! over a bounded buffer of the first bytes), expires idle and closed
 //! connections, evicts the oldest when full, and emits conn.log records.
 
+use crate::bypass::{BypassState, KernelBypass, KernelCounts};
 use crate::conn::{conn_state, flags, update_states, Endpoint, History};
 use crate::reassembly::{Chunk, MemBudget, Stream};
 use crate::{FlowKey, LocalNets, UidGenerator};
@@ -34,6 +35,13 @@ pub struct FlowConfig {
     /// Bytes of the first payload kept for dynamic protocol detection
     /// (Zeek's `dpd_buffer_size`).
     pub dpd_buffer_size: usize,
+    /// Stop analysing a connection's payload once its analyzer has learned
+    /// all it can (a TLS handshake is over, or STARTTLS with
+    /// `ssl.analyze = false`): the payload is then neither reassembled nor
+    /// delivered, and live capture asks the kernel to count the
+    /// connection's packets instead of handing them over (see
+    /// [`crate::bypass`]).
+    pub bypass: bool,
 }
 
 impl Default for FlowConfig {
@@ -45,6 +53,7 @@ impl Default for FlowConfig {
             reassembly_stream_limit: 1 << 20,
             reassembly_memory: 512 << 20,
             dpd_buffer_size: 1024,
+            bypass: true,
         }
     }
 }
@@ -120,6 +129,20 @@ pub struct FlowCounters {
     pub inconsistent_overlaps: u64,
     pub reassembly_peak_bytes: u64,
     pub bad_checksums: u64,
+    /// Connections whose payload was bypassed after their analyzer was
+    /// done with it.
+    pub bypassed_flows: u64,
+    /// Of those, connections the kernel took over.
+    pub bypassed_kernel_flows: u64,
+    /// Connections the kernel could not take (its table was full).
+    pub bypass_kernel_refused: u64,
+    /// Packets without SYN/FIN/RST of bypassed connections (counted by the
+    /// kernel or skipped by the shard), and their IP bytes.
+    pub bypassed_packets: u64,
+    pub bypassed_bytes: u64,
+    /// Packets of connections the kernel had taken over that still reached
+    /// the shard (sent before the kernel table was updated).
+    pub bypass_leaked_packets: u64,
 }
 
 enum App<A> {
@@ -152,6 +175,7 @@ struct Flow<A> {
     ann: ConnAnnotations,
     app: App<A>,
     closing: bool,
+    bypass: BypassState,
 }
 
 /// A flow's slot in [`FlowTable::flows`].
@@ -179,6 +203,8 @@ pub struct FlowTable<F: AnalyzerFactory> {
     now: Timestamp,
     inactivity: i64,
     close_delay: i64,
+    /// The capture's kernel bypass table, in live capture.
+    kernel: Option<Box<dyn KernelBypass>>,
 }
 
 fn secs_to_nanos(s: f64) -> i64 {
@@ -206,7 +232,14 @@ impl<F: AnalyzerFactory> FlowTable<F> {
             closed_q: VecDeque::new(),
             serial: 0,
             now: Timestamp::ZERO,
+            kernel: None,
         }
+    }
+
+    /// Lets bypassed connections be taken over by the kernel (live
+    /// capture with a BPF bypass map).
+    pub fn set_kernel_bypass(&mut self, kernel: Box<dyn KernelBypass>) {
+        self.kernel = Some(kernel);
     }
 
     pub fn counters(&self) -> FlowCounters {
@@ -259,7 +292,15 @@ impl<F: AnalyzerFactory> FlowTable<F> {
         let flow = &mut self.flows[slot as usize];
         let is_orig = flow.orig_is_a == src_is_a;
         let closing_before = flow.closing;
-        Self::packet(
+        // What the kernel counted of a bypassed connection goes into its
+        // history before the SYN, FIN or RST that reached us, so letters
+        // keep their order.
+        if flow.bypass.is_kernel() && seg.flags & (flags::SYN | flags::FIN | flags::RST) != 0 {
+            if let Some(c) = self.kernel.as_mut().and_then(|k| k.peek(&flow.id)) {
+                apply_kernel_history(flow, &c);
+            }
+        }
+        let start_bypass = Self::packet(
             &self.factory,
             &self.cfg,
             &mut self.budget,
@@ -269,6 +310,25 @@ impl<F: AnalyzerFactory> FlowTable<F> {
             is_orig,
             out,
         );
+        if start_bypass {
+            self.counters.bypassed_flows += 1;
+            for s in &mut flow.streams {
+                s.discard(&mut self.budget);
+            }
+            flow.bypass = match self.kernel.as_mut().map(|k| k.start(&flow.id)) {
+                Some(true) => {
+                    self.counters.bypassed_kernel_flows += 1;
+                    BypassState::Kernel {
+                        applied: [[0; 2]; 2],
+                    }
+                }
+                Some(false) => {
+                    self.counters.bypass_kernel_refused += 1;
+                    BypassState::User
+                }
+                None => BypassState::User,
+            };
+        }
         if flow.closing && !closing_before {
             self.closed_q.push_back((seg.ts, flow.serial, slot));
         }
@@ -360,9 +420,12 @@ impl<F: AnalyzerFactory> FlowTable<F> {
             },
             app,
             closing: false,
+            bypass: BypassState::No,
         }
     }
 
+    /// Handles one packet of `flow`; true when the connection's payload
+    /// is to be bypassed from now on.
     #[allow(clippy::too_many_arguments)]
     fn packet(
         factory: &F,
@@ -373,8 +436,9 @@ impl<F: AnalyzerFactory> FlowTable<F> {
         seg: &Segment<'_>,
         is_orig: bool,
         out: &mut Output,
-    ) {
+    ) -> bool {
         let fl = seg.flags;
+        let bypassed = flow.bypass != BypassState::No;
         flow.last_ts = flow.last_ts.max(seg.ts);
         let both_closed = |f: &Flow<F::Analyzer>| {
             f.ep.iter()
@@ -396,7 +460,8 @@ impl<F: AnalyzerFactory> FlowTable<F> {
         }
         let h = &mut flow.history;
         let syn = fl & flags::SYN != 0;
-        if seg.bad_checksum {
+        // The kernel cannot verify checksums of the packets it counts.
+        if seg.bad_checksum && !bypassed {
             counters.bad_checksums += 1;
             h.add(b'c', is_orig);
         }
@@ -411,9 +476,17 @@ impl<F: AnalyzerFactory> FlowTable<F> {
         if fl & flags::RST != 0 {
             h.add(b'r', is_orig);
         }
+        let control = fl & (flags::SYN | flags::FIN | flags::RST) != 0;
+        if bypassed && !control {
+            counters.bypassed_packets += 1;
+            counters.bypassed_bytes += u64::from(seg.ip_len);
+            if flow.bypass.is_kernel() {
+                counters.bypass_leaked_packets += 1;
+            }
+        }
         if !seg.payload.is_empty() {
             h.add(b'd', is_orig);
-        } else if fl & flags::ACK != 0 && fl & (flags::SYN | flags::FIN | flags::RST) == 0 {
+        } else if fl & flags::ACK != 0 && !control {
             h.add(b'a', is_orig);
         }
         if seg.window == 0 && !syn && fl & flags::RST == 0 {
@@ -443,7 +516,11 @@ impl<F: AnalyzerFactory> FlowTable<F> {
             out,
             conn: ann,
         };
-        if seg.bad_checksum {
+        if bypassed {
+            if mine.bypassed(seg.seq, syn, fl & flags::FIN != 0, seg.payload.len()) {
+                history.add(b't', is_orig);
+            }
+        } else if seg.bad_checksum {
             // Zeek does not analyse segments with bad checksums.
         } else {
             let outcome = mine.segment(
@@ -499,12 +576,15 @@ impl<F: AnalyzerFactory> FlowTable<F> {
         if ann.limit_reached {
             history.mark('X');
         }
+        let start_bypass =
+            !bypassed && cfg.bypass && matches!(app, App::Attached(a) if a.bypass_ready());
         if fl & flags::RST != 0
             || (flow.ep[0].state == crate::conn::EndpointState::Closed
                 && flow.ep[1].state == crate::conn::EndpointState::Closed)
         {
             flow.closing = true;
         }
+        start_bypass
     }
 
     /// Expires connections whose time has come, by packet time `now`.
@@ -527,13 +607,25 @@ impl<F: AnalyzerFactory> FlowTable<F> {
                 break;
             }
             self.idle_q.pop_front();
-            if let Some(f) = self.live(slot, serial) {
-                if f.last_ts.0.saturating_add(self.inactivity) <= self.now.0 {
-                    self.counters.flows_timed_out += 1;
-                    self.remove(slot, out);
-                } else {
-                    self.idle_q.push_back((f.last_ts, serial, slot));
+            if self.live(slot, serial).is_none() {
+                continue;
+            }
+            let f = &mut self.flows[slot as usize];
+            // The kernel may have counted packets of a bypassed connection
+            // that the shard never saw.
+            if f.bypass.is_kernel() {
+                if let Some(c) = self.kernel.as_mut().and_then(|k| k.peek(&f.id)) {
+                    for t in c.iter().filter_map(|d| d.last_seen) {
+                        f.last_ts = f.last_ts.max(t);
+                    }
                 }
+            }
+            let last = f.last_ts;
+            if last.0.saturating_add(self.inactivity) <= self.now.0 {
+                self.counters.flows_timed_out += 1;
+                self.remove(slot, out);
+            } else {
+                self.idle_q.push_back((last, serial, slot));
             }
         }
     }
@@ -596,6 +688,30 @@ impl<F: AnalyzerFactory> FlowTable<F> {
         if let App::Attached(a) = app {
             a.done(&mut cx);
         }
+        if flow.bypass.is_kernel() {
+            if let Some(k) = self.kernel.as_mut() {
+                let counts = k.finish(&flow.id);
+                apply_kernel_history(&mut flow, &counts);
+                let both_closed = flow
+                    .ep
+                    .iter()
+                    .all(|e| e.state == crate::conn::EndpointState::Closed);
+                for (d, c) in counts.iter().enumerate() {
+                    flow.ep[d].pkts += c.packets;
+                    flow.ep[d].ip_bytes += c.ip_bytes;
+                    self.counters.bypassed_packets += c.packets;
+                    self.counters.bypassed_bytes += c.ip_bytes;
+                    if let Some(e) = c.seq_end {
+                        flow.streams[d].extend_to(e);
+                    }
+                    // As for packets seen here: those after both FINs do
+                    // not extend the duration.
+                    if let Some(t) = c.last_seen.filter(|_| !both_closed) {
+                        flow.dur_end = flow.dur_end.max(t);
+                    }
+                }
+            }
+        }
         if flow.ann.limit_reached {
             flow.history.mark('X');
         }
@@ -629,6 +745,31 @@ impl<F: AnalyzerFactory> FlowTable<F> {
             resp_pkts: f.ep[1].pkts,
             resp_ip_bytes: f.ep[1].ip_bytes,
         }
+    }
+}
+
+/// Adds the history letters of the packets the kernel counted for a
+/// bypassed connection since the last time (letters `d`, `a` once per
+/// direction; `w` and `t` counted, as for packets seen here).
+fn apply_kernel_history<A>(flow: &mut Flow<A>, counts: &[KernelCounts; 2]) {
+    let BypassState::Kernel { applied } = &mut flow.bypass else {
+        return;
+    };
+    for (d, c) in counts.iter().enumerate() {
+        let is_orig = d == 0;
+        if c.payload_packets > 0 {
+            flow.history.add(b'd', is_orig);
+        }
+        if c.pure_acks > 0 {
+            flow.history.add(b'a', is_orig);
+        }
+        let [zw, rx] = &mut applied[d];
+        flow.history
+            .add_n(b'w', is_orig, c.zero_windows.saturating_sub(*zw));
+        flow.history
+            .add_n(b't', is_orig, c.retransmissions.saturating_sub(*rx));
+        *zw = (*zw).max(c.zero_windows);
+        *rx = (*rx).max(c.retransmissions);
     }
 }
 
@@ -707,6 +848,7 @@ fn to_app<F: AnalyzerFactory>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::KernelCounts;
     use mailtap_core::Record;
     use std::sync::{Arc, Mutex};
 
@@ -737,6 +879,10 @@ mod tests {
         fn done(&mut self, cx: &mut ConnCtx<'_>) {
             cx.confirm("test");
             self.0.lock().unwrap().push("done".into());
+        }
+        /// Done with the payload once it saw a line `BYPASS`.
+        fn bypass_ready(&self) -> bool {
+            self.0.lock().unwrap().iter().any(|c| c.contains("BYPASS"))
         }
     }
 
@@ -861,6 +1007,199 @@ mod tests {
             *rec.0.lock().unwrap(),
             vec!["r:220 hi\r\n", "o:EHLO x\r\n", "o:eof", "r:eof", "done"]
         );
+    }
+
+    /// A session whose analyzer is done after the client's `BYPASS` line;
+    /// then 6 bytes from the server, 2 from the client after a hole, and
+    /// the close.
+    fn bypassed_session(t: &mut FlowTable<Factory>, out: &mut Output) {
+        t.process(&seg(1, true, 25, SYN, 100, 0, b""), out);
+        t.process(&seg(2, false, 25, SYN | ACK, 500, 101, b""), out);
+        t.process(&seg(3, true, 25, ACK, 101, 501, b""), out);
+        t.process(&seg(4, false, 25, ACK | PSH, 501, 101, b"220 hi\r\n"), out);
+        t.process(&seg(5, true, 25, ACK | PSH, 101, 509, b"BYPASS\r\n"), out);
+        t.process(&seg(6, false, 25, ACK | PSH, 509, 109, b"secret"), out);
+        t.process(&seg(7, true, 25, ACK | PSH, 120, 515, b"zz"), out);
+        t.process(&seg(8, true, 25, FIN | ACK, 122, 515, b""), out);
+        t.process(&seg(9, false, 25, FIN | ACK, 515, 123, b""), out);
+        t.process(&seg(10, true, 25, ACK, 123, 516, b""), out);
+    }
+
+    #[test]
+    fn bypassed_payload_is_not_delivered_but_counted() {
+        let (mut t, rec) = table(25, FlowConfig::default());
+        let mut out = Output::new(false);
+        bypassed_session(&mut t, &mut out);
+        assert_eq!(t.reassembly_bytes(), 0, "nothing buffered after the hole");
+        t.advance(Timestamp(20_000_000_000), &mut out);
+        assert_eq!(
+            *rec.0.lock().unwrap(),
+            vec!["r:220 hi\r\n", "o:BYPASS\r\n", "done"]
+        );
+        let c = conns(&out)[0];
+        assert_eq!(c.history, "ShAdDFf");
+        assert_eq!(c.conn_state, "SF");
+        assert_eq!((c.orig_bytes, c.resp_bytes), (Some(21), Some(14)));
+        assert_eq!(c.missed_bytes, 0);
+        assert_eq!((c.orig_pkts, c.resp_pkts), (6, 4));
+        assert_eq!(c.orig_ip_bytes, 40 * 6 + 8 + 2);
+        let k = t.counters();
+        assert_eq!(k.bypassed_flows, 1);
+        assert_eq!(k.bypassed_kernel_flows, 0);
+        assert_eq!(k.bypassed_packets, 3);
+        assert_eq!(k.bypassed_bytes, 46 + 42 + 40);
+    }
+
+    #[test]
+    fn bypass_off_analyses_everything() {
+        let cfg = FlowConfig {
+            bypass: false,
+            ..FlowConfig::default()
+        };
+        let (mut t, rec) = table(25, cfg);
+        let mut out = Output::new(false);
+        bypassed_session(&mut t, &mut out);
+        t.advance(Timestamp(20_000_000_000), &mut out);
+        assert!(rec.0.lock().unwrap().contains(&"r:secret".to_string()));
+        assert_eq!(t.counters().bypassed_flows, 0);
+        assert_eq!(conns(&out)[0].missed_bytes, 11);
+    }
+
+    /// Stands in for the capture's BPF map: what the kernel would have
+    /// counted is given by the test.
+    struct FakeKernel {
+        started: Arc<Mutex<Vec<ConnId>>>,
+        counts: [KernelCounts; 2],
+        accept: bool,
+    }
+
+    impl KernelBypass for FakeKernel {
+        fn start(&mut self, id: &ConnId) -> bool {
+            self.started.lock().unwrap().push(*id);
+            self.accept
+        }
+        fn peek(&mut self, _id: &ConnId) -> Option<[KernelCounts; 2]> {
+            Some(self.counts)
+        }
+        fn finish(&mut self, _id: &ConnId) -> [KernelCounts; 2] {
+            self.counts
+        }
+    }
+
+    #[test]
+    fn kernel_counts_are_added_to_conn_log() {
+        let (mut t, _rec) = table(25, FlowConfig::default());
+        let started = Arc::new(Mutex::new(Vec::new()));
+        t.set_kernel_bypass(Box::new(FakeKernel {
+            started: started.clone(),
+            counts: [
+                KernelCounts {
+                    packets: 10,
+                    ip_bytes: 5000,
+                    last_seen: Some(Timestamp(7_000_000_000)),
+                    seq_end: Some(2109),
+                    payload_packets: 9,
+                    pure_acks: 1,
+                    zero_windows: 0,
+                    retransmissions: 2,
+                },
+                KernelCounts {
+                    packets: 5,
+                    ip_bytes: 200,
+                    last_seen: Some(Timestamp(7_000_000_000)),
+                    seq_end: None,
+                    pure_acks: 5,
+                    ..KernelCounts::default()
+                },
+            ],
+            accept: true,
+        }));
+        let mut out = Output::new(false);
+        // The kernel takes the data; only the close reaches the shard.
+        t.process(&seg(1, true, 25, SYN, 100, 0, b""), &mut out);
+        t.process(&seg(2, false, 25, SYN | ACK, 500, 101, b""), &mut out);
+        t.process(&seg(3, true, 25, ACK, 101, 501, b""), &mut out);
+        t.process(
+            &seg(4, false, 25, ACK | PSH, 501, 101, b"220 hi\r\n"),
+            &mut out,
+        );
+        t.process(
+            &seg(5, true, 25, ACK | PSH, 101, 509, b"BYPASS\r\n"),
+            &mut out,
+        );
+        assert_eq!(started.lock().unwrap().len(), 1);
+        assert_eq!(started.lock().unwrap()[0].resp_p, 25);
+        t.process(&seg(8, true, 25, FIN | ACK, 2109, 509, b""), &mut out);
+        t.process(&seg(9, false, 25, FIN | ACK, 509, 2110, b""), &mut out);
+        t.advance(Timestamp(20_000_000_000), &mut out);
+        let c = conns(&out)[0];
+        assert_eq!((c.orig_pkts, c.resp_pkts), (4 + 10, 3 + 5));
+        assert_eq!(c.orig_ip_bytes, 40 * 4 + 8 + 5000);
+        assert_eq!(c.resp_ip_bytes, 40 * 3 + 8 + 200);
+        assert_eq!((c.orig_bytes, c.resp_bytes), (Some(2008), Some(8)));
+        assert_eq!(c.missed_bytes, 0);
+        // The kernel's retransmissions and the server's pure ACKs come
+        // before the FIN that made the shard look.
+        assert_eq!(c.history, "ShAdDTaFf");
+        let k = t.counters();
+        assert_eq!((k.bypassed_kernel_flows, k.bypassed_packets), (1, 15));
+        assert_eq!(k.bypass_leaked_packets, 0);
+    }
+
+    #[test]
+    fn kernel_activity_keeps_a_bypassed_connection_alive() {
+        let cfg = FlowConfig {
+            tcp_inactivity_timeout: 10.0,
+            ..FlowConfig::default()
+        };
+        let (mut t, _rec) = table(25, cfg);
+        t.set_kernel_bypass(Box::new(FakeKernel {
+            started: Default::default(),
+            counts: [
+                KernelCounts {
+                    packets: 1,
+                    ip_bytes: 100,
+                    last_seen: Some(Timestamp(15_000_000_000)),
+                    pure_acks: 1,
+                    ..KernelCounts::default()
+                },
+                KernelCounts::default(),
+            ],
+            accept: true,
+        }));
+        let mut out = Output::new(false);
+        t.process(&seg(1, true, 25, SYN, 100, 0, b""), &mut out);
+        t.process(&seg(2, false, 25, SYN | ACK, 500, 101, b""), &mut out);
+        t.process(
+            &seg(3, true, 25, ACK | PSH, 101, 501, b"BYPASS\r\n"),
+            &mut out,
+        );
+        // Idle for the shard since t=3, but the kernel saw a packet at 15.
+        t.advance(Timestamp(20_000_000_000), &mut out);
+        assert_eq!(t.len(), 1);
+        t.advance(Timestamp(26_000_000_000), &mut out);
+        assert_eq!(t.len(), 0);
+        assert_eq!(
+            conns(&out)[0].duration,
+            Some(mailtap_core::Interval(14_000_000_000))
+        );
+    }
+
+    #[test]
+    fn a_full_kernel_table_leaves_the_bypass_to_the_shard() {
+        let (mut t, _rec) = table(25, FlowConfig::default());
+        t.set_kernel_bypass(Box::new(FakeKernel {
+            started: Default::default(),
+            counts: Default::default(),
+            accept: false,
+        }));
+        let mut out = Output::new(false);
+        bypassed_session(&mut t, &mut out);
+        t.advance(Timestamp(20_000_000_000), &mut out);
+        let k = t.counters();
+        assert_eq!((k.bypassed_flows, k.bypass_kernel_refused), (1, 1));
+        assert_eq!(k.bypassed_packets, 3);
+        assert_eq!(conns(&out)[0].orig_pkts, 6);
     }
 
     #[test]
