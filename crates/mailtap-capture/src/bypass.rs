@@ -406,6 +406,16 @@ impl BypassMap {
         self.connections
     }
 
+    /// The kernel memory the map takes (its `memlock` in
+    /// `/proc/self/fdinfo`), None when the kernel does not say.
+    pub fn kernel_memory(&self) -> Option<u64> {
+        let info =
+            std::fs::read_to_string(format!("/proc/self/fdinfo/{}", self.fd.as_raw_fd())).ok()?;
+        info.lines()
+            .find_map(|l| l.strip_prefix("memlock:"))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
     #[cold]
     fn log_failure(&self, op: &str, key: &BypassKey, rc: i32) {
         tracing::warn!(
