@@ -55,7 +55,7 @@ const SHARES_13: &[(&str, u32)] = &[
 ];
 const SHARES_12: &[(&str, u32)] = &[
     ("t12_rsa_sni", 35),
-    ("t12_ecdsa_sni", 20),
+    ("t12_ecdsa_alpn", 20),
     ("t12_resumed", 20),
     ("t12_rsa_nosni_chacha", 15),
     ("t12_client_cert", 10),
