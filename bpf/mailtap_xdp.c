@@ -11,6 +11,11 @@
  * kernel removed the socket from the map) is passed too: the XDP_PASS
  * fallback of bpf_redirect_map.
  *
+ * Kernel bypass: a wanted packet of a connection direction the sensor put
+ * into mailtap_bypass (after its TLS handshake), without SYN, FIN or RST,
+ * is counted in the map and dropped or passed to the host instead of
+ * redirected (mailtap_bypass.h, README.md).
+ *
  * Self-contained on purpose: no kernel or libbpf/libxdp headers are
  * included, so the object built from this file depends only on the
  * compiler, not on which linux-libc-dev/libbpf-dev/libxdp-dev the build

@@ -13,6 +13,11 @@
 //! redirects to the AF_XDP sockets only the traffic mailtap wants and
 //! passes everything else to the kernel.
 //!
+//! [`bypass`] is the kernel bypass of connections whose payload the sensor
+//! no longer needs (after a TLS handshake): the steering program's map, or
+//! an eBPF socket filter on the AF_PACKET rings, counts their packets
+//! instead of handing them over.
+//!
 //! Nothing here allocates, locks or copies per packet.
 
 pub mod afpacket;
