@@ -27,6 +27,7 @@ typedef int __s32;
 #define TCP_FIN 0x01
 #define TCP_SYN 0x02
 #define TCP_RST 0x04
+#define TCP_ACK 0x10
 
 /* Default max_entries; the loaders set it (two entries per connection)
  * before loading. */
@@ -50,7 +51,7 @@ struct bypass_key {
 
 /*
  * What the program counted for one direction since the worker inserted it
- * (the worker inserts all-zero values). 32 bytes.
+ * (the worker inserts all-zero values). 48 bytes.
  */
 struct bypass_value {
 	/* Packets kept from user space. */
@@ -64,6 +65,15 @@ struct bypass_value {
 	 * compared wrap-aware; valid when has_seq is 1. */
 	__u32 seq_end;
 	__u32 has_seq;
+	/* Of `packets`, for conn.log's history (the letters d, a, w, t the
+	 * sensor would have added had it seen them): packets with payload,
+	 * pure ACKs (no payload, ACK set), packets advertising a zero window,
+	 * and retransmissions (payload starting before seq_end, as the
+	 * sensor's own bypassed streams judge it). */
+	__u32 payload_packets;
+	__u32 pure_acks;
+	__u32 zero_windows;
+	__u32 retransmissions;
 };
 
 /* A TCP segment the parser found: its direction's key and what the map
@@ -73,6 +83,7 @@ struct tcp_seg {
 	__u32 ip_bytes;
 	__u32 seq;
 	__u32 payload;
+	__u16 window;
 	__u8 flags;
 };
 
@@ -97,13 +108,20 @@ static __always_inline void bypass_count(struct bypass_value *v, const struct tc
 	__sync_fetch_and_add(&v->packets, 1);
 	__sync_fetch_and_add(&v->ip_bytes, (__u64)s->ip_bytes);
 	v->last_seen_ns = bpf_ktime_get_ns();
+	if (s->window == 0)
+		__sync_fetch_and_add(&v->zero_windows, 1);
 	if (s->payload) {
 		__u32 end = s->seq + s->payload;
 
+		__sync_fetch_and_add(&v->payload_packets, 1);
+		if (v->has_seq && (__s32)(s->seq - v->seq_end) < 0)
+			__sync_fetch_and_add(&v->retransmissions, 1);
 		if (!v->has_seq || (__s32)(end - v->seq_end) > 0) {
 			v->seq_end = end;
 			v->has_seq = 1;
 		}
+	} else if (s->flags & TCP_ACK) {
+		__sync_fetch_and_add(&v->pure_acks, 1);
 	}
 }
 

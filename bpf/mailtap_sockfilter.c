@@ -121,7 +121,7 @@ static __always_inline __u32 be32(const __u8 *p)
 	return ((__u32)p[0] << 24) | ((__u32)p[1] << 16) | ((__u32)p[2] << 8) | p[3];
 }
 
-/* Fills the ports, sequence number, flags and payload length of `s` from
+/* Fills the ports, sequence number, flags, window and payload length of `s` from
  * the TCP header at `off`, `l3len` bytes after the IP header's start.
  * 0 on success. */
 static __always_inline int parse_tcp(const struct __sk_buff *skb, __u32 off, __u32 l3len,
@@ -136,6 +136,7 @@ static __always_inline int parse_tcp(const struct __sk_buff *skb, __u32 off, __u
 	__builtin_memcpy(&s->key.dport, t + 2, 2);
 	s->seq = be32(t + 4);
 	s->flags = t[13];
+	s->window = ((__u16)t[14] << 8) | t[15];
 	hdrs = l3len + (__u32)(t[12] >> 4) * 4;
 	s->payload = s->ip_bytes > hdrs ? s->ip_bytes - hdrs : 0;
 	return 0;

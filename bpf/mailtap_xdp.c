@@ -262,6 +262,7 @@ static __always_inline enum verdict tcp_verdict(const __u8 *l4, const void *end,
 	__builtin_memcpy(&s->key.dport, l4 + 2, 2);
 	s->seq = be32(l4 + 4);
 	s->flags = l4[13];
+	s->window = ((__u16)l4[14] << 8) | l4[15];
 	/* Payload: IP length minus the IP and TCP headers; 0 when the
 	 * lengths are inconsistent (the sensor will judge that packet). */
 	hdrs = l3len + (__u32)(l4[12] >> 4) * 4;

@@ -210,6 +210,14 @@ pub struct Live {
     /// oldest batch and go on reading packets) or "block" (wait; the
     /// kernel's ring then fills and drops packets).
     pub collector_overflow: String,
+    /// Kernel bypass of connections whose TLS handshake is over: auto
+    /// (drop on an interface without addresses, i.e. a mirror or tap port;
+    /// pass to the host on one with addresses), drop, pass, off.
+    pub bypass: String,
+    /// Connections the kernel's bypass map holds (about 304 bytes of
+    /// kernel memory each); when it is full, connections are bypassed in
+    /// user space only.
+    pub bypass_connections: u32,
 }
 
 impl Default for Live {
@@ -244,6 +252,8 @@ impl Default for Live {
             handoff_buffers: 32,
             record_backlog: 256,
             collector_overflow: "drop".into(),
+            bypass: "auto".into(),
+            bypass_connections: 65_536,
         }
     }
 }
@@ -326,8 +336,25 @@ impl Live {
         }
     }
 
+    /// The kernel bypass mode.
+    pub fn bypass(&self) -> Result<mailtap_engine::LiveBypass> {
+        use mailtap_engine::LiveBypass;
+        match self.bypass.as_str() {
+            "auto" => Ok(LiveBypass::Auto),
+            "drop" => Ok(LiveBypass::Drop),
+            "pass" => Ok(LiveBypass::Pass),
+            "off" => Ok(LiveBypass::Off),
+            o => bail!("configuration: live.bypass = {o:?}: must be auto, drop, pass or off"),
+        }
+    }
+
     fn validate(&self) -> Result<()> {
         self.xdp_all_tcp()?;
+        self.bypass()?;
+        let max = mailtap_capture::bypass::MAX_BYPASS_CONNECTIONS;
+        if self.bypass_connections == 0 || self.bypass_connections > max {
+            bail!("configuration: live.bypass_connections must be between 1 and {max}");
+        }
         self.xdp_busy_poll()?;
         self.block_on_collector()?;
         if self.record_backlog == 0 || self.record_backlog > 1 << 20 {

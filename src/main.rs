@@ -597,6 +597,8 @@ fn cmd_live(a: LiveArgs) -> Result<i32> {
     live.handoff_buffers = cfg.live.handoff_buffers;
     live.record_backlog = cfg.live.record_backlog;
     live.block_on_collector = cfg.live.block_on_collector()?;
+    live.bypass = cfg.live.bypass()?;
+    live.bypass_connections = cfg.live.bypass_connections;
     if let Some(d) = a.duration {
         if !(d.is_finite() && d > 0.0 && d <= 1e9) {
             bail!("--duration {d}: must be a positive number of seconds");
@@ -659,10 +661,13 @@ fn cmd_live(a: LiveArgs) -> Result<i32> {
             q.records_dropped,
         );
     }
+    if let Some((p, b)) = summary.socket_bypass {
+        eprintln!("mailtap: AF_PACKET socket filter: {p} packets ({b} bytes) of bypassed connections kept from the rings");
+    }
     for (ifname, mode, c) in &summary.steering {
         eprintln!(
-            "mailtap: XDP on {ifname} ({mode:?} mode): {} redirected to mailtap; passed to the kernel: {} not TCP, {} other ports, {} fragments, {} malformed, {} mail on a queue without a socket",
-            c.redirected, c.passed_not_tcp, c.passed_other_port, c.passed_fragment, c.passed_malformed, c.passed_no_socket
+            "mailtap: XDP on {ifname} ({mode:?} mode): {} redirected to mailtap; passed to the kernel: {} not TCP, {} other ports, {} fragments, {} malformed, {} mail on a queue without a socket; {} packets ({} bytes) of bypassed connections kept from mailtap",
+            c.redirected, c.passed_not_tcp, c.passed_other_port, c.passed_fragment, c.passed_malformed, c.passed_no_socket, c.bypassed_packets, c.bypassed_bytes
         );
     }
     report_outputs(&summary.engine, &a.output);

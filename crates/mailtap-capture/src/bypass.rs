@@ -54,7 +54,7 @@
 //!
 //! Every [`BypassMap`] call is one `bpf(2)` system call, meant per
 //! connection, never per packet. Counting is per direction: a connection
-//! takes two map entries; a value is 32 bytes and a key 40, and the
+//! takes two map entries; a value is 48 bytes and a key 40, and the
 //! kernel's preallocated hash map costs about 150 bytes per entry in all
 //! (see [`BYTES_PER_CONNECTION`]).
 
@@ -70,7 +70,7 @@ use std::sync::Arc;
 /// Bytes of a `struct bypass_key` (`bpf/mailtap_bypass.h`).
 pub const KEY_SIZE: usize = 40;
 /// Bytes of a `struct bypass_value`.
-pub const VALUE_SIZE: usize = 32;
+pub const VALUE_SIZE: usize = 48;
 
 /// Upper bound on the connections a bypass map may be sized for (two
 /// entries each): 16 Mi connections, about 5 GiB of kernel memory.
@@ -78,12 +78,12 @@ pub const MAX_BYPASS_CONNECTIONS: u32 = 1 << 24;
 
 /// Kernel memory of one bypassed connection in the map (two entries),
 /// approximately: a preallocated hash-map element is the kernel's 48-byte
-/// `htab_elem` header plus the 40-byte key and the 32-byte value (120
+/// `htab_elem` header plus the 40-byte key and the 48-byte value (136
 /// bytes), plus its share of the bucket array (16 bytes per bucket, the
 /// bucket count being `max_entries` rounded up to a power of two). The
 /// map's `memlock` in `/proc/PID/fdinfo` says exactly; the test
 /// `bypass_map_memory_per_entry` prints it.
-pub const BYTES_PER_CONNECTION: u64 = 2 * (120 + 16);
+pub const BYTES_PER_CONNECTION: u64 = 2 * (136 + 16);
 
 /// What the XDP program does with a bypassed packet.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -201,6 +201,13 @@ pub struct BypassCounters {
     /// The furthest `seq + payload length` of a counted packet with
     /// payload (wrap-aware, see [`seq_after`]); None when none had any.
     pub seq_end: Option<u32>,
+    /// Of `packets`, for conn.log history: with payload, pure ACKs (no
+    /// payload, ACK set), advertising a zero window, and retransmissions
+    /// (payload starting before `seq_end`).
+    pub payload_packets: u32,
+    pub pure_acks: u32,
+    pub zero_windows: u32,
+    pub retransmissions: u32,
 }
 
 impl BypassCounters {
@@ -213,6 +220,10 @@ impl BypassCounters {
             ip_bytes: u64_at(8),
             last_seen_ns: u64_at(16),
             seq_end: (u32_at(28) != 0).then(|| u32_at(24)),
+            payload_packets: u32_at(32),
+            pure_acks: u32_at(36),
+            zero_windows: u32_at(40),
+            retransmissions: u32_at(44),
         }
     }
 }
@@ -813,13 +824,20 @@ mod tests {
         v[8..16].copy_from_slice(&1234u64.to_ne_bytes());
         v[16..24].copy_from_slice(&99u64.to_ne_bytes());
         v[24..28].copy_from_slice(&0xffff_fff0u32.to_ne_bytes());
+        for (i, n) in [5u32, 2, 1, 3].iter().enumerate() {
+            v[32 + 4 * i..36 + 4 * i].copy_from_slice(&n.to_ne_bytes());
+        }
         assert_eq!(
             BypassCounters::from_bytes(&v),
             BypassCounters {
                 packets: 7,
                 ip_bytes: 1234,
                 last_seen_ns: 99,
-                seq_end: None
+                seq_end: None,
+                payload_packets: 5,
+                pure_acks: 2,
+                zero_windows: 1,
+                retransmissions: 3,
             }
         );
         v[28..32].copy_from_slice(&1u32.to_ne_bytes());

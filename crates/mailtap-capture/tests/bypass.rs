@@ -277,6 +277,7 @@ struct Seg {
     payload: usize,
     /// Sent with an 802.1Q tag.
     vlan: bool,
+    window: u16,
 }
 
 fn seg(key: BypassKey, seq: u32, flags: u8, payload: usize) -> Seg {
@@ -286,6 +287,7 @@ fn seg(key: BypassKey, seq: u32, flags: u8, payload: usize) -> Seg {
         flags,
         payload,
         vlan: false,
+        window: 65535,
     }
 }
 
@@ -305,7 +307,7 @@ impl Seg {
         tcp[4..8].copy_from_slice(&self.seq.to_be_bytes());
         tcp[12] = 5 << 4;
         tcp[13] = self.flags;
-        tcp[14..16].copy_from_slice(&65535u16.to_be_bytes());
+        tcp[14..16].copy_from_slice(&self.window.to_be_bytes());
         tcp.extend((0..self.payload).map(|i| (i * 7) as u8));
         let mut f = vec![0x02, 0, 0, 0, 0, 0x01, 0x02, 0x6d, 0x74, 0x70, 0, 0x02];
         if self.vlan {
@@ -392,6 +394,8 @@ fn traffic(fwd: BypassKey, other: BypassKey, v6: BypassKey) -> Vec<(Seg, bool)> 
     let rev = fwd.reversed();
     let mut tagged = seg(fwd, 0x0000_0100, PSH_ACK, 30);
     tagged.vlan = true;
+    let mut zero_window = seg(rev, 7100, ACK, 0);
+    zero_window.window = 0;
     vec![
         (seg(fwd, 0xffff_fe00, SYN, 0), false),
         (seg(fwd, 0xffff_fe01, ACK, 0), true),
@@ -399,6 +403,7 @@ fn traffic(fwd: BypassKey, other: BypassKey, v6: BypassKey) -> Vec<(Seg, bool)> 
         // Crosses the sequence-number wrap.
         (seg(fwd, 0xffff_ff2d, PSH_ACK, 1000), true),
         (seg(rev, 7000, PSH_ACK, 100), true),
+        (zero_window, true),
         (seg(other, 5, PSH_ACK, 900), false),
         (tagged, true),
         // A retransmission from before the wrap: counted, seq_end stays.
@@ -421,7 +426,17 @@ fn expected(segs: &[(Seg, bool)]) -> BTreeMap<[u8; 40], BypassCounters> {
         let c = m.entry(s.key.to_bytes()).or_default();
         c.packets += 1;
         c.ip_bytes += s.ip_bytes();
+        c.zero_windows += u32::from(s.window == 0);
+        if s.payload == 0 && s.flags & ACK != 0 {
+            c.pure_acks += 1;
+        }
         if s.payload > 0 {
+            c.payload_packets += 1;
+            if c.seq_end
+                .is_some_and(|e| (s.seq.wrapping_sub(e) as i32) < 0)
+            {
+                c.retransmissions += 1;
+            }
             let end = s.seq.wrapping_add(s.payload as u32);
             if c.seq_end
                 .is_none_or(|e| mailtap_capture::bypass::seq_after(end, e))
@@ -578,6 +593,21 @@ fn bypass_xdp_drop_on_veth() {
                 (want.packets, want.ip_bytes, want.seq_end),
                 "{k}"
             );
+            assert_eq!(
+                (
+                    got.payload_packets,
+                    got.pure_acks,
+                    got.zero_windows,
+                    got.retransmissions
+                ),
+                (
+                    want.payload_packets,
+                    want.pure_acks,
+                    want.zero_windows,
+                    want.retransmissions
+                ),
+                "{k}"
+            );
             assert!(got.last_seen_ns >= t0 && got.last_seen_ns <= mono_now());
             assert!(map.peek(&k).is_none(), "take() removed {k}");
         }
@@ -713,6 +743,20 @@ fn bypass_afpacket_socket_filter() {
         assert_eq!(
             (got.packets, got.ip_bytes, got.seq_end),
             (want.packets, want.ip_bytes, want.seq_end),
+        );
+        assert_eq!(
+            (
+                got.payload_packets,
+                got.pure_acks,
+                got.zero_windows,
+                got.retransmissions
+            ),
+            (
+                want.payload_packets,
+                want.pure_acks,
+                want.zero_windows,
+                want.retransmissions
+            ),
             "{k}"
         );
         assert!(got.last_seen_ns >= t0 && got.last_seen_ns <= mono_now());

@@ -20,6 +20,7 @@
 //!
 //! [`Block`]: mailtap_wire::source::Block
 
+mod bypass;
 mod collector;
 mod config;
 mod factory;
@@ -31,6 +32,6 @@ mod summary;
 
 pub use config::EngineConfig;
 pub use factory::MailAnalyzers;
-pub use live::{run_live, CaptureKind, LiveConfig, LiveSummary, QueueSummary, ShardBy};
+pub use live::{run_live, CaptureKind, LiveBypass, LiveConfig, LiveSummary, QueueSummary, ShardBy};
 pub use offline::{run_offline, Progress};
 pub use summary::{EngineError, Summary};

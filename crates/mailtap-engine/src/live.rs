@@ -20,6 +20,7 @@
 //! finds none free is dropped and counted), record batches (a slow
 //! collector makes workers wait, and the kernel's ring drops are counted).
 
+use crate::bypass::{interface_has_addresses, KernelMaps};
 use crate::collector::{latency_histogram, Collector, RecordBatch};
 use crate::config::EngineConfig;
 use crate::factory::MailAnalyzers;
@@ -29,6 +30,7 @@ use crate::summary::{add_flow, add_output, EngineError, Summary};
 use crossbeam_channel::{bounded, Receiver, Sender, TryRecvError, TrySendError};
 use mailtap_capture::afpacket::{Fanout, FanoutMode, PacketRing, PacketRingConfig};
 use mailtap_capture::afxdp::{XdpQueue, XdpQueueConfig};
+use mailtap_capture::bypass::{BypassAction, BypassMap, SocketBypass};
 use mailtap_capture::steering::{SteeringConfig, SteeringCounters, SteeringProgram, XdpMode};
 use mailtap_capture::{CaptureError, QueueCounters, RxPacket};
 use mailtap_core::analyzer::OutputCounters;
@@ -110,6 +112,27 @@ pub struct LiveConfig {
     pub record_backlog: usize,
     /// Wait for the collector instead of dropping past the backlog.
     pub block_on_collector: bool,
+    /// Kernel bypass of connections whose TLS handshake is over (see
+    /// [`mailtap_flow::bypass`]; only when the flow table bypasses at all,
+    /// `flow.bypass`).
+    pub bypass: LiveBypass,
+    /// Connections the kernel's bypass map holds (`live.bypass_connections`).
+    pub bypass_connections: u32,
+}
+
+/// What the kernel does with the packets of a bypassed connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LiveBypass {
+    /// No kernel bypass: the shard skips the payload itself.
+    Off,
+    /// `Drop` on an interface without addresses (a mirror or tap port),
+    /// `Pass` on one with an IPv4 or a global IPv6 address.
+    Auto,
+    /// AF_XDP: XDP_DROP (AF_PACKET: the socket filter skips the packet).
+    Drop,
+    /// AF_XDP: XDP_PASS to the host (AF_PACKET: the same as Drop; the host
+    /// always gets its packets).
+    Pass,
 }
 
 impl LiveConfig {
@@ -132,6 +155,8 @@ impl LiveConfig {
             handoff_buffers: 32,
             record_backlog: 256,
             block_on_collector: false,
+            bypass: LiveBypass::Auto,
+            bypass_connections: 65_536,
         }
     }
 }
@@ -162,6 +187,9 @@ pub struct LiveSummary {
     pub queues: Vec<QueueSummary>,
     /// Per interface, when AF_XDP steering was used.
     pub steering: Vec<(String, XdpMode, SteeringCounters)>,
+    /// Packets and bytes the AF_PACKET socket filter kept from the rings
+    /// (bypassed connections), when it was loaded.
+    pub socket_bypass: Option<(u64, u64)>,
 }
 
 impl LiveSummary {
@@ -342,6 +370,9 @@ pub fn run_live(
     // so a set-up error ends the run cleanly with nothing half-running.
     let mut steering: Vec<SteeringProgram> = Vec::new();
     let mut sources = Vec::with_capacity(n);
+    let kernel_bypass = live.bypass != LiveBypass::Off && cfg.flow.bypass;
+    let mut bypass_maps: Vec<BypassMap> = Vec::new();
+    let mut socket_bypass: Option<SocketBypass> = None;
     match live.capture {
         CaptureKind::AfXdp => {
             let a = &cfg.analyzers;
@@ -360,13 +391,27 @@ pub fn run_live(
                     .iter()
                     .map(|i| mailtap_capture::rx_queue_count(i) as u32)
                     .fold(max_queue + 1, u32::max),
-                bypass_action: Default::default(),
-                bypass_entries: 0,
+                bypass_action: BypassAction::Pass,
+                bypass_entries: if kernel_bypass {
+                    live.bypass_connections
+                } else {
+                    0
+                },
             };
             for ifname in &live.interfaces {
+                let scfg = SteeringConfig {
+                    bypass_action: bypass_action(live.bypass, ifname),
+                    ..scfg.clone()
+                };
                 match SteeringProgram::attach(ifname, live.xdp_mode, &scfg) {
                     Ok(s) => {
-                        tracing::info!(%ifname, mode = ?s.mode(), "XDP steering program attached");
+                        tracing::info!(
+                            %ifname,
+                            mode = ?s.mode(),
+                            bypass = if kernel_bypass { scfg.bypass_action.to_string() } else { "off".into() },
+                            "XDP steering program attached"
+                        );
+                        bypass_maps.extend(s.bypass_map());
                         steering.push(s);
                     }
                     Err(e) => return (summary, Err(EngineError::Capture(e))),
@@ -384,6 +429,19 @@ pub fn run_live(
             }
         }
         CaptureKind::AfPacket => {
+            // The socket filter that skips bypassed packets; without it
+            // (no CAP_BPF) the shard skips their payload itself.
+            if kernel_bypass {
+                match SocketBypass::load(live.ring.effective_snaplen(), live.bypass_connections) {
+                    Ok(b) => {
+                        bypass_maps.push(b.map());
+                        socket_bypass = Some(b);
+                    }
+                    Err(e) => tracing::warn!(
+                        "kernel bypass off (the shards skip bypassed payload themselves): {e}"
+                    ),
+                }
+            }
             // One fanout group per interface; the id mixes in the pid so
             // two sensors on one host do not join each other's group.
             let pid = std::process::id() as u16;
@@ -402,7 +460,16 @@ pub fn run_live(
                     defrag: true,
                 });
                 match PacketRing::open(&p.interface, &rc) {
-                    Ok(r) => sources.push(Source::Packet(r)),
+                    Ok(r) => {
+                        if let Some(b) = &socket_bypass {
+                            if let Err(e) = r.attach_bypass(b) {
+                                // Its packets still come; the shard skips
+                                // their payload.
+                                tracing::warn!(interface = %p.interface, queue = p.queue, "kernel bypass off on this ring: {e}");
+                            }
+                        }
+                        sources.push(Source::Packet(r))
+                    }
                     Err(e) => return (summary, Err(EngineError::Capture(e))),
                 }
             }
@@ -453,7 +520,10 @@ pub fn run_live(
     let worker_stop = Arc::new(AtomicBool::new(false));
     let mut handles = Vec::with_capacity(n);
     for (i, (source, rx)) in sources.into_iter().zip(inbox_rx).enumerate() {
-        let (table, out) = cfg.new_shard(&shard_cfg, &uids);
+        let (mut table, out) = cfg.new_shard(&shard_cfg, &uids);
+        if let Some(k) = KernelMaps::new(bypass_maps.clone()) {
+            table.set_kernel_bypass(Box::new(k));
+        }
         let (pool_tx, pool_rx) = bounded::<Handoff>(live.handoff_buffers.max(1));
         let to: Vec<Option<Sender<Handoff>>> = (0..n)
             .map(|j| (j != i).then(|| inbox_tx[j].clone()))
@@ -580,6 +650,8 @@ pub fn run_live(
     if let Err(e) = stats_log.finish() {
         tracing::error!("writing stats.log: {e}");
     }
+    summary.socket_bypass = socket_bypass.as_ref().map(|b| b.counters());
+    drop(socket_bypass);
     for s in steering {
         summary
             .steering
@@ -595,6 +667,16 @@ pub fn run_live(
     engine.elapsed = started.elapsed();
     summary.engine = engine;
     (summary, result)
+}
+
+/// The XDP action for bypassed packets on `ifname`.
+fn bypass_action(mode: LiveBypass, ifname: &str) -> BypassAction {
+    match mode {
+        LiveBypass::Drop => BypassAction::Drop,
+        LiveBypass::Pass | LiveBypass::Off => BypassAction::Pass,
+        LiveBypass::Auto if interface_has_addresses(ifname) => BypassAction::Pass,
+        LiveBypass::Auto => BypassAction::Drop,
+    }
 }
 
 /// What a worker's counters were at the last stats row.
