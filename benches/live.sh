@@ -28,6 +28,11 @@
 #                    AF_PACKET PACKET_STATISTICS tp_drops (tp_freeze_q_cnt),
 #                    tcpdump "dropped by kernel"
 #   softnet          drops in the kernel's per-CPU backlog (/proc/net/softnet_stat)
+#   bypassed         packets of connections bypassed after their TLS
+#                    handshake that the kernel (XDP program or AF_PACKET
+#                    socket filter) counted and kept from mailtap; they are
+#                    included in "captured" (mailtap accounts for them in
+#                    conn.log)
 #   CPU ns/pkt       user+sys of the whole capture process (all threads,
 #                    start-up and idle seconds included) / packets captured
 #   Gbit/s/CPU-s     bits captured / 1e9 / that CPU time
@@ -143,11 +148,18 @@ run() {
   failed=$(awk '/Failed packets:/ {print $3; exit}' "$dir/tcpreplay.txt")
   mbps=$(awk '/Rated:/ {print $4; exit}' "$dir/tcpreplay.txt")
   pps=$(awk '/Rated:/ {printf "%.0f", $6 / 1000; exit}' "$dir/tcpreplay.txt")
-  local got bytes kdrops=0 rfull=- others=none
+  local got bytes kdrops=0 rfull=- others=none bypassed=- bp bb
   case "$cap" in
     af-xdp|af-packet)
       got=$(awk '/^mailtap: [0-9]+ packets/ {print $2; exit}' "$dir/mailtap.txt")
       bytes=$(sed -n 's/^mailtap: [0-9]* packets (\([0-9]*\) bytes.*/\1/p' "$dir/mailtap.txt" | head -1)
+      # "...; P packets (B bytes) of bypassed connections kept from ...":
+      # B counts IP bytes; frames add a 14-byte Ethernet header.
+      read -r bp bb < <(sed -n 's/.* \([0-9]*\) packets (\([0-9]*\) bytes) of bypassed connections kept from.*/\1 \2/p' "$dir/mailtap.txt" |
+        awk '{ p += $1; b += $2 } END { print p + 0, b + 0 }')
+      bypassed=$bp
+      got=$(( ${got:-0} + bp ))
+      bytes=$(( ${bytes:-0} + bb + 14 * bp ))
       kdrops=$(sum_queues "kernel drops" "$dir/mailtap.txt")
       rfull=$(sum_queues "ring full" "$dir/mailtap.txt")
       # Every drop counter mailtap names, but the two shown in their own columns.
@@ -183,16 +195,16 @@ run() {
     printf "%.3f|%s|%s|%.0f", m / 1000, (p > 0 ? sprintf("%.0f", cpu * 1e9 / p) : "-"),
       (cpu > 0 ? sprintf("%.2f", b * 8 / 1e9 / cpu) : "-"), rss / 1024 }')
   IFS='|' read -r gbps cpu_ns per_cpu rss_mib <<<"$row"
-  printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n" \
-    "$mix" "$mode" "$rate" "$gbps" "${pps:-?}" "$sent" "$got" "$kdrops" "$rfull" "$sn" \
+  printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n" \
+    "$mix" "$mode" "$rate" "$gbps" "${pps:-?}" "$sent" "$got" "$bypassed" "$kdrops" "$rfull" "$sn" \
     "$others" "$cpu_ns" "$per_cpu" "$rss_mib" "$lossless"
   [ "$lossless" = yes ]
 }
 
 echo "veth $A with $QUEUES queue(s); mailtap cores $CORES, tcpreplay core 0${MAILTAP_ARGS:+; MAILTAP_ARGS=$MAILTAP_ARGS}"
 echo
-echo "| mix | mode | target Mbit/s | Gbit/s | kpkt/s | sent | captured | kernel drops | ring full | softnet drops | other drops | CPU ns/pkt | Gbit/s per CPU-s | peak RSS MiB | lossless |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+echo "| mix | mode | target Mbit/s | Gbit/s | kpkt/s | sent | captured | bypassed | kernel drops | ring full | softnet drops | other drops | CPU ns/pkt | Gbit/s per CPU-s | peak RSS MiB | lossless |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 for mix in $MIXES; do
   c=$(capture "$mix")
   cp "$c" "$STAGE"
@@ -200,7 +212,7 @@ for mix in $MIXES; do
   for mode in $MODES; do
     case "$mode" in
       tcpdump) command -v tcpdump >/dev/null || continue ;;
-      suricata) command -v suricata >/dev/null || { echo "| $mix | suricata | not installed | | | | | | | | | | | | |"; continue; } ;;
+      suricata) command -v suricata >/dev/null || { echo "| $mix | suricata | not installed | | | | | | | | | | | | | |"; continue; } ;;
     esac
     for rate in $RATES; do
       run "$mix" "$mode" "$rate" || true
