@@ -26,6 +26,15 @@ pub trait TcpAnalyzer: Send {
     fn disabled(&self) -> bool {
         false
     }
+    /// Called once, right after the analyzer is attached, when the flow
+    /// layer did not see the connection's start (neither SYN nor SYN-ACK:
+    /// the capture began in the middle of the connection) and
+    /// `flow.analyze_partial` is on. The first bytes delivered in each
+    /// direction may then begin in the middle of a line, a command, a reply
+    /// or a message: the analyzer must find a point where it can be sure of
+    /// the dialogue's state before it analyses (and say what it could not
+    /// see). Default: nothing.
+    fn start_midstream(&mut self) {}
     /// True once nothing more can be learned from the connection's payload
     /// (a TLS handshake is over, or the session switched to TLS that is not
     /// analysed) while the analyzer still has its log rows to write at
