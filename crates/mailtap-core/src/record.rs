@@ -670,7 +670,7 @@ pub struct FileHashes {
     pub sha256: Option<String>,
 }
 
-static FILE_FIELDS: [FieldDef; 24] = [
+static FILE_FIELDS: [FieldDef; 27] = [
     f("ts", "time"),
     f("fuid", "string"),
     f("uid", "string"),
@@ -695,6 +695,11 @@ static FILE_FIELDS: [FieldDef; 24] = [
     f("md5", "string"),
     f("sha1", "string"),
     f("sha256", "string"),
+    // Zeek's base/files/extract columns, always there in Zeek 8's
+    // files.log; mailtap extracts messages, not files: unset.
+    f("extracted", "string"),
+    f("extracted_cutoff", "bool"),
+    f("extracted_size", "count"),
 ];
 
 impl ZeekRecord for FileRecord {
@@ -746,6 +751,7 @@ impl ZeekRecord for FileRecord {
                     None => out(Value::Unset),
                 }
             }
+            (0..3).for_each(|_| out(Value::Unset));
         }
     }
 }

@@ -51,11 +51,8 @@ impl State {
                 | usize::from(buf[pos + 2]) << 8
                 | usize::from(buf[pos + 3]);
             if len > max {
-                cx.weird(
-                    "SSL_handshake_message_too_large",
-                    Some(format!("{len}").as_bytes()),
-                    "SSL",
-                );
+                // No weird: Zeek 8.2.2 reports none for such a message
+                // (its parser takes any size), and weird.log stays Zeek's.
                 // Zeek parses it whatever its size: keep its history letter
                 // (its content, e.g. a certificate chain, is lost).
                 let t = buf[pos];

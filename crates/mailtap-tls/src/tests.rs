@@ -321,9 +321,10 @@ fn oversized_handshake_message_is_skipped() {
     let r = ssl(&recs)[0];
     assert_eq!(r.ssl_history, b"Csxn");
     assert!(r.cert_chain_fps.is_none());
-    assert!(recs
-        .iter()
-        .any(|r| matches!(r, Record::Weird(w) if w.name == "SSL_handshake_message_too_large")));
+    assert!(
+        !recs.iter().any(|r| matches!(r, Record::Weird(_))),
+        "no weird: Zeek reports none"
+    );
 }
 
 #[test]
