@@ -40,6 +40,9 @@ pub(crate) struct CollectorStats {
     /// Records by kind, in [`RECORD_KINDS`] order.
     pub(crate) records: [AtomicU64; RECORD_KINDS.len()],
     pub(crate) batches: AtomicU64,
+    /// The extraction sink's `size_mismatch` and `bytes_lost` so far.
+    pub(crate) extract_size_mismatch: AtomicU64,
+    pub(crate) extract_bytes_lost: AtomicU64,
     /// Microseconds from a shard sending a batch to the collector having
     /// written it to every sink.
     pub(crate) write_latency_us: Mutex<Histogram<u64>>,
@@ -137,6 +140,8 @@ impl Collector {
         let stats = Arc::new(CollectorStats {
             records: Default::default(),
             batches: AtomicU64::new(0),
+            extract_size_mismatch: AtomicU64::new(0),
+            extract_bytes_lost: AtomicU64::new(0),
             write_latency_us: Mutex::new(latency_histogram()),
             kafka: Mutex::new(None),
             kafka_delivery_latency_us: Mutex::new(latency_histogram()),
@@ -337,6 +342,11 @@ fn collect(
         }
         if let Some(k) = sinks.kafka.as_mut() {
             poll_kafka(&mut k.sink, stats);
+        }
+        if let Some(x) = sinks.extract.as_ref() {
+            let c = x.sink.lost();
+            stats.extract_size_mismatch.store(c.0, Ordering::Relaxed);
+            stats.extract_bytes_lost.store(c.1, Ordering::Relaxed);
         }
         for (a, n) in stats.records.iter().zip(kinds) {
             if n > 0 {

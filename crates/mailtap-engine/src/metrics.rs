@@ -191,10 +191,40 @@ impl Metrics {
             "# HELP mailtap_collector_queue_capacity_batches Capacity of the collector's queue.\n# TYPE mailtap_collector_queue_capacity_batches gauge\nmailtap_collector_queue_capacity_batches {}",
             self.collector.capacity
         )?;
+        for (name, help, a) in [
+            (
+                "extract_size_mismatch_total",
+                "Messages whose bytes reaching the extraction sink differed from their size (written complete: false).",
+                &self.collector.extract_size_mismatch,
+            ),
+            (
+                "extract_bytes_lost_total",
+                "Message bytes that never reached the extraction sink.",
+                &self.collector.extract_bytes_lost,
+            ),
+        ] {
+            writeln!(
+                s,
+                "# HELP mailtap_{name} {help}\n# TYPE mailtap_{name} counter\nmailtap_{name} {}",
+                a.load(Ordering::Relaxed)
+            )?;
+        }
         let kafka = self.collector.kafka.lock().ok().and_then(|k| k.clone());
         let kafka_on = kafka.is_some();
         if let Some(k) = kafka {
-            let rows: [(&str, &str, &str, u64); 11] = [
+            let rows: [(&str, &str, &str, u64); 13] = [
+                (
+                    "emails_size_mismatch_total",
+                    "counter",
+                    "Messages whose bytes reaching the Kafka sink differed from their size (sent complete: false).",
+                    k.emails_size_mismatch,
+                ),
+                (
+                    "email_bytes_lost_total",
+                    "counter",
+                    "Message bytes that never reached the Kafka sink.",
+                    k.email_bytes_lost,
+                ),
                 (
                     "records_total",
                     "counter",

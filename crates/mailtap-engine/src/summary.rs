@@ -55,10 +55,23 @@ impl Summary {
                 d.insert(k.to_string(), v);
             }
         }
+        if let Some(x) = &self.extract {
+            for (name, v) in [
+                ("extract.size_mismatch", x.size_mismatch),
+                ("extract.bytes_lost", x.bytes_lost),
+                ("extract.finished_without_meta", x.finished_without_meta),
+            ] {
+                if v > 0 {
+                    d.insert(name.to_string(), v);
+                }
+            }
+        }
         if let Some(k) = &self.kafka {
             for (name, v) in [
                 ("kafka.spill_dropped", k.spill_dropped),
                 ("kafka.failed_permanent", k.failed_permanent),
+                ("kafka.emails_size_mismatch", k.emails_size_mismatch),
+                ("kafka.email_bytes_lost", k.email_bytes_lost),
             ] {
                 if v > 0 {
                     d.insert(name.to_string(), v);

@@ -42,6 +42,13 @@ pub struct ExtractCounters {
     pub incomplete: u64,
     /// Messages finished at shutdown because their metadata never came.
     pub finished_without_meta: u64,
+    /// Messages whose bytes that reached the sink differ from the size
+    /// the analyzer reported (bytes dropped between shard and sink, e.g.
+    /// by live overload): written `complete: false` with the shortfall in
+    /// `missing_bytes`.
+    pub size_mismatch: u64,
+    /// Message bytes the analyzers extracted that never reached the sink.
+    pub bytes_lost: u64,
     /// Message bytes written.
     pub bytes: u64,
     /// Temporary files reopened after the open-file limit closed them.
@@ -105,16 +112,46 @@ impl ExtractSink {
     }
 
     /// Ends a message: `.eml` under its final name, then the `.json`.
+    ///
+    /// The bytes that arrived are checked against the size the analyzer
+    /// reported: when they differ (chunks lost on the way), the JSON
+    /// describes the `.eml` as written (its size and SHA-256) and says
+    /// `complete: false` with the shortfall added to `missing_bytes`.
     pub fn meta(&mut self, m: &EmailMeta) -> io::Result<()> {
         let stem = stem(&m.uid, m.n);
         let tmp = self.tmp_path(&stem);
-        let had_data = self.pending.remove(&(m.uid.clone(), m.n)).is_some();
-        if had_data {
-            self.handles.close(&tmp)?;
+        let written = match self.pending.remove(&(m.uid.clone(), m.n)) {
+            Some(p) => {
+                self.handles.close(&tmp)?;
+                p.bytes
+            }
+            None => {
+                // An empty message, or one whose every chunk was lost.
+                std::fs::File::create(&tmp)?;
+                0
+            }
+        };
+        let mut fixed;
+        let m = if written != m.size {
+            fixed = m.clone();
+            let (size, sha256) = hash_file(&tmp)?;
+            self.counters.size_mismatch += 1;
+            self.counters.bytes_lost += m.size.saturating_sub(size);
+            fixed.missing_bytes += m.size.saturating_sub(size);
+            fixed.size = size;
+            fixed.sha256 = sha256;
+            fixed.complete = false;
+            tracing::debug!(
+                uid = %m.uid,
+                n = m.n,
+                expected = m.size,
+                written = size,
+                "message bytes lost before the extraction sink"
+            );
+            &fixed
         } else {
-            // An empty message: no chunk came.
-            std::fs::File::create(&tmp)?;
-        }
+            m
+        };
         let json = message_json(
             m,
             &JsonOptions {
@@ -138,6 +175,12 @@ impl ExtractSink {
         write_atomic(&self.dir, &format!("{stem}.json"), json)?;
         self.counters.messages += 1;
         Ok(())
+    }
+
+    /// Messages whose bytes differed from their size, and the bytes lost
+    /// (cheap: for metrics after every batch).
+    pub fn lost(&self) -> (u64, u64) {
+        (self.counters.size_mismatch, self.counters.bytes_lost)
     }
 
     /// Messages in progress.
@@ -430,6 +473,42 @@ mod tests {
         assert_eq!(v["size"], 11);
         assert_eq!(v["missing_bytes"], serde_json::Value::Null);
         assert_eq!(v["sha256"], hex(&Sha256::digest(b"half a mess")));
+    }
+
+    #[test]
+    fn lost_chunks_make_the_message_incomplete_with_the_shortfall() {
+        let d = tempfile::tempdir().unwrap();
+        let body = b"Subject: lost\r\n\r\n0123456789";
+        // The analyzer sent the message in two chunks; the first (10
+        // bytes) was lost on the way and only the second arrives.
+        let mut s2 = ExtractSink::new(&ExtractConfig::new(d.path().join("b"))).unwrap();
+        s2.write(&chunk("Clost", 1, &body[10..])).unwrap();
+        let mut m = meta("Clost", 1, body);
+        m.missing_bytes = 3; // a gap the analyzer saw itself
+        s2.write(&Record::EmailMeta(Box::new(m))).unwrap();
+        let eml = std::fs::read(d.path().join("b/Clost-1.eml")).unwrap();
+        assert_eq!(eml, &body[10..]);
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(d.path().join("b/Clost-1.json")).unwrap())
+                .unwrap();
+        assert_eq!(v["complete"], false);
+        assert_eq!(v["size"], eml.len());
+        assert_eq!(v["missing_bytes"], 3 + 10);
+        assert_eq!(v["sha256"], hex(&Sha256::digest(&eml)));
+        // Every chunk lost: an empty .eml, the whole size missing.
+        s2.write(&Record::EmailMeta(Box::new(meta("Cgone", 1, body))))
+            .unwrap();
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(d.path().join("b/Cgone-1.json")).unwrap())
+                .unwrap();
+        assert_eq!(v["complete"], false);
+        assert_eq!(v["size"], 0);
+        assert_eq!(v["missing_bytes"], body.len());
+        let (c, r) = s2.finish();
+        r.unwrap();
+        assert_eq!(c.size_mismatch, 2);
+        assert_eq!(c.bytes_lost, 10 + body.len() as u64);
+        assert_eq!(c.incomplete, 2);
     }
 
     #[test]

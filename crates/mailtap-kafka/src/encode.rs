@@ -62,6 +62,10 @@ pub(crate) struct Encoder {
     buffered: usize,
     pub emails_inline: u64,
     pub emails_truncated: u64,
+    /// Messages whose received bytes differed from their size.
+    pub emails_size_mismatch: u64,
+    /// Message bytes the analyzers extracted that never reached the sink.
+    pub email_bytes_lost: u64,
 }
 
 impl Encoder {
@@ -75,6 +79,8 @@ impl Encoder {
             buffered: 0,
             emails_inline: 0,
             emails_truncated: 0,
+            emails_size_mismatch: 0,
+            email_bytes_lost: 0,
         }
     }
 
@@ -147,6 +153,29 @@ impl Encoder {
 
     fn meta(&mut self, m: &EmailMeta, known: bool) -> Outgoing {
         let p = self.emails.remove(&(m.uid.clone(), m.n));
+        // The bytes that arrived against the size the analyzer reported:
+        // when chunks were lost on the way, the message is described as
+        // received (its size; its SHA-256 when buffered whole, else empty)
+        // and marked incomplete with the shortfall in `missing_bytes`.
+        let seen = p.as_ref().map_or(0, |p| p.seen);
+        let fixed;
+        let m = if known && seen != m.size {
+            let mut f = m.clone();
+            self.emails_size_mismatch += 1;
+            self.email_bytes_lost += m.size.saturating_sub(seen);
+            f.missing_bytes += m.size.saturating_sub(seen);
+            f.size = seen;
+            f.complete = false;
+            f.sha256 = match &p {
+                Some(p) if !p.truncated => hex(&Sha256::digest(&p.data)),
+                Some(_) => String::new(),
+                None => hex(&Sha256::digest(b"")),
+            };
+            fixed = f;
+            &fixed
+        } else {
+            m
+        };
         let mut value = message_json(
             m,
             &JsonOptions {
@@ -268,6 +297,72 @@ fn hex(b: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn enc() -> Encoder {
+        Encoder::new(&KafkaConfig::default())
+    }
+
+    fn chunk(uid: &str, d: &[u8]) -> Record {
+        Record::EmailData(Box::new(EmailChunk {
+            uid: uid.into(),
+            n: 1,
+            data: d.to_vec(),
+        }))
+    }
+
+    fn meta(uid: &str, body: &[u8]) -> Record {
+        Record::EmailMeta(Box::new(EmailMeta {
+            uid: uid.into(),
+            n: 1,
+            size: body.len() as u64,
+            sha256: hex(&Sha256::digest(body)),
+            complete: true,
+            ..EmailMeta::default()
+        }))
+    }
+
+    fn json(o: Outgoing) -> serde_json::Value {
+        serde_json::from_slice(&o.value).unwrap()
+    }
+
+    #[test]
+    fn received_bytes_are_checked_against_the_size() {
+        let mut e = enc();
+        let body = b"Subject: x\r\n\r\n0123456789";
+        // Whole: complete, as the analyzer said.
+        assert!(e.encode(&chunk("Cok", body)).is_none());
+        let v = json(e.encode(&meta("Cok", body)).unwrap());
+        assert_eq!(v["complete"], true);
+        assert_eq!(v["size"], body.len());
+        // The first 10 bytes lost on the way.
+        assert!(e.encode(&chunk("Clost", &body[10..])).is_none());
+        let v = json(e.encode(&meta("Clost", body)).unwrap());
+        assert_eq!(v["complete"], false);
+        assert_eq!(v["size"], body.len() - 10);
+        assert_eq!(v["missing_bytes"], 10);
+        assert_eq!(v["sha256"], hex(&Sha256::digest(&body[10..])));
+        assert_eq!(v["data_base64"], base64(&body[10..]));
+        // Nothing arrived.
+        let v = json(e.encode(&meta("Cgone", body)).unwrap());
+        assert_eq!(v["complete"], false);
+        assert_eq!(v["size"], 0);
+        assert_eq!(v["missing_bytes"], body.len());
+        assert_eq!(e.emails_size_mismatch, 2);
+        assert_eq!(e.email_bytes_lost, 10 + body.len() as u64);
+    }
+
+    #[test]
+    fn orphans_at_shutdown_are_incomplete() {
+        let mut e = enc();
+        assert!(e.encode(&chunk("Corphan", b"half")).is_none());
+        let o = e.orphans();
+        assert_eq!(o.len(), 1);
+        let v = json(o.into_iter().next().unwrap());
+        assert_eq!(v["complete"], false);
+        assert_eq!(v["size"], 4);
+        assert_eq!(v["missing_bytes"], serde_json::Value::Null);
+        assert_eq!(e.emails_size_mismatch, 0);
+    }
 
     #[test]
     fn splice_keeps_valid_json() {

@@ -35,6 +35,12 @@
 //!   progress together are also capped ([`KafkaConfig::email_buffer_max_bytes`]);
 //!   a message that would exceed that is treated as over the cap.
 //!
+//! The bytes received are checked against the message's `size`: when they
+//! differ (chunks lost between shard and sink), the JSON describes what
+//! was received (`size`, `sha256` when buffered whole, else empty) with
+//! `complete: false` and the shortfall added to `missing_bytes`, as the
+//! extraction sink does.
+//!
 //! Messages still open at [`KafkaSink::finish`] are sent the way the
 //! extraction sink finishes them: `complete: false`, `ts` and
 //! `missing_bytes` null.
@@ -261,6 +267,12 @@ pub struct KafkaCounters {
     pub emails_inline: u64,
     /// `emails` messages with `data_truncated`.
     pub emails_truncated: u64,
+    /// `emails` messages whose received bytes differed from the size the
+    /// analyzer reported (sent `complete: false`, shortfall in
+    /// `missing_bytes`).
+    pub emails_size_mismatch: u64,
+    /// Message bytes that never reached the sink.
+    pub email_bytes_lost: u64,
 }
 
 /// Errors of the sink.

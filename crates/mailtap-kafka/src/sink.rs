@@ -561,6 +561,8 @@ impl KafkaSink {
             queue_depth: self.producer.in_flight_count().max(0) as u64,
             emails_inline: self.enc.emails_inline,
             emails_truncated: self.enc.emails_truncated,
+            emails_size_mismatch: self.enc.emails_size_mismatch,
+            email_bytes_lost: self.enc.email_bytes_lost,
             ..self.c.clone()
         }
     }
