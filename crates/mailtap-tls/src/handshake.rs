@@ -24,6 +24,9 @@ pub struct HsBuf {
     buf: Vec<u8>,
     /// Bytes of an oversized message still to skip.
     skip: usize,
+    /// The skipped message's type, noted when its last byte has passed
+    /// (Zeek adds a message's history letter once it has all of it).
+    skip_type: Option<u8>,
 }
 
 /// Outcome of parsing one message.
@@ -41,6 +44,11 @@ impl State {
             let n = self.hs[d].skip.min(data.len());
             self.hs[d].skip -= n;
             data = &data[n..];
+            if self.hs[d].skip == 0 {
+                if let Some(t) = self.hs[d].skip_type.take() {
+                    self.skipped_message(cx, is_orig, t);
+                }
+            }
         }
         let max = self.cfg.max_handshake_message;
         let mut buf = std::mem::take(&mut self.hs[d].buf);
@@ -53,21 +61,18 @@ impl State {
             if len > max {
                 // No weird: Zeek 8.2.2 reports none for such a message
                 // (its parser takes any size), and weird.log stays Zeek's.
-                // Zeek parses it whatever its size: keep its history letter
-                // (its content, e.g. a certificate chain, is lost).
+                // Zeek parses it whatever its size: it keeps its history
+                // letter once the whole message has passed (its content,
+                // e.g. a certificate chain, is lost).
                 let t = buf[pos];
-                if let Some(letter) = skipped_letter(t) {
-                    if t == 16 && is_orig {
-                        self.sess.client_key_exchange_seen = true;
-                    }
-                    self.sess.add_history(cx, is_orig, letter);
-                }
                 let avail = buf.len() - pos - 4;
                 if avail >= len {
+                    self.skipped_message(cx, is_orig, t);
                     pos += 4 + len;
                     continue;
                 }
                 self.hs[d].skip = len - avail;
+                self.hs[d].skip_type = Some(t);
                 pos = buf.len();
                 break;
             }
@@ -89,6 +94,16 @@ impl State {
             buf.shrink_to(16 * 1024);
         }
         self.hs[d].buf = buf;
+    }
+
+    /// An oversized message of type `t` has passed whole.
+    fn skipped_message(&mut self, cx: &mut ConnCtx<'_>, is_orig: bool, t: u8) {
+        if let Some(letter) = skipped_letter(t) {
+            if t == 16 && is_orig {
+                self.sess.client_key_exchange_seen = true;
+            }
+            self.sess.add_history(cx, is_orig, letter);
+        }
     }
 
     fn message(&mut self, cx: &mut ConnCtx<'_>, is_orig: bool, t: u8, body: &[u8]) -> Parsed {
