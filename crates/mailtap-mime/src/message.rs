@@ -494,6 +494,9 @@ impl MessageAnalyzer {
         declared: Option<String>,
     ) {
         let Some(m) = self.msg.as_mut() else { return };
+        // Zeek's POP3 registers no file-handle function: its files get the
+        // fallback handle and files.log shows `depth` 0 and no filename.
+        let pop3 = m.ctx.source == Source::Pop3;
         let mime = sniff(&f.bof);
         let sha256 = f.sha256.map(|h| hex(&h.finalize()));
         let extracting = m.ctx.extract.is_some();
@@ -540,10 +543,10 @@ impl MessageAnalyzer {
             uid: Some(cx.uid.to_owned()),
             id: Some(*cx.id),
             source: Some(m.ctx.source.name()),
-            depth: f.depth,
+            depth: if pop3 { 0 } else { f.depth },
             analyzers,
             mime_type: mime.map(|s| s.as_bytes().to_vec()),
-            filename,
+            filename: if pop3 { None } else { filename },
             duration: Interval(f.last.0.saturating_sub(f.ts.0)),
             local_orig: m.ctx.local_orig,
             is_orig: Some(m.ctx.is_orig),

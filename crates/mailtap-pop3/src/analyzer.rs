@@ -662,7 +662,7 @@ impl Proto {
         match cmd {
             Cmd::Ok => {
                 self.stats.replies += 1;
-                if self.ok_reply(cx, msg) {
+                if self.ok_reply(cx, c_str(line), msg) {
                     // STLS: no pop3_reply, nothing more to parse.
                     return;
                 }
@@ -708,7 +708,7 @@ impl Proto {
                 self.session
                     .retrieved_bytes((body.len() + term.len()) as u64);
             }
-            self.msgs.line(cx, body, term);
+            self.msgs.line(cx, line, body, term);
         }
         cx.event(|| Event::Pop3Data {
             is_orig: false,
@@ -718,7 +718,7 @@ impl Proto {
 
     /// `+OK` outside a multi-line response; true for STLS (the caller
     /// then raises no reply).
-    fn ok_reply(&mut self, cx: &mut ConnCtx<'_>, msg: &[u8]) -> bool {
+    fn ok_reply(&mut self, cx: &mut ConnCtx<'_>, line: &[u8], msg: &[u8]) -> bool {
         use State::*;
         if self.guessing {
             self.master = Master::Transaction;
@@ -767,6 +767,9 @@ impl Proto {
                     };
                     self.msgs.begin(cx, info);
                 }
+                // Zeek hands the `+OK` line itself to the MIME layer as the
+                // message's first line (not part of the message's bytes).
+                self.msgs.mime_only(cx, line);
                 if self.state == Retr {
                     self.session.retrieved();
                 }

@@ -98,13 +98,26 @@ impl Messages {
         });
     }
 
-    /// One body line, unstuffed, with its terminator.
-    pub fn line(&mut self, cx: &mut ConnCtx<'_>, line: &[u8], term: &[u8]) {
+    /// One body line as the server sent it (`raw`, dot-stuffed) and
+    /// unstuffed (`body`), with its terminator. The extracted message gets
+    /// the unstuffed bytes; the MIME parser (files.log) gets the line as
+    /// sent, since Zeek's POP3 does not remove dot-stuffing.
+    pub fn line(&mut self, cx: &mut ConnCtx<'_>, raw: &[u8], body: &[u8], term: &[u8]) {
         let (Some(cur), Some(mime)) = (self.cur.as_mut(), self.mime.as_mut()) else {
             return;
         };
         cur.open_cr = term == b"\r";
-        mime.line(cx, line, term, &mut NoSink);
+        mime.raw(cx, body);
+        mime.raw(cx, term);
+        mime.mime_line(cx, raw, &mut NoSink);
+    }
+
+    /// A line the MIME parser sees but that is not part of the message
+    /// (Zeek hands the `+OK` line of RETR/TOP to the MIME layer first).
+    pub fn mime_only(&mut self, cx: &mut ConnCtx<'_>, line: &[u8]) {
+        if let (Some(_), Some(mime)) = (self.cur.as_ref(), self.mime.as_mut()) {
+            mime.mime_line(cx, line, &mut NoSink);
+        }
     }
 
     /// The LF of a CRLF split across deliveries; true if it belonged to the

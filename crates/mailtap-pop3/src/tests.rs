@@ -912,3 +912,30 @@ proptest! {
         prop_assert!(h.pop3().len() <= 1);
     }
 }
+
+#[test]
+fn pop3_files_like_zeek_depth_zero_no_filename_dots_kept() {
+    let mut h = harness();
+    h.out.extract_enabled = true;
+    let mut a = Pop3Analyzer::new(Arc::new(Pop3Config::default()));
+    let mut cx = h.cx();
+    a.deliver(&mut cx, false, b"+OK\r\n");
+    a.deliver(&mut cx, true, b"USER u\r\nPASS p\r\nRETR 1\r\n");
+    a.deliver(&mut cx, false, b"+OK\r\n+OK\r\n+OK 99\r\n");
+    a.deliver(
+        &mut cx,
+        false,
+        b"Content-Type: text/plain\r\nContent-Disposition: attachment; filename=a.txt\r\n\r\n..dot\r\nx\r\n.\r\n",
+    );
+    a.done(&mut cx);
+    let files = h.files();
+    assert_eq!(files.len(), 1);
+    // Zeek: depth 0, no filename, and the dot-stuffed line as sent.
+    assert_eq!(files[0].depth, 0);
+    assert_eq!(files[0].filename, None);
+    assert_eq!(files[0].seen_bytes, b"..dot\r\nx\r\n".len() as u64);
+    // The extracted message is unstuffed and keeps its attachment name.
+    let (data, metas) = extracted(&h);
+    assert!(data.ends_with(b"\r\n.dot\r\nx\r\n"));
+    assert_eq!(metas[0].attachments[0].filename.as_deref(), Some("a.txt"));
+}
