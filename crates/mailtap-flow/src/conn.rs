@@ -30,6 +30,23 @@ pub struct Endpoint {
     pub state: EndpointState,
     pub pkts: u64,
     pub ip_bytes: u64,
+    /// The endpoint's initial sequence number as Zeek keeps it: a SYN's
+    /// sequence number, or one before the first packet's when that packet
+    /// was not a SYN (for connection reuse checks). `None` until the
+    /// endpoint sends.
+    pub start_seq: Option<u32>,
+}
+
+impl Endpoint {
+    /// Whether the endpoint has closed (FIN) or reset (Zeek's `did_close`).
+    pub fn did_close(&self) -> bool {
+        matches!(self.state, EndpointState::Closed | EndpointState::Reset)
+    }
+
+    /// Whether the endpoint has sent and not closed (Zeek's `IsActive`).
+    pub fn is_active(&self) -> bool {
+        self.state != EndpointState::Inactive && !self.did_close()
+    }
 }
 
 /// The conn.log `history` string: upper case for the originator, lower

@@ -116,6 +116,15 @@ impl Stream {
         (self.next as i64).saturating_add(delta).max(0) as u64
     }
 
+    /// Starts the stream at `seq` (the SYN's sequence number if `syn`)
+    /// unless it has started: for a side whose SYN was not seen, from the
+    /// peer's SYN-ACK.
+    pub fn start_at(&mut self, seq: u32, syn: bool) {
+        if !self.started {
+            self.start(seq, syn);
+        }
+    }
+
     /// Starts the stream at `seq` (the SYN's sequence number if `syn`).
     fn start(&mut self, seq: u32, syn: bool) {
         let abs = WRAP_OFFSET + u64::from(seq) + u64::from(syn);

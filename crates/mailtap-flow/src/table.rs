@@ -42,7 +42,29 @@ pub struct FlowConfig {
     /// connection's packets instead of handing them over (see
     /// [`crate::bypass`]).
     pub bypass: bool,
+    /// Analyse connections picked up with no handshake at all (the
+    /// capture began mid-connection): the analyzer is attached by port or
+    /// detection and told to resynchronise ([`TcpAnalyzer::start_midstream`]).
+    /// A deliberate difference from Zeek, which skips such connections
+    /// (`false` gives Zeek's behaviour). Connections whose SYN was lost but
+    /// whose SYN-ACK was seen are always analysed in full, as in Zeek.
+    pub analyze_partial: bool,
+    /// Ports that are probably a server's (Zeek's `likely_server_ports`):
+    /// a connection picked up without its SYN is oriented with the side
+    /// using such a port as the responder. Default: the TCP ports the
+    /// analyzers of Zeek 8.2.2's default scripts register (POP3 registers
+    /// none).
+    pub likely_server_ports: Vec<u16>,
 }
+
+/// The TCP ports the protocol analyzers loaded by Zeek 8.2.2's default
+/// scripts register, which make up its `likely_server_ports` (SMTP 25 and
+/// 587, the TLS ports, IMAP 143, ...; POP3 registers no port).
+pub const ZEEK_LIKELY_SERVER_PORTS: &[u16] = &[
+    21, 22, 25, 53, 79, 80, 81, 88, 135, 139, 143, 389, 443, 445, 502, 563, 585, 587, 614, 631,
+    636, 989, 990, 992, 993, 995, 1080, 1434, 1883, 2811, 3128, 3268, 3306, 3389, 5222, 5223, 5269,
+    5432, 6379, 6666, 6667, 6668, 6669, 8000, 8080, 8888, 20000,
+];
 
 impl Default for FlowConfig {
     fn default() -> Self {
@@ -54,6 +76,8 @@ impl Default for FlowConfig {
             reassembly_memory: 512 << 20,
             dpd_buffer_size: 1024,
             bypass: true,
+            analyze_partial: true,
+            likely_server_ports: ZEEK_LIKELY_SERVER_PORTS.to_vec(),
         }
     }
 }
@@ -117,7 +141,14 @@ pub struct FlowCounters {
     pub packets: u64,
     pub payload_bytes: u64,
     pub flows_created: u64,
+    /// Connections whose first packet was not a bare SYN.
     pub flows_partial: u64,
+    /// Of those, connections with no handshake at all whose analyzer was
+    /// started mid-stream (`flow.analyze_partial`).
+    pub flows_midstream: u64,
+    /// Connections ended by a SYN that started a new connection on their
+    /// 4-tuple while they were not closed (Zeek's connection reuse).
+    pub flows_reused: u64,
     pub flows_closed: u64,
     pub flows_timed_out: u64,
     pub flows_evicted: u64,
@@ -149,6 +180,9 @@ enum App<A> {
     Detecting {
         buf: Vec<u8>,
         order: Vec<(bool, u32)>,
+        /// The connection was picked up mid-stream: the analyzer, once
+        /// detected, is told so before it sees any byte.
+        midstream: bool,
     },
     Attached(A),
     Off,
@@ -176,6 +210,11 @@ struct Flow<A> {
     app: App<A>,
     closing: bool,
     bypass: BypassState,
+    /// Payload is not reassembled (a connection picked up with no
+    /// handshake and not analysed, as in Zeek, which then enables no
+    /// reassembly and so reports no content gaps): only its extent is
+    /// tracked.
+    unreassembled: bool,
 }
 
 /// A flow's slot in [`FlowTable::flows`].
@@ -205,6 +244,67 @@ pub struct FlowTable<F: AnalyzerFactory> {
     close_delay: i64,
     /// The capture's kernel bypass table, in live capture.
     kernel: Option<Box<dyn KernelBypass>>,
+    /// `cfg.likely_server_ports` as a bit set.
+    server_ports: Box<[u64; 1024]>,
+}
+
+/// Zeek's `tcp_connection_linger`: a SYN that reuses a closed connection's
+/// 4-tuple sooner than this after its last packet is a premature reuse.
+const CONNECTION_LINGER: i64 = 5_000_000_000;
+
+/// Whether a SYN (or SYN-ACK) on an existing connection starts a new one
+/// (Zeek's `IsReuse`), and the weird to log on the old one.
+#[derive(Debug, PartialEq, Eq)]
+enum Reuse {
+    No,
+    Yes(Option<&'static str>),
+}
+
+fn reuse_of<A>(flow: &Flow<A>, seg: &Segment<'_>) -> Reuse {
+    use crate::conn::EndpointState as St;
+    let fl = seg.flags;
+    if fl & flags::SYN == 0 {
+        return Reuse::No;
+    }
+    let [orig, resp] = &flow.ep;
+    // Only an initial SYN reuses a connection, or a SYN-ACK when the
+    // originator never sent (a half connection): it is then compared with
+    // the responder.
+    let first = if fl & flags::ACK != 0 {
+        if orig.state != St::Inactive {
+            return Reuse::No;
+        }
+        resp
+    } else {
+        orig
+    };
+    let closed = orig.did_close() || resp.did_close();
+    let reset = orig.state == St::Reset || resp.state == St::Reset;
+    if !closed {
+        if first.start_seq == Some(seg.seq) {
+            // A retransmission.
+            return Reuse::No;
+        }
+        if fl & flags::ACK == 0
+            && first.state == St::SynAckSent
+            && resp.state == St::Inactive
+            && resp.start_seq == Some(seg.seq)
+        {
+            // SYN and SYN-ACK seen in reverse order.
+            return Reuse::No;
+        }
+        Reuse::Yes(Some(if first.state == St::SynSent {
+            "SYN_seq_jump"
+        } else {
+            "active_connection_reuse"
+        }))
+    } else if (orig.is_active() || resp.is_active()) && !reset {
+        Reuse::Yes(Some("active_connection_reuse"))
+    } else if seg.ts.0.saturating_sub(flow.last_ts.0) < CONNECTION_LINGER && !reset {
+        Reuse::Yes(Some("premature_connection_reuse"))
+    } else {
+        Reuse::Yes(None)
+    }
 }
 
 fn secs_to_nanos(s: f64) -> i64 {
@@ -214,6 +314,10 @@ fn secs_to_nanos(s: f64) -> i64 {
 impl<F: AnalyzerFactory> FlowTable<F> {
     pub fn new(cfg: FlowConfig, factory: F, uids: UidGenerator, local: LocalNets) -> Self {
         let budget = MemBudget::new(cfg.reassembly_memory);
+        let mut server_ports = Box::new([0u64; 1024]);
+        for &p in &cfg.likely_server_ports {
+            server_ports[usize::from(p >> 6)] |= 1 << (p & 63);
+        }
         FlowTable {
             map: ahash::HashMap::default(),
             // Reserved (address space only: pages are touched as slots are
@@ -233,7 +337,13 @@ impl<F: AnalyzerFactory> FlowTable<F> {
             serial: 0,
             now: Timestamp::ZERO,
             kernel: None,
+            server_ports,
         }
+    }
+
+    /// Zeek's `likely_server_ports` test.
+    fn likely_server_port(&self, port: u16) -> bool {
+        self.server_ports[usize::from(port >> 6)] & (1 << (port & 63)) != 0
     }
 
     /// Lets bypassed connections be taken over by the kernel (live
@@ -276,15 +386,33 @@ impl<F: AnalyzerFactory> FlowTable<F> {
             self.now = seg.ts;
         }
         let (key, src_is_a) = FlowKey::new(seg.src, seg.src_port, seg.dst, seg.dst_port);
-        let syn_only = seg.flags & (flags::SYN | flags::ACK) == flags::SYN;
         let slot = match self.map.get(&key).copied() {
-            // A new SYN on a connection that has closed or been reset
-            // starts a new connection (Zeek's connection reuse): end the
-            // old one first.
-            Some(slot) if syn_only && self.flows[slot as usize].closing => {
-                self.counters.flows_closed += 1;
-                self.remove(slot, out);
-                self.insert_flow(key, seg, src_is_a, out)
+            // A SYN that does not fit the connection on its 4-tuple starts
+            // a new one (Zeek's connection reuse): end the old one first.
+            Some(slot) if seg.flags & flags::SYN != 0 => {
+                let old = &mut self.flows[slot as usize];
+                match reuse_of(old, seg) {
+                    Reuse::No => slot,
+                    Reuse::Yes(weird) => {
+                        if let Some(name) = weird {
+                            let mut cx = ConnCtx {
+                                ts: seg.ts,
+                                uid: &old.uid,
+                                id: &old.id,
+                                out,
+                                conn: &mut old.ann,
+                            };
+                            cx.weird(name, None, "TCP");
+                        }
+                        if old.closing {
+                            self.counters.flows_closed += 1;
+                        } else {
+                            self.counters.flows_reused += 1;
+                        }
+                        self.remove(slot, out);
+                        self.insert_flow(key, seg, src_is_a, out)
+                    }
+                }
             }
             Some(slot) => slot,
             None => self.insert_flow(key, seg, src_is_a, out),
@@ -362,15 +490,14 @@ impl<F: AnalyzerFactory> FlowTable<F> {
     fn new_flow(&mut self, key: FlowKey, seg: &Segment<'_>, src_is_a: bool) -> Flow<F::Analyzer> {
         let syn = seg.flags & flags::SYN != 0;
         let ack = seg.flags & flags::ACK != 0;
-        // Originator: the sender of the first SYN. Without one (the capture
-        // started mid-connection), the receiver of a SYN-ACK, else the
-        // sender of the first packet unless only its source port looks
-        // like a service port (< 1024 towards an ephemeral port).
-        let flipped = if syn {
-            ack
-        } else {
-            seg.src_port < 1024 && seg.dst_port >= 1024
-        };
+        // Originator: the sender of the first SYN. Without one (a SYN-ACK
+        // first, or no handshake at all), Zeek's likely-server-port rule:
+        // the roles are swapped when the source port is a likely server
+        // port and the destination port is not, or when both are, the
+        // packet is not a SYN-ACK and the source port is the lower.
+        let flipped = (!syn || ack)
+            && self.likely_server_port(seg.src_port)
+            && (!self.likely_server_port(seg.dst_port) || (!syn && seg.src_port < seg.dst_port));
         let (oh, op, rh, rp) = if flipped {
             (seg.dst, seg.dst_port, seg.src, seg.src_port)
         } else {
@@ -382,20 +509,33 @@ impl<F: AnalyzerFactory> FlowTable<F> {
             resp_h: rh,
             resp_p: rp,
         };
-        let partial = !syn || ack;
         self.serial += 1;
         self.counters.flows_created += 1;
-        let app = if partial {
-            // Zeek's SMTP/POP3 skip connections whose start was not seen.
+        if !syn || ack {
             self.counters.flows_partial += 1;
+        }
+        // A SYN-ACK gives both initial sequence numbers: the connection is
+        // analysed from its first byte as if the SYN had been seen (as in
+        // Zeek). With no handshake at all, the analyzer starts mid-stream
+        // (`flow.analyze_partial`) or not at all (Zeek).
+        let midstream = !syn;
+        let app = if midstream && !self.cfg.analyze_partial {
             App::Off
-        } else if let Some(a) = self.factory.by_port(&id) {
+        } else if let Some(mut a) = self.factory.by_port(&id) {
             self.counters.analyzers_by_port += 1;
+            if midstream {
+                self.counters.flows_midstream += 1;
+                a.start_midstream();
+            }
             App::Attached(a)
         } else {
+            if midstream {
+                self.counters.flows_midstream += 1;
+            }
             App::Detecting {
                 buf: Vec::new(),
                 order: Vec::new(),
+                midstream,
             }
         };
         let mut history = History::default();
@@ -421,6 +561,7 @@ impl<F: AnalyzerFactory> FlowTable<F> {
             app,
             closing: false,
             bypass: BypassState::No,
+            unreassembled: midstream && !self.cfg.analyze_partial,
         }
     }
 
@@ -456,6 +597,13 @@ impl<F: AnalyzerFactory> FlowTable<F> {
             };
             sender.pkts += 1;
             sender.ip_bytes += u64::from(seg.ip_len);
+            if sender.start_seq.is_none() {
+                sender.start_seq = Some(if fl & flags::SYN != 0 {
+                    seg.seq
+                } else {
+                    seg.seq.wrapping_sub(1)
+                });
+            }
             update_states(sender, peer, fl, seg.payload.len());
         }
         let h = &mut flow.history;
@@ -500,6 +648,7 @@ impl<F: AnalyzerFactory> FlowTable<F> {
             uid,
             id,
             history,
+            unreassembled,
             ..
         } = flow;
         let (s0, s1) = streams.split_at_mut(1);
@@ -516,13 +665,18 @@ impl<F: AnalyzerFactory> FlowTable<F> {
             out,
             conn: ann,
         };
-        if bypassed {
+        if bypassed || *unreassembled {
             if mine.bypassed(seg.seq, syn, fl & flags::FIN != 0, seg.payload.len()) {
                 history.add(b't', is_orig);
             }
         } else if seg.bad_checksum {
             // Zeek does not analyse segments with bad checksums.
         } else {
+            // A SYN-ACK to a side whose SYN was not seen: its stream starts
+            // at the acknowledged initial sequence number.
+            if syn && fl & flags::ACK != 0 && !theirs.started() {
+                theirs.start_at(seg.ack.wrapping_sub(1), true);
+            }
             let outcome = mine.segment(
                 seg.seq,
                 syn,
@@ -633,8 +787,15 @@ impl<F: AnalyzerFactory> FlowTable<F> {
     /// Ends every connection (end of input or shutdown), as Zeek does at
     /// termination.
     pub fn finish(&mut self, out: &mut Output) {
-        let slots: Vec<Slot> = self.map.values().copied().collect();
-        for slot in slots {
+        // In creation order, not hash order: the same capture gives its
+        // rows in the same order run after run.
+        let mut slots: Vec<(u64, Slot)> = self
+            .map
+            .values()
+            .map(|&s| (self.flows[s as usize].serial, s))
+            .collect();
+        slots.sort_unstable();
+        for (_, slot) in slots {
             self.counters.flows_flushed_at_end += 1;
             self.remove(slot, out);
         }
@@ -794,7 +955,11 @@ fn to_app<F: AnalyzerFactory>(
                 Chunk::Eof => a.eof(cx, is_orig),
             }
         }
-        App::Detecting { buf, order } => {
+        App::Detecting {
+            buf,
+            order,
+            midstream,
+        } => {
             let data = match chunk {
                 Chunk::Data(d) => d,
                 // Detection only looks at the beginning of a stream.
@@ -823,6 +988,9 @@ fn to_app<F: AnalyzerFactory>(
             }
             match factory.detect(cx.id, &o, &r) {
                 Detect::Attach(mut a) => {
+                    if *midstream {
+                        a.start_midstream();
+                    }
                     // Replay what was buffered, in arrival order, then the
                     // rest of this chunk.
                     let mut pos = 0usize;
@@ -879,6 +1047,9 @@ mod tests {
         fn done(&mut self, cx: &mut ConnCtx<'_>) {
             cx.confirm("test");
             self.0.lock().unwrap().push("done".into());
+        }
+        fn start_midstream(&mut self) {
+            self.0.lock().unwrap().push("midstream".into());
         }
         /// Done with the payload once it saw a line `BYPASS`.
         fn bypass_ready(&self) -> bool {
@@ -1279,7 +1450,11 @@ mod tests {
 
     #[test]
     fn partial_connection_not_analyzed() {
-        let (mut t, rec) = table(25, FlowConfig::default());
+        let cfg = FlowConfig {
+            analyze_partial: false,
+            ..FlowConfig::default()
+        };
+        let (mut t, rec) = table(25, cfg);
         let mut out = Output::new(false);
         t.process(
             &seg(1, true, 25, ACK, 1000, 1, b"MAIL FROM:<a@b>\r\n"),
@@ -1294,6 +1469,239 @@ mod tests {
             "sender of the first packet is the originator"
         );
         assert_eq!(t.counters().flows_partial, 1);
+    }
+
+    #[test]
+    fn partial_connection_analyzed_midstream() {
+        let (mut t, rec) = table(25, FlowConfig::default());
+        let mut out = Output::new(false);
+        t.process(&seg(1, false, 25, ACK, 7000, 1000, b"354 go\r\n"), &mut out);
+        t.process(&seg(2, true, 25, ACK, 1000, 7008, b"data\r\n"), &mut out);
+        t.process(&seg(3, true, 25, ACK, 1006, 7008, b".\r\n"), &mut out);
+        t.finish(&mut out);
+        assert_eq!(
+            *rec.0.lock().unwrap(),
+            vec!["midstream", "r:354 go\r\n", "o:data\r\n", "o:.\r\n", "done"]
+        );
+        let c = conns(&out);
+        assert_eq!((c[0].id.orig_p, c[0].id.resp_p), (40000, 25));
+        assert_eq!(
+            c[0].missed_bytes, 0,
+            "bytes before the first seen are no gap"
+        );
+        assert_eq!((c[0].orig_bytes, c[0].resp_bytes), (Some(9), Some(8)));
+        let k = t.counters();
+        assert_eq!((k.flows_partial, k.flows_midstream), (1, 1));
+    }
+
+    #[test]
+    fn midstream_detection_tells_the_analyzer() {
+        let (mut t, rec) = table(25, FlowConfig::default());
+        let mut out = Output::new(false);
+        // Neither port is a likely server port: the first sender is the
+        // originator.
+        t.process(&seg(1, true, 2525, ACK, 100, 500, b"EHLO x\r\n"), &mut out);
+        t.process(&seg(2, false, 2525, ACK, 500, 108, b"220 hi\r\n"), &mut out);
+        t.finish(&mut out);
+        assert_eq!(
+            rec.0.lock().unwrap()[..2],
+            ["midstream".to_string(), "o:EHLO x\r\n".to_string()]
+        );
+    }
+
+    #[test]
+    fn lost_syn_analysed_from_the_syn_ack() {
+        let (mut t, rec) = table(25, FlowConfig::default());
+        let mut out = Output::new(false);
+        // The SYN (seq 100) was not captured. The client's first data
+        // segment is late: its stream still starts at the ISN the SYN-ACK
+        // acknowledges, so nothing is lost or skipped.
+        t.process(&seg(2, false, 25, SYN | ACK, 500, 101, b""), &mut out);
+        t.process(&seg(3, true, 25, ACK, 101, 501, b""), &mut out);
+        t.process(
+            &seg(4, false, 25, ACK | PSH, 501, 101, b"220 hi\r\n"),
+            &mut out,
+        );
+        t.process(
+            &seg(5, true, 25, ACK | PSH, 109, 509, b"MAIL\r\n"),
+            &mut out,
+        );
+        t.process(
+            &seg(6, true, 25, ACK | PSH, 101, 509, b"EHLO x\r\n"),
+            &mut out,
+        );
+        t.process(&seg(7, true, 25, FIN | ACK, 115, 509, b""), &mut out);
+        t.process(&seg(8, false, 25, FIN | ACK, 509, 116, b""), &mut out);
+        t.process(&seg(9, true, 25, ACK, 116, 510, b""), &mut out);
+        t.finish(&mut out);
+        assert_eq!(
+            *rec.0.lock().unwrap(),
+            vec![
+                "r:220 hi\r\n",
+                "o:EHLO x\r\n",
+                "o:MAIL\r\n",
+                "o:eof",
+                "r:eof",
+                "done"
+            ]
+        );
+        let c = conns(&out)[0];
+        assert_eq!((c.id.orig_p, c.id.resp_p), (40000, 25));
+        assert_eq!(c.history, "^hAdDFf");
+        assert_eq!(c.conn_state, "SF");
+        assert_eq!((c.orig_bytes, c.resp_bytes), (Some(14), Some(8)));
+        assert_eq!(c.missed_bytes, 0);
+        assert_eq!(t.counters().flows_midstream, 0);
+    }
+
+    #[test]
+    fn likely_server_ports_orient_midstream_connections() {
+        let cfg = FlowConfig {
+            analyze_partial: false,
+            ..FlowConfig::default()
+        };
+        let (mut t, _) = table(25, cfg);
+        let mut out = Output::new(false);
+        // From a likely server port (587) to an ephemeral one: swapped.
+        t.process(&seg(1, false, 587, ACK, 1, 1, b"250 ok\r\n"), &mut out);
+        // From POP3's 110 (not a likely server port in Zeek): as seen.
+        t.process(&seg(2, false, 110, ACK, 1, 1, b"+OK\r\n"), &mut out);
+        // A SYN-ACK from 110: as seen too.
+        t.process(&seg(3, false, 995, SYN | ACK, 1, 1, b""), &mut out);
+        t.process(&seg(3, false, 1110, SYN | ACK, 1, 1, b""), &mut out);
+        t.finish(&mut out);
+        let c = conns(&out);
+        let ids: Vec<(u16, u16, bool)> = c
+            .iter()
+            .map(|c| (c.id.orig_p, c.id.resp_p, c.history.starts_with('^')))
+            .collect();
+        assert_eq!(
+            ids,
+            vec![
+                (40000, 587, true),
+                (110, 40000, false),
+                (40000, 995, true),
+                (1110, 40000, false)
+            ]
+        );
+        // Both ports likely: swapped only towards the higher port, and
+        // never for a SYN-ACK.
+        let mut out = Output::new(false);
+        let mut s = seg(1, true, 25, ACK, 1, 1, b"x");
+        s.src_port = 443;
+        t.process(&s, &mut out);
+        let mut s = seg(2, true, 443, ACK, 1, 1, b"x");
+        s.src_port = 25;
+        t.process(&s, &mut out);
+        t.finish(&mut out);
+        let c = conns(&out);
+        assert_eq!((c[0].id.orig_p, c[0].id.resp_p), (443, 25));
+        assert_eq!((c[1].id.orig_p, c[1].id.resp_p), (443, 25));
+    }
+
+    fn weirds(out: &Output) -> Vec<(String, &'static str)> {
+        out.records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Weird(w) => Some((w.uid.clone().unwrap_or_default(), w.name)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn stray_packet_before_syn_does_not_hide_the_session() {
+        let (mut t, rec) = table(25, FlowConfig::default());
+        let mut out = Output::new(false);
+        // A retransmission from an earlier connection on the 4-tuple.
+        t.process(
+            &seg(0, true, 25, ACK | PSH, 9000, 3000, b"QUIT\r\n"),
+            &mut out,
+        );
+        session(&mut t, &mut out, 25);
+        t.finish(&mut out);
+        let c = conns(&out);
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[0].history, "D");
+        assert_eq!(c[1].history, "ShAdDFf");
+        assert_eq!(c[1].service, vec!["test"]);
+        assert_eq!(
+            weirds(&out),
+            vec![(c[0].uid.clone(), "active_connection_reuse")]
+        );
+        let calls = rec.0.lock().unwrap();
+        assert!(calls.ends_with(&[
+            "r:220 hi\r\n".to_string(),
+            "o:EHLO x\r\n".to_string(),
+            "o:eof".to_string(),
+            "r:eof".to_string(),
+            "done".to_string()
+        ]));
+        assert_eq!(t.counters().flows_reused, 1);
+    }
+
+    #[test]
+    fn reuse_rules() {
+        // A retransmitted SYN is not a reuse; one with another sequence
+        // number while the first is unanswered is (SYN_seq_jump).
+        let (mut t, _) = table(25, FlowConfig::default());
+        let mut out = Output::new(false);
+        t.process(&seg(1, true, 25, SYN, 100, 0, b""), &mut out);
+        t.process(&seg(2, true, 25, SYN, 100, 0, b""), &mut out);
+        assert_eq!(t.len(), 1);
+        assert!(conns(&out).is_empty());
+        t.process(&seg(3, true, 25, SYN, 900, 0, b""), &mut out);
+        let first = conns(&out)[0].uid.clone();
+        assert_eq!(weirds(&out), vec![(first, "SYN_seq_jump")]);
+
+        // A new SYN soon after both sides closed: premature reuse.
+        let (mut t, _) = table(25, FlowConfig::default());
+        let mut out = Output::new(false);
+        session(&mut t, &mut out, 25);
+        t.process(&seg(10, true, 25, SYN, 7000, 0, b""), &mut out);
+        let c = conns(&out);
+        assert_eq!((c.len(), c[0].conn_state), (1, "SF"));
+        assert_eq!(
+            weirds(&out),
+            vec![(c[0].uid.clone(), "premature_connection_reuse")]
+        );
+        assert_eq!(t.counters().flows_closed, 1);
+
+        // Later than the linger time, or after a reset: no weird.
+        let (mut t, _) = table(25, FlowConfig::default());
+        let mut out = Output::new(false);
+        t.process(&seg(1, true, 25, SYN, 100, 0, b""), &mut out);
+        t.process(&seg(2, false, 25, flags::RST | ACK, 0, 101, b""), &mut out);
+        t.process(&seg(3, true, 25, SYN, 100, 0, b""), &mut out);
+        t.process(&seg(4, true, 25, flags::RST, 101, 0, b""), &mut out);
+        t.process(&seg(5, true, 25, SYN, 200, 0, b""), &mut out);
+        assert_eq!(conns(&out).len(), 2);
+        assert!(weirds(&out).is_empty());
+
+        // One side closed, the other still sending: active reuse.
+        let (mut t, _) = table(25, FlowConfig::default());
+        let mut out = Output::new(false);
+        t.process(&seg(1, true, 25, SYN, 100, 0, b""), &mut out);
+        t.process(&seg(2, false, 25, SYN | ACK, 500, 101, b""), &mut out);
+        t.process(&seg(3, true, 25, FIN | ACK, 101, 501, b""), &mut out);
+        t.process(&seg(4, true, 25, SYN, 100, 0, b""), &mut out);
+        assert_eq!(weirds(&out)[0].1, "active_connection_reuse");
+        assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn finish_flushes_in_creation_order() {
+        let (mut t, _) = table(25, FlowConfig::default());
+        let mut out = Output::new(false);
+        let ports: Vec<u16> = (0..200u16)
+            .map(|i| 1000 + i.wrapping_mul(7919) % 5000)
+            .collect();
+        for (i, p) in ports.iter().enumerate() {
+            t.process(&seg(i as i64, true, *p, SYN, 1, 0, b""), &mut out);
+        }
+        t.finish(&mut out);
+        let got: Vec<u16> = conns(&out).iter().map(|c| c.id.resp_p).collect();
+        assert_eq!(got, ports);
     }
 
     #[test]
