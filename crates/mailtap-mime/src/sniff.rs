@@ -289,33 +289,4 @@ fn is_plaintext(b: &[u8]) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn zeek_baseline_types() {
-        assert_eq!(sniff(b"Hello\r\n\r\n \r\n--\r\n"), Some("text/plain"));
-        assert_eq!(sniff(b"<html xmlns:v=\"urn\">"), Some("text/html"));
-        assert_eq!(sniff(b"Hello!\r\n"), None);
-        assert_eq!(sniff(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"), Some("image/png"));
-        assert_eq!(
-            sniff(b"Intro\n---\n x | 2 +\n--- a/x\n+++ b/x\n@@ -1 +1 @@\n"),
-            Some("text/x-diff")
-        );
-        assert_eq!(sniff(b"Received: from x\r\n"), Some("message/rfc822"));
-        assert_eq!(sniff(b"%PDF-1.4\n%\xe2\xe3"), Some("application/pdf"));
-        assert_eq!(
-            sniff(b"PK\x03\x04\x14\x00\x00\x00\x08\x00"),
-            Some("application/zip")
-        );
-        assert_eq!(
-            sniff(b"\x1f\x8b\x08\x00\x00\x00\x00\x00"),
-            Some("application/x-gzip")
-        );
-        assert_eq!(
-            sniff(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00"),
-            Some("image/jpeg")
-        );
-        assert_eq!(sniff(b"\x00\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a"), None);
-    }
-}
+mod tests;

@@ -90,6 +90,8 @@ fn by_first_byte(b: &[u8]) -> Option<&'static str> {
         0x4d => {
             if b.starts_with(b"MM\x00*") {
                 Some("image/tiff")
+            } else if b.starts_with(b"\x4d\x3c\xb2\xa1") {
+                Some("application/vnd.tcpdump.pcap")
             } else if b.starts_with(b"MZ") {
                 Some("application/x-dosexec")
             } else if b.starts_with(b"MThd\x00\x00\x00\x06") {
@@ -178,9 +180,8 @@ fn by_first_byte(b: &[u8]) -> Option<&'static str> {
             // OLE2 compound file (MS-CFB): Word, Excel, Outlook .msg alike.
             Some("application/msword")
         }
-        0xd4 if b.starts_with(b"\xd4\xc3\xb2\xa1") || b.starts_with(b"\x4d\x3c\xb2\xa1") => {
-            Some("application/vnd.tcpdump.pcap")
-        }
+        // pcap file header, microsecond and nanosecond magics, either order.
+        0xd4 if b.starts_with(b"\xd4\xc3\xb2\xa1") => Some("application/vnd.tcpdump.pcap"),
         0xa1 if b.starts_with(b"\xa1\xb2\xc3\xd4") || b.starts_with(b"\xa1\xb2\x3c\x4d") => {
             Some("application/vnd.tcpdump.pcap")
         }
