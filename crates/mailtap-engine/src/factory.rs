@@ -125,6 +125,14 @@ impl TcpAnalyzer for MailAnalyzer {
             App::Tls => {}
         }
     }
+    fn start_midstream(&mut self) {
+        match &mut self.app {
+            App::Smtp(a) => a.start_midstream(),
+            App::Pop3(a) => a.start_midstream(),
+            // The TLS analyzer finds record boundaries itself.
+            App::Tls => {}
+        }
+    }
     fn bypass_ready(&self) -> bool {
         let tls_over = self.tls.as_ref().is_none_or(|t| t.handshake_done());
         match self.app {

@@ -189,6 +189,12 @@ struct Msg {
     content_sha256: Option<Sha256>,
     entities: u64,
     ext: Vec<u8>,
+    /// Only counted, hashed and extracted: no MIME parsing, no files
+    /// (a message whose start was not seen).
+    headless: bool,
+    /// Known to be incomplete whatever else happens (its start was not
+    /// seen, or bytes were dropped without a known count).
+    incomplete: bool,
 }
 
 /// Streaming MIME analyzer of one connection (see the crate docs).
@@ -260,8 +266,53 @@ impl MessageAnalyzer {
             content_sha256: content.then(Sha256::new),
             entities: 0,
             ext: Vec::new(),
+            headless: false,
+            incomplete: false,
         });
         self.begin_entity(cx, sink, Cte::Identity, false);
+    }
+
+    /// Starts a message whose beginning was not seen (a connection picked
+    /// up mid-stream): its bytes are counted, hashed and extracted, but
+    /// not parsed (no entities, no files), and it ends incomplete.
+    pub fn begin_headless(&mut self, cx: &mut ConnCtx<'_>, ctx: MessageContext) {
+        if self.msg.is_some() {
+            self.end(cx, &mut crate::message::NoSink, false);
+        }
+        let extracting = ctx.extract.is_some();
+        self.msg = Some(Msg {
+            ctx,
+            stack: Vec::new(),
+            fuids: Vec::new(),
+            headers: EmailHeaders::default(),
+            attachments: Vec::new(),
+            size: 0,
+            sha256: extracting.then(Sha256::new),
+            missing: 0,
+            content_len: 0,
+            content_md5: None,
+            content_sha256: None,
+            entities: 0,
+            ext: Vec::new(),
+            headless: true,
+            incomplete: true,
+        });
+    }
+
+    /// Marks the open message incomplete (bytes were lost in a way that
+    /// cannot be counted).
+    pub fn mark_incomplete(&mut self) {
+        if let Some(m) = self.msg.as_mut() {
+            m.incomplete = true;
+        }
+    }
+
+    /// Counts `len` bytes of the open message as missing without touching
+    /// its entities (bytes the extraction lost, e.g. at a cut line).
+    pub fn missing(&mut self, len: u64) {
+        if let Some(m) = self.msg.as_mut() {
+            m.missing = m.missing.saturating_add(len);
+        }
     }
 
     /// One line of the message (dot-unstuffed by the caller) and the exact
@@ -308,6 +359,9 @@ impl MessageAnalyzer {
     /// with [`Self::raw`].
     pub fn mime_line(&mut self, cx: &mut ConnCtx<'_>, line: &[u8], sink: &mut dyn MimeSink) {
         let Some(m) = self.msg.as_ref() else { return };
+        if m.headless {
+            return;
+        }
         let n = m.stack.len();
         let mut lvl = 0usize;
         while lvl < n {
@@ -347,6 +401,9 @@ impl MessageAnalyzer {
     pub fn gap(&mut self, cx: &mut ConnCtx<'_>, len: u64, sink: &mut dyn MimeSink) {
         let Some(m) = self.msg.as_mut() else { return };
         m.missing = m.missing.saturating_add(len);
+        if m.headless {
+            return;
+        }
         let Some(lvl) = m.stack.iter().rposition(|e| !e.ended) else {
             return;
         };
@@ -390,7 +447,7 @@ impl MessageAnalyzer {
             attachments: m.attachments,
             size: m.size,
             sha256: m.sha256.map(|h| hex(&h.finalize())),
-            complete: complete && m.missing == 0,
+            complete: complete && m.missing == 0 && !m.incomplete,
             missing_bytes: m.missing,
             content_len: m.content_len,
             content_md5: m.content_md5.map(|h| hex(&h.finalize())),

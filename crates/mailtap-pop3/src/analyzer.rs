@@ -110,7 +110,13 @@ struct Proto {
     msgs: Messages,
     session: Session,
     stats: Pop3Stats,
+    /// Picked up mid-stream and not yet synchronised: the server lines
+    /// since the pickup (or since the last `.`), with their terminators.
+    hunt: Option<Vec<(Vec<u8>, &'static [u8])>>,
 }
+
+/// Server bytes kept while hunting; older lines are dropped beyond it.
+const MAX_HUNT_BYTES: usize = 1 << 20;
 
 impl Pop3Analyzer {
     pub fn new(cfg: Arc<Pop3Config>) -> Self {
@@ -143,6 +149,7 @@ impl Pop3Analyzer {
                 msgs,
                 session: Session::default(),
                 stats: Pop3Stats::default(),
+                hunt: None,
             },
             disabled: false,
             finished: false,
@@ -187,6 +194,20 @@ impl Pop3Analyzer {
             let Some(piece) = self.lines[dir].next(cx, data, &mut pos) else {
                 break;
             };
+            if self.p.hunt.is_some() {
+                match piece {
+                    Piece::Line(line, term) => self.p.hunt_line(cx, is_orig, line, term),
+                    Piece::LateLf if !is_orig => {
+                        if let Some(l) = self.p.hunt.as_mut().and_then(|h| h.last_mut()) {
+                            if l.1 == b"\r" {
+                                l.1 = b"\r\n";
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+                continue;
+            }
             match piece {
                 Piece::Line(line, _) if is_orig => self.p.client_line(cx, line),
                 Piece::Line(line, term) => self.p.server_line(cx, line, term),
@@ -275,9 +296,83 @@ impl TcpAnalyzer for Pop3Analyzer {
     fn disabled(&self) -> bool {
         self.disabled
     }
+
+    fn start_midstream(&mut self) {
+        self.p.hunt = Some(Vec::new());
+    }
+}
+
+/// LIST/UIDL (`n size`, `n uid`) or CAPA (capability words) response lines:
+/// a multi-line response made of them only is not a message.
+fn listing_line(l: &[u8]) -> bool {
+    let (a, b) = tokens(l);
+    (!a.is_empty() && a.iter().all(u8::is_ascii_digit) && !b.contains(&b' '))
+        || (!l.is_empty()
+            && l.iter()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || b" -_.".contains(c)))
 }
 
 impl Proto {
+    /// One line while hunting (see `Pop3Analyzer::start_midstream`): server
+    /// lines are kept until a `.` ends a multi-line response (whose tail,
+    /// if it looks like a message, is extracted as an incomplete, partial
+    /// message) and the first client command synchronises: the session is
+    /// then in the state that command needs, and analysed as usual.
+    fn hunt_line(&mut self, cx: &mut ConnCtx<'_>, is_orig: bool, line: &[u8], term: &'static [u8]) {
+        let Some(h) = self.hunt.as_mut() else { return };
+        if !is_orig {
+            if line == b"." {
+                let lines = std::mem::take(h);
+                if !lines.is_empty() && !lines.iter().all(|(l, _)| listing_line(l)) {
+                    let info = MessageInfo {
+                        ts: cx.ts,
+                        user: None,
+                        partial: true,
+                        tls: false,
+                        local_orig: Some(self.cfg.is_local_addr(cx.id.resp_h)),
+                    };
+                    self.msgs.headless(cx, info, &lines);
+                    self.session.retrieved();
+                }
+                return;
+            }
+            if h.is_empty() && !self.confirmed && dpd_resp_matches(line) {
+                // Nothing seen before a `+OK`: likely the greeting.
+                let first = self.stats.server_lines == 0;
+                if first {
+                    self.hunt = None;
+                    self.server_line(cx, line, term);
+                    return;
+                }
+            }
+            self.stats.server_lines += 1;
+            h.push((line.to_vec(), term));
+            let mut bytes: usize = h.iter().map(|(l, t)| l.len() + t.len()).sum();
+            while bytes > MAX_HUNT_BYTES && !h.is_empty() {
+                let (l, t) = h.remove(0);
+                bytes -= l.len() + t.len();
+            }
+            return;
+        }
+        let norm = normalise(c_str(line));
+        let Some(cmd) = Cmd::parse(tokens(&norm).0) else {
+            return;
+        };
+        if matches!(cmd, Cmd::Ok | Cmd::Err) {
+            return;
+        }
+        self.hunt = None;
+        match cmd {
+            Cmd::User | Cmd::Apop | Cmd::Auth => self.master = Master::Authorization,
+            Cmd::Pass => {
+                self.master = Master::Authorization;
+                self.state = State::User;
+            }
+            _ => self.master = Master::Transaction,
+        }
+        self.client_line(cx, line);
+    }
+
     fn unexpected(&self, cx: &mut ConnCtx<'_>, is_orig: bool, msg: &str, detail: &[u8]) {
         cx.event(|| Event::Pop3Unexpected {
             is_orig,

@@ -98,6 +98,48 @@ impl Messages {
         });
     }
 
+    /// The tail of a message whose start was not seen (a connection
+    /// picked up mid-stream): extracted as one incomplete, partial message,
+    /// not parsed.
+    pub fn headless(
+        &mut self,
+        cx: &mut ConnCtx<'_>,
+        mut info: MessageInfo,
+        lines: &[(Vec<u8>, &[u8])],
+    ) {
+        self.end(cx, false);
+        self.count = self.count.saturating_add(1);
+        let n = self.count;
+        let extract = cx.extract_enabled();
+        let ctx = MessageContext {
+            source: Source::Pop3,
+            is_orig: false,
+            local_orig: info.local_orig,
+            conn_start: cx.conn.start_time,
+            trans_depth: u64::from(n),
+            max_header_bytes: self.max_header_bytes,
+            extract: extract.then_some(n),
+        };
+        let files = &self.files;
+        let mime = self
+            .mime
+            .get_or_insert_with(|| MessageAnalyzer::new(files.clone()));
+        mime.begin_headless(cx, ctx);
+        for (l, t) in lines {
+            let body = l.strip_prefix(b".").unwrap_or(l);
+            mime.raw(cx, body);
+            mime.raw(cx, t);
+        }
+        info.partial = true;
+        self.cur = Some(Current {
+            info,
+            n,
+            extract,
+            open_cr: false,
+        });
+        self.end(cx, false);
+    }
+
     /// One body line as the server sent it (`raw`, dot-stuffed) and
     /// unstuffed (`body`), with its terminator. The extracted message gets
     /// the unstuffed bytes; the MIME parser (files.log) gets the line as

@@ -939,3 +939,77 @@ fn pop3_files_like_zeek_depth_zero_no_filename_dots_kept() {
     assert!(data.ends_with(b"\r\n.dot\r\nx\r\n"));
     assert_eq!(metas[0].attachments[0].filename.as_deref(), Some("a.txt"));
 }
+
+fn midstream_run(steps: &[Step]) -> (Harness, Vec<u8>, Vec<mailtap_core::mail::EmailMeta>) {
+    let mut h = harness();
+    h.out.extract_enabled = true;
+    let mut a = Pop3Analyzer::new(Arc::new(Pop3Config::default()));
+    a.start_midstream();
+    for s in steps {
+        let mut cx = h.cx();
+        match s {
+            C(d) => a.deliver(&mut cx, true, d),
+            S(d) => a.deliver(&mut cx, false, d),
+            Gap(o, n) => a.gap(&mut cx, *o, *n),
+        }
+    }
+    let mut cx = h.cx();
+    a.eof(&mut cx, true);
+    a.eof(&mut cx, false);
+    a.done(&mut cx);
+    let (data, metas) = extracted(&h);
+    (h, data, metas)
+}
+
+#[test]
+fn midstream_pickup_inside_retr_response() {
+    let (h, data, metas) = midstream_run(&[
+        S(b"ody line\r\n..dot\r\nlast\r"),
+        S(b"\n.\r\n"),
+        C(b"RETR 2\r\n"),
+        S(b"+OK 30 octets\r\nSubject: s\r\n\r\n..b\r\n.\r\n"),
+        C(b"LIST\r\n"),
+        S(b"+OK\r\n1 100\r\n2 30\r\n.\r\n"),
+        C(b"QUIT\r\n"),
+        S(b"+OK bye\r\n"),
+    ]);
+    assert_eq!(metas.len(), 2, "{metas:?}");
+    assert!(!metas[0].complete && metas[0].partial);
+    assert_eq!(metas[0].size, 22);
+    assert!(metas[1].complete && !metas[1].partial);
+    assert_eq!(metas[1].size, 18);
+    assert_eq!(
+        data,
+        b"ody line\r\n.dot\r\nlast\r\nSubject: s\r\n\r\n.b\r\n"
+    );
+    assert_eq!(metas[1].headers.subject.as_deref(), Some("s"));
+    assert_eq!(h.files().len(), 1);
+}
+
+#[test]
+fn midstream_pickup_in_listing_extracts_nothing() {
+    let (_, _, metas) = midstream_run(&[
+        S(b"3 200\r\n4 100\r\n.\r\n"),
+        C(b"RETR 4\r\n"),
+        S(b"+OK\r\nSubject: s\r\n\r\nb\r\n.\r\n"),
+    ]);
+    assert_eq!(metas.len(), 1);
+    assert!(metas[0].complete && !metas[0].partial);
+}
+
+#[test]
+fn midstream_greeting_first_is_a_normal_session() {
+    let (h, _, metas) = midstream_run(&[
+        S(b"+OK ready\r\n"),
+        C(b"USER bob\r\n"),
+        S(b"+OK\r\n"),
+        C(b"PASS x\r\n"),
+        S(b"+OK\r\n"),
+        C(b"RETR 1\r\n"),
+        S(b"+OK\r\nSubject: s\r\n\r\nb\r\n.\r\n"),
+    ]);
+    assert_eq!(metas.len(), 1);
+    assert!(metas[0].complete);
+    assert_eq!(metas[0].user.as_deref(), Some(&b"bob"[..]));
+    assert_eq!(h.pop3()[0].messages_retrieved, 1);
+}

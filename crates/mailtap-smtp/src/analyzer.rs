@@ -16,6 +16,10 @@ use mailtap_mime::{MessageAnalyzer, MessageContext, MimeSink, Source};
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+#[path = "resync.rs"]
+mod resync;
+use resync::Hunt;
+
 /// Recipients remembered per transaction for the extraction metadata.
 const MAX_META_RCPTS: usize = 1000;
 
@@ -89,6 +93,8 @@ struct Proto {
     violation_disable: bool,
     script: Script,
     stats: SmtpStats,
+    /// Picked up mid-stream and not yet synchronised (see `resync`).
+    hunt: Option<Hunt>,
 }
 
 impl SmtpAnalyzer {
@@ -113,6 +119,7 @@ impl SmtpAnalyzer {
             violation_disable: false,
             script: Script::default(),
             stats: SmtpStats::default(),
+            hunt: None,
         };
         // CONN_ESTABLISHMENT with reply 0: CONNECTED -> INITIATED, no events.
         p.state = State::Initiated;
@@ -249,6 +256,10 @@ impl TcpAnalyzer for SmtpAnalyzer {
     fn disabled(&self) -> bool {
         self.disabled
     }
+
+    fn start_midstream(&mut self) {
+        self.p.hunt = Some(Hunt::default());
+    }
 }
 
 impl Proto {
@@ -341,6 +352,25 @@ impl Proto {
 
     /// One piece from a line splitter.
     fn piece(&mut self, cx: &mut ConnCtx<'_>, orig: bool, piece: Piece<'_>) {
+        if self.hunt.is_some() {
+            match piece {
+                Piece::Line(l, t) => match self.hunt_line(cx, orig, l, t) {
+                    Some(at) => {
+                        let l = &l[at.min(l.len())..];
+                        let is_sender = orig == self.orig_is_sender;
+                        if is_sender {
+                            self.sender_line(cx, orig, l, t);
+                        } else {
+                            self.receiver_line(cx, orig, is_sender, l);
+                        }
+                        return;
+                    }
+                    None => return,
+                },
+                Piece::LateLf => return self.hunt_late_lf(orig),
+                Piece::Plain(_) => return,
+            }
+        }
         let (mut line, plain, term) = match piece {
             Piece::Line(l, t) => (l, false, t),
             Piece::Plain(l) => (l, true, &b""[..]),
@@ -541,12 +571,22 @@ impl Proto {
         let cmd = self.first_cmd;
         if cmd == Some(Cmd::Rcpt) {
             if let Some(a) = self.ext.rcpt_pending.pop_front() {
-                if (200..300).contains(&code) {
-                    if self.ext.rcpt_ok.len() < MAX_META_RCPTS {
-                        self.ext.rcpt_ok.push(a);
+                // A pipelined `MAIL`/`RCPT`/`BDAT n LAST` can finish the
+                // message before the RCPT replies arrive: they then belong
+                // to the waiting metadata.
+                let (ok, bad) = match self.ext.meta.as_mut() {
+                    Some(m) if self.ext.meta_rcpts_owed > 0 => {
+                        self.ext.meta_rcpts_owed -= 1;
+                        (&mut m.rcptto, &mut m.rcptto_rejected)
                     }
-                } else if self.ext.rcpt_bad.len() < MAX_META_RCPTS {
-                    self.ext.rcpt_bad.push((a, u32::from(code)));
+                    _ => (&mut self.ext.rcpt_ok, &mut self.ext.rcpt_bad),
+                };
+                if (200..300).contains(&code) {
+                    if ok.len() < MAX_META_RCPTS {
+                        ok.push(a);
+                    }
+                } else if bad.len() < MAX_META_RCPTS {
+                    bad.push((a, u32::from(code)));
                 }
             }
         }
@@ -744,6 +784,17 @@ impl Proto {
 
     /// Starts a message (DATA command, first BDAT chunk, 354 after a gap).
     fn begin_data(&mut self, cx: &mut ConnCtx<'_>, orig: bool) {
+        self.begin_message(cx, orig, false);
+    }
+
+    /// Starts a message whose beginning was not seen (mid-stream pickup):
+    /// extracted, not parsed, incomplete.
+    fn begin_headless(&mut self, cx: &mut ConnCtx<'_>, orig: bool) {
+        self.begin_message(cx, orig, true);
+        self.ext.midstream_envelope = true;
+    }
+
+    fn begin_message(&mut self, cx: &mut ConnCtx<'_>, orig: bool, headless: bool) {
         self.state = State::InData;
         if self.mime.in_message() {
             cx.weird("smtp_nested_mail_transaction", None, "SMTP");
@@ -773,6 +824,10 @@ impl Proto {
             max_header_bytes: self.cfg.max_header_bytes,
             extract,
         };
+        if headless {
+            self.mime.begin_headless(cx, ctx);
+            return;
+        }
         let Proto {
             mime, script, cfg, ..
         } = self;
@@ -809,12 +864,13 @@ impl Proto {
             sha256: s.sha256.unwrap_or_default(),
             complete: s.complete,
             missing_bytes: s.missing_bytes,
-            partial: false,
+            partial: std::mem::take(&mut self.ext.midstream_envelope),
             headers: s.headers,
             attachments: s.attachments,
             tls: rec.is_some_and(|r| r.tls),
         };
         self.ext.meta = Some(Box::new(meta));
+        self.ext.meta_rcpts_owed = self.ext.rcpt_pending.len();
         self.ext.meta_bdat = self.ext.bdat;
         if let Some((code, text)) = self.ext.early_status.take() {
             if let Some(m) = self.ext.meta.as_mut() {
@@ -857,6 +913,7 @@ impl Proto {
 
     /// Emits the waiting metadata record, if any.
     fn emit_meta(&mut self, cx: &mut ConnCtx<'_>) {
+        self.ext.meta_rcpts_owed = 0;
         if let Some(meta) = self.ext.meta.take() {
             cx.emit(Record::EmailMeta(meta));
         }
@@ -923,6 +980,12 @@ struct Extract {
     /// A finished message's metadata, waiting for its end-of-data reply.
     meta: Option<Box<EmailMeta>>,
     meta_bdat: bool,
+    /// RCPT commands of the waiting metadata's transaction whose replies
+    /// are still owed (the first ones in `rcpt_pending`).
+    meta_rcpts_owed: usize,
+    /// The current message's transaction began before a mid-stream
+    /// pickup: its envelope (or its start) was not seen.
+    midstream_envelope: bool,
     /// The envelope as it stood when the message began. The smtp.log
     /// record may be written and replaced before the message is finished
     /// (a `BDAT 0 LAST` transfer ends lazily, as in Zeek), so the metadata

@@ -19,6 +19,8 @@ pub mod record;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_imperfect;
+#[cfg(test)]
 mod testutil;
 
 pub use analyzer::{dpd_orig_matches, dpd_resp_matches, SmtpAnalyzer, SmtpStats, State};

@@ -99,6 +99,15 @@ impl Script {
         }
     }
 
+    /// A connection picked up mid-stream synchronised at a transaction
+    /// whose start was not seen: its envelope is taken as given (no
+    /// `smtp_mail_transaction_invalid`) and its row is written.
+    pub fn midstream(&mut self, cx: &ConnCtx<'_>, cfg: &SmtpConfig) {
+        self.mail_from_seen = true;
+        self.rcpt_to_seen = true;
+        self.session(cx, cfg).has_client_activity = true;
+    }
+
     /// `analyzer_confirmation_info`.
     pub fn on_confirm(&mut self, cx: &ConnCtx<'_>, cfg: &SmtpConfig) {
         self.session(cx, cfg);
