@@ -23,12 +23,14 @@ use std::net::IpAddr;
 
 pub use mailtap_core::Timestamp;
 
+mod imperfect;
 mod pcap;
 mod pool;
 mod rng;
 mod session;
 mod text;
 
+pub use imperfect::{count_packets, generate_imperfect, FlowTruth, ImperfectStats, Imperfections};
 use session::{Ctx, Session};
 
 /// Feature mix. `plain`, `pipelined` and `bdat` are relative weights that
