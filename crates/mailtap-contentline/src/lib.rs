@@ -64,6 +64,11 @@ pub struct LineSplitter {
     /// The first NUL of this direction is still to be dropped.
     flag_nuls: bool,
     max_line: usize,
+    /// No weirds and no NUL dropping: the analyzer is still looking for
+    /// where the dialogue is (a connection picked up mid-stream).
+    quiet: bool,
+    /// The two bytes the last cut at the length limit dropped.
+    cut_lost: [u8; 2],
     pub stats: LineStats,
 }
 
@@ -76,8 +81,24 @@ impl LineSplitter {
             plain_remaining: 0,
             flag_nuls: nuls == Nuls::DropFirst,
             max_line: max_line.max(2),
+            quiet: false,
+            cut_lost: [0; 2],
             stats: LineStats::default(),
         }
+    }
+
+    /// The two bytes lost by the last line cut at the length limit (the
+    /// last one buffered and the one that overflowed), so that a caller
+    /// that must stay byte-exact can put them back after the cut line.
+    pub fn cut_lost(&self) -> [u8; 2] {
+        self.cut_lost
+    }
+
+    /// While on, lines raise no weirds and NULs are kept (the first-NUL
+    /// rule waits): for an analyzer still hunting for its place in a
+    /// dialogue picked up mid-stream.
+    pub fn set_quiet(&mut self, on: bool) {
+        self.quiet = on;
     }
 
     /// Forgets a partial line (content gap); its bytes are counted.
@@ -113,6 +134,19 @@ impl LineSplitter {
         data: &'s [u8],
         pos: &mut usize,
     ) -> Option<Piece<'s>> {
+        self.next_cut(cx, data, pos, &mut None)
+    }
+
+    /// [`Self::next`], and for a line cut at the length limit the two bytes
+    /// the cut dropped in `lost` (set to `None` otherwise).
+    pub fn next_cut<'s>(
+        &'s mut self,
+        cx: &mut ConnCtx<'_>,
+        data: &'s [u8],
+        pos: &mut usize,
+        lost: &mut Option<[u8; 2]>,
+    ) -> Option<Piece<'s>> {
+        *lost = None;
         if self.buf_emitted {
             self.buf.clear();
             self.buf_emitted = false;
@@ -139,7 +173,7 @@ impl LineSplitter {
             }
             if self.last_cr {
                 // A lone CR followed by anything but CR/LF: Zeek flags it.
-                if first != b'\r' {
+                if first != b'\r' && !self.quiet {
                     cx.weird("line_terminated_with_single_CR", None, "CONTENTLINE");
                 }
                 self.last_cr = false;
@@ -147,7 +181,7 @@ impl LineSplitter {
             // Bytes that may still join the current line before the limit.
             let room = self.max_line.saturating_sub(self.buf.len());
             let window = &rest[..rest.len().min(room)];
-            let hit = if self.flag_nuls {
+            let hit = if self.flag_nuls && !self.quiet {
                 memchr::memchr3(b'\r', b'\n', 0, window)
             } else {
                 memchr::memchr2(b'\r', b'\n', window)
@@ -198,9 +232,13 @@ impl LineSplitter {
                     self.stats.bytes_buffered += window.len() as u64;
                     let c = rest.get(window.len()).copied().unwrap_or(0);
                     *pos += window.len() + 1;
-                    cx.weird("contentline_size_exceeded", None, "CONTENTLINE");
+                    if !self.quiet {
+                        cx.weird("contentline_size_exceeded", None, "CONTENTLINE");
+                    }
                     self.last_cr = c == b'\r';
                     let keep = self.max_line - 1;
+                    self.cut_lost = [self.buf.get(keep).copied().unwrap_or(0), c];
+                    *lost = Some(self.cut_lost);
                     self.buf.truncate(keep);
                     self.buf_emitted = true;
                     self.stats.lines += 1;
@@ -387,6 +425,15 @@ mod tests {
         let l = split_all(&mut h, &mut sp, &[b"a\0b\r\nc\0d\n"]);
         assert_eq!(l, vec![b"a\0b".to_vec(), b"c\0d".to_vec()]);
         assert!(h.weird_names().is_empty());
+    }
+
+    #[test]
+    fn cut_reports_the_lost_bytes() {
+        let mut h = Harness::new();
+        let mut sp = LineSplitter::new(8, Nuls::DropFirst);
+        let l = split_all(&mut h, &mut sp, &[b"0123456789ab\r\n"]);
+        assert_eq!(l, vec![b"0123456".to_vec(), b"9ab".to_vec()]);
+        assert_eq!(&sp.cut_lost(), b"78");
     }
 
     #[test]

@@ -113,6 +113,10 @@ struct Proto {
     /// Picked up mid-stream and not yet synchronised: the server lines
     /// since the pickup (or since the last `.`), with their terminators.
     hunt: Option<Vec<(Vec<u8>, &'static [u8])>>,
+    /// The bytes the splitter dropped when it cut the current line.
+    cut_lost: Option<[u8; 2]>,
+    /// The previous server line was cut at the length limit.
+    srv_after_cut: bool,
 }
 
 /// Server bytes kept while hunting; older lines are dropped beyond it.
@@ -150,6 +154,8 @@ impl Pop3Analyzer {
                 session: Session::default(),
                 stats: Pop3Stats::default(),
                 hunt: None,
+                cut_lost: None,
+                srv_after_cut: false,
             },
             disabled: false,
             finished: false,
@@ -191,12 +197,21 @@ impl Pop3Analyzer {
         let dir = usize::from(is_orig);
         let mut pos = 0usize;
         while !self.p.tls {
-            let Some(piece) = self.lines[dir].next(cx, data, &mut pos) else {
+            let mut lost = None;
+            let Some(piece) = self.lines[dir].next_cut(cx, data, &mut pos, &mut lost) else {
                 break;
             };
+            self.p.cut_lost = lost;
             if self.p.hunt.is_some() {
                 match piece {
-                    Piece::Line(line, term) => self.p.hunt_line(cx, is_orig, line, term),
+                    Piece::Line(line, term) => {
+                        self.p.hunt_line(cx, is_orig, line, term);
+                        if self.p.hunt.is_none() {
+                            for sp in &mut self.lines {
+                                sp.set_quiet(false);
+                            }
+                        }
+                    }
                     Piece::LateLf if !is_orig => {
                         if let Some(l) = self.p.hunt.as_mut().and_then(|h| h.last_mut()) {
                             if l.1 == b"\r" {
@@ -299,6 +314,9 @@ impl TcpAnalyzer for Pop3Analyzer {
 
     fn start_midstream(&mut self) {
         self.p.hunt = Some(Vec::new());
+        for sp in &mut self.lines {
+            sp.set_quiet(true);
+        }
     }
 }
 
@@ -797,13 +815,26 @@ impl Proto {
             return;
         }
         self.stats.data_lines += 1;
+        // The rest of a line cut at the length limit is not a line start:
+        // its leading dot is data.
+        let cont = std::mem::replace(&mut self.srv_after_cut, term.is_empty());
         if matches!(self.state, State::Retr | State::Top) {
-            let body = line.strip_prefix(b".").unwrap_or(line);
+            let body = if cont {
+                line
+            } else {
+                line.strip_prefix(b".").unwrap_or(line)
+            };
+            let lost: &[u8] = match (&self.cut_lost, term.is_empty()) {
+                (Some(l), true) => l,
+                _ => b"",
+            };
             if self.state == State::Retr {
                 self.session
-                    .retrieved_bytes((body.len() + term.len()) as u64);
+                    .retrieved_bytes((body.len() + term.len() + lost.len()) as u64);
             }
             self.msgs.line(cx, line, body, term);
+            // Put back what the cut dropped: the extraction stays exact.
+            self.msgs.raw(cx, lost);
         }
         cx.event(|| Event::Pop3Data {
             is_orig: false,

@@ -154,6 +154,17 @@ impl Messages {
         mime.mime_line(cx, raw, &mut NoSink);
     }
 
+    /// Message bytes that are not a line (bytes a cut line dropped).
+    pub fn raw(&mut self, cx: &mut ConnCtx<'_>, data: &[u8]) {
+        if data.is_empty() {
+            return;
+        }
+        if let (Some(cur), Some(mime)) = (self.cur.as_mut(), self.mime.as_mut()) {
+            cur.open_cr = data.last() == Some(&b'\r');
+            mime.raw(cx, data);
+        }
+    }
+
     /// A line the MIME parser sees but that is not part of the message
     /// (Zeek hands the `+OK` line of RETR/TOP to the MIME layer first).
     pub fn mime_only(&mut self, cx: &mut ConnCtx<'_>, line: &[u8]) {

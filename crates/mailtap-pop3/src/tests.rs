@@ -1013,3 +1013,37 @@ fn midstream_greeting_first_is_a_normal_session() {
     assert_eq!(metas[0].user.as_deref(), Some(&b"bob"[..]));
     assert_eq!(h.pop3()[0].messages_retrieved, 1);
 }
+
+#[test]
+fn cut_lines_in_retr_stay_byte_exact() {
+    let mut h = harness();
+    h.out.extract_enabled = true;
+    let cfg = Pop3Config {
+        max_line_length: 32,
+        ..Pop3Config::default()
+    };
+    let mut a = Pop3Analyzer::new(Arc::new(cfg));
+    let body: Vec<u8> = [
+        &b"Subject: s\r\n\r\n"[..],
+        &[b'x'; 100][..],
+        b"\r\n",
+        &[b'y'; 30][..],
+        b".z\r\n",
+        &[b'w'; 31][..],
+        b"\r",
+    ]
+    .concat();
+    let mut cx = h.cx();
+    a.deliver(&mut cx, false, b"+OK\r\n");
+    a.deliver(&mut cx, true, b"USER u\r\nPASS p\r\nRETR 1\r\n");
+    a.deliver(&mut cx, false, b"+OK\r\n+OK\r\n+OK\r\n");
+    a.deliver(&mut cx, false, &body);
+    a.deliver(&mut cx, false, b"\nend\r\n.\r\n");
+    a.done(&mut cx);
+    let (data, metas) = extracted(&h);
+    let mut want = body.clone();
+    want.extend_from_slice(b"\nend\r\n");
+    assert_eq!(data, want);
+    assert!(metas[0].complete);
+    assert_eq!(metas[0].size, want.len() as u64);
+}

@@ -95,6 +95,14 @@ struct Proto {
     stats: SmtpStats,
     /// Picked up mid-stream and not yet synchronised (see `resync`).
     hunt: Option<Hunt>,
+    /// The bytes the splitter dropped when it cut the current line at the
+    /// length limit (put back into the extracted message).
+    cut_lost: Option<[u8; 2]>,
+    /// The previous line of this direction was cut at the length limit:
+    /// the current one continues it (responder first).
+    after_cut: [bool; 2],
+    /// The line being handled continues a cut one.
+    cont_line: bool,
 }
 
 impl SmtpAnalyzer {
@@ -120,6 +128,9 @@ impl SmtpAnalyzer {
             script: Script::default(),
             stats: SmtpStats::default(),
             hunt: None,
+            cut_lost: None,
+            after_cut: [false; 2],
+            cont_line: false,
         };
         // CONN_ESTABLISHMENT with reply 0: CONNECTED -> INITIATED, no events.
         p.state = State::Initiated;
@@ -166,10 +177,19 @@ impl SmtpAnalyzer {
         let dir = usize::from(is_orig);
         let mut pos = 0usize;
         while self.p.state != State::InTls {
-            let Some(piece) = self.lines[dir].next(cx, data, &mut pos) else {
+            let mut lost = None;
+            let Some(piece) = self.lines[dir].next_cut(cx, data, &mut pos, &mut lost) else {
                 break;
             };
+            let hunting = self.p.hunt.is_some();
+            self.p.cut_lost = lost;
             self.p.piece(cx, is_orig, piece);
+            self.p.cut_lost = None;
+            if hunting && self.p.hunt.is_none() {
+                for sp in &mut self.lines {
+                    sp.set_quiet(false);
+                }
+            }
             if let Some((idx, n)) = self.p.plain_cmd.take() {
                 if let Some(sp) = self.lines.get_mut(idx) {
                     sp.set_plain(n);
@@ -259,6 +279,9 @@ impl TcpAnalyzer for SmtpAnalyzer {
 
     fn start_midstream(&mut self) {
         self.p.hunt = Some(Hunt::default());
+        for sp in &mut self.lines {
+            sp.set_quiet(true);
+        }
     }
 }
 
@@ -410,6 +433,15 @@ impl Proto {
                 line,
             );
         }
+        // The rest of a command or reply line cut at the length limit
+        // belongs to the line already handled: one request (an AUTH
+        // answer, a long RCPT), not several that would shift the pairing.
+        let dir = usize::from(orig);
+        let continues = std::mem::replace(&mut self.after_cut[dir], term.is_empty() && !plain);
+        if continues && !(is_sender && self.state == State::InData) {
+            return;
+        }
+        self.cont_line = continues;
         if is_sender {
             self.sender_line(cx, orig, line, term);
         } else {
@@ -457,10 +489,22 @@ impl Proto {
                     self.begin_data(cx, orig);
                 }
                 self.stats.data_lines += 1;
+                // Extraction stays byte-exact across a line cut at the
+                // length limit: the dropped bytes go back in, and the rest
+                // of the cut line keeps its leading dot (it is not a line
+                // start on the wire).
+                let exact = if self.cont_line { line } else { data };
+                self.mime.raw(cx, exact);
+                self.mime.raw(cx, term);
+                if term.is_empty() {
+                    if let Some(lost) = self.cut_lost {
+                        self.mime.raw(cx, &lost);
+                    }
+                }
                 let Proto {
                     mime, script, cfg, ..
                 } = self;
-                mime.line(cx, data, term, &mut ScriptSink { script, cfg });
+                mime.mime_line(cx, data, &mut ScriptSink { script, cfg });
                 cx.event(|| Event::SmtpData {
                     is_orig: orig,
                     data: data.to_vec(),

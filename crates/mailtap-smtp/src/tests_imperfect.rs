@@ -68,7 +68,7 @@ fn sha(b: &[u8]) -> String {
 }
 
 /// The meta of message `n`, checked against its bytes.
-fn msg<'a>(o: &'a Out, n: u32) -> (&'a EmailMeta, &'a [u8]) {
+fn msg(o: &Out, n: u32) -> (&EmailMeta, &[u8]) {
     let m = o.metas.iter().find(|m| m.n == n).expect("meta");
     let d = o.data.get(&n).map_or(&[][..], Vec::as_slice);
     assert_eq!(m.size, d.len() as u64, "size of message {n}");
@@ -276,4 +276,106 @@ fn pipelined_bdat_keeps_recipients_in_extraction() {
     assert_eq!(m.status_code, Some(250));
     let rows = o.h.smtp();
     assert_eq!(rows.len(), 1);
+}
+
+fn small_lines() -> SmtpConfig {
+    SmtpConfig {
+        max_line_length: 64,
+        ..SmtpConfig::default()
+    }
+}
+
+#[test]
+fn cut_data_lines_stay_byte_exact_and_complete() {
+    let long: &'static [u8] = Box::leak(
+        [
+            &b"Subject: long\r\n\r\n"[..],
+            &[b'x'; 200][..],
+            b"\r\n",
+            &[b'y'; 62][..],
+            b".z\r\n",
+            &[b'w'; 63][..],
+            b"\r\nend\r\n",
+        ]
+        .concat()
+        .into_boxed_slice(),
+    );
+    let o = go(
+        small_lines(),
+        false,
+        &[
+            S(b"220 mx\r\n"),
+            C(b"EHLO c\r\nMAIL FROM:<a@x.example>\r\nRCPT TO:<b@y.example>\r\nDATA\r\n"),
+            S(b"250 mx\r\n250 ok\r\n250 ok\r\n354 go\r\n"),
+            C(long),
+            C(b".\r\n"),
+            S(b"250 ok\r\n"),
+        ],
+    );
+    let (m, d) = msg(&o, 1);
+    assert_eq!(d, long);
+    assert!(m.complete, "{m:?}");
+    assert_eq!(m.missing_bytes, 0);
+    assert!(o.h.weird_names().contains(&"contentline_size_exceeded"));
+}
+
+#[test]
+fn long_auth_answer_is_one_request_and_pairing_holds() {
+    let answer: &'static [u8] = Box::leak([&[b'Q'; 300][..], b"\r\n"].concat().into_boxed_slice());
+    let o = go(
+        small_lines(),
+        false,
+        &[
+            S(b"220 mx\r\n"),
+            C(b"EHLO c\r\n"),
+            S(b"250 mx\r\n"),
+            C(b"AUTH PLAIN\r\n"),
+            S(b"334 \r\n"),
+            C(answer),
+            S(b"235 ok\r\n"),
+            C(b"MAIL FROM:<a@x.example>\r\n"),
+            S(b"250 ok\r\n"),
+            C(b"RCPT TO:<b@y.example>\r\n"),
+            S(b"250 ok\r\n"),
+            C(b"DATA\r\n"),
+            S(b"354 go\r\n"),
+            C(b"Subject: two\r\n\r\nbody two\r\n..dot\r\n.\r\n"),
+            S(b"250 queued\r\n"),
+        ],
+    );
+    let reqs: Vec<_> =
+        o.h.events()
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::SmtpRequest { command, .. } => {
+                    Some(String::from_utf8_lossy(command).into_owned())
+                }
+                _ => None,
+            })
+            .collect();
+    assert_eq!(reqs, ["EHLO", "AUTH", "**", "MAIL", "RCPT", "DATA", "."]);
+    let replies: Vec<_> =
+        o.h.events()
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::SmtpReply { code, cmd, .. } => {
+                    Some(format!("{code} {}", String::from_utf8_lossy(cmd)))
+                }
+                _ => None,
+            })
+            .collect();
+    assert_eq!(
+        replies,
+        [
+            "220 >",
+            "250 EHLO",
+            "334 AUTH",
+            "235 AUTH_ANSWER",
+            "250 MAIL",
+            "250 RCPT",
+            "354 DATA",
+            "250 ."
+        ]
+    );
+    assert_second_exact(&o, 1);
 }
