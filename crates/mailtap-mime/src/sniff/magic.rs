@@ -307,10 +307,10 @@ fn is_bmp(b: &[u8]) -> bool {
         && u32le(b, 14).is_some_and(|h| matches!(h, 12 | 16 | 40 | 52 | 56 | 64 | 108 | 124))
 }
 
-/// MPEG transport stream: sync byte 0x47 every 188 bytes (the first two or
-/// three packets, as many as the buffer holds).
+/// MPEG transport stream (ISO/IEC 13818-1): sync byte 0x47 at the start of
+/// every 188-byte packet the buffer holds, at least three of them.
 fn is_mpeg_ts(b: &[u8]) -> bool {
-    b.len() > 188 && b[0] == 0x47 && b[188] == 0x47 && (b.len() <= 376 || b[376] == 0x47)
+    b.len() > 2 * 188 && b.iter().step_by(188).all(|&c| c == 0x47)
 }
 
 /// `.lzma` (LZMA-alone): properties byte 0x5D (lc=3 lp=0 pb=2), a dictionary

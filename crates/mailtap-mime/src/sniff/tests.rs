@@ -484,9 +484,14 @@ fn video() {
         ts[p * 188] = 0x47;
     }
     assert_eq!(t(&ts), "video/mp2t");
+    assert_eq!(t(&ts[..377]), "video/mp2t");
+    // Fewer than three packets, or one sync byte missing.
+    assert_eq!(t(&ts[..376]), "-");
     ts[376] = 0;
     assert_eq!(t(&ts), "-");
-    assert_eq!(t(&ts[..200]), "video/mp2t");
+    let mut text = padded(b"Good morning", 400, b'x');
+    text[188] = b'G';
+    assert_eq!(t(&text), "text/plain");
     assert_eq!(
         t(b"\x30\x26\xb2\x75\x8e\x66\xcf\x11\xa6\xd9\x00\xaa\x00\x62\xce\x6c\x4d\x02"),
         "video/x-ms-asf"
