@@ -124,6 +124,14 @@ struct FileState {
     sha1: Option<Sha1>,
     sha256: Option<Sha256>,
     bof: Vec<u8>,
+    /// The entity as RFC 2046 defines it, for the extraction JSON: the
+    /// CRLF before a boundary belongs to the boundary, so a line break the
+    /// decoder added at the end of a multipart child's last line is held
+    /// back until more data shows it is content (files.log keeps Zeek's
+    /// bytes, which include it).
+    rfc: Option<Sha256>,
+    rfc_size: u64,
+    rfc_hold: bool,
 }
 
 struct Entity {
@@ -418,6 +426,7 @@ impl MessageAnalyzer {
             f.md5 = None;
             f.sha1 = None;
             f.sha256 = None;
+            f.rfc = None;
             f.last = cx.ts;
         }
     }
@@ -525,7 +534,7 @@ impl MessageAnalyzer {
             }
             if !self.scratch.is_empty() {
                 let data = std::mem::take(&mut self.scratch);
-                self.file_data(cx, lvl, &data, sink);
+                self.file_data(cx, lvl, &data, false, sink);
                 self.scratch = data;
             }
         }
@@ -556,6 +565,8 @@ impl MessageAnalyzer {
         let pop3 = m.ctx.source == Source::Pop3;
         let mime = sniff(&f.bof);
         let sha256 = f.sha256.map(|h| hex(&h.finalize()));
+        // A held line break before the boundary is the boundary's.
+        let rfc_sha256 = f.rfc.map(|h| hex(&h.finalize()));
         let extracting = m.ctx.extract.is_some();
         if extracting {
             let is_text = match declared.as_deref() {
@@ -570,8 +581,8 @@ impl MessageAnalyzer {
                             .map(|f| String::from_utf8_lossy(f).into_owned())
                     }),
                     mime_type: mime.map(str::to_string).or(declared),
-                    size: f.seen,
-                    sha256: sha256.clone().unwrap_or_default(),
+                    size: f.rfc_size,
+                    sha256: rfc_sha256.unwrap_or_default(),
                 });
             }
         }
@@ -769,6 +780,7 @@ impl MessageAnalyzer {
         let e = &mut m.stack[lvl];
         let mut out = std::mem::take(&mut self.scratch);
         out.clear();
+        let mut hold = false;
         match e.cte {
             Cte::Identity => {
                 if e.pending_crlf {
@@ -781,7 +793,15 @@ impl MessageAnalyzer {
                     out.extend_from_slice(b"\r\n");
                 }
             }
-            Cte::QuotedPrintable => qp_line(line, &mut out, &mut e.qp_illegal),
+            Cte::QuotedPrintable => {
+                qp_line(line, &mut out, &mut e.qp_illegal);
+                // The hard line break qp_line added (no soft break `=`).
+                let t = line
+                    .iter()
+                    .rposition(|&c| c != b' ' && c != b'\t')
+                    .map_or(&line[..0], |i| &line[..=i]);
+                hold = e.multipart_child && t.last() != Some(&b'=');
+            }
             Cte::Base64 => {
                 self.problems.clear();
                 e.b64.line(line, &mut out, &mut self.problems);
@@ -791,7 +811,7 @@ impl MessageAnalyzer {
             }
         }
         if !out.is_empty() {
-            self.file_data(cx, lvl, &out, sink);
+            self.file_data(cx, lvl, &out, hold, sink);
         }
         self.scratch = out;
     }
@@ -825,16 +845,22 @@ impl MessageAnalyzer {
             sha1: cfg.wants(HashKind::Sha1).then(Sha1::new),
             sha256: want256.then(Sha256::new),
             bof: Vec::new(),
+            rfc: m.ctx.extract.is_some().then(Sha256::new),
+            rfc_size: 0,
+            rfc_hold: false,
         });
         sink.file(cx, &fuid);
         m.fuids.push(fuid);
     }
 
+    /// Decoded entity bytes; `hold`: they end with a line break the
+    /// decoder added, which RFC 2046 gives to a following boundary.
     fn file_data(
         &mut self,
         cx: &mut ConnCtx<'_>,
         lvl: usize,
         data: &[u8],
+        hold: bool,
         sink: &mut dyn MimeSink,
     ) {
         self.ensure_file(cx, lvl, sink);
@@ -865,6 +891,22 @@ impl MessageAnalyzer {
         if let Some(h) = f.sha256.as_mut() {
             h.update(data);
         }
+        if f.rfc_hold {
+            if let Some(h) = f.rfc.as_mut() {
+                h.update(b"\r\n");
+            }
+            f.rfc_size += 2;
+        }
+        let keep = if hold && data.ends_with(b"\r\n") {
+            &data[..data.len() - 2]
+        } else {
+            data
+        };
+        f.rfc_hold = keep.len() < data.len();
+        if let Some(h) = f.rfc.as_mut() {
+            h.update(keep);
+        }
+        f.rfc_size += keep.len() as u64;
     }
 }
 

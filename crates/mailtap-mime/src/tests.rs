@@ -385,3 +385,62 @@ mod prop {
         }
     }
 }
+
+fn sha256hex(b: &[u8]) -> String {
+    use sha2::Sha256;
+    Sha256::digest(b)
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
+}
+
+/// RFC 2046: the CRLF before a boundary belongs to the boundary. The
+/// extraction JSON's attachment hashes follow it for every encoding;
+/// files.log keeps Zeek's bytes (a quoted-printable entity's last line
+/// break included).
+#[test]
+fn attachment_hashes_are_rfc2046_files_log_stays_zeek() {
+    let msg = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\
+Content-Type: text/plain; name=q.txt\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n\
+caf=C3=A9 line\r\nsoft=\r\nbreak\r\n\r\n\
+--b\r\nContent-Type: text/plain; name=s.txt\r\nContent-Transfer-Encoding: 7bit\r\n\r\n\
+seven\r\nbit\r\n\
+--b\r\nContent-Type: application/octet-stream; name=x.bin\r\nContent-Transfer-Encoding: binary\r\n\r\n\
+bin\r\n\r\n\
+--b\r\nContent-Type: application/octet-stream; name=y.bin\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+aGVsbG8K\r\n\
+--b--\r\n";
+    let cfg = FilesConfig {
+        hashes: vec![crate::config::HashKind::Sha256],
+        ..FilesConfig::default()
+    };
+    let r = run_with(cfg, msg, true, 65536);
+    let att = &r.summary.attachments;
+    assert_eq!(att.len(), 4, "{att:?}");
+    let want: [&[u8]; 4] = [
+        b"caf\xc3\xa9 line\r\nsoftbreak\r\n",
+        b"seven\r\nbit",
+        b"bin\r\n",
+        b"hello\n",
+    ];
+    for (a, w) in att.iter().zip(want) {
+        assert_eq!(a.size, w.len() as u64, "{a:?}");
+        assert_eq!(a.sha256, sha256hex(w), "{a:?}");
+    }
+    // files.log: Zeek's bytes; the quoted-printable entity keeps its last
+    // line break.
+    let zeek: [&[u8]; 4] = [
+        b"caf\xc3\xa9 line\r\nsoftbreak\r\n\r\n",
+        b"seven\r\nbit",
+        b"bin\r\n",
+        b"hello\n",
+    ];
+    assert_eq!(r.files.len(), 4);
+    for (f, w) in r.files.iter().zip(zeek) {
+        assert_eq!(f.seen_bytes, w.len() as u64);
+        assert_eq!(
+            f.hashes.as_ref().and_then(|h| h.sha256.clone()),
+            Some(sha256hex(w))
+        );
+    }
+}
