@@ -28,6 +28,10 @@ pub struct FlowConfig {
     /// Seconds a closed or reset connection is kept to absorb its last
     /// packets (Zeek's `tcp_close_delay`).
     pub tcp_close_delay: f64,
+    /// Seconds a connection attempt (a SYN its responder never answered)
+    /// is kept (Zeek's `tcp_attempt_delay`): a SYN flood's half-open
+    /// connections go after this, not after the inactivity timeout.
+    pub tcp_attempt_delay: f64,
     /// Out-of-order bytes buffered per direction of one connection.
     pub reassembly_stream_limit: usize,
     /// Out-of-order bytes buffered in all connections of the shard.
@@ -72,6 +76,7 @@ impl Default for FlowConfig {
             max_flows: 1_000_000,
             tcp_inactivity_timeout: 300.0,
             tcp_close_delay: 5.0,
+            tcp_attempt_delay: 5.0,
             reassembly_stream_limit: 1 << 20,
             reassembly_memory: 512 << 20,
             dpd_buffer_size: 1024,
@@ -90,6 +95,7 @@ impl FlowConfig {
         for (k, v) in [
             ("flow.tcp_inactivity_timeout", self.tcp_inactivity_timeout),
             ("flow.tcp_close_delay", self.tcp_close_delay),
+            ("flow.tcp_attempt_delay", self.tcp_attempt_delay),
         ] {
             if !(v.is_finite() && v >= 0.0) {
                 return Err(format!("{k} must be a non-negative number of seconds"));
@@ -151,7 +157,14 @@ pub struct FlowCounters {
     pub flows_reused: u64,
     pub flows_closed: u64,
     pub flows_timed_out: u64,
+    /// Connection attempts never answered, expired after
+    /// `flow.tcp_attempt_delay`.
+    pub flows_attempts_expired: u64,
     pub flows_evicted: u64,
+    /// Of the evicted connections, those whose analyzer still had state
+    /// (weird `active_connection_evicted`; their message, if any, is
+    /// extracted incomplete).
+    pub flows_evicted_active: u64,
     pub flows_flushed_at_end: u64,
     pub analyzers_by_port: u64,
     pub analyzers_by_detection: u64,
@@ -177,6 +190,12 @@ pub struct FlowCounters {
 }
 
 enum App<A> {
+    /// Analysable, but no analyzer yet: it is chosen (by port, else by
+    /// detection) at the first payload byte, so a half-open connection of
+    /// a SYN flood costs no analyzer state.
+    Pending {
+        midstream: bool,
+    },
     Detecting {
         buf: Vec<u8>,
         order: Vec<(bool, u32)>,
@@ -217,6 +236,24 @@ struct Flow<A> {
     unreassembled: bool,
 }
 
+impl<A> Flow<A> {
+    /// A connection attempt nobody answered: the responder never sent and
+    /// the originator sent no payload (Zeek's attempt state: SYN sent,
+    /// responder inactive).
+    fn unanswered(&self) -> bool {
+        self.ep[1].pkts == 0 && self.streams[0].size() == 0
+    }
+
+    /// Whether an analyzer (or detection) holds state for it.
+    fn has_analyzer_state(&self) -> bool {
+        match &self.app {
+            App::Attached(_) => true,
+            App::Detecting { buf, .. } => !buf.is_empty(),
+            App::Pending { .. } | App::Off => false,
+        }
+    }
+}
+
 /// A flow's slot in [`FlowTable::flows`].
 type Slot = u32;
 
@@ -238,6 +275,10 @@ pub struct FlowTable<F: AnalyzerFactory> {
     counters: FlowCounters,
     idle_q: VecDeque<(Timestamp, u64, Slot)>,
     closed_q: VecDeque<(Timestamp, u64, Slot)>,
+    /// Connections created by a bare SYN, oldest first: expired after
+    /// `tcp_attempt_delay` and evicted first while still unanswered.
+    attempt_q: VecDeque<(Timestamp, u64, Slot)>,
+    attempt_delay: i64,
     serial: u64,
     now: Timestamp,
     inactivity: i64,
@@ -326,6 +367,7 @@ impl<F: AnalyzerFactory> FlowTable<F> {
             flows: slab::Slab::with_capacity(cfg.max_flows),
             inactivity: secs_to_nanos(cfg.tcp_inactivity_timeout),
             close_delay: secs_to_nanos(cfg.tcp_close_delay),
+            attempt_delay: secs_to_nanos(cfg.tcp_attempt_delay),
             factory,
             cfg,
             uids,
@@ -334,6 +376,7 @@ impl<F: AnalyzerFactory> FlowTable<F> {
             counters: FlowCounters::default(),
             idle_q: VecDeque::new(),
             closed_q: VecDeque::new(),
+            attempt_q: VecDeque::new(),
             serial: 0,
             now: Timestamp::ZERO,
             kernel: None,
@@ -478,6 +521,9 @@ impl<F: AnalyzerFactory> FlowTable<F> {
         let serial = flow.serial;
         let slot = self.flows.insert(flow) as Slot;
         self.idle_q.push_back((seg.ts, serial, slot));
+        if seg.flags & (flags::SYN | flags::ACK) == flags::SYN {
+            self.attempt_q.push_back((seg.ts, serial, slot));
+        }
         self.map.insert(key, slot);
         slot
     }
@@ -521,22 +567,11 @@ impl<F: AnalyzerFactory> FlowTable<F> {
         let midstream = !syn;
         let app = if midstream && !self.cfg.analyze_partial {
             App::Off
-        } else if let Some(mut a) = self.factory.by_port(&id) {
-            self.counters.analyzers_by_port += 1;
-            if midstream {
-                self.counters.flows_midstream += 1;
-                a.start_midstream();
-            }
-            App::Attached(a)
         } else {
             if midstream {
                 self.counters.flows_midstream += 1;
             }
-            App::Detecting {
-                buf: Vec::new(),
-                order: Vec::new(),
-                midstream,
-            }
+            App::Pending { midstream }
         };
         let mut history = History::default();
         if flipped {
@@ -684,7 +719,7 @@ impl<F: AnalyzerFactory> FlowTable<F> {
                 seg.payload,
                 cfg.reassembly_stream_limit,
                 budget,
-                &mut |c| to_app(factory, cfg, app, &mut cx, is_orig, c),
+                &mut |c| to_app(factory, cfg, counters, app, &mut cx, is_orig, c),
             );
             if outcome.retransmission {
                 history.add(b't', is_orig);
@@ -699,7 +734,7 @@ impl<F: AnalyzerFactory> FlowTable<F> {
             }
             if fl & flags::ACK != 0 {
                 theirs.ack(seg.ack, budget, &mut |c| {
-                    to_app(factory, cfg, app, &mut cx, !is_orig, c)
+                    to_app(factory, cfg, counters, app, &mut cx, !is_orig, c)
                 });
             }
         }
@@ -756,6 +791,17 @@ impl<F: AnalyzerFactory> FlowTable<F> {
                 self.remove(slot, out);
             }
         }
+        // Connection attempts nobody answered (Zeek's tcp_attempt_delay).
+        while let Some(&(t, serial, slot)) = self.attempt_q.front() {
+            if t.0.saturating_add(self.attempt_delay) > self.now.0 {
+                break;
+            }
+            self.attempt_q.pop_front();
+            if self.live(slot, serial).is_some_and(|f| f.unanswered()) {
+                self.counters.flows_attempts_expired += 1;
+                self.remove(slot, out);
+            }
+        }
         while let Some(&(t, serial, slot)) = self.idle_q.front() {
             if t.0.saturating_add(self.inactivity) > self.now.0 {
                 break;
@@ -801,16 +847,71 @@ impl<F: AnalyzerFactory> FlowTable<F> {
         }
         self.idle_q.clear();
         self.closed_q.clear();
+        self.attempt_q.clear();
     }
 
+    /// Makes room for one connection: the oldest unanswered connection
+    /// attempt if there is one (a SYN flood evicts itself), else the least
+    /// recently active connection, preferring one without analyzer state
+    /// among the `EVICT_SCAN` least recently active. Evicting a connection
+    /// whose analyzer has state is logged (weird and counter): its message,
+    /// if one was in transfer, is flushed incomplete.
     fn evict_one(&mut self, out: &mut Output) {
-        while let Some((_, serial, slot)) = self.idle_q.pop_front() {
-            if self.live(slot, serial).is_some() {
+        while let Some((_, serial, slot)) = self.attempt_q.pop_front() {
+            if self.live(slot, serial).is_some_and(|f| f.unanswered()) {
                 self.counters.flows_evicted += 1;
                 self.remove(slot, out);
                 return;
             }
         }
+        const EVICT_SCAN: usize = 64;
+        let mut looked: Vec<(Timestamp, u64, Slot)> = Vec::new();
+        let mut pick = None;
+        while looked.len() < EVICT_SCAN {
+            let Some((t, serial, slot)) = self.idle_q.pop_front() else {
+                break;
+            };
+            let Some(f) = self.live(slot, serial) else {
+                continue;
+            };
+            if f.last_ts > t {
+                // Active since it was queued: to the back, by its latest
+                // packet (as the inactivity check does).
+                self.idle_q.push_back((f.last_ts, serial, slot));
+                continue;
+            }
+            if !f.has_analyzer_state() {
+                pick = Some(slot);
+                break;
+            }
+            looked.push((t, serial, slot));
+        }
+        let pick = match pick {
+            Some(p) => Some(p),
+            None if !looked.is_empty() => Some(looked.remove(0).2),
+            None => None,
+        };
+        // The others keep their place at the front, in order.
+        for e in looked.into_iter().rev() {
+            self.idle_q.push_front(e);
+        }
+        let Some(slot) = pick else {
+            return;
+        };
+        self.counters.flows_evicted += 1;
+        let f = &mut self.flows[slot as usize];
+        if f.has_analyzer_state() {
+            self.counters.flows_evicted_active += 1;
+            let mut cx = ConnCtx {
+                ts: self.now,
+                uid: &f.uid,
+                id: &f.id,
+                out,
+                conn: &mut f.ann,
+            };
+            cx.weird("active_connection_evicted", None, "TCP");
+        }
+        self.remove(slot, out);
     }
 
     fn remove(&mut self, slot: Slot, out: &mut Output) {
@@ -839,7 +940,15 @@ impl<F: AnalyzerFactory> FlowTable<F> {
             let is_orig = d == 0;
             let before = s.gap_bytes;
             s.flush(&mut self.budget, &mut |c| {
-                to_app(&self.factory, &self.cfg, app, &mut cx, is_orig, c)
+                to_app(
+                    &self.factory,
+                    &self.cfg,
+                    &mut self.counters,
+                    app,
+                    &mut cx,
+                    is_orig,
+                    c,
+                )
             });
             if s.gap_bytes > before {
                 self.counters.gap_bytes += s.gap_bytes - before;
@@ -938,13 +1047,34 @@ fn apply_kernel_history<A>(flow: &mut Flow<A>, counts: &[KernelCounts; 2]) {
 fn to_app<F: AnalyzerFactory>(
     factory: &F,
     cfg: &FlowConfig,
+    counters: &mut FlowCounters,
     app: &mut App<F::Analyzer>,
     cx: &mut ConnCtx<'_>,
     is_orig: bool,
     chunk: Chunk<'_>,
 ) {
+    if let App::Pending { midstream } = *app {
+        if matches!(chunk, Chunk::Eof) {
+            // Nothing to analyse before the first payload byte (or gap).
+            return;
+        }
+        *app = match factory.by_port(cx.id) {
+            Some(mut a) => {
+                counters.analyzers_by_port += 1;
+                if midstream {
+                    a.start_midstream();
+                }
+                App::Attached(a)
+            }
+            None => App::Detecting {
+                buf: Vec::new(),
+                order: Vec::new(),
+                midstream,
+            },
+        };
+    }
     match app {
-        App::Off => {}
+        App::Off | App::Pending { .. } => {}
         App::Attached(a) => {
             if a.disabled() {
                 return;
@@ -1788,5 +1918,124 @@ mod tests {
             }
         }
         assert_eq!(t.counters().flows_evicted, 19_000);
+    }
+
+    /// A SYN from a flood: client 10.9.x.y.
+    fn flood_syn(i: u32, ts: i64) -> Segment<'static> {
+        let mut s = seg(ts, true, 25, SYN, i, 0, b"");
+        s.src_port = 1024 + (i % 60000) as u16;
+        s.src = IpAddr::from([10, 9, (i >> 8) as u8, i as u8]);
+        s
+    }
+
+    /// An established session with a transaction in progress: client
+    /// 10.0.0.1:40000.
+    fn active_session(t: &mut FlowTable<Factory>, out: &mut Output, ts: i64) {
+        t.process(&seg(ts, true, 25, SYN, 100, 0, b""), out);
+        t.process(&seg(ts, false, 25, SYN | ACK, 500, 101, b""), out);
+        t.process(&seg(ts, false, 25, ACK | PSH, 501, 101, b"220 hi\r\n"), out);
+        t.process(&seg(ts, true, 25, ACK | PSH, 101, 509, b"EHLO x\r\n"), out);
+    }
+
+    #[test]
+    fn half_open_connection_has_no_analyzer_until_payload() {
+        let (mut t, rec) = table(25, FlowConfig::default());
+        let mut out = Output::new(false);
+        t.process(&seg(1, true, 25, SYN, 100, 0, b""), &mut out);
+        t.process(&seg(1, false, 25, SYN | ACK, 500, 101, b""), &mut out);
+        assert_eq!(t.counters().analyzers_by_port, 0);
+        t.process(
+            &seg(2, false, 25, ACK | PSH, 501, 101, b"220 hi\r\n"),
+            &mut out,
+        );
+        assert_eq!(t.counters().analyzers_by_port, 1);
+        assert_eq!(*rec.0.lock().unwrap(), vec!["r:220 hi\r\n"]);
+    }
+
+    #[test]
+    fn unanswered_attempts_expire_after_the_attempt_delay() {
+        let (mut t, _rec) = table(25, FlowConfig::default());
+        let mut out = Output::new(false);
+        active_session(&mut t, &mut out, 0);
+        for i in 0..10 {
+            t.process(&flood_syn(i, 1), &mut out);
+        }
+        assert_eq!(t.len(), 11);
+        t.advance(Timestamp(5_500_000_000), &mut out);
+        assert_eq!(t.len(), 11, "not before tcp_attempt_delay (5 s)");
+        t.advance(Timestamp(6_000_000_000), &mut out);
+        assert_eq!(t.len(), 1, "the session stays");
+        let k = t.counters();
+        assert_eq!((k.flows_attempts_expired, k.flows_timed_out), (10, 0));
+        assert!(conns(&out).iter().all(|c| c.conn_state == "S0"));
+    }
+
+    #[test]
+    fn syn_flood_evicts_itself_not_the_active_session() {
+        let cfg = FlowConfig {
+            max_flows: 100,
+            ..FlowConfig::default()
+        };
+        let (mut t, rec) = table(25, cfg);
+        let mut out = Output::new(false);
+        for i in 0..50 {
+            t.process(&flood_syn(i, 1), &mut out);
+        }
+        active_session(&mut t, &mut out, 1);
+        for i in 50..10_000 {
+            t.process(&flood_syn(i, 2), &mut out);
+            assert!(t.len() <= 100);
+        }
+        // The session goes on and ends normally.
+        t.process(
+            &seg(3, true, 25, ACK | PSH, 109, 509, b"QUIT\r\n"),
+            &mut out,
+        );
+        let k = t.counters();
+        assert_eq!((k.flows_evicted, k.flows_evicted_active), (10_001 - 100, 0));
+        assert!(weirds(&out).is_empty());
+        assert!(rec.0.lock().unwrap().contains(&"o:QUIT\r\n".to_string()));
+    }
+
+    #[test]
+    fn eviction_takes_the_least_recently_active_and_says_so() {
+        let cfg = FlowConfig {
+            max_flows: 2,
+            ..FlowConfig::default()
+        };
+        let (mut t, _rec) = table(25, cfg);
+        let mut out = Output::new(false);
+        // A (client port 40000) then B (client port 40001), both with
+        // analyzer state; A is active again after B.
+        active_session(&mut t, &mut out, 1);
+        let b = |s: Segment<'static>| {
+            let mut s = s;
+            if s.src_port == 40000 {
+                s.src_port = 40001;
+            } else {
+                s.dst_port = 40001;
+            }
+            s
+        };
+        t.process(&b(seg(2, true, 25, SYN, 100, 0, b"")), &mut out);
+        t.process(&b(seg(2, false, 25, SYN | ACK, 500, 101, b"")), &mut out);
+        t.process(
+            &b(seg(2, false, 25, ACK | PSH, 501, 101, b"220 hi\r\n")),
+            &mut out,
+        );
+        t.process(
+            &seg(3, true, 25, ACK | PSH, 109, 509, b"MAIL\r\n"),
+            &mut out,
+        );
+        // C needs room: B is the least recently active.
+        let mut c = seg(4, true, 25, SYN, 1, 0, b"");
+        c.src_port = 40002;
+        t.process(&c, &mut out);
+        let evicted: Vec<u16> = conns(&out).iter().map(|c| c.id.orig_p).collect();
+        assert_eq!(evicted, vec![40001]);
+        assert_eq!(t.counters().flows_evicted_active, 1);
+        assert!(weirds(&out)
+            .iter()
+            .any(|(_, n)| *n == "active_connection_evicted"));
     }
 }
