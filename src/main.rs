@@ -10,7 +10,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use config::Config;
-use mailtap_engine::{run_offline, EngineConfig, MailAnalyzers, Progress, Summary};
+use mailtap_engine::{run_offline, EngineConfig, EngineError, MailAnalyzers, Progress, Summary};
 use mailtap_flow::LocalNets;
 use mailtap_logs::{LogFormat, LogLimits};
 use std::io::IsTerminal;
@@ -250,7 +250,7 @@ fn main() {
         Ok(code) => code,
         Err(e) => {
             eprintln!("mailtap: error: {e:#}");
-            2
+            EXIT_USAGE
         }
     };
     std::process::exit(code);
@@ -476,15 +476,37 @@ fn cmd_read(a: ReadArgs) -> Result<i32> {
     for (sink, e) in &summary.sink_errors {
         eprintln!("mailtap: error: {sink} output stopped: {e}");
     }
-    if result.is_ok() && !summary.sink_errors.is_empty() {
-        return Ok(1);
+    let code = exit_code(&result, &summary.sink_errors);
+    if let Err(e) = &result {
+        eprintln!("mailtap: error: {e}");
     }
+    if code == EXIT_OK && summary.interrupted {
+        eprintln!(
+            "mailtap: interrupted: the input was not read to the end (the logs hold what was read)"
+        );
+        return Ok(EXIT_INTERRUPTED);
+    }
+    Ok(code)
+}
+
+/// Exit statuses (docs/operations.md#exit-status).
+const EXIT_OK: i32 = 0;
+/// An input, output or capture error (the logs hold what came before).
+const EXIT_ERROR: i32 = 1;
+/// Bad command line or configuration: nothing was read.
+const EXIT_USAGE: i32 = 2;
+/// `mailtap read` stopped by SIGINT/SIGTERM before the end of its input.
+const EXIT_INTERRUPTED: i32 = 3;
+/// A thread panicked: a bug (the logs hold what the other threads wrote).
+const EXIT_PANIC: i32 = 4;
+
+/// The exit status of a run that ended with `result` and `sink_errors`.
+fn exit_code(result: &Result<(), EngineError>, sink_errors: &[(&'static str, String)]) -> i32 {
     match result {
-        Ok(()) => Ok(0),
-        Err(e) => {
-            eprintln!("mailtap: error: {e}");
-            Ok(1)
-        }
+        Err(EngineError::Panic(_)) => EXIT_PANIC,
+        Err(_) => EXIT_ERROR,
+        Ok(()) if !sink_errors.is_empty() => EXIT_ERROR,
+        Ok(()) => EXIT_OK,
     }
 }
 
@@ -674,14 +696,10 @@ fn cmd_live(a: LiveArgs) -> Result<i32> {
     for (sink, e) in &summary.engine.sink_errors {
         eprintln!("mailtap: error: {sink} output stopped: {e}");
     }
-    match result {
-        Ok(()) if summary.engine.sink_errors.is_empty() => Ok(0),
-        Ok(()) => Ok(1),
-        Err(e) => {
-            eprintln!("mailtap: error: {e}");
-            Ok(1)
-        }
+    if let Err(e) = &result {
+        eprintln!("mailtap: error: {e}");
     }
+    Ok(exit_code(&result, &summary.engine.sink_errors))
 }
 
 /// What the TLS bypass spared, when it bypassed anything.

@@ -5,7 +5,7 @@ use crate::config::EngineConfig;
 use crate::summary::{EngineError, Summary};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 use hdrhistogram::Histogram;
-use mailtap_core::Record;
+use mailtap_core::{Record, Timestamp};
 use mailtap_extract::{AceCounters, AceSink, ExtractCounters, ExtractSink};
 use mailtap_logs::LogSet;
 use std::collections::BTreeMap;
@@ -23,6 +23,9 @@ const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 pub(crate) struct RecordBatch {
     pub(crate) emitted: Instant,
     pub(crate) records: Vec<Record>,
+    /// `mailtap read`: where the batch belongs in the run's stable order
+    /// (see [`Merger`]); `None` (live) writes it as it comes.
+    pub(crate) order: Option<BatchOrder>,
 }
 
 impl RecordBatch {
@@ -30,8 +33,244 @@ impl RecordBatch {
         RecordBatch {
             emitted: Instant::now(),
             records,
+            order: None,
         }
     }
+
+    /// The records `shard` produced for capture block `seq` ([`FINAL`]
+    /// for the end of its input), put in their stable order.
+    pub(crate) fn ordered(shard: usize, seq: u64, records: Vec<Record>) -> Self {
+        let (records, keys) = order_records(records);
+        RecordBatch {
+            emitted: Instant::now(),
+            records,
+            order: Some(BatchOrder { shard, seq, keys }),
+        }
+    }
+}
+
+/// The block sequence number of a shard's last batch: what it flushed at
+/// the end of input (or nothing, if it panicked).
+pub(crate) const FINAL: u64 = u64::MAX;
+
+/// A batch's place in the stable order of a `mailtap read`.
+pub(crate) struct BatchOrder {
+    pub(crate) shard: usize,
+    /// The capture block the records came from (every shard sends one
+    /// batch per block, empty or not, then one [`FINAL`] batch).
+    pub(crate) seq: u64,
+    /// One key per record, ascending.
+    pub(crate) keys: Vec<OrderKey>,
+}
+
+/// A record's sort key within one block: its connection's earliest
+/// record time in the block and a hash of the connection's uid (of the
+/// record's content when it has no uid). Every record of a connection is
+/// made by one shard, in an order that does not depend on the shard count,
+/// so the key does not either.
+pub(crate) type OrderKey = (Timestamp, u64);
+
+fn record_uid(r: &Record) -> Option<&str> {
+    match r {
+        Record::Conn(c) => Some(&c.uid),
+        Record::Smtp(c) => Some(&c.uid),
+        Record::Weird(c) => c.uid.as_deref(),
+        Record::Event(c) => Some(&c.uid),
+        Record::Pop3(c) => Some(&c.uid),
+        Record::File(c) => c.uid.as_deref(),
+        Record::Ssl(c) => Some(&c.uid),
+        Record::X509(_) => None,
+        Record::EmailData(c) => Some(&c.uid),
+        Record::EmailMeta(c) => Some(&c.uid),
+    }
+}
+
+fn record_ts(r: &Record) -> Option<Timestamp> {
+    Some(match r {
+        Record::Conn(c) => c.ts,
+        Record::Smtp(c) => c.ts,
+        Record::Weird(c) => c.ts,
+        Record::Event(c) => c.ts,
+        Record::Pop3(c) => c.ts,
+        Record::File(c) => c.ts,
+        Record::Ssl(c) => c.ts,
+        Record::X509(c) => c.ts,
+        Record::EmailMeta(c) => c.ts,
+        Record::EmailData(_) => return None,
+    })
+}
+
+fn hash_of(f: impl FnOnce(&mut std::hash::DefaultHasher)) -> u64 {
+    use std::hash::Hasher;
+    // DefaultHasher::new() has fixed keys: the same in every run.
+    let mut h = std::hash::DefaultHasher::new();
+    f(&mut h);
+    h.finish()
+}
+
+/// Sorts one shard's records of one block by [`OrderKey`], keeping the
+/// production order of each connection's records (a stable sort on a key
+/// shared by the whole connection), and returns the keys.
+pub(crate) fn order_records(records: Vec<Record>) -> (Vec<Record>, Vec<OrderKey>) {
+    use std::hash::Hash;
+    if records.is_empty() {
+        return (records, Vec::new());
+    }
+    let mut groups: Vec<OrderKey> = Vec::new();
+    let mut group_of: Vec<u32> = Vec::with_capacity(records.len());
+    {
+        let mut index: std::collections::HashMap<&str, u32> = std::collections::HashMap::new();
+        let mut prev: Option<(&str, u32)> = None;
+        for r in &records {
+            let g = match record_uid(r) {
+                Some(u) => match prev {
+                    Some((p, g)) if p == u => g,
+                    _ => {
+                        let g = *index.entry(u).or_insert_with(|| {
+                            groups.push((Timestamp(i64::MAX), hash_of(|h| u.hash(h))));
+                            groups.len() as u32 - 1
+                        });
+                        prev = Some((u, g));
+                        g
+                    }
+                },
+                None => {
+                    let h = hash_of(|h| match r {
+                        Record::X509(x) => x.fingerprint.hash(h),
+                        Record::Weird(w) => (w.name, &w.addl, w.id).hash(h),
+                        Record::File(f) => f.fuid.hash(h),
+                        _ => {}
+                    });
+                    groups.push((Timestamp(i64::MAX), h));
+                    groups.len() as u32 - 1
+                }
+            };
+            if let Some(ts) = record_ts(r) {
+                let k = &mut groups[g as usize].0;
+                *k = (*k).min(ts);
+            }
+            group_of.push(g);
+        }
+    }
+    let keys: Vec<OrderKey> = group_of.iter().map(|&g| groups[g as usize]).collect();
+    if keys.windows(2).all(|w| w[0] <= w[1]) {
+        return (records, keys);
+    }
+    let mut idx: Vec<u32> = (0..records.len() as u32).collect();
+    idx.sort_unstable_by_key(|&i| (keys[i as usize], i));
+    let mut slots: Vec<Option<Record>> = records.into_iter().map(Some).collect();
+    let records = idx
+        .iter()
+        .map(|&i| slots[i as usize].take().expect("each index once"))
+        .collect();
+    let keys = idx.iter().map(|&i| keys[i as usize]).collect();
+    (records, keys)
+}
+
+/// Puts the shards' batches of a `mailtap read` into one stable order:
+/// block by block (every shard sends one batch per capture block, in
+/// order), and within a block by [`OrderKey`], the shards' sorted runs
+/// merged. A block is written once every shard has sent its batch for it.
+///
+/// Memory: a shard can be ahead of the slowest by at most the capture
+/// blocks in flight (`capture.blocks_per_worker` × workers + 1; the reader
+/// waits for a block to come back before reading on), so the batches
+/// held here are at most those blocks' records: the bound is the same
+/// back-pressure that bounds the reader, and it cannot be exceeded (a
+/// shard that panics sends its [`FINAL`] batch as it unwinds, so it holds
+/// nothing back).
+pub(crate) struct Merger {
+    queues: Vec<std::collections::VecDeque<RecordBatch>>,
+    /// Batches held now (for metrics and tests).
+    held: usize,
+}
+
+impl Merger {
+    pub(crate) fn new(shards: usize) -> Self {
+        Merger {
+            queues: (0..shards.max(1)).map(|_| Default::default()).collect(),
+            held: 0,
+        }
+    }
+
+    pub(crate) fn push(&mut self, b: RecordBatch) {
+        let shard = b.order.as_ref().map_or(0, |o| o.shard);
+        self.held += 1;
+        let last = self.queues.len() - 1;
+        self.queues[shard.min(last)].push_back(b);
+    }
+
+    /// The next block's records in order, when every shard has sent its
+    /// batch for it (`drain`: take what there is, the shards are gone).
+    pub(crate) fn pop(&mut self, drain: bool) -> Option<(Vec<Record>, Vec<Instant>)> {
+        let seq_of = |b: &RecordBatch| b.order.as_ref().map_or(FINAL, |o| o.seq);
+        if !drain && self.queues.iter().any(|q| q.is_empty()) {
+            return None;
+        }
+        let seq = self
+            .queues
+            .iter()
+            .filter_map(|q| q.front())
+            .map(seq_of)
+            .min()?;
+        let mut runs: Vec<RecordBatch> = Vec::with_capacity(self.queues.len());
+        for q in &mut self.queues {
+            if q.front().is_some_and(|b| seq_of(b) == seq) {
+                runs.push(q.pop_front().expect("front checked"));
+            }
+        }
+        self.held -= runs.len();
+        let emitted = runs.iter().map(|b| b.emitted).collect();
+        Some((merge_runs(runs), emitted))
+    }
+}
+
+/// Merges sorted runs by key (ties: the lower shard first).
+fn merge_runs(mut runs: Vec<RecordBatch>) -> Vec<Record> {
+    runs.retain(|b| !b.records.is_empty());
+    match runs.len() {
+        0 => return Vec::new(),
+        1 => return runs.pop().expect("one run").records,
+        _ => {}
+    }
+    let total = runs.iter().map(|b| b.records.len()).sum();
+    let mut out = Vec::with_capacity(total);
+    let mut iters: Vec<_> = runs
+        .into_iter()
+        .map(|b| {
+            let keys = b.order.map(|o| o.keys).unwrap_or_default();
+            keys.into_iter().zip(b.records).peekable()
+        })
+        .collect();
+    loop {
+        // The smallest (key, run) head; runs are in shard order, so a tie
+        // goes to the lower shard.
+        let mut heads = iters
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(j, it)| it.peek().map(|&(k, _)| (k, j)));
+        let Some(mut best) = heads.next() else { break };
+        let mut second: Option<(OrderKey, usize)> = None;
+        for h in heads {
+            if h < best {
+                second = Some(best);
+                best = h;
+            } else if second.is_none_or(|s| h < s) {
+                second = Some(h);
+            }
+        }
+        // Take the stretch of the best run that stays before the next
+        // run's head (one comparison per record).
+        let i = best.1;
+        let it = &mut iters[i];
+        while let Some(&(k, _)) = it.peek() {
+            if second.is_some_and(|s| (k, i) > s) {
+                break;
+            }
+            out.push(it.next().expect("peeked").1);
+        }
+    }
+    out
 }
 
 /// What the collector has written so far, for metrics (relaxed atomics;
@@ -102,7 +341,12 @@ impl Collector {
     /// Opens every sink (an unusable output directory is an error now, not
     /// later) and starts the thread. `capacity` bounds the record batches
     /// in flight; a full channel makes shards wait (back-pressure).
-    pub(crate) fn start(cfg: &EngineConfig, capacity: usize) -> Result<Collector, EngineError> {
+    pub(crate) fn start(
+        cfg: &EngineConfig,
+        capacity: usize,
+        shards: usize,
+        test_panic: bool,
+    ) -> Result<Collector, EngineError> {
         let logs = LogSet::with_rotation(
             &cfg.out_dir,
             cfg.log_format,
@@ -163,6 +407,8 @@ impl Collector {
                     &reopen,
                     rotating,
                     (kafka_events, kafka_emails),
+                    shards,
+                    test_panic,
                 )
             })
             .map_err(EngineError::Sink)?;
@@ -181,6 +427,9 @@ impl Collector {
                 summary.sink_errors = c.sink_errors;
                 summary.log_rotation = c.rotation;
                 summary.kafka = c.kafka;
+                if c.panicked && result.is_ok() {
+                    *result = Err(EngineError::Panic("the collector"));
+                }
                 match c.logs {
                     Ok(rows) => summary.log_rows = rows,
                     Err(e) => {
@@ -190,7 +439,88 @@ impl Collector {
                     }
                 }
             }
-            Err(_) => tracing::error!("the collector thread panicked"),
+            Err(_) => {
+                tracing::error!("the collector thread panicked");
+                if result.is_ok() {
+                    *result = Err(EngineError::Panic("the collector"));
+                }
+            }
+        }
+    }
+}
+
+/// The collector's state while it writes.
+struct Writer {
+    sinks: Sinks,
+    log_error: Option<std::io::Error>,
+    x509_dedup: mailtap_tls::X509Dedup,
+    kafka_events: bool,
+    kafka_emails: bool,
+}
+
+fn record_latency(stats: &CollectorStats, emitted: Instant) {
+    let us = emitted.elapsed().as_micros().clamp(1, 3_600_000_000) as u64;
+    if let Ok(mut h) = stats.write_latency_us.lock() {
+        let _ = h.record(us);
+    }
+}
+
+/// Writes records, in order, to every sink that takes them.
+fn write_batch(w: &mut Writer, records: &[Record], stats: &CollectorStats) {
+    let Writer {
+        sinks,
+        log_error,
+        x509_dedup,
+        kafka_events,
+        kafka_emails,
+    } = w;
+    let (kafka_events, kafka_emails) = (*kafka_events, *kafka_emails);
+    let mut kinds = [0u64; RECORD_KINDS.len()];
+    for r in records {
+        if let Record::X509(x) = r {
+            if !x509_dedup.admit(x) {
+                continue;
+            }
+        }
+        kinds[kind_index(r)] += 1;
+        if log_error.is_none() {
+            if let Err(e) = sinks.logs.write(r) {
+                tracing::error!("writing logs failed: {e}");
+                *log_error = Some(e);
+            }
+        }
+        if let Some(x) = sinks.extract.as_mut() {
+            if matches!(r, Record::EmailData(_) | Record::EmailMeta(_)) {
+                x.write("extraction (--extract-dir)", |s| s.write(r));
+            }
+        }
+        if let Some(a) = sinks.ace.as_mut() {
+            if matches!(r, Record::Event(_) | Record::Conn(_)) {
+                a.write("ACE transcripts (--ace-dir)", |s| s.write(r));
+            }
+        }
+        let to_kafka = match r {
+            Record::Event(_) => kafka_events,
+            Record::EmailData(_) | Record::EmailMeta(_) => kafka_emails,
+            _ => true,
+        };
+        if let Some(k) = sinks.kafka.as_mut().filter(|_| to_kafka) {
+            k.write("Kafka (--kafka)", |s| {
+                s.write(r).map_err(|e| std::io::Error::other(e.to_string()))
+            });
+        }
+    }
+    if let Some(k) = sinks.kafka.as_mut() {
+        poll_kafka(&mut k.sink, stats);
+    }
+    if let Some(x) = sinks.extract.as_ref() {
+        let c = x.sink.lost();
+        stats.extract_size_mismatch.store(c.0, Ordering::Relaxed);
+        stats.extract_bytes_lost.store(c.1, Ordering::Relaxed);
+    }
+    for (a, n) in stats.records.iter().zip(kinds) {
+        if n > 0 {
+            a.fetch_add(n, Ordering::Relaxed);
         }
     }
 }
@@ -232,6 +562,8 @@ struct Collected {
     extract: Option<ExtractCounters>,
     ace: Option<AceCounters>,
     sink_errors: Vec<(&'static str, String)>,
+    /// The collector panicked while writing (what it wrote before is kept).
+    panicked: bool,
 }
 
 /// Serves the Kafka sink (delivery reports, failed deliveries to the
@@ -248,6 +580,17 @@ fn poll_kafka(sink: &mut mailtap_kafka::KafkaSink, stats: &CollectorStats) {
     }
 }
 
+/// `MAILTAP_TEST_COLLECTOR_DELAY_MS` (tests only, see
+/// docs/operations.md): the collector sleeps this long per batch, to force
+/// overload deterministically.
+fn test_collector_delay() -> Option<Duration> {
+    std::env::var("MAILTAP_TEST_COLLECTOR_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|&ms| ms > 0)
+        .map(Duration::from_millis)
+}
+
 /// The collector: routes every record to the logs (events to the event
 /// stream when there is one), the extraction sink and the ACE sink. A
 /// failing sink stops on its own; the channel is always drained so that
@@ -255,110 +598,108 @@ fn poll_kafka(sink: &mut mailtap_kafka::KafkaSink, stats: &CollectorStats) {
 /// Certificates remembered for x509.log deduplication.
 const X509_DEDUP_CAPACITY: usize = 100_000;
 
+#[allow(clippy::too_many_arguments)]
 fn collect(
-    mut sinks: Sinks,
+    sinks: Sinks,
     rx: Receiver<RecordBatch>,
     stats: &CollectorStats,
     reopen: &AtomicBool,
     rotating: bool,
     (kafka_events, kafka_emails): (bool, bool),
+    shards: usize,
+    test_panic: bool,
 ) -> Collected {
-    let mut log_error: Option<std::io::Error> = None;
     let mut last_flush = Instant::now();
     // x509.log rows are deduplicated here, across shards, as Zeek logs a
     // certificate once a day (bounded; see mailtap_tls::X509Dedup).
-    let mut x509_dedup = mailtap_tls::X509Dedup::new(X509_DEDUP_CAPACITY);
-    loop {
-        let batch = match rx.recv_timeout(FLUSH_INTERVAL) {
-            Ok(b) => Some(b),
-            Err(RecvTimeoutError::Timeout) => None,
-            Err(RecvTimeoutError::Disconnected) => break,
-        };
-        if log_error.is_none() && reopen.swap(false, Ordering::Relaxed) {
-            tracing::info!("SIGHUP: reopening the logs");
-            if let Err(e) = sinks.logs.reopen() {
-                tracing::error!("reopening logs failed: {e}");
-                log_error = Some(e);
-            }
-        }
-        if rotating && log_error.is_none() {
-            if let Err(e) = sinks.logs.tick(SystemTime::now()) {
-                tracing::error!("rotating logs failed: {e}");
-                log_error = Some(e);
-            }
-            for e in sinks.logs.take_rotation_errors() {
-                tracing::error!("log rotation: {e}");
-            }
-        }
-        if last_flush.elapsed() >= FLUSH_INTERVAL {
-            last_flush = Instant::now();
-            if log_error.is_none() {
-                if let Err(e) = sinks.logs.flush() {
-                    tracing::error!("writing logs failed: {e}");
-                    log_error = Some(e);
-                }
-            }
-        }
-        let Some(batch) = batch else {
-            if let Some(k) = sinks.kafka.as_mut() {
-                poll_kafka(&mut k.sink, stats);
-            }
-            continue;
-        };
-        let mut kinds = [0u64; RECORD_KINDS.len()];
-        for r in &batch.records {
-            if let Record::X509(x) = r {
-                if !x509_dedup.admit(x) {
-                    continue;
-                }
-            }
-            kinds[kind_index(r)] += 1;
-            if log_error.is_none() {
-                if let Err(e) = sinks.logs.write(r) {
-                    tracing::error!("writing logs failed: {e}");
-                    log_error = Some(e);
-                }
-            }
-            if let Some(x) = sinks.extract.as_mut() {
-                if matches!(r, Record::EmailData(_) | Record::EmailMeta(_)) {
-                    x.write("extraction (--extract-dir)", |s| s.write(r));
-                }
-            }
-            if let Some(a) = sinks.ace.as_mut() {
-                if matches!(r, Record::Event(_) | Record::Conn(_)) {
-                    a.write("ACE transcripts (--ace-dir)", |s| s.write(r));
-                }
-            }
-            let to_kafka = match r {
-                Record::Event(_) => kafka_events,
-                Record::EmailData(_) | Record::EmailMeta(_) => kafka_emails,
-                _ => true,
+    let mut w = Writer {
+        sinks,
+        log_error: None,
+        x509_dedup: mailtap_tls::X509Dedup::new(X509_DEDUP_CAPACITY),
+        kafka_events,
+        kafka_emails,
+    };
+    let mut merger = Merger::new(shards);
+    let test_delay = test_collector_delay();
+    // A panic while writing must not lose the logs: it is caught, the
+    // collector goes on with the next batch, closes the sinks as usual and
+    // the run reports it (exit status 4).
+    let mut panicked = false;
+    while std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        loop {
+            let batch = match rx.recv_timeout(FLUSH_INTERVAL) {
+                Ok(b) => Some(b),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
             };
-            if let Some(k) = sinks.kafka.as_mut().filter(|_| to_kafka) {
-                k.write("Kafka (--kafka)", |s| {
-                    s.write(r).map_err(|e| std::io::Error::other(e.to_string()))
-                });
+            let Writer {
+                sinks, log_error, ..
+            } = &mut w;
+            if log_error.is_none() && reopen.swap(false, Ordering::Relaxed) {
+                tracing::info!("SIGHUP: reopening the logs");
+                if let Err(e) = sinks.logs.reopen() {
+                    tracing::error!("reopening logs failed: {e}");
+                    *log_error = Some(e);
+                }
+            }
+            if rotating && log_error.is_none() {
+                if let Err(e) = sinks.logs.tick(SystemTime::now()) {
+                    tracing::error!("rotating logs failed: {e}");
+                    *log_error = Some(e);
+                }
+                for e in sinks.logs.take_rotation_errors() {
+                    tracing::error!("log rotation: {e}");
+                }
+            }
+            if last_flush.elapsed() >= FLUSH_INTERVAL {
+                last_flush = Instant::now();
+                if log_error.is_none() {
+                    if let Err(e) = sinks.logs.flush() {
+                        tracing::error!("writing logs failed: {e}");
+                        *log_error = Some(e);
+                    }
+                }
+            }
+            let Some(batch) = batch else {
+                if let Some(k) = sinks.kafka.as_mut() {
+                    poll_kafka(&mut k.sink, stats);
+                }
+                continue;
+            };
+            if let Some(d) = test_delay {
+                std::thread::sleep(d);
+            }
+            let n = stats.batches.fetch_add(1, Ordering::Relaxed);
+            if test_panic && n == 1 {
+                panic!("test-only panic in the collector (MAILTAP_TEST_PANIC=collector)");
+            }
+            if batch.order.is_none() {
+                write_batch(&mut w, &batch.records, stats);
+                record_latency(stats, batch.emitted);
+                continue;
+            }
+            merger.push(batch);
+            while let Some((records, emitted)) = merger.pop(false) {
+                write_batch(&mut w, &records, stats);
+                for e in emitted {
+                    record_latency(stats, e);
+                }
             }
         }
-        if let Some(k) = sinks.kafka.as_mut() {
-            poll_kafka(&mut k.sink, stats);
+        // The shards are gone: whatever a shard that died left incomplete.
+        while let Some((records, _)) = merger.pop(true) {
+            write_batch(&mut w, &records, stats);
         }
-        if let Some(x) = sinks.extract.as_ref() {
-            let c = x.sink.lost();
-            stats.extract_size_mismatch.store(c.0, Ordering::Relaxed);
-            stats.extract_bytes_lost.store(c.1, Ordering::Relaxed);
-        }
-        for (a, n) in stats.records.iter().zip(kinds) {
-            if n > 0 {
-                a.fetch_add(n, Ordering::Relaxed);
-            }
-        }
-        stats.batches.fetch_add(1, Ordering::Relaxed);
-        let us = batch.emitted.elapsed().as_micros().clamp(1, 3_600_000_000) as u64;
-        if let Ok(mut h) = stats.write_latency_us.lock() {
-            let _ = h.record(us);
-        }
+    }))
+    .is_err()
+    {
+        // Go on with the next batch: what the panic interrupted is lost,
+        // everything else is still written.
+        panicked = true;
     }
+    let Writer {
+        sinks, log_error, ..
+    } = w;
     let mut sink_errors = Vec::new();
     let extract = sinks.extract.map(|slot| {
         let (c, r) = slot.sink.finish();
@@ -407,5 +748,6 @@ fn collect(
         extract,
         ace,
         sink_errors,
+        panicked,
     }
 }

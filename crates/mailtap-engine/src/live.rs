@@ -175,6 +175,13 @@ pub struct QueueSummary {
     pub handoff_dropped: u64,
     /// Records dropped because the collector could not keep up.
     pub records_dropped: u64,
+    /// Of those, by class in [`SHED_CLASSES`] order (events, weird,
+    /// files/ssl/x509, message bytes, smtp/pop3/conn, message metadata).
+    pub records_dropped_by_class: [u64; 6],
+    /// Message bytes dropped because the collector could not keep up.
+    pub email_bytes_dropped: u64,
+    /// Messages marked `complete: false` because their bytes were dropped.
+    pub messages_marked_incomplete: u64,
     pub flows_created: u64,
     pub events: u64,
 }
@@ -208,6 +215,14 @@ impl LiveSummary {
             add("capture.truncated", q.capture.truncated);
             add("handoff.dropped", q.handoff_dropped);
             add("collector.records_dropped", q.records_dropped);
+            for (class, v) in SHED_CLASSES.iter().zip(q.records_dropped_by_class) {
+                add(&format!("collector.dropped.{class}"), v);
+            }
+            add("collector.email_bytes_dropped", q.email_bytes_dropped);
+            add(
+                "collector.messages_marked_incomplete",
+                q.messages_marked_incomplete,
+            );
         }
         // Mail the XDP program had to give to the kernel because its
         // queue had no socket: traffic mailtap should have seen.
@@ -476,7 +491,7 @@ pub fn run_live(
         }
     }
 
-    let collector = match Collector::start(cfg, n * 16) {
+    let collector = match Collector::start(cfg, n * 16, n, false) {
         Ok(c) => c,
         Err(e) => return (summary, Err(e)),
     };
@@ -634,11 +649,8 @@ pub fn run_live(
             }
             Err(_) => {
                 tracing::error!("a capture worker panicked; its connections are lost");
-                if result.is_ok() {
-                    result = Err(EngineError::Capture(CaptureError::new(
-                        "capture worker",
-                        std::io::Error::other("panicked"),
-                    )));
+                if result.is_ok() || matches!(result, Err(EngineError::Capture(_))) {
+                    result = Err(EngineError::Panic("a capture worker"));
                 }
             }
         }
@@ -1059,6 +1071,9 @@ impl Worker {
         qs.handoff_received = self.local.handoff_received;
         qs.handoff_dropped = self.local.handoff_dropped;
         qs.records_dropped = self.local.records_dropped;
+        qs.records_dropped_by_class = self.records_out.dropped_by_class;
+        qs.email_bytes_dropped = self.records_out.email_bytes_dropped;
+        qs.messages_marked_incomplete = self.records_out.messages_marked;
         qs.flows_created = self.table.flows_created();
         qs.events = self.out.counters.events;
         WorkerResult {
@@ -1310,7 +1325,7 @@ impl Worker {
             self.warned_drop = true;
             tracing::error!(
                 worker = self.id,
-                "the collector cannot keep up: dropping record batches (counted in collector.records_dropped)"
+                "the collector cannot keep up: dropping records, events first (counted in collector.records_dropped and collector.dropped.*)"
             );
         }
         self.local.records_dropped = self.records_out.dropped;
@@ -1325,43 +1340,176 @@ impl Worker {
     }
 }
 
+/// Record classes in the order a full backlog sheds them (see
+/// [`RecordOutbox`] and docs/outputs.md): the first class goes first.
+pub(crate) const SHED_CLASSES: [&str; 6] = [
+    "event",
+    "weird",
+    "files_ssl_x509",
+    "email_data",
+    "smtp_pop3_conn",
+    "email_meta",
+];
+
+/// The class of `r` in [`SHED_CLASSES`].
+fn shed_class(r: &Record) -> usize {
+    match r {
+        Record::Event(_) => 0,
+        Record::Weird(_) => 1,
+        Record::File(_) | Record::Ssl(_) | Record::X509(_) => 2,
+        Record::EmailData(_) => 3,
+        Record::Smtp(_) | Record::Pop3(_) | Record::Conn(_) => 4,
+        Record::EmailMeta(_) => 5,
+    }
+}
+
 /// A worker's way to the collector. It never waits on the collector
 /// (unless told to block): batches the collector cannot take yet wait in a
-/// bounded backlog; past that the oldest batch is dropped and counted. A
-/// worker that waited would stop reading its ring, and the kernel would
-/// drop packets instead, which costs more and says less.
-struct RecordOutbox {
+/// bounded backlog (`max_backlog` batches). When the backlog is over its
+/// bound, records are shed from all of it, class by class in
+/// [`SHED_CLASSES`] order (events first, message metadata last), until the
+/// remaining records fit again in at most `max_backlog` batches; record
+/// order is kept. A message whose bytes (`EmailData`) are shed has its
+/// `EmailMeta` marked `complete: false` (the sinks then count the missing
+/// bytes). A worker that waited would stop reading its ring, and the
+/// kernel would drop packets instead, which costs more and says less.
+pub(crate) struct RecordOutbox {
     backlog: std::collections::VecDeque<RecordBatch>,
     max_backlog: usize,
     block: bool,
     /// Records dropped so far.
-    dropped: u64,
+    pub(crate) dropped: u64,
+    /// Records dropped so far, by [`SHED_CLASSES`] class.
+    pub(crate) dropped_by_class: [u64; SHED_CLASSES.len()],
+    /// Message bytes shed so far.
+    pub(crate) email_bytes_dropped: u64,
+    /// Messages marked incomplete because their bytes were shed.
+    pub(crate) messages_marked: u64,
+    /// Messages that lost bytes here and whose metadata has not been
+    /// marked yet (it is still to come from the shard).
+    lost: std::collections::HashSet<(String, u32)>,
 }
 
 impl RecordOutbox {
-    fn new(max_backlog: usize, block: bool) -> Self {
+    pub(crate) fn new(max_backlog: usize, block: bool) -> Self {
         RecordOutbox {
             backlog: std::collections::VecDeque::with_capacity(max_backlog.min(4096)),
             max_backlog: max_backlog.max(1),
             block,
             dropped: 0,
+            dropped_by_class: [0; SHED_CLASSES.len()],
+            email_bytes_dropped: 0,
+            messages_marked: 0,
+            lost: std::collections::HashSet::new(),
         }
+    }
+
+    /// Marks the metadata of messages that lost bytes here.
+    fn mark(&mut self, records: &mut [Record]) {
+        if self.lost.is_empty() {
+            return;
+        }
+        for r in records {
+            if let Record::EmailMeta(m) = r {
+                // Rare (only after a shed), so the key copy does not matter.
+                if self.lost.remove(&(m.uid.clone(), m.n)) {
+                    self.messages_marked += 1;
+                    m.complete = false;
+                }
+            }
+        }
+    }
+
+    fn queue(&mut self, mut batch: Vec<Record>) {
+        if !batch.is_empty() {
+            self.mark(&mut batch);
+            self.backlog.push_back(RecordBatch::now(batch));
+        }
+    }
+
+    /// Counts a whole batch that could not be delivered.
+    fn lose(&mut self, b: &RecordBatch) {
+        for r in &b.records {
+            self.dropped += 1;
+            self.dropped_by_class[shed_class(r)] += 1;
+        }
+    }
+
+    /// Sheds records class by class until the backlog fits its bound.
+    fn shed(&mut self) {
+        for class in 0..SHED_CLASSES.len() {
+            if self.backlog.len() <= self.max_backlog {
+                return;
+            }
+            let mut backlog = std::mem::take(&mut self.backlog);
+            let (mut n, mut bytes) = (0u64, 0u64);
+            let mut newly_lost = Vec::new();
+            let lost = &mut self.lost;
+            for b in backlog.iter_mut() {
+                b.records.retain(|r| {
+                    if shed_class(r) != class {
+                        return true;
+                    }
+                    match r {
+                        Record::EmailData(c) => {
+                            bytes += c.data.len() as u64;
+                            newly_lost.push((c.uid.clone(), c.n));
+                        }
+                        Record::EmailMeta(m) => {
+                            lost.remove(&(m.uid.clone(), m.n));
+                        }
+                        _ => {}
+                    }
+                    n += 1;
+                    false
+                });
+            }
+            self.dropped += n;
+            self.dropped_by_class[class] += n;
+            self.email_bytes_dropped += bytes;
+            if !newly_lost.is_empty() {
+                self.lost.extend(newly_lost);
+                // Metadata already waiting behind the lost bytes.
+                for b in backlog.iter_mut() {
+                    self.mark(&mut b.records);
+                }
+            }
+            self.backlog = backlog;
+            self.coalesce();
+        }
+    }
+
+    /// Joins neighbouring batches while they fit in [`RECORD_BATCH`]
+    /// records (order kept; the older batch's send time stays).
+    fn coalesce(&mut self) {
+        let mut out: std::collections::VecDeque<RecordBatch> =
+            std::collections::VecDeque::with_capacity(self.backlog.len());
+        for b in self.backlog.drain(..) {
+            if b.records.is_empty() {
+                continue;
+            }
+            match out.back_mut() {
+                Some(last) if last.records.len() + b.records.len() <= RECORD_BATCH => {
+                    last.records.extend(b.records);
+                }
+                _ => out.push_back(b),
+            }
+        }
+        self.backlog = out;
     }
 
     /// Queues `batch` (if not empty) and sends what the collector takes.
     /// Returns the records dropped by this call.
-    fn send(&mut self, batch: Vec<Record>, to: &Sender<RecordBatch>) -> u64 {
+    pub(crate) fn send(&mut self, batch: Vec<Record>, to: &Sender<RecordBatch>) -> u64 {
         let before = self.dropped;
-        if !batch.is_empty() {
-            self.backlog.push_back(RecordBatch::now(batch));
-        }
+        self.queue(batch);
         while let Some(b) = self.backlog.pop_front() {
             match to.try_send(b) {
                 Ok(()) => {}
                 Err(TrySendError::Full(b)) => {
                     if self.block {
                         if let Err(e) = to.send(b) {
-                            self.dropped += e.0.records.len() as u64;
+                            self.lose(&e.0);
                         }
                         continue;
                     }
@@ -1369,25 +1517,21 @@ impl RecordOutbox {
                     break;
                 }
                 // The collector is gone (it panicked); the run reports it.
-                Err(TrySendError::Disconnected(b)) => self.dropped += b.records.len() as u64,
+                Err(TrySendError::Disconnected(b)) => self.lose(&b),
             }
         }
-        while self.backlog.len() > self.max_backlog {
-            if let Some(b) = self.backlog.pop_front() {
-                self.dropped += b.records.len() as u64;
-            }
+        if self.backlog.len() > self.max_backlog {
+            self.shed();
         }
         self.dropped - before
     }
 
     /// Sends everything, waiting as long as the collector needs.
-    fn flush(&mut self, batch: Vec<Record>, to: &Sender<RecordBatch>) {
-        if !batch.is_empty() {
-            self.backlog.push_back(RecordBatch::now(batch));
-        }
+    pub(crate) fn flush(&mut self, batch: Vec<Record>, to: &Sender<RecordBatch>) {
+        self.queue(batch);
         while let Some(b) = self.backlog.pop_front() {
             if let Err(e) = to.send(b) {
-                self.dropped += e.0.records.len() as u64;
+                self.lose(&e.0);
             }
         }
     }
@@ -1413,23 +1557,117 @@ mod tests {
             .collect()
     }
 
+    fn event(i: u32) -> Record {
+        Record::Event(Box::new(mailtap_core::EventRecord {
+            ts: Timestamp::from_secs_nanos(i64::from(i), 0),
+            uid: "Cev".into(),
+            id: mailtap_core::ConnId {
+                orig_h: "192.0.2.1".parse().unwrap(),
+                orig_p: 1,
+                resp_h: "192.0.2.2".parse().unwrap(),
+                resp_p: 25,
+            },
+            event: mailtap_core::Event::SmtpData {
+                is_orig: true,
+                data: Vec::new(),
+            },
+        }))
+    }
+
+    fn data(uid: &str, n: u32, len: usize) -> Record {
+        Record::EmailData(Box::new(mailtap_core::mail::EmailChunk {
+            uid: uid.into(),
+            n,
+            data: vec![b'x'; len],
+        }))
+    }
+
+    fn meta(uid: &str, n: u32, size: u64) -> Record {
+        Record::EmailMeta(Box::new(mailtap_core::mail::EmailMeta {
+            uid: uid.into(),
+            n,
+            size,
+            complete: true,
+            ..Default::default()
+        }))
+    }
+
     #[test]
-    fn outbox_keeps_a_bounded_backlog_then_drops_the_oldest() {
+    fn outbox_keeps_a_bounded_backlog_then_sheds_by_class() {
         let (tx, rx) = bounded::<RecordBatch>(1);
         let mut o = RecordOutbox::new(2, false);
         assert_eq!(o.send(batch(3), &tx), 0); // into the channel
-        assert_eq!(o.send(batch(4), &tx), 0); // backlog 1
-        assert_eq!(o.send(batch(5), &tx), 0); // backlog 2
-        assert_eq!(o.send(batch(6), &tx), 4, "the oldest waiting batch goes");
-        assert_eq!(o.dropped, 4);
-        // The collector catches up: the backlog drains in order.
+        assert_eq!(o.send(batch(500), &tx), 0); // backlog 1
+        assert_eq!(o.send(batch(500), &tx), 0); // backlog 2
+                                                // Small batches over the bound are joined first: nothing lost.
+        assert_eq!(o.send(batch(6), &tx), 0);
+        // Over the bound: there are no events to shed, so the weird rows
+        // (the only class there) go and the backlog is empty again.
+        assert_eq!(o.send(batch(500), &tx), 1506);
+        assert_eq!(o.dropped_by_class[1], 1506);
         assert_eq!(rx.recv().unwrap().records.len(), 3);
-        assert_eq!(o.send(Vec::new(), &tx), 0);
-        assert_eq!(rx.recv().unwrap().records.len(), 5);
         drop(rx);
         // Shutdown after the collector is gone counts what could not go.
         o.flush(batch(1), &tx);
-        assert_eq!(o.dropped, 4 + 6 + 1);
+        assert_eq!(o.dropped, 1506 + 1);
+    }
+
+    #[test]
+    fn outbox_sheds_events_first_and_marks_messages_that_lose_bytes() {
+        let (tx, rx) = bounded::<RecordBatch>(1);
+        let mut o = RecordOutbox::new(1, false);
+        assert_eq!(o.send(batch(1), &tx), 0); // the channel is full now
+                                              // Events and weirds with a message's first chunk.
+        let mut b1: Vec<Record> = (0..300).map(event).collect();
+        b1.push(data("Cm", 1, 100));
+        b1.extend(batch(300));
+        o.send(b1, &tx);
+        // Its second chunk, another message whole, its end.
+        let mut b2: Vec<Record> = (300..600).map(event).collect();
+        b2.extend([data("Cm", 1, 50), data("Ck", 1, 10), meta("Ck", 1, 10)]);
+        let shed = o.send(b2, &tx);
+        // Events alone were enough: 600 gone, everything else kept.
+        assert_eq!(shed, 600);
+        assert_eq!(o.dropped_by_class[0], 600);
+        assert_eq!(o.email_bytes_dropped, 0);
+        // More pressure: the weirds go, then message bytes.
+        for _ in 0..3 {
+            o.send(batch(500), &tx);
+        }
+        assert!(o.dropped_by_class[1] > 0);
+        // A big batch of chunks and rows over the bound forces the message
+        // bytes out; the message ends later.
+        let mut b3: Vec<Record> = (0..600).map(|_| data("Cm", 1, 1)).collect();
+        b3.extend((0..600).map(|_| data("Ck", 2, 1)));
+        o.send(b3, &tx);
+        assert!(o.email_bytes_dropped > 0);
+        o.send(vec![meta("Cm", 1, 750), meta("Ck", 2, 600)], &tx);
+        // Ck-1's chunk was still waiting too: its metadata (already
+        // queued) is marked as well.
+        assert_eq!(o.messages_marked, 3);
+        let mut seen = Vec::new();
+        let reader = std::thread::spawn(move || {
+            rx.iter()
+                .flat_map(|b| b.records)
+                .filter_map(|r| match r {
+                    Record::EmailMeta(m) => Some((m.uid.clone(), m.n, m.complete)),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        });
+        o.flush(Vec::new(), &tx);
+        drop(tx);
+        seen.extend(reader.join().unwrap());
+        // Every message lost bytes and says so.
+        assert_eq!(
+            seen,
+            vec![
+                ("Ck".to_string(), 1, false),
+                ("Cm".to_string(), 1, false),
+                ("Ck".to_string(), 2, false)
+            ]
+        );
+        assert_eq!(o.dropped_by_class[5], 0, "metadata is shed last");
     }
 
     #[test]

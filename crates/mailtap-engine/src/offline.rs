@@ -1,15 +1,16 @@
 //! Reading capture files through the shard pipeline.
 
-use crate::collector::{latency_histogram, Collector, RecordBatch};
+use crate::collector::{latency_histogram, Collector, RecordBatch, FINAL};
 use crate::config::EngineConfig;
 use crate::factory::MailAnalyzers;
+use crate::live::RecordOutbox;
 use crate::live::SharedStats;
 use crate::metrics::{Metrics, MetricsServer};
 use crate::shard::process_packet;
 use crate::summary::{add_flow, add_output, EngineError, Summary};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use mailtap_core::analyzer::OutputCounters;
-use mailtap_core::{Output, Timestamp};
+use mailtap_core::{Output, Record, Timestamp};
 use mailtap_flow::{FlowCounters, FlowTable, UidGenerator};
 use mailtap_wire::decode::{decode, flow_hash, Decoded};
 use mailtap_wire::defrag::Defragmenter;
@@ -62,6 +63,8 @@ struct ShardBatch {
     extra: Vec<(Timestamp, Vec<u8>)>,
     /// Packet time at the end of the block, so idle shards still expire.
     now: Timestamp,
+    /// The block's number in the run (for the collector's stable order).
+    seq: u64,
 }
 
 const EXTRA_BIT: u32 = 1 << 31;
@@ -69,6 +72,78 @@ const EXTRA_BIT: u32 = 1 << 31;
 struct ShardResult {
     flow: FlowCounters,
     output: OutputCounters,
+    /// What the test-only overflow mode dropped.
+    overflow: Option<RecordOutbox>,
+}
+
+/// Test-only hooks (environment variables, documented in
+/// docs/operations.md as not for production): which thread panics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TestPanic {
+    Reader,
+    Shard,
+    Collector,
+}
+
+/// `MAILTAP_TEST_PANIC=reader|shard|collector` (tests only): that thread
+/// panics after its second block or batch.
+pub(crate) fn test_panic() -> Option<TestPanic> {
+    match std::env::var("MAILTAP_TEST_PANIC").ok()?.as_str() {
+        "reader" => Some(TestPanic::Reader),
+        "shard" => Some(TestPanic::Shard),
+        "collector" => Some(TestPanic::Collector),
+        _ => None,
+    }
+}
+
+/// `MAILTAP_TEST_READ_OVERFLOW=N` (tests only): shards hand records to
+/// the collector the way live workers do under `live.collector_overflow =
+/// "drop"` with a backlog of N batches, instead of waiting for it (and
+/// without the stable order), so that a slow collector
+/// (`MAILTAP_TEST_COLLECTOR_DELAY_MS`) overloads a read deterministically.
+fn test_read_overflow() -> Option<usize> {
+    std::env::var("MAILTAP_TEST_READ_OVERFLOW")
+        .ok()?
+        .parse()
+        .ok()
+        .filter(|&n| n > 0)
+}
+
+/// How a shard hands its records over.
+enum Send {
+    /// One batch per block, in the stable order, waiting for the collector.
+    Ordered(FinalGuard),
+    /// Test only: the live overflow policy.
+    Overflow(RecordOutbox),
+}
+
+/// Sends the shard's [`FINAL`] batch (empty) if the shard did not, e.g.
+/// because it panicked, so the collector does not wait for it.
+struct FinalGuard {
+    shard: usize,
+    tx: Sender<RecordBatch>,
+    sent: bool,
+}
+
+impl FinalGuard {
+    fn send(&mut self, seq: u64, records: Vec<Record>) -> bool {
+        if seq == FINAL {
+            self.sent = true;
+        }
+        self.tx
+            .send(RecordBatch::ordered(self.shard, seq, records))
+            .is_ok()
+    }
+}
+
+impl Drop for FinalGuard {
+    fn drop(&mut self) {
+        if !self.sent {
+            let _ = self
+                .tx
+                .send(RecordBatch::ordered(self.shard, FINAL, Vec::new()));
+        }
+    }
 }
 
 /// Reads `inputs` in order as one stream and writes the logs. Stops early,
@@ -85,7 +160,18 @@ pub fn run_offline(
     let workers = cfg.workers.max(1);
     let mut summary = Summary::default();
 
-    let collector = match Collector::start(cfg, workers * 16) {
+    // The test-only overflow mode overloads a one-batch channel.
+    let capacity = if test_read_overflow().is_some() {
+        1
+    } else {
+        workers * 16
+    };
+    let collector = match Collector::start(
+        cfg,
+        capacity,
+        workers,
+        test_panic() == Some(TestPanic::Collector),
+    ) {
         Ok(c) => c,
         Err(e) => return (summary, Err(e)),
     };
@@ -124,6 +210,8 @@ pub fn run_offline(
         }
         None => None,
     };
+    let test_overflow = test_read_overflow();
+    let test_panic = test_panic();
     let mut shard_tx = Vec::with_capacity(workers);
     let mut shards = Vec::with_capacity(workers);
     for (i, st) in stats.iter().enumerate() {
@@ -137,10 +225,30 @@ pub fn run_offline(
             stats: st.clone(),
             emit_latency_us: emit_latency[i].clone(),
         };
+        let send = match test_overflow {
+            Some(n) => Send::Overflow(RecordOutbox::new(n, false)),
+            None => Send::Ordered(FinalGuard {
+                shard: i,
+                tx: rec_tx.clone(),
+                sent: false,
+            }),
+        };
         shards.push(
             thread::Builder::new()
                 .name(format!("mailtap-shard-{i}"))
-                .spawn(move || shard(table, out, rx, rec_tx, verify, &flows_seen, &st))
+                .spawn(move || {
+                    shard(
+                        table,
+                        out,
+                        rx,
+                        rec_tx,
+                        send,
+                        verify,
+                        &flows_seen,
+                        &st,
+                        test_panic == Some(TestPanic::Shard) && i == 0,
+                    )
+                })
                 .expect("spawn shard thread"),
         );
     }
@@ -156,53 +264,67 @@ pub fn run_offline(
     let mut prog = Progress::default();
     let mut frag_buf = Vec::new();
 
-    'files: for (fi, path) in inputs.iter().enumerate() {
-        let mut reader = match CaptureReader::open(path) {
-            Ok(r) => r,
-            Err(e) => {
-                result = Err(EngineError::Source(e));
-                break;
-            }
-        };
-        prog.file_index = fi;
-        prog.file_size = reader.file_size();
-        tracing::info!(file = %path.display(), size = ?reader.file_size(), "reading capture");
-        loop {
-            if stop.load(Ordering::Relaxed) {
-                break 'files;
-            }
-            let Ok(mut block) = pool_rx.recv() else {
-                break 'files;
-            };
-            block.clear();
-            let filled = reader.fill(&mut block);
-            prog.file_bytes_read = reader.bytes_read();
-            let more = match filled {
-                Ok(m) => m,
+    let mut seq = 0u64;
+    // A panic in the reader (this thread) must not lose what the shards
+    // hold: it ends the reading, and the run shuts down as after an error.
+    let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        'files: for (fi, path) in inputs.iter().enumerate() {
+            let mut reader = match CaptureReader::open(path) {
+                Ok(r) => r,
                 Err(e) => {
                     result = Err(EngineError::Source(e));
-                    false
+                    break;
                 }
             };
-            dispatch(
-                block,
-                &pool_tx,
-                &shard_tx,
-                &mut defrag,
-                &mut frag_buf,
-                &mut summary,
-            );
-            prog.packets = summary.packets;
-            prog.bytes = summary.bytes;
-            prog.flows = flows_seen.load(Ordering::Relaxed);
-            progress(&prog);
-            if result.is_err() {
-                break 'files;
-            }
-            if !more {
-                break;
+            prog.file_index = fi;
+            prog.file_size = reader.file_size();
+            tracing::info!(file = %path.display(), size = ?reader.file_size(), "reading capture");
+            loop {
+                if stop.load(Ordering::Relaxed) {
+                    summary.interrupted = true;
+                    break 'files;
+                }
+                let Ok(mut block) = pool_rx.recv() else {
+                    break 'files;
+                };
+                block.clear();
+                let filled = reader.fill(&mut block);
+                prog.file_bytes_read = reader.bytes_read();
+                let more = match filled {
+                    Ok(m) => m,
+                    Err(e) => {
+                        result = Err(EngineError::Source(e));
+                        false
+                    }
+                };
+                dispatch(
+                    block,
+                    seq,
+                    &pool_tx,
+                    &shard_tx,
+                    &mut defrag,
+                    &mut frag_buf,
+                    &mut summary,
+                );
+                seq += 1;
+                if test_panic == Some(TestPanic::Reader) && seq == 2 {
+                    panic!("test-only panic in the reader (MAILTAP_TEST_PANIC=reader)");
+                }
+                prog.packets = summary.packets;
+                prog.bytes = summary.bytes;
+                prog.flows = flows_seen.load(Ordering::Relaxed);
+                progress(&prog);
+                if result.is_err() {
+                    break 'files;
+                }
+                if !more {
+                    break;
+                }
             }
         }
+    }));
+    if read.is_err() {
+        result = Err(EngineError::Panic("the reader"));
     }
     tracing::info!(
         packets = summary.packets,
@@ -220,8 +342,25 @@ pub fn run_offline(
             Ok(r) => {
                 add_flow(&mut summary.flow, &r.flow);
                 add_output(&mut summary.output, &r.output);
+                if let Some(o) = r.overflow {
+                    summary.records_dropped += o.dropped;
+                    for (a, b) in summary
+                        .records_dropped_by_class
+                        .iter_mut()
+                        .zip(o.dropped_by_class)
+                    {
+                        *a += b;
+                    }
+                    summary.email_bytes_dropped += o.email_bytes_dropped;
+                    summary.messages_marked_incomplete += o.messages_marked;
+                }
             }
-            Err(_) => tracing::error!("a shard thread panicked; its connections are lost"),
+            Err(_) => {
+                tracing::error!("a shard thread panicked; its connections are lost");
+                if result.is_ok() {
+                    result = Err(EngineError::Panic("a shard"));
+                }
+            }
         }
     }
     if let Some(m) = metrics {
@@ -236,6 +375,7 @@ pub fn run_offline(
 /// Splits one block's packets among the shards by symmetric flow hash.
 fn dispatch(
     block: Block,
+    seq: u64,
     pool: &Sender<Block>,
     shards: &[Sender<ShardBatch>],
     defrag: &mut Defragmenter,
@@ -287,6 +427,7 @@ fn dispatch(
             slots: std::mem::take(&mut slots[s]),
             extra: std::mem::take(&mut extra[s]),
             now,
+            seq,
         };
         // A shard only disconnects if it panicked; its packets are lost
         // then, which the join reports.
@@ -302,17 +443,21 @@ struct ShardMetrics {
 }
 
 /// One shard worker: owns its flow table and analyzers.
+#[allow(clippy::too_many_arguments)]
 fn shard(
     mut table: FlowTable<MailAnalyzers>,
     mut out: Output,
     rx: Receiver<ShardBatch>,
     records: Sender<RecordBatch>,
+    mut send: Send,
     verify: bool,
     flows_seen: &AtomicU64,
     metrics: &ShardMetrics,
+    test_panic: bool,
 ) -> ShardResult {
     let stats = &*metrics.stats;
     let mut flows_reported = 0u64;
+    let mut blocks = 0u64;
     for batch in rx {
         let started = Instant::now();
         let block = batch.block.get();
@@ -329,7 +474,12 @@ fn shard(
             process_packet(&mut table, &mut out, ts, link, data, verify);
         }
         table.advance(batch.now, &mut out);
+        let seq = batch.seq;
         drop(batch);
+        blocks += 1;
+        if test_panic && blocks == 2 {
+            panic!("test-only panic in a shard (MAILTAP_TEST_PANIC=shard)");
+        }
         let created = table.flows_created();
         flows_seen.fetch_add(created - flows_reported, Ordering::Relaxed);
         flows_reported = created;
@@ -345,17 +495,43 @@ fn shard(
             if let Ok(mut h) = metrics.emit_latency_us.lock() {
                 let _ = h.record((started.elapsed().as_micros() as u64).clamp(1, 3_600_000_000));
             }
-            if records.send(RecordBatch::now(out.take())).is_err() {
-                break;
+        }
+        let alive = match &mut send {
+            // Every block, even without records: the collector writes a
+            // block once every shard has sent it.
+            Send::Ordered(g) => {
+                let recs = if out.records.is_empty() {
+                    Vec::new()
+                } else {
+                    out.take()
+                };
+                g.send(seq, recs)
             }
+            Send::Overflow(o) => {
+                if !out.records.is_empty() {
+                    o.send(out.take(), &records);
+                }
+                true
+            }
+        };
+        if !alive {
+            break;
         }
     }
     table.finish(&mut out);
-    if !out.records.is_empty() {
-        let _ = records.send(RecordBatch::now(out.take()));
-    }
+    let overflow = match send {
+        Send::Ordered(mut g) => {
+            g.send(FINAL, out.take());
+            None
+        }
+        Send::Overflow(mut o) => {
+            o.flush(out.take(), &records);
+            Some(o)
+        }
+    };
     ShardResult {
         flow: table.counters(),
         output: out.counters.clone(),
+        overflow,
     }
 }

@@ -34,7 +34,19 @@ pub struct Summary {
     pub kafka: Option<mailtap_kafka::KafkaCounters>,
     /// Log rotations and post-rotation commands.
     pub log_rotation: mailtap_logs::RotationStats,
+    /// Records dropped because the collector could not keep up (live
+    /// overload; `mailtap read` only in its test-only overflow mode),
+    /// total and by class (events, weird, files/ssl/x509, message bytes,
+    /// smtp/pop3/conn, message metadata).
+    pub records_dropped: u64,
+    pub records_dropped_by_class: [u64; 6],
+    /// Message bytes dropped that way, and the messages marked incomplete
+    /// because of it.
+    pub email_bytes_dropped: u64,
+    pub messages_marked_incomplete: u64,
     pub elapsed: Duration,
+    /// `mailtap read` stopped (SIGINT/SIGTERM) before the end of its input.
+    pub interrupted: bool,
 }
 
 impl Summary {
@@ -53,6 +65,28 @@ impl Summary {
         ] {
             if v > 0 {
                 d.insert(k.to_string(), v);
+            }
+        }
+        if self.records_dropped > 0 {
+            d.insert("collector.records_dropped".into(), self.records_dropped);
+            for (class, v) in crate::live::SHED_CLASSES
+                .iter()
+                .zip(self.records_dropped_by_class)
+            {
+                if v > 0 {
+                    d.insert(format!("collector.dropped.{class}"), v);
+                }
+            }
+            for (name, v) in [
+                ("collector.email_bytes_dropped", self.email_bytes_dropped),
+                (
+                    "collector.messages_marked_incomplete",
+                    self.messages_marked_incomplete,
+                ),
+            ] {
+                if v > 0 {
+                    d.insert(name.into(), v);
+                }
             }
         }
         if let Some(x) = &self.extract {
@@ -91,6 +125,9 @@ pub enum EngineError {
     Sink(std::io::Error),
     /// Live capture could not be set up or failed (names the interface).
     Capture(mailtap_capture::CaptureError),
+    /// A thread panicked (names it): a bug. Everything the other threads
+    /// had is still written.
+    Panic(&'static str),
 }
 
 impl std::fmt::Display for EngineError {
@@ -100,6 +137,10 @@ impl std::fmt::Display for EngineError {
             EngineError::Logs(e) => write!(f, "writing logs: {e}"),
             EngineError::Sink(e) => write!(f, "{e}"),
             EngineError::Capture(e) => write!(f, "{e}"),
+            EngineError::Panic(t) => write!(
+                f,
+                "internal error: {t} thread panicked (a bug; the logs hold what the other threads wrote)"
+            ),
         }
     }
 }
