@@ -8,10 +8,13 @@
 //! Sessions are chosen per connection by a hash of its 4-tuple and the
 //! seed, so the same configuration always damages the same connections.
 
-use crate::{pcap, GenConfig, GenStats, MessageTruth};
-use std::collections::HashMap;
+use crate::session::Span;
+use crate::{pcap, GenConfig, GenStats, MessageTruth, Protocol};
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, Write};
 use std::net::IpAddr;
+use std::rc::Rc;
 
 /// What to do to the capture. Percentages are of connections.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -33,7 +36,8 @@ pub struct Imperfections {
 }
 
 /// What the capture holds of one connection (one per connection, in the
-/// order of their first packet in the uncut traffic).
+/// order of their first packet in the uncut traffic; a 4-tuple reused by a
+/// later session ([`crate::Quirks`]) gives one per session).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FlowTruth {
     /// Client (originator) address and port.
@@ -58,6 +62,82 @@ pub struct FlowTruth {
     /// Client payload bytes sent in total.
     pub orig_bytes: u64,
     pub resp_bytes: u64,
+    /// Packets of the connection cut away with the capture's beginning.
+    pub packets_cut: u64,
+}
+
+/// What a sensor can know of one message of an imperfect capture, and so
+/// what it should report in the extraction JSON (see
+/// [`MessageCapture::expect`]).
+///
+/// A message's *data start* is the point from which a sensor can attribute
+/// every following byte to it: for SMTP `DATA` the server's `354` reply and
+/// the first data byte, for `BDAT` the first `BDAT` command line (with its
+/// chunk), for POP3 the `RETR`/`TOP` command, the `+OK` status line and the
+/// first data byte. Missing bytes are counted on the wire: the bytes of the
+/// message's transfer (dot-stuffed lines before the final `.` line; BDAT
+/// chunk payloads) in no captured packet. That is what a sensor can count
+/// (TCP sequence numbers); for DATA and POP3 a lost line that began with a
+/// `.` had one more byte on the wire than in the message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expect {
+    /// The data start and every byte up to the end of the transfer are in
+    /// the capture: the message is extracted byte for byte (the `.eml`
+    /// equals [`MessageTruth::bytes`]), `complete: true`,
+    /// `missing_bytes: 0`. (Its envelope may still be unknown when the
+    /// `MAIL FROM` was cut: [`MessageCapture::start_captured`].)
+    Exact,
+    /// The data start is in the capture, but `missing_bytes` bytes of the
+    /// data were in packets left out (content gaps): `complete: false`,
+    /// `missing_bytes` equal to this.
+    Incomplete { missing_bytes: u64 },
+    /// The data start was cut off (before the capture began) but some later
+    /// data byte is in the capture: the sensor cannot know where the
+    /// message began nor how much of it it missed. If it reports the
+    /// message at all, then as a tail: `complete: false`, `partial: true`
+    /// (`missing_bytes` unknown, `null` or a lower bound). Never
+    /// `complete: true`.
+    Tail,
+    /// No data byte is in the capture: there is nothing to extract.
+    NotCaptured,
+}
+
+/// Where one message's transfer is in an imperfect capture (delivered with
+/// the message by [`generate_imperfect_with_truth`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MessageCapture {
+    /// The command that starts the transaction is in the capture: SMTP
+    /// `MAIL FROM`, POP3 `RETR`/`TOP`.
+    pub start_captured: bool,
+    /// The data start is in the capture (see [`Expect`]).
+    pub data_start_captured: bool,
+    /// What ends the transfer is in the capture: the server's reply to
+    /// the end of data (SMTP), the terminating `.` line (POP3).
+    pub end_captured: bool,
+    /// The whole transfer, from the starting command to its end, is in the
+    /// capture (start, data start, every data byte, end).
+    pub fully_captured: bool,
+    /// Bytes of the message's transfer on the wire (see [`Expect`]).
+    pub data_bytes: u64,
+    /// Of those, bytes sent before the capture's first packet of the
+    /// connection's carrying direction (cut off).
+    pub bytes_cut: u64,
+    /// Of those, bytes in packets left out after the capture began
+    /// (content gaps, [`GenConfig::gap_percent`]).
+    pub bytes_in_gaps: u64,
+    /// The capture begins inside this message's session: packets of its
+    /// connection were cut away ([`Imperfections::skip_packets`]).
+    pub session_cut: bool,
+    /// What the sensor should report.
+    pub expect: Expect,
+}
+
+/// One message of [`generate_imperfect_with_truth`]: what was sent and what
+/// the capture holds of it.
+#[derive(Debug)]
+pub struct ImperfectMessageTruth<'a> {
+    pub message: MessageTruth<'a>,
+    pub capture: MessageCapture,
 }
 
 /// Totals and per-connection truth of [`generate_imperfect`].
@@ -72,7 +152,8 @@ pub struct ImperfectStats {
 }
 
 impl ImperfectStats {
-    /// The truth of the connection `orig` → `resp`.
+    /// The truth of the connection `orig` → `resp` (the first, when the
+    /// 4-tuple was reused).
     pub fn flow(&self, orig: (IpAddr, u16), resp: (IpAddr, u16)) -> Option<&FlowTruth> {
         self.flows.iter().find(|f| f.orig == orig && f.resp == resp)
     }
@@ -97,13 +178,42 @@ pub fn count_packets(cfg: &GenConfig) -> io::Result<u64> {
 /// Generates `cfg`'s traffic with `imp` applied, writing a classic pcap to
 /// `w`; `on_message` is called for every message as in
 /// [`crate::generate_with_truth`] (what was sent; see
-/// [`ImperfectStats::message_fully_captured`] for what the capture holds).
+/// [`ImperfectStats::message_fully_captured`] for what the capture holds,
+/// and [`generate_imperfect_with_truth`] for each message's exact fate).
 pub fn generate_imperfect<W: Write>(
     cfg: &GenConfig,
     imp: &Imperfections,
     w: W,
     on_message: &mut dyn FnMut(&MessageTruth),
 ) -> io::Result<ImperfectStats> {
+    imperfect(cfg, imp, w, Some(on_message), None)
+}
+
+/// Like [`generate_imperfect`] (the same capture), but `on_message` gets
+/// each message with what the capture holds of it
+/// ([`ImperfectMessageTruth`]). It is called once every packet of the
+/// message's connection has passed the filter (at the connection's close,
+/// at the next connection on its 4-tuple, or at the end), so in the order
+/// the connections end; within a connection in message order. The bytes of
+/// the messages of running connections are held until then.
+pub fn generate_imperfect_with_truth<W: Write>(
+    cfg: &GenConfig,
+    imp: &Imperfections,
+    w: W,
+    on_message: &mut dyn FnMut(&ImperfectMessageTruth),
+) -> io::Result<ImperfectStats> {
+    imperfect(cfg, imp, w, None, Some(on_message))
+}
+
+fn imperfect<W: Write>(
+    cfg: &GenConfig,
+    imp: &Imperfections,
+    w: W,
+    raw: Option<&mut dyn FnMut(&MessageTruth)>,
+    rich: Option<&mut dyn FnMut(&ImperfectMessageTruth)>,
+) -> io::Result<ImperfectStats> {
+    let shared = Rc::new(RefCell::new(Shared::default()));
+    let want = rich.is_some();
     let mut f = Filter {
         w,
         imp: imp.clone(),
@@ -111,19 +221,47 @@ pub fn generate_imperfect<W: Write>(
         pending: Vec::new(),
         header_done: false,
         seen: 0,
-        flows: HashMap::new(),
-        order: Vec::new(),
+        flows: Vec::new(),
+        current: HashMap::new(),
         stats: ImperfectStats::default(),
+        shared: shared.clone(),
+        on_truth: rich,
     };
-    let gen = crate::generate_with_truth(cfg, &mut f, on_message)?;
+    let gen = if want {
+        let (s1, s2) = (shared.clone(), shared.clone());
+        let mut keep = move |t: &MessageTruth| {
+            let k = (t.orig.0, t.orig.1, t.resp.0, t.resp.1);
+            s1.borrow_mut()
+                .waiting
+                .insert((k, t.index_in_session), OwnedMsg::of(t));
+        };
+        let mut span = move |sp: &Span| {
+            let mut sh = s2.borrow_mut();
+            let k = (sp.orig.0, sp.orig.1, sp.resp.0, sp.resp.1);
+            let m = sh.waiting.remove(&(k, sp.index));
+            debug_assert!(m.is_some(), "a span without its message");
+            if let Some(m) = m {
+                sh.ready
+                    .entry((k, sp.isn))
+                    .or_default()
+                    .push_back((sp.clone(), m));
+            }
+        };
+        crate::run(cfg, &mut f, Some(&mut keep), None, Some(&mut span))?
+    } else {
+        let mut none = |_: &MessageTruth| {};
+        let cb = raw.unwrap_or(&mut none);
+        crate::generate_with_truth(cfg, &mut f, cb)?
+    };
     f.flush()?;
+    for i in 0..f.flows.len() {
+        f.deliver(i);
+    }
+    debug_assert!(shared.borrow().ready.values().all(VecDeque::is_empty));
     let mut stats = std::mem::take(&mut f.stats);
     stats.gen = gen;
-    let mut flows = std::mem::take(&mut f.flows);
-    stats.flows = f
-        .order
-        .iter()
-        .filter_map(|k| flows.remove(k))
+    stats.flows = std::mem::take(&mut f.flows)
+        .into_iter()
         .map(|s| s.truth)
         .collect();
     Ok(stats)
@@ -131,22 +269,162 @@ pub fn generate_imperfect<W: Write>(
 
 type Key = (IpAddr, u16, IpAddr, u16);
 
+/// A message as sent, kept until its connection has passed the filter.
+struct OwnedMsg {
+    protocol: Protocol,
+    orig: (IpAddr, u16),
+    resp: (IpAddr, u16),
+    index: u32,
+    mailfrom: String,
+    rcptto: Vec<String>,
+    rejected: Vec<String>,
+    subject: String,
+    subject_decoded: String,
+    bytes: Vec<u8>,
+    via_bdat: bool,
+    status_code: Option<u16>,
+    user: Option<String>,
+    partial: bool,
+    complete: bool,
+}
+
+impl OwnedMsg {
+    fn of(t: &MessageTruth) -> Self {
+        OwnedMsg {
+            protocol: t.protocol,
+            orig: t.orig,
+            resp: t.resp,
+            index: t.index_in_session,
+            mailfrom: t.mailfrom.to_string(),
+            rcptto: t.rcptto.to_vec(),
+            rejected: t.rcptto_rejected.to_vec(),
+            subject: t.subject.to_string(),
+            subject_decoded: t.subject_decoded.to_string(),
+            bytes: t.bytes.to_vec(),
+            via_bdat: t.via_bdat,
+            status_code: t.status_code,
+            user: t.user.map(str::to_string),
+            partial: t.partial,
+            complete: t.complete,
+        }
+    }
+
+    fn truth(&self) -> MessageTruth<'_> {
+        MessageTruth {
+            protocol: self.protocol,
+            orig: self.orig,
+            resp: self.resp,
+            index_in_session: self.index,
+            mailfrom: &self.mailfrom,
+            rcptto: &self.rcptto,
+            rcptto_rejected: &self.rejected,
+            subject: &self.subject,
+            subject_decoded: &self.subject_decoded,
+            bytes: &self.bytes,
+            via_bdat: self.via_bdat,
+            status_code: self.status_code,
+            user: self.user.as_deref(),
+            partial: self.partial,
+            complete: self.complete,
+        }
+    }
+}
+
+/// Messages between the generator (which reports them as it queues their
+/// transfer) and the filter (which sees their packets later).
+#[derive(Default)]
+struct Shared {
+    /// Reported, transfer not yet queued: by 4-tuple and index.
+    waiting: HashMap<(Key, u32), OwnedMsg>,
+    /// Queued: by 4-tuple and the client's initial sequence number.
+    ready: HashMap<(Key, u32), VecDeque<(Span, OwnedMsg)>>,
+}
+
 struct FlowState {
+    key: Key,
     truth: FlowTruth,
     /// A payload byte of each direction has been captured.
     kept_data: [bool; 2],
+    /// Initial sequence numbers (client, server) as the SYN and SYN-ACK
+    /// carried them (whether captured or not).
+    isn: [Option<u32>; 2],
+    /// Captured stream ranges per direction, in order.
+    ranges: [Vec<(u64, u64)>; 2],
+    /// FINs seen: bit 0 client, bit 1 server.
+    fins: u8,
+    delivered: bool,
 }
 
-struct Filter<W: Write> {
+struct Filter<'a, W: Write> {
     w: W,
     imp: Imperfections,
     seed: u64,
     pending: Vec<u8>,
     header_done: bool,
     seen: u64,
-    flows: HashMap<Key, FlowState>,
-    order: Vec<Key>,
+    /// Every connection, in the order of its first packet.
+    flows: Vec<FlowState>,
+    /// The connection each 4-tuple has now.
+    current: HashMap<Key, usize>,
     stats: ImperfectStats,
+    shared: Rc<RefCell<Shared>>,
+    on_truth: Option<&'a mut dyn FnMut(&ImperfectMessageTruth)>,
+}
+
+/// Bytes of [a, b) inside `ranges` (sorted, disjoint).
+fn covered(ranges: &[(u64, u64)], a: u64, b: u64) -> u64 {
+    ranges
+        .iter()
+        .map(|&(x, y)| y.min(b).saturating_sub(x.max(a)))
+        .sum()
+}
+
+fn has(ranges: &[(u64, u64)], off: u64) -> bool {
+    covered(ranges, off, off + 1) == 1
+}
+
+impl FlowState {
+    /// What the capture holds of the message whose transfer is `sp`.
+    fn capture(&self, sp: &Span) -> MessageCapture {
+        let r = |d: usize| &self.ranges[d][..];
+        let d = sp.data_dir;
+        let first = r(d).first().map_or(u64::MAX, |x| x.0);
+        let mut data_bytes = 0;
+        let mut captured = 0;
+        let mut bytes_cut = 0;
+        for &(a, b) in &sp.data {
+            data_bytes += b - a;
+            captured += covered(r(d), a, b);
+            bytes_cut += b.min(first).saturating_sub(a);
+        }
+        let lost = data_bytes - captured;
+        let start_captured = has(r(0), sp.start);
+        let data_start_captured = has(r(sp.data_mark.0), sp.data_mark.1)
+            && sp.data.first().is_some_and(|&(a, _)| has(r(d), a));
+        let end_captured = has(r(sp.end.0), sp.end.1);
+        let expect = if captured == 0 {
+            Expect::NotCaptured
+        } else if !data_start_captured {
+            Expect::Tail
+        } else if lost == 0 {
+            Expect::Exact
+        } else {
+            Expect::Incomplete {
+                missing_bytes: lost,
+            }
+        };
+        MessageCapture {
+            start_captured,
+            data_start_captured,
+            end_captured,
+            fully_captured: start_captured && data_start_captured && lost == 0 && end_captured,
+            data_bytes,
+            bytes_cut,
+            bytes_in_gaps: lost - bytes_cut,
+            session_cut: self.truth.packets_cut > 0 && self.truth.packets_captured > 0,
+            expect,
+        }
+    }
 }
 
 /// The parts of one generated packet the filter needs.
@@ -156,12 +434,14 @@ struct Pkt {
     sport: u16,
     dport: u16,
     flags: u8,
+    seq: u32,
     payload: usize,
     /// Offsets in the record: IP header, TCP header, payload.
     ip: usize,
     tcp: usize,
 }
 
+const FIN: u8 = 0x01;
 const SYN: u8 = 0x02;
 const ACK: u8 = 0x10;
 const PSH: u8 = 0x08;
@@ -199,6 +479,7 @@ fn parse(rec: &[u8]) -> Option<Pkt> {
         sport: u16::from_be_bytes([rec[tcp], rec[tcp + 1]]),
         dport: u16::from_be_bytes([rec[tcp + 2], rec[tcp + 3]]),
         flags: rec[tcp + 13],
+        seq: u32::from_be_bytes([rec[tcp + 4], rec[tcp + 5], rec[tcp + 6], rec[tcp + 7]]),
         payload: end.saturating_sub(tcp + off),
         ip,
         tcp,
@@ -216,7 +497,7 @@ fn chosen(seed: u64, salt: u64, k: &Key, pct: u8) -> bool {
     pct > 0 && hash(seed, salt, k) % 100 < u64::from(pct)
 }
 
-impl<W: Write> Filter<W> {
+impl<W: Write> Filter<'_, W> {
     fn record(&mut self, rec: &[u8]) -> io::Result<()> {
         self.seen += 1;
         let Some(p) = parse(rec) else {
@@ -236,50 +517,75 @@ impl<W: Write> Filter<W> {
         } else {
             (p.dst, p.dport, p.src, p.sport)
         };
-        if !self.flows.contains_key(&key) {
-            self.order.push(key);
-            self.flows.insert(
-                key,
-                FlowState {
-                    truth: FlowTruth {
-                        orig: (key.0, key.1),
-                        resp: (key.2, key.3),
-                        syn_captured: false,
-                        syn_ack_captured: false,
-                        stray_before_syn: false,
-                        packets_captured: 0,
-                        orig_bytes_unseen: 0,
-                        resp_bytes_unseen: 0,
-                        orig_bytes: 0,
-                        resp_bytes: 0,
-                    },
-                    kept_data: [false; 2],
-                },
-            );
+        let is_syn = p.flags & (SYN | ACK) == SYN;
+        let is_syn_ack = p.flags & (SYN | ACK) == SYN | ACK;
+        let reused = is_syn
+            && self
+                .current
+                .get(&key)
+                .is_some_and(|&i| self.flows[i].isn[0].is_some_and(|isn| isn != p.seq));
+        if reused {
+            // a new session on the 4-tuple: the old connection is over
+            let old = self.current[&key];
+            self.deliver(old);
         }
+        if reused || !self.current.contains_key(&key) {
+            self.current.insert(key, self.flows.len());
+            self.flows.push(FlowState {
+                key,
+                truth: FlowTruth {
+                    orig: (key.0, key.1),
+                    resp: (key.2, key.3),
+                    syn_captured: false,
+                    syn_ack_captured: false,
+                    stray_before_syn: false,
+                    packets_captured: 0,
+                    orig_bytes_unseen: 0,
+                    resp_bytes_unseen: 0,
+                    orig_bytes: 0,
+                    resp_bytes: 0,
+                    packets_cut: 0,
+                },
+                kept_data: [false; 2],
+                isn: [None; 2],
+                ranges: [Vec::new(), Vec::new()],
+                fins: 0,
+                delivered: false,
+            });
+        }
+        let idx = self.current[&key];
         let (seed, imp) = (self.seed, &self.imp);
         let no_handshake = chosen(seed, 2, &key, imp.drop_handshake_percent);
         let no_syn = no_handshake || chosen(seed, 1, &key, imp.drop_syn_percent);
         let stray = chosen(seed, 3, &key, imp.stray_before_syn_percent);
         let cut = self.seen <= imp.skip_packets;
-        let is_syn = p.flags & (SYN | ACK) == SYN;
-        let is_syn_ack = p.flags & (SYN | ACK) == SYN | ACK;
         let drop = cut || (is_syn && no_syn) || (is_syn_ack && no_handshake);
-        let st = self.flows.get_mut(&key).expect("flow");
+        let st = &mut self.flows[idx];
         let d = usize::from(!from_client);
+        if is_syn || is_syn_ack {
+            st.isn[d].get_or_insert(p.seq);
+        }
+        if p.flags & FIN != 0 {
+            st.fins |= 1 << d;
+        }
         if from_client {
             st.truth.orig_bytes += p.payload as u64;
         } else {
             st.truth.resp_bytes += p.payload as u64;
         }
+        let closed = st.fins == 3;
         if drop {
             self.stats.packets_dropped += 1;
+            st.truth.packets_cut += u64::from(cut);
             if p.payload > 0 && !st.kept_data[d] {
                 if from_client {
                     st.truth.orig_bytes_unseen += p.payload as u64;
                 } else {
                     st.truth.resp_bytes_unseen += p.payload as u64;
                 }
+            }
+            if closed {
+                self.deliver(idx);
             }
             return Ok(());
         }
@@ -291,15 +597,47 @@ impl<W: Write> Filter<W> {
             self.stats.packets_written += 1;
             self.w.write_all(&s)?;
         }
-        let st = self.flows.get_mut(&key).expect("flow");
+        let st = &mut self.flows[idx];
         st.truth.syn_captured |= is_syn;
         st.truth.syn_ack_captured |= is_syn_ack;
         st.truth.packets_captured += 1;
         if p.payload > 0 {
             st.kept_data[d] = true;
+            if let Some(isn) = st.isn[d] {
+                let a = u64::from(p.seq.wrapping_sub(isn.wrapping_add(1)));
+                let b = a + p.payload as u64;
+                match st.ranges[d].last_mut() {
+                    Some(r) if r.1 == a => r.1 = b,
+                    _ => st.ranges[d].push((a, b)),
+                }
+            }
         }
         self.stats.packets_written += 1;
-        self.w.write_all(rec)
+        self.w.write_all(rec)?;
+        if closed {
+            self.deliver(idx);
+        }
+        Ok(())
+    }
+
+    /// Hands the messages of connection `i` (all its packets have passed)
+    /// to the truth callback, once.
+    fn deliver(&mut self, i: usize) {
+        let f = &mut self.flows[i];
+        if f.delivered {
+            return;
+        }
+        f.delivered = true;
+        let (Some(cb), Some(isn)) = (self.on_truth.as_mut(), f.isn[0]) else {
+            return;
+        };
+        let items = self.shared.borrow_mut().ready.remove(&(f.key, isn));
+        for (sp, m) in items.into_iter().flatten() {
+            cb(&ImperfectMessageTruth {
+                message: m.truth(),
+                capture: f.capture(&sp),
+            });
+        }
     }
 }
 
@@ -356,7 +694,7 @@ fn stray_packet(rec: &[u8], p: &Pkt, data: bool) -> Vec<u8> {
     out
 }
 
-impl<W: Write> Write for Filter<W> {
+impl<W: Write> Write for Filter<'_, W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.pending.extend_from_slice(buf);
         let mut pos = 0;

@@ -30,7 +30,10 @@ mod rng;
 mod session;
 mod text;
 
-pub use imperfect::{count_packets, generate_imperfect, FlowTruth, ImperfectStats, Imperfections};
+pub use imperfect::{
+    count_packets, generate_imperfect, generate_imperfect_with_truth, Expect, FlowTruth,
+    ImperfectMessageTruth, ImperfectStats, Imperfections, MessageCapture,
+};
 use session::{Ctx, Session};
 
 /// Feature mix. `plain`, `pipelined` and `bdat` are relative weights that
@@ -239,6 +242,41 @@ pub struct GenConfig {
     pub gap_percent: u8,
     /// Wire-level shape (sizes, segmenting, ACKs, TLS).
     pub shape: Shape,
+    /// Traffic a sensor must cope with that ordinary generation leaves out
+    /// (reused 4-tuples, over-long AUTH lines); all off by default.
+    pub quirks: Quirks,
+}
+
+/// Odd but legal traffic (see [`GenConfig::quirks`]). Every option is off
+/// by default; with all of them off the output is exactly that of a
+/// configuration without them. Decisions are drawn from random streams of
+/// their own, so turning one on changes only the sessions it picks.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Quirks {
+    /// Percent of the sessions ended with their full FIN exchange whose
+    /// 4-tuple the next session started takes over (same client and
+    /// server address and port, a new initial sequence number), between
+    /// 1 µs and 2 ms after the old connection's last packet: well inside
+    /// Zeek's 5 s `tcp_connection_linger` (weird
+    /// `premature_connection_reuse`). Only between sessions of the same
+    /// protocol (SMTP or POP3).
+    pub reuse_closed_percent: u8,
+    /// Percent of sessions that are abandoned without closing (after their
+    /// last transaction, no `QUIT`, no FIN: a client that went away),
+    /// whose 4-tuple the next session started takes over while the old
+    /// connection is still open (weird `active_connection_reuse`). Only
+    /// between sessions of the same protocol.
+    pub reuse_open_percent: u8,
+    /// Percent of authenticating SMTP sessions ([`Mix::auth`]) whose
+    /// credentials are one over-long continuation line: `AUTH PLAIN`, `334`,
+    /// then the base64 credentials; or `AUTH LOGIN`'s password line. The
+    /// transactions that follow carry messages as usual (with truth).
+    pub long_auth_percent: u8,
+    /// Length in bytes (CRLF excluded) of a long AUTH line: at least this,
+    /// rounded up to a multiple of 4 (base64). Make it longer than the
+    /// sensor's `smtp.max_line_length` (default 16777116; tests set it
+    /// lower). 0 means 4096.
+    pub long_auth_len: usize,
 }
 
 impl Default for GenConfig {
@@ -258,6 +296,7 @@ impl Default for GenConfig {
             mss: 1460,
             gap_percent: 0,
             shape: Shape::default(),
+            quirks: Quirks::default(),
         }
     }
 }
@@ -391,6 +430,14 @@ impl GenConfig {
             c.shape.data_write = Some((a, b));
         }
         c.shape.text_part_max = c.shape.text_part_max.max(64);
+        let q = &mut c.quirks;
+        q.reuse_closed_percent = q.reuse_closed_percent.min(100);
+        q.reuse_open_percent = q.reuse_open_percent.min(100);
+        q.long_auth_percent = q.long_auth_percent.min(100);
+        if q.long_auth_len == 0 {
+            q.long_auth_len = 4096;
+        }
+        q.long_auth_len = q.long_auth_len.min(64 << 20);
         c
     }
 }
@@ -416,6 +463,9 @@ pub struct GenStats {
     pub tls_bytes: u64,
     /// Messages transferred inside TLS (not in `messages`, no truth).
     pub tls_messages: u64,
+    /// Sessions started on the 4-tuple of the session that ended just
+    /// before (see [`Quirks`]).
+    pub reused: u64,
 }
 
 /// Which protocol carried a message.
@@ -550,7 +600,7 @@ pub fn tls_handshakes() -> impl Iterator<Item = &'static HandshakeTruth> {
 
 /// Writes a classic pcap (Ethernet, microsecond, little-endian) to `w`.
 pub fn generate<W: Write>(cfg: &GenConfig, w: W) -> io::Result<GenStats> {
-    run(cfg, w, None, None)
+    run(cfg, w, None, None, None)
 }
 
 /// Like [`generate`], calling `on_message` once per plaintext message (when
@@ -560,7 +610,7 @@ pub fn generate_with_truth<W: Write>(
     w: W,
     on_message: &mut dyn FnMut(&MessageTruth),
 ) -> io::Result<GenStats> {
-    run(cfg, w, Some(on_message), None)
+    run(cfg, w, Some(on_message), None, None)
 }
 
 /// Like [`generate_with_truth`], also calling `on_tls` once per TLS session
@@ -573,14 +623,15 @@ pub fn generate_with_tls_truth<W: Write>(
     on_message: &mut dyn FnMut(&MessageTruth),
     on_tls: &mut dyn FnMut(&TlsTruth),
 ) -> io::Result<GenStats> {
-    run(cfg, w, Some(on_message), Some(on_tls))
+    run(cfg, w, Some(on_message), Some(on_tls), None)
 }
 
-fn run<W: Write>(
+pub(crate) fn run<W: Write>(
     cfg: &GenConfig,
     w: W,
     mut on_message: Option<&mut dyn FnMut(&MessageTruth)>,
     mut on_tls: Option<&mut dyn FnMut(&TlsTruth)>,
+    mut on_span: Option<&mut dyn FnMut(&session::Span)>,
 ) -> io::Result<GenStats> {
     let cfg = cfg.normalized();
     let pools = pool::Pools::new(cfg.seed);
@@ -592,6 +643,9 @@ fn run<W: Write>(
     };
 
     let mut sched_rng = rng::Rng::derive(cfg.seed, u64::MAX);
+    // Reuse decisions have a stream of their own (ordinary output stays).
+    let reuse = cfg.quirks.reuse_closed_percent > 0 || cfg.quirks.reuse_open_percent > 0;
+    let mut reuse_rng = rng::Rng::derive(cfg.seed, u64::MAX - 1);
     let mut slots: Vec<Option<Session>> = Vec::new();
     let mut free: Vec<u32> = Vec::new();
     let mut heap: BinaryHeap<Reverse<(u64, u64, u32)>> = BinaryHeap::new();
@@ -636,6 +690,9 @@ fn run<W: Write>(
                 .map(|f| &mut **f as &mut dyn FnMut(&TlsTruth)),
             messages: &mut stats.messages,
             dropped: &mut stats.dropped_packets,
+            on_span: on_span
+                .as_mut()
+                .map(|f| &mut **f as &mut dyn FnMut(&session::Span)),
         };
         buf.clear();
         let next = sess.emit(&mut ctx, &mut buf);
@@ -662,7 +719,14 @@ fn run<W: Write>(
                 stats.tls_messages += s.tls_messages;
                 free.push(slot);
                 if want_more(launched, stats.bytes, outstanding) {
-                    let s = Session::new(launched, &cfg);
+                    let mut ns = Session::new(launched, &cfg);
+                    if reuse
+                        && (s.unclosed || reuse_rng.pct(cfg.quirks.reuse_closed_percent as u32))
+                        && ns.reuse_endpoints(&s)
+                    {
+                        stats.reused += 1;
+                    }
+                    let s = ns;
                     outstanding += s.est_bytes;
                     launched += 1;
                     let slot = free.pop().expect("free slot");
@@ -707,6 +771,7 @@ pub fn sample_config() -> GenConfig {
         mss: 1460,
         gap_percent: 0,
         shape: Shape::default(),
+        quirks: Quirks::default(),
     }
 }
 
@@ -731,6 +796,7 @@ pub fn sample_pop3_config() -> GenConfig {
         mss: 1460,
         gap_percent: 0,
         shape: Shape::default(),
+        quirks: Quirks::default(),
     }
 }
 
@@ -765,5 +831,6 @@ pub fn extraction_test_config(sessions: u64, seed: u64) -> GenConfig {
         mss: 1460,
         gap_percent: 6,
         shape: Shape::default(),
+        quirks: Quirks::default(),
     }
 }

@@ -33,6 +33,9 @@ pub(crate) use tls::{fixture_bytes, tls_fixture_truths};
 const C: usize = 0; // client -> server
 const S: usize = 1; // server -> client
 
+/// Salt of the random stream the [`crate::Quirks`] decisions use.
+const QUIRK_STREAM: u64 = 0x7175_6972_6b73_0001;
+
 const FIN: u8 = 0x01;
 const SYN: u8 = 0x02;
 const PSH: u8 = 0x08;
@@ -138,9 +141,43 @@ pub(crate) struct Ctx<'a> {
     pub on_tls: Option<&'a mut dyn FnMut(&crate::TlsTruth)>,
     pub messages: &'a mut u64,
     pub dropped: &'a mut u64,
+    /// Where each reported message's transfer lies in the streams (for
+    /// the imperfect-capture truth); called once the transfer is queued.
+    pub on_span: Option<&'a mut dyn FnMut(&Span)>,
+}
+
+/// Where one reported message's transfer lies in its connection's two
+/// byte streams (offsets from the first payload byte of each direction).
+#[derive(Clone, Debug)]
+pub(crate) struct Span {
+    /// The client's initial sequence number (tells apart sessions that
+    /// reuse a 4-tuple).
+    pub isn: u32,
+    pub orig: (IpAddr, u16),
+    pub resp: (IpAddr, u16),
+    /// `MessageTruth::index_in_session`.
+    pub index: u32,
+    /// The stream that carries the message (0: client, 1: server).
+    pub data_dir: usize,
+    /// Client stream offset of the command that starts the transaction
+    /// (`MAIL FROM`, `RETR`, `TOP`).
+    pub start: u64,
+    /// From where a sensor can attribute the data: (direction, offset) of
+    /// the `354` reply (DATA), the first `BDAT` command, the `+OK` line of
+    /// the `RETR`/`TOP` response.
+    pub data_mark: (usize, u64),
+    /// The message's bytes on the wire in `data_dir`'s stream: the
+    /// dot-stuffed data (DATA, POP3; the final `.` line excluded) or each
+    /// BDAT chunk's payload.
+    pub data: Vec<(u64, u64)>,
+    /// (direction, offset) of what ends the transfer: the server's reply to
+    /// the end of data (SMTP), the terminating `.` line (POP3).
+    pub end: (usize, u64),
 }
 
 pub(crate) struct Session {
+    /// The launch number.
+    id: u64,
     rng: Rng,
     v6: bool,
     ip: [IpAddr; 2],
@@ -148,6 +185,8 @@ pub(crate) struct Session {
     port: [u16; 2],
     mac: [[u8; 6]; 2],
     seq: [u32; 2],
+    /// Initial sequence numbers.
+    isn: [u32; 2],
     ip_id: [u16; 2],
     ttl: [u8; 2],
     win: [u16; 2],
@@ -196,6 +235,14 @@ pub(crate) struct Session {
     /// Estimated total pcap bytes of this session (for `target_bytes`).
     pub est_bytes: u64,
     pub written: u64,
+    /// The transfer of the message in progress (when spans are wanted).
+    span: Option<Span>,
+    /// Leave without QUIT and FIN (`Quirks::reuse_open_percent`).
+    abandon: bool,
+    /// The session ended without closing its connection.
+    pub unclosed: bool,
+    /// Length of the long AUTH line (`Quirks::long_auth_percent`); 0: none.
+    long_auth: usize,
 }
 
 const CLIENT_NETS: [[u8; 2]; 4] = [[10, 11], [10, 12], [172, 16], [192, 168]];
@@ -399,7 +446,23 @@ impl Session {
             TlsStyle::Realistic { tls13 } if starttls => Some(Box::new(Tls::new(&mut rng, tls13))),
             _ => None,
         };
+        // Quirks draw from a stream of their own: the session's own stream
+        // (and so ordinary output) stays the same.
+        let (abandon, long_auth) = if cfg.quirks == crate::Quirks::default() {
+            (false, 0)
+        } else {
+            let q = &cfg.quirks;
+            let mut qr = Rng::derive(cfg.seed ^ QUIRK_STREAM, id);
+            let abandon = q.reuse_open_percent > 0 && qr.pct(q.reuse_open_percent as u32);
+            let long = !is_pop3
+                && auth != Auth::None
+                && q.long_auth_percent > 0
+                && qr.pct(q.long_auth_percent as u32);
+            (abandon && !starttls, if long { q.long_auth_len } else { 0 })
+        };
         Session {
+            id,
+            isn: seq,
             rng,
             v6,
             ip: [cip, sip],
@@ -448,6 +511,58 @@ impl Session {
             tls_messages: 0,
             est_bytes,
             written: 0,
+            span: None,
+            abandon,
+            unclosed: false,
+            long_auth,
+        }
+    }
+
+    /// Takes over the 4-tuple (addresses, ports, link details) of the
+    /// ended session `old`, when both speak the same protocol; returns
+    /// whether it did.
+    pub(crate) fn reuse_endpoints(&mut self, old: &Session) -> bool {
+        if self.pop3.is_some() != old.pop3.is_some() {
+            return false;
+        }
+        self.v6 = old.v6;
+        self.ip = old.ip;
+        self.ipb = old.ipb;
+        self.port = old.port;
+        self.mac = old.mac;
+        self.mss = old.mss;
+        self.addr_sum = old.addr_sum;
+        true
+    }
+
+    /// The stream offset of the next byte queued for `dir`.
+    fn stream_off(&self, dir: usize) -> u64 {
+        let sent = self.seq[dir].wrapping_sub(self.isn[dir].wrapping_add(1)) as u64;
+        sent + self.flights[dir]
+            .iter()
+            .map(|s| s.len() as u64)
+            .sum::<u64>()
+    }
+
+    /// A span for the message reported last, starting at client offset
+    /// `start`.
+    fn new_span(&self, data_dir: usize, start: u64) -> Span {
+        Span {
+            isn: self.isn[C],
+            orig: (self.ip[0], self.port[0]),
+            resp: (self.ip[1], self.port[1]),
+            index: self.reported.saturating_sub(1),
+            data_dir,
+            start,
+            data_mark: (data_dir, 0),
+            data: Vec::new(),
+            end: (S, 0),
+        }
+    }
+
+    fn emit_span(&mut self, ctx: &mut Ctx) {
+        if let (Some(cb), Some(sp)) = (ctx.on_span.as_mut(), self.span.take()) {
+            cb(&sp);
         }
     }
 
@@ -943,7 +1058,14 @@ impl Session {
                 let user = self.sender.clone();
                 let pass = format!("pw{:08x}", self.rng.next_u64() as u32);
                 let c = self.mark();
-                if self.auth == Auth::Plain {
+                if self.auth == Auth::Plain && self.long_auth > 0 {
+                    // the credentials as a continuation line of their own
+                    self.local.extend_from_slice(b"AUTH PLAIN\r\n");
+                    let r = self.mark();
+                    self.local.extend_from_slice(b"334 \r\n");
+                    self.exchange(c, r, false);
+                    self.stage = Stage::AuthLogin(3);
+                } else if self.auth == Auth::Plain {
                     self.local.extend_from_slice(b"AUTH PLAIN ");
                     let cred = format!("\0{user}\0{pass}");
                     base64_into(&mut self.local, cred.as_bytes());
@@ -971,6 +1093,33 @@ impl Session {
                     self.local.extend_from_slice(b"334 UGFzc3dvcmQ6\r\n");
                     self.exchange(c, r, false);
                     self.stage = Stage::AuthLogin(2);
+                } else if self.long_auth > 0 {
+                    // AUTH LOGIN's password (k == 2) or AUTH PLAIN's
+                    // credentials (k == 3), base64, one long line
+                    let prefix = if k == 3 {
+                        format!("\0{}\0", self.sender)
+                    } else {
+                        String::new()
+                    };
+                    if k == 2 {
+                        // the draw of the short password: the rest of the
+                        // session stays as without the quirk
+                        let _ = self.rng.next_u64();
+                    }
+                    let raw = self.long_auth.div_ceil(4) * 3;
+                    let mut q = Rng::derive(ctx.cfg.seed ^ QUIRK_STREAM.rotate_left(17), self.id);
+                    let mut cred = prefix.into_bytes();
+                    let want = raw.max(cred.len() + 8);
+                    while cred.len() < want {
+                        cred.push(b"abcdefghijklmnopqrstuvwxyz0123456789"[q.below(36) as usize]);
+                    }
+                    base64_into(&mut self.local, &cred);
+                    self.local.extend_from_slice(b"\r\n");
+                    let r = self.mark();
+                    self.local
+                        .extend_from_slice(b"235 2.7.0 Authentication successful\r\n");
+                    self.exchange(c, r, false);
+                    self.stage = Stage::Mail;
                 } else {
                     let pass = format!("pw{:08x}", self.rng.next_u64() as u32);
                     base64_into(&mut self.local, pass.as_bytes());
@@ -983,6 +1132,11 @@ impl Session {
                 }
             }
             Stage::Mail => self.mail_step(ctx),
+            Stage::Quit if self.abandon => {
+                // the client goes away: no QUIT, no FIN
+                self.unclosed = true;
+                self.stage = Stage::Done;
+            }
             Stage::Quit => {
                 let c = self.mark();
                 self.local.extend_from_slice(b"QUIT\r\n");
@@ -1053,6 +1207,10 @@ impl Session {
         }
         let mut m = self.msg.take().expect("message");
         let k = m.rcpts.len() as u32;
+        let spans = ctx.on_span.is_some() && m.fate == Fate::Data;
+        if spans && m.step == 0 {
+            self.span = Some(self.new_span(C, self.stream_off(C)));
+        }
         let done = match self.mode {
             Mode::Plain => {
                 let c = self.mark();
@@ -1068,12 +1226,17 @@ impl Session {
                     self.rcpt_reply(&m, i);
                     self.exchange(c, r, false);
                 } else if m.step == k + 1 {
+                    if spans {
+                        let off = self.stream_off(S);
+                        self.span.as_mut().expect("span").data_mark = (S, off);
+                    }
                     self.local.extend_from_slice(b"DATA\r\n");
                     let r = self.mark();
                     self.local
                         .extend_from_slice(b"354 End data with <CR><LF>.<CR><LF>\r\n");
                     self.exchange(c, r, false);
                 } else {
+                    self.body_span(spans, &m);
                     self.send_body(&m);
                 }
                 m.step += 1;
@@ -1095,6 +1258,10 @@ impl Session {
                     for i in 0..m.rcpts.len() {
                         self.rcpt_reply(&m, i);
                     }
+                    if spans {
+                        let off = self.stream_off(S) + (self.mark() - r) as u64;
+                        self.span.as_mut().expect("span").data_mark = (S, off);
+                    }
                     self.local.extend_from_slice(match m.fate {
                         Fate::Data => b"354 End data with <CR><LF>.<CR><LF>\r\n",
                         Fate::MailRejected => b"503 5.5.1 Error: need RCPT command\r\n",
@@ -1102,6 +1269,7 @@ impl Session {
                     });
                     self.exchange(c, r, false);
                 } else {
+                    self.body_span(spans, &m);
                     self.send_body(&m);
                 }
                 m.step += 1;
@@ -1130,12 +1298,23 @@ impl Session {
                     let (from, to) = (m.chunks[j - 1], m.chunks[j]);
                     let last = m.step == n_chunks && !m.zero_last;
                     let a = self.mark();
+                    let cmd_off = self.stream_off(C);
                     let _ = write!(
                         self.local,
                         "BDAT {}{}\r\n",
                         to - from,
                         if last { " LAST" } else { "" }
                     );
+                    if spans {
+                        let d0 = cmd_off + (self.local.len() - a) as u64;
+                        let end = self.stream_off(S);
+                        let sp = self.span.as_mut().expect("span");
+                        if j == 1 {
+                            sp.data_mark = (C, cmd_off);
+                        }
+                        sp.data.push((d0, d0 + (to - from)));
+                        sp.end = (S, end);
+                    }
                     self.flights[C].push_back(Seg {
                         src: SRC_LOCAL,
                         start: a as u32,
@@ -1159,6 +1338,10 @@ impl Session {
                     self.send_local(S, r, d);
                     self.maybe_client_ack();
                 } else {
+                    if spans {
+                        let end = self.stream_off(S);
+                        self.span.as_mut().expect("span").end = (S, end);
+                    }
                     let c = self.mark();
                     self.local.extend_from_slice(b"BDAT 0 LAST\r\n");
                     let r = self.mark();
@@ -1172,6 +1355,7 @@ impl Session {
         if done {
             self.msgs_done += 1;
             self.rset_done = false;
+            self.emit_span(ctx);
         } else {
             self.msg = Some(m);
         }
@@ -1286,6 +1470,19 @@ impl Session {
         self.local.extend_from_slice(b"250 2.0.0 Ok: queued as ");
         hex_into(&mut self.local, m.qid, 10, true);
         self.local.extend_from_slice(b"\r\n");
+    }
+
+    /// Records where the DATA transfer `send_body` queues next will lie.
+    fn body_span(&mut self, spans: bool, m: &Msg) {
+        if !spans {
+            return;
+        }
+        let d0 = self.stream_off(C);
+        let len = m.segs.iter().map(|s| s.len() as u64).sum::<u64>();
+        let end = self.stream_off(S);
+        let sp = self.span.as_mut().expect("span");
+        sp.data.push((d0, d0 + len));
+        sp.end = (S, end);
     }
 
     /// DATA transfer: the dot-stuffed message, `.` CRLF, then the reply.

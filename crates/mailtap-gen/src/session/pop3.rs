@@ -49,6 +49,9 @@ pub(crate) struct Pop3 {
     uids: Vec<u64>,
     fetches: Vec<(u32, Fetch, bool)>,
     next: usize,
+    /// The last multi-line response: client offset of its command, server
+    /// offset of its status line, its data's server stream range.
+    last: Option<(u64, u64, (u64, u64))>,
 }
 
 impl Pop3 {
@@ -88,6 +91,7 @@ impl Pop3 {
             uids,
             fetches,
             next: 0,
+            last: None,
         }
     }
 }
@@ -230,9 +234,11 @@ impl Session {
                     let r = self.mark();
                     let _ = write!(self.local, "+OK {} octets\r\n", m.len);
                     let segs = m.segs.clone();
+                    let spans = ctx.on_span.is_some();
                     self.p3_multiline(c, r, &segs);
                     let len = ctx.truth_buf.len();
                     self.report(ctx, &m, len, false);
+                    self.p3_span(ctx, spans);
                 }
                 if dele {
                     self.p3_exchange(
@@ -240,6 +246,10 @@ impl Session {
                         b"+OK Marked to be deleted.\r\n",
                     );
                 }
+            }
+            Step::Quit if self.abandon => {
+                self.unclosed = true;
+                self.stage = super::Stage::Done;
             }
             Step::Quit => {
                 self.p3_exchange(b"QUIT\r\n", b"+OK Logging out.\r\n");
@@ -278,17 +288,35 @@ impl Session {
         let r = self.mark();
         self.local
             .extend_from_slice(b"+OK Top of message follows\r\n");
+        let spans = ctx.on_span.is_some();
         self.p3_multiline(c, r, &segs);
         if ctx.on_message.is_some() {
             debug_assert!(raw as usize <= ctx.truth_buf.len());
         }
         self.report(ctx, m, raw as usize, true);
+        self.p3_span(ctx, spans);
+    }
+
+    /// Reports the span of the response `p3_multiline` queued last.
+    fn p3_span(&mut self, ctx: &mut Ctx, spans: bool) {
+        if let (true, Some((cmd, status, data))) = (spans, self.p3().last) {
+            let mut sp = self.new_span(S, cmd);
+            sp.data_mark = (S, status);
+            sp.data.push(data);
+            sp.end = (S, data.1);
+            self.span = Some(sp);
+            self.emit_span(ctx);
+        }
     }
 
     /// Client command local[c..r]; server status line local[r..] followed
     /// by the dot-stuffed `segs` and `.` CRLF.
     fn p3_multiline(&mut self, c: usize, r: usize, segs: &[Seg]) {
         let status_end = self.mark();
+        let (c_off, s_off) = (self.stream_off(C), self.stream_off(S));
+        let d0 = s_off + (status_end - r) as u64;
+        let len = segs.iter().map(|s| s.len() as u64).sum::<u64>();
+        self.p3().last = Some((c_off, s_off, (d0, d0 + len)));
         self.local.extend_from_slice(b".\r\n");
         let dot_end = self.mark();
         let cmd = Seg {
