@@ -120,6 +120,15 @@ impl LineSplitter {
         self.plain_remaining
     }
 
+    /// The bytes of the unterminated line buffered so far.
+    pub fn partial(&self) -> &[u8] {
+        if self.buf_emitted {
+            &[]
+        } else {
+            &self.buf
+        }
+    }
+
     /// True if bytes of an unterminated line are buffered.
     pub fn has_partial(&self) -> bool {
         !self.buf_emitted && !self.buf.is_empty()

@@ -216,6 +216,9 @@ pub struct MessageAnalyzer {
     scratch: Vec<u8>,
     problems: Vec<String>,
     upper: Vec<u8>,
+    /// The open message was ended for MIME (its entities and files, as
+    /// Zeek ends it at a content gap) but is still being extracted.
+    detached: bool,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -239,6 +242,7 @@ impl MessageAnalyzer {
             scratch: Vec::new(),
             problems: Vec::new(),
             upper: Vec::new(),
+            detached: false,
         }
     }
 
@@ -247,9 +251,40 @@ impl MessageAnalyzer {
         self.mime_depth
     }
 
-    /// A message is open.
+    /// A message is open (for MIME: a detached one is not).
     pub fn in_message(&self) -> bool {
-        self.msg.is_some()
+        self.msg.is_some() && !self.detached
+    }
+
+    /// The open message was detached: only its extraction goes on.
+    pub fn detached(&self) -> bool {
+        self.msg.is_some() && self.detached
+    }
+
+    /// Ends the open message's entities (their files are logged, as when
+    /// the message ends) while its bytes are still counted, hashed and
+    /// extracted: Zeek ends the message at a content gap, the extraction
+    /// carries on to the end of data. Finish it with [`Self::end`].
+    pub fn detach(&mut self, cx: &mut ConnCtx<'_>, sink: &mut dyn MimeSink) {
+        if self.msg.is_none() || self.detached {
+            return;
+        }
+        self.end_entities(cx, 0, sink);
+        if let Some(m) = self.msg.as_mut() {
+            m.headless = true;
+        }
+        self.detached = true;
+    }
+
+    /// A content gap outside the message's bytes (the other direction):
+    /// the current entity's file records it, as Zeek's does, but no byte
+    /// of the message is missing.
+    pub fn gap_file(&mut self, cx: &mut ConnCtx<'_>, len: u64, sink: &mut dyn MimeSink) {
+        let before = self.msg.as_ref().map_or(0, |m| m.missing);
+        self.gap(cx, len, sink);
+        if let Some(m) = self.msg.as_mut() {
+            m.missing = before;
+        }
     }
 
     /// Starts a message; its top-level entity begins in header mode. A
@@ -288,6 +323,7 @@ impl MessageAnalyzer {
             self.end(cx, &mut crate::message::NoSink, false);
         }
         let extracting = ctx.extract.is_some();
+        self.detached = false;
         self.msg = Some(Msg {
             ctx,
             stack: Vec::new(),
@@ -443,6 +479,7 @@ impl MessageAnalyzer {
         if self.msg.is_none() {
             return MessageSummary::default();
         }
+        self.detached = false;
         self.end_entities(cx, 0, sink);
         let Some(mut m) = self.msg.take() else {
             return MessageSummary::default();

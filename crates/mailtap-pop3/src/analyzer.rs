@@ -274,6 +274,17 @@ impl TcpAnalyzer for Pop3Analyzer {
         }
         self.p.stats.gaps += 1;
         let dir = usize::from(is_orig);
+        if !is_orig && self.p.multi && self.p.hunt.is_none() {
+            // The partial line is lost for MIME (as in Zeek) but its bytes
+            // are the message's: the extraction keeps them.
+            let partial = self.lines[dir].partial();
+            let body = if self.p.srv_after_cut {
+                partial
+            } else {
+                partial.strip_prefix(b".").unwrap_or(partial)
+            };
+            self.p.msgs.raw(cx, body);
+        }
         // The partial line is lost with the gap.
         self.lines[dir].discard_partial();
         if !is_orig {

@@ -266,6 +266,7 @@ impl TcpAnalyzer for SmtpAnalyzer {
             return;
         }
         self.finished = true;
+        self.p.abandon_tail(cx);
         if !self.disabled && self.p.mime.in_message() {
             self.p.end_data(cx, false);
         }
@@ -399,8 +400,14 @@ impl Proto {
             Piece::Plain(l) => (l, true, &b""[..]),
             Piece::LateLf => {
                 // The LF of a CRLF split across deliveries: message bytes.
-                if self.state == State::InData && orig == self.orig_is_sender {
-                    self.mime.raw(cx, b"\n");
+                if orig == self.orig_is_sender {
+                    if self.state == State::InData {
+                        self.mime.raw(cx, b"\n");
+                    } else if let Some(t) = self.ext.tail.as_mut() {
+                        if !t.ended && t.bytes.last() == Some(&b'\r') {
+                            t.bytes.push(b'\n');
+                        }
+                    }
                 }
                 return;
             }
@@ -476,8 +483,9 @@ impl Proto {
 
     fn sender_line(&mut self, cx: &mut ConnCtx<'_>, orig: bool, line: &[u8], term: &[u8]) {
         match self.state {
-            // Unknown whether command or data: swallowed.
-            State::AfterGap => {}
+            // Unknown whether command or data: swallowed (the extraction
+            // may still be following the message's data).
+            State::AfterGap => self.tail_line(cx, line, term),
             State::InData if line == b"." => {
                 self.new_cmd(cx, Cmd::EndOfData);
                 self.update_state(cx, Some(Cmd::EndOfData), 0, orig);
@@ -608,6 +616,9 @@ impl Proto {
     }
 
     fn new_reply(&mut self, cx: &mut ConnCtx<'_>, code: u16, orig: bool) {
+        if self.ext.tail.as_ref().is_some_and(|t| !t.ended) {
+            self.abandon_tail(cx);
+        }
         if self.state == State::AfterGap {
             self.state = State::GapRecovery;
             self.request(cx, b"(UNKNOWN)", b"");
@@ -839,6 +850,8 @@ impl Proto {
     }
 
     fn begin_message(&mut self, cx: &mut ConnCtx<'_>, orig: bool, headless: bool) {
+        self.abandon_tail(cx);
+        self.ext.tail = None;
         self.state = State::InData;
         if self.mime.in_message() {
             cx.weird("smtp_nested_mail_transaction", None, "SMTP");
@@ -943,6 +956,14 @@ impl Proto {
             }
             return;
         };
+        if self.ext.tail.take().is_some() {
+            // The reply to the end of data of a message followed past a
+            // gap (Zeek pairs it with no command).
+            meta.status_code = Some(u32::from(code));
+            meta.status_text = Some(msg.to_vec());
+            self.emit_meta(cx);
+            return;
+        }
         let ours = if self.ext.meta_bdat {
             cmd == "BDAT" && self.ext.bdat_unreplied == 0
         } else {
@@ -992,12 +1013,40 @@ impl Proto {
             let d = format!("seq = {seq}, len = {len}");
             self.unexpected(cx, is_orig, "content gap", d.as_bytes());
         }
-        if matches!(self.state, State::InData | State::InBdat) {
+        let in_msg = matches!(self.state, State::InData | State::InBdat);
+        // The message's bytes travel from the sender: a gap the other way
+        // costs the entity files (as in Zeek) but no message byte.
+        let lost = is_orig == self.orig_is_sender;
+        if in_msg {
+            let rest_of_chunk = self
+                .bdat
+                .as_ref()
+                .map_or(0, |b| b.remaining().saturating_sub(len));
             let Proto {
                 mime, script, cfg, ..
             } = self;
-            mime.gap(cx, len, &mut ScriptSink { script, cfg });
-            self.end_data(cx, false);
+            let sink = &mut ScriptSink { script, cfg };
+            if lost {
+                mime.gap(cx, len, sink);
+            } else {
+                mime.gap_file(cx, len, sink);
+            }
+            if self.state == State::InData && self.mime.in_message() && cx.extract_enabled() {
+                // Zeek ends the message here; the extraction goes on to
+                // the end of data (see `tail_line`).
+                let Proto {
+                    mime, script, cfg, ..
+                } = self;
+                mime.detach(cx, &mut ScriptSink { script, cfg });
+                self.ext.tail = Some(Tail::default());
+            } else {
+                // The rest of the BDAT chunk will not be extracted.
+                self.mime.missing(rest_of_chunk);
+                self.end_data(cx, false);
+            }
+        } else if self.ext.tail.is_some() && lost {
+            // Another gap while the extraction follows the data.
+            self.mime.missing(len);
         }
         self.ext.rcpt_pending.clear();
         self.pending.clear();
@@ -1007,9 +1056,74 @@ impl Proto {
     }
 }
 
+/// Message lines after a content gap inside DATA, kept until the client's
+/// `.` shows they were message data (a server reply first means they may
+/// not have been: they are dropped and the message stays incomplete).
+#[derive(Default)]
+struct Tail {
+    bytes: Vec<u8>,
+    /// The end of data was seen: the next final reply is the message's
+    /// status.
+    ended: bool,
+}
+
+/// Tail bytes kept before giving up on following the data.
+const MAX_TAIL_BYTES: usize = 8 << 20;
+
+impl Proto {
+    /// A client line while a message is followed past a gap (state
+    /// AFTER_GAP, where Zeek swallows it): data, or the end of data.
+    fn tail_line(&mut self, cx: &mut ConnCtx<'_>, line: &[u8], term: &[u8]) {
+        let Some(t) = self.ext.tail.as_mut() else {
+            return;
+        };
+        if t.ended {
+            return;
+        }
+        if line == b"." {
+            t.ended = true;
+            let bytes = std::mem::take(&mut t.bytes);
+            self.mime.raw(cx, &bytes);
+            self.finish_message(cx, true);
+            return;
+        }
+        let data = if self.cont_line {
+            line
+        } else {
+            line.strip_prefix(b".").unwrap_or(line)
+        };
+        t.bytes.extend_from_slice(data);
+        t.bytes.extend_from_slice(term);
+        if term.is_empty() {
+            if let Some(lost) = self.cut_lost {
+                t.bytes.extend_from_slice(&lost);
+            }
+        }
+        if t.bytes.len() > MAX_TAIL_BYTES {
+            self.abandon_tail(cx);
+        }
+    }
+
+    /// Stops following a message past a gap: it ends incomplete with what
+    /// was sure.
+    fn abandon_tail(&mut self, cx: &mut ConnCtx<'_>) {
+        let Some(t) = self.ext.tail.take() else {
+            return;
+        };
+        if t.ended || !self.mime.detached() {
+            return;
+        }
+        self.mime.mark_incomplete();
+        self.finish_message(cx, false);
+        self.emit_meta(cx);
+    }
+}
+
 /// Extraction bookkeeping of the current transaction and message.
 #[derive(Default)]
 struct Extract {
+    /// A message followed past a content gap (see `Tail`).
+    tail: Option<Tail>,
     /// Messages started on this connection while extracting (1-based `n`).
     n: u32,
     start: Timestamp,

@@ -379,3 +379,121 @@ fn long_auth_answer_is_one_request_and_pairing_holds() {
     );
     assert_second_exact(&o, 1);
 }
+
+const ENVELOPE: &[Step] = &[
+    S(b"220 mx\r\n"),
+    C(b"EHLO c\r\n"),
+    S(b"250 mx\r\n"),
+    C(b"MAIL FROM:<g@x.example>\r\n"),
+    S(b"250 ok\r\n"),
+    C(b"RCPT TO:<h@y.example>\r\n"),
+    S(b"250 ok\r\n"),
+    C(b"DATA\r\n"),
+    S(b"354 go\r\n"),
+];
+
+fn gapped(middle: &[Step]) -> Out {
+    let steps: Vec<Step> = ENVELOPE
+        .iter()
+        .chain(middle)
+        .chain(SECOND)
+        .cloned()
+        .collect();
+    go(SmtpConfig::default(), false, &steps)
+}
+
+#[test]
+fn client_gap_inside_data_counts_missing_and_keeps_envelope() {
+    let o = gapped(&[
+        C(b"Subject: g\r\n\r\nfirst\r\npar"),
+        Gap(true, 50),
+        C(b"tial\r\n..after\r\n.\r\n"),
+        S(b"250 accepted\r\n"),
+    ]);
+    let (m, d) = msg(&o, 1);
+    assert_eq!(d, b"Subject: g\r\n\r\nfirst\r\npartial\r\n.after\r\n");
+    assert!(!m.complete);
+    assert_eq!(m.missing_bytes, 50);
+    assert_eq!(m.mailfrom.as_deref(), Some(&b"g@x.example"[..]));
+    assert_eq!(m.rcptto, vec![b"h@y.example".to_vec()]);
+    assert_eq!(m.status_code, Some(250));
+    let rows = o.h.smtp();
+    assert_eq!(rows[0].mailfrom.as_deref(), Some(&b"g@x.example"[..]));
+    // Zeek's view: a content gap event, the entity file has the gap.
+    assert!(o.h.events().iter().any(|e| matches!(
+        e,
+        Event::SmtpUnexpected { msg, .. } if msg == b"content gap"
+    )));
+    assert_eq!(o.h.files()[0].missing_bytes, 50);
+}
+
+#[test]
+fn server_gap_inside_data_loses_no_message_byte() {
+    let o = gapped(&[
+        C(b"Subject: g\r\n\r\nfirst\r\n"),
+        Gap(false, 20),
+        C(b"second\r\n.\r\n"),
+        S(b"250 accepted\r\n"),
+    ]);
+    let (m, d) = msg(&o, 1);
+    assert_eq!(d, b"Subject: g\r\n\r\nfirst\r\nsecond\r\n");
+    assert!(m.complete, "{m:?}");
+    assert_eq!(m.missing_bytes, 0);
+    assert_eq!(o.h.files()[0].missing_bytes, 20);
+}
+
+#[test]
+fn gap_over_end_of_data_keeps_only_sure_bytes() {
+    let steps: Vec<Step> = ENVELOPE
+        .iter()
+        .chain(&[
+            C(b"Subject: g\r\n\r\nfirst\r\n"),
+            Gap(true, 30),
+            C(b"RSET\r\n"),
+            S(b"250 reset\r\n"),
+            C(b"QUIT\r\n"),
+            S(b"221 bye\r\n"),
+        ])
+        .cloned()
+        .collect();
+    let o = go(SmtpConfig::default(), false, &steps);
+    let (m, d) = msg(&o, 1);
+    assert_eq!(d, b"Subject: g\r\n\r\nfirst\r\n");
+    assert!(!m.complete);
+    assert_eq!(m.missing_bytes, 30);
+}
+
+#[test]
+fn gaps_without_extraction_log_like_zeek() {
+    // Extraction off: the message ends at the gap, as in Zeek.
+    let steps: Vec<Step> = ENVELOPE
+        .iter()
+        .chain(&[
+            C(b"Subject: g\r\n\r\nfirst\r\n"),
+            Gap(true, 30),
+            C(b"second\r\n.\r\n"),
+            S(b"250 accepted\r\n"),
+        ])
+        .cloned()
+        .collect();
+    let mut h = harness();
+    let mut a = SmtpAnalyzer::new(Arc::new(SmtpConfig::default()));
+    for s in &steps {
+        let mut cx = h.cx();
+        match s {
+            C(d) => a.deliver(&mut cx, true, d),
+            S(d) => a.deliver(&mut cx, false, d),
+            Gap(o, n) => a.gap(&mut cx, *o, *n),
+        }
+    }
+    a.done(&mut h.cx());
+    let with = gapped(&[
+        C(b"Subject: g\r\n\r\nfirst\r\n"),
+        Gap(true, 30),
+        C(b"second\r\n.\r\n"),
+        S(b"250 accepted\r\n"),
+    ]);
+    assert_eq!(h.files()[0].seen_bytes, with.h.files()[0].seen_bytes);
+    assert_eq!(h.files()[0].missing_bytes, with.h.files()[0].missing_bytes);
+    assert_eq!(h.smtp()[0].fuids, with.h.smtp()[0].fuids);
+}
