@@ -72,9 +72,10 @@ pub struct FlowTruth {
 ///
 /// A message's *data start* is the point from which a sensor can attribute
 /// every following byte to it: for SMTP `DATA` the server's `354` reply and
-/// the first data byte, for `BDAT` the first `BDAT` command line (with its
-/// chunk), for POP3 the `RETR`/`TOP` command, the `+OK` status line and the
-/// first data byte. Missing bytes are counted on the wire: the bytes of the
+/// the first data byte; for `BDAT` the transaction's `MAIL FROM` and the
+/// first chunk (a `BDAT n LAST` seen mid-stream may follow chunks that were
+/// cut off, so a chunk alone is not a start); for POP3 the `RETR`/`TOP`
+/// command, the `+OK` status line and the first data byte. Missing bytes are counted on the wire: the bytes of the
 /// message's transfer (dot-stuffed lines before the final `.` line; BDAT
 /// chunk payloads) in no captured packet. That is what a sensor can count
 /// (TCP sequence numbers); for DATA and POP3 a lost line that began with a
@@ -399,8 +400,11 @@ impl FlowState {
         }
         let lost = data_bytes - captured;
         let start_captured = has(r(0), sp.start);
+        // (POP3: the command too, which alone says a multi-line response
+        // is a message)
         let data_start_captured = has(r(sp.data_mark.0), sp.data_mark.1)
-            && sp.data.first().is_some_and(|&(a, _)| has(r(d), a));
+            && sp.data.first().is_some_and(|&(a, _)| has(r(d), a))
+            && (d == 0 || start_captured);
         let end_captured = has(r(sp.end.0), sp.end.1);
         let expect = if captured == 0 {
             Expect::NotCaptured

@@ -163,8 +163,9 @@ pub(crate) struct Span {
     /// (`MAIL FROM`, `RETR`, `TOP`).
     pub start: u64,
     /// From where a sensor can attribute the data: (direction, offset) of
-    /// the `354` reply (DATA), the first `BDAT` command, the `+OK` line of
-    /// the `RETR`/`TOP` response.
+    /// the `354` reply (DATA), the `MAIL FROM` (BDAT: a chunk alone does
+    /// not tell whether chunks went before it), the `+OK` line of the
+    /// `RETR`/`TOP` response.
     pub data_mark: (usize, u64),
     /// The message's bytes on the wire in `data_dir`'s stream: the
     /// dot-stuffed data (DATA, POP3; the final `.` line excluded) or each
@@ -1310,7 +1311,10 @@ impl Session {
                         let end = self.stream_off(S);
                         let sp = self.span.as_mut().expect("span");
                         if j == 1 {
-                            sp.data_mark = (C, cmd_off);
+                            // A BDAT chunk seen mid-stream may be any
+                            // chunk: only the MAIL FROM before it tells
+                            // that it is the first.
+                            sp.data_mark = (C, sp.start.min(cmd_off));
                         }
                         sp.data.push((d0, d0 + (to - from)));
                         sp.end = (S, end);
