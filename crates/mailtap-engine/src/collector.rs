@@ -119,7 +119,7 @@ pub(crate) fn order_records(records: Vec<Record>) -> (Vec<Record>, Vec<OrderKey>
     let mut groups: Vec<OrderKey> = Vec::new();
     let mut group_of: Vec<u32> = Vec::with_capacity(records.len());
     {
-        let mut index: std::collections::HashMap<&str, u32> = std::collections::HashMap::new();
+        let mut index: ahash::AHashMap<&str, u32> = ahash::AHashMap::default();
         let mut prev: Option<(&str, u32)> = None;
         for r in &records {
             let g = match record_uid(r) {
@@ -152,18 +152,40 @@ pub(crate) fn order_records(records: Vec<Record>) -> (Vec<Record>, Vec<OrderKey>
             group_of.push(g);
         }
     }
-    let keys: Vec<OrderKey> = group_of.iter().map(|&g| groups[g as usize]).collect();
-    if keys.windows(2).all(|w| w[0] <= w[1]) {
+    // Groups in key order (few per block), then every record placed at
+    // its group's next slot: linear in the records, no comparison sort.
+    let mut order: Vec<u32> = (0..groups.len() as u32).collect();
+    order.sort_unstable_by_key(|&g| (groups[g as usize], g));
+    if order.iter().enumerate().all(|(i, &g)| i as u32 == g)
+        && group_of.windows(2).all(|w| w[0] <= w[1])
+    {
+        let keys = group_of.iter().map(|&g| groups[g as usize]).collect();
         return (records, keys);
     }
-    let mut idx: Vec<u32> = (0..records.len() as u32).collect();
-    idx.sort_unstable_by_key(|&i| (keys[i as usize], i));
-    let mut slots: Vec<Option<Record>> = records.into_iter().map(Some).collect();
-    let records = idx
-        .iter()
-        .map(|&i| slots[i as usize].take().expect("each index once"))
+    let mut count = vec![0u32; groups.len()];
+    for &g in &group_of {
+        count[g as usize] += 1;
+    }
+    let mut start = vec![0u32; groups.len()];
+    let mut at = 0u32;
+    for &g in &order {
+        start[g as usize] = at;
+        at += count[g as usize];
+    }
+    let mut slots: Vec<Option<Record>> = (0..records.len()).map(|_| None).collect();
+    for (r, &g) in records.into_iter().zip(&group_of) {
+        let s = &mut start[g as usize];
+        slots[*s as usize] = Some(r);
+        *s += 1;
+    }
+    let records = slots
+        .into_iter()
+        .map(|r| r.expect("every slot filled once"))
         .collect();
-    let keys = idx.iter().map(|&i| keys[i as usize]).collect();
+    let keys = order
+        .iter()
+        .flat_map(|&g| std::iter::repeat_n(groups[g as usize], count[g as usize] as usize))
+        .collect();
     (records, keys)
 }
 
@@ -749,5 +771,79 @@ fn collect(
         ace,
         sink_errors,
         panicked,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mailtap_core::record::WeirdRecord;
+
+    fn weird(uid: &str, secs: i64, name: &'static str) -> Record {
+        Record::Weird(Box::new(WeirdRecord {
+            ts: Timestamp::from_secs_nanos(secs, 0),
+            uid: Some(uid.into()),
+            id: None,
+            name,
+            addl: None,
+            source: None,
+        }))
+    }
+
+    fn names(r: &[Record]) -> Vec<&'static str> {
+        r.iter()
+            .map(|r| match r {
+                Record::Weird(w) => w.name,
+                _ => "?",
+            })
+            .collect()
+    }
+
+    #[test]
+    fn records_group_by_connection_in_production_order() {
+        // B's earliest record is older than A's: B's group first, each
+        // connection's own records in the order they were made.
+        let recs = vec![
+            weird("CA", 5, "a1"),
+            weird("CB", 3, "b1"),
+            weird("CA", 1, "a2"),
+            weird("CB", 9, "b2"),
+            weird("CA", 7, "a3"),
+        ];
+        let (r, k) = order_records(recs);
+        assert_eq!(names(&r), ["a1", "a2", "a3", "b1", "b2"]);
+        assert!(k.windows(2).all(|w| w[0] <= w[1]));
+        let recs = vec![weird("CB", 3, "b1"), weird("CA", 1, "a1")];
+        let (r, _) = order_records(recs);
+        assert_eq!(names(&r), ["a1", "b1"]);
+    }
+
+    #[test]
+    fn merged_blocks_do_not_depend_on_how_connections_are_split() {
+        let all = vec![
+            weird("C1", 1, "1a"),
+            weird("C2", 2, "2a"),
+            weird("C3", 3, "3a"),
+            weird("C1", 4, "1b"),
+            weird("C2", 5, "2b"),
+        ];
+        let one = {
+            let mut m = Merger::new(1);
+            m.push(RecordBatch::ordered(0, 0, all.clone()));
+            m.push(RecordBatch::ordered(0, FINAL, Vec::new()));
+            m.pop(false).unwrap().0
+        };
+        let two = {
+            let mut m = Merger::new(2);
+            let (s0, s1): (Vec<_>, Vec<_>) = all
+                .into_iter()
+                .partition(|r| matches!(r, Record::Weird(w) if w.uid.as_deref() != Some("C2")));
+            m.push(RecordBatch::ordered(1, 0, s1));
+            assert!(m.pop(false).is_none(), "waits for every shard's block 0");
+            m.push(RecordBatch::ordered(0, 0, s0));
+            m.pop(false).unwrap().0
+        };
+        assert_eq!(names(&one), names(&two));
+        assert_eq!(names(&one), ["1a", "1b", "2a", "2b", "3a"]);
     }
 }
