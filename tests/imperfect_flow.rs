@@ -294,14 +294,14 @@ fn reused_four_tuples_are_new_connections() {
 
 /// Runs every Zeek mail baseline with analyze_partial off and returns, per
 /// capture, the conn.log rows (without uid) of Zeek and of mailtap.
-fn zeek_conn_logs(
-    z: &Path,
-    dir: &Path,
-) -> Vec<(
+/// A capture's name, Zeek's conn.log rows and mailtap's.
+type ConnLogs = (
     String,
     Vec<BTreeMap<String, String>>,
     Vec<BTreeMap<String, String>>,
-)> {
+);
+
+fn zeek_conn_logs(z: &Path, dir: &Path) -> Vec<ConnLogs> {
     let mut v = Vec::new();
     for name in [
         "sample-smtp",

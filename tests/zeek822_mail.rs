@@ -117,10 +117,7 @@ fn compare(name: &str, zeek: Option<Log>, ours: Option<Log>) -> String {
         .filter(|c| !RANDOM.contains(c))
         .collect();
     let want = project(&zeek, &cols);
-    let got = ours
-        .as_ref()
-        .map(|l| project(l, &cols))
-        .unwrap_or_default();
+    let got = ours.as_ref().map(|l| project(l, &cols)).unwrap_or_default();
     let mut only_zeek = Vec::new();
     let mut only_ours = Vec::new();
     for (k, n) in &want {

@@ -541,9 +541,13 @@ impl<F: AnalyzerFactory> FlowTable<F> {
         // the roles are swapped when the source port is a likely server
         // port and the destination port is not, or when both are, the
         // packet is not a SYN-ACK and the source port is the lower.
-        let flipped = (!syn || ack)
-            && self.likely_server_port(seg.src_port)
-            && (!self.likely_server_port(seg.dst_port) || (!syn && seg.src_port < seg.dst_port));
+        let flipped = if syn {
+            // A SYN-ACK first: its receiver sent the (lost) SYN.
+            ack
+        } else {
+            self.likely_server_port(seg.src_port)
+                && (!self.likely_server_port(seg.dst_port) || seg.src_port < seg.dst_port)
+        };
         let (oh, op, rh, rp) = if flipped {
             (seg.dst, seg.dst_port, seg.src, seg.src_port)
         } else {

@@ -633,7 +633,7 @@ impl MessageAnalyzer {
                 None
             },
         });
-        let analyzers = [
+        let mut analyzers: Vec<Vec<u8>> = [
             (HashKind::Md5, "MD5"),
             (HashKind::Sha1, "SHA1"),
             (HashKind::Sha256, "SHA256"),
@@ -642,6 +642,16 @@ impl MessageAnalyzer {
         .filter(|(k, _)| cfg.wants(*k))
         .map(|(_, n)| n.as_bytes().to_vec())
         .collect();
+        // Zeek attaches its PE analyzer to every Windows executable by
+        // mime type (files.log `analyzers` lists it; mailtap writes no
+        // pe.log).
+        if mime == Some("application/x-dosexec") {
+            let at = analyzers
+                .iter()
+                .position(|a| a.as_slice() > b"PE".as_slice())
+                .unwrap_or(analyzers.len());
+            analyzers.insert(at, b"PE".to_vec());
+        }
         cx.emit(Record::File(Box::new(FileRecord {
             ts: f.ts,
             fuid: f.fuid,
