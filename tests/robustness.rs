@@ -353,7 +353,8 @@ fn sigterm_mid_read_leaves_complete_logs() {
     assert!(term.success());
     let o = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr).to_string();
-    assert_eq!(o.status.code(), Some(0), "{err}");
+    // An interrupted read exits 3 (docs/operations.md), its logs complete.
+    assert_eq!(o.status.code(), Some(3), "{err}");
     assert!(err.contains("stopping"), "{err}");
     let packets: u64 = err
         .lines()
