@@ -1715,11 +1715,10 @@ mod tests {
                 (40000, 587, true),
                 (110, 40000, false),
                 (40000, 995, true),
-                (1110, 40000, false)
+                (40000, 1110, true)
             ]
         );
-        // Both ports likely: swapped only towards the higher port, and
-        // never for a SYN-ACK.
+        // Both ports likely: swapped only towards the higher port.
         let mut out = Output::new(false);
         let mut s = seg(1, true, 25, ACK, 1, 1, b"x");
         s.src_port = 443;
