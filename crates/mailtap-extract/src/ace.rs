@@ -10,18 +10,20 @@
 //! Subject: hello                  <- smtp_data: the line, then LF
 //! ```
 //!
-//! `<uid>.ready` (empty) appears when the connection is removed (its
-//! conn.log record arrives). A connection whose STARTTLS succeeds
+//! A transcript is written under a hidden temporary name with a random
+//! part (created `O_EXCL | O_NOFOLLOW`) and renamed to `<uid>` when the
+//! connection is removed (its conn.log record arrives); then `<uid>.ready`
+//! (empty) appears, written the same way. A connection whose STARTTLS succeeds
 //! (`smtp_starttls`) has its file deleted and gets no marker. Recorded are
 //! connections whose originator or responder port is in `ports`
 //! (default 25, as ACE's `record_smtp_stream`).
 
-use crate::files::{safe_stem, HandleCache};
+use crate::files::{named, safe_stem, write_atomic, HandleCache};
 use mailtap_core::{ConnId, Event, Record, Timestamp};
 use std::collections::HashMap;
 use std::io::{self, Write};
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Where transcripts go and which connections are recorded.
 #[derive(Clone, Debug)]
@@ -69,6 +71,8 @@ pub struct AceSink {
     ports: Vec<u16>,
     handles: HandleCache,
     conns: HashMap<String, State>,
+    /// Temporary file of each connection being recorded.
+    tmps: HashMap<String, PathBuf>,
     counters: AceCounters,
     line: Vec<u8>,
 }
@@ -126,6 +130,7 @@ impl AceSink {
             ports: cfg.ports.clone(),
             handles: HandleCache::new(cfg.max_open_files),
             conns: HashMap::new(),
+            tmps: HashMap::new(),
             counters: AceCounters::default(),
             line: Vec::with_capacity(512),
         })
@@ -133,6 +138,16 @@ impl AceSink {
 
     fn path(&self, uid: &str) -> PathBuf {
         self.dir.join(safe_stem(uid))
+    }
+
+    /// The temporary file of `uid`: a new random name on first use.
+    fn tmp(&mut self, uid: &str) -> (PathBuf, bool) {
+        if let Some(p) = self.tmps.get(uid) {
+            return (p.clone(), false);
+        }
+        let p = crate::files::tmp_path(&self.dir, &safe_stem(uid));
+        self.tmps.insert(uid.to_string(), p.clone());
+        (p, true)
     }
 
     /// Takes SMTP events and conn.log records; ignores everything else.
@@ -162,10 +177,16 @@ impl AceSink {
                     // completed handshake (responder SYN-ACK, history `h`)
                     // gives a header-only file and a marker.
                     None if c.history.contains('h') => {
-                        let p = self.path(&c.uid);
-                        self.handles
-                            .get(&p, true)?
-                            .write_all(&header(&c.id, c.ts))?;
+                        let (p, _) = self.tmp(&c.uid);
+                        let r = self.handles.get(&p, true).and_then(|w| {
+                            w.write_all(&header(&c.id, c.ts)).map_err(|e| named(e, &p))
+                        });
+                        if let Err(e) = r {
+                            self.handles.discard(&p);
+                            self.tmps.remove(&c.uid);
+                            let _ = std::fs::remove_file(&p);
+                            return Err(e);
+                        }
                         self.ready(&c.uid)
                     }
                     None => Ok(()),
@@ -185,13 +206,21 @@ impl AceSink {
             if !record_line(ev, &mut line) {
                 return Ok(());
             }
-            let p = self.path(uid);
-            let w = self.handles.get(&p, state.is_none())?;
+            let (p, first) = self.tmp(uid);
+            let w = match self.handles.get(&p, first) {
+                Ok(w) => w,
+                Err(e) => {
+                    if first {
+                        self.tmps.remove(uid);
+                    }
+                    return Err(e);
+                }
+            };
             if state.is_none() {
-                w.write_all(&header(id, ts))?;
+                w.write_all(&header(id, ts)).map_err(|e| named(e, &p))?;
                 self.conns.insert(uid.to_string(), State::Recording);
             }
-            w.write_all(&line)?;
+            w.write_all(&line).map_err(|e| named(e, &p))?;
             self.counters.records += 1;
             Ok(())
         })();
@@ -200,23 +229,36 @@ impl AceSink {
     }
 
     fn starttls(&mut self, uid: &str) -> io::Result<()> {
-        let p = self.path(uid);
-        self.handles.discard(&p);
         if self.conns.insert(uid.to_string(), State::Tls) == Some(State::Recording) {
             self.counters.starttls_deleted += 1;
         }
+        let Some(p) = self.tmps.remove(uid) else {
+            return Ok(());
+        };
+        self.handles.discard(&p);
         match std::fs::remove_file(&p) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(named(e, &p)),
             _ => Ok(()),
         }
     }
 
+    /// The transcript under its final name, then its marker (both renamed
+    /// into place: a link planted at either name is replaced, not
+    /// followed).
     fn ready(&mut self, uid: &str) -> io::Result<()> {
+        let Some(tmp) = self.tmps.remove(uid) else {
+            return Ok(());
+        };
         let p = self.path(uid);
-        self.handles.close(&p)?;
-        let mut marker = p.into_os_string();
-        marker.push(".ready");
-        std::fs::File::create(Path::new(&marker))?;
+        let res = self
+            .handles
+            .close(&tmp)
+            .and_then(|()| std::fs::rename(&tmp, &p).map_err(|e| named(e, &p)));
+        if let Err(e) = res {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+        write_atomic(&self.dir, &format!("{}.ready", safe_stem(uid)), b"")?;
         self.counters.sessions += 1;
         Ok(())
     }
@@ -247,6 +289,11 @@ impl AceSink {
             }
         }
         self.conns.clear();
+        // Left over only after a write error: no half transcript stays.
+        for (_, p) in self.tmps.drain() {
+            self.handles.discard(&p);
+            let _ = std::fs::remove_file(&p);
+        }
         if let Err(e) = self.handles.close_all() {
             if res.is_ok() {
                 res = Err(e);
@@ -414,6 +461,48 @@ Subject: hello
         r.unwrap();
         assert_eq!(c.sessions, 1);
         assert_eq!(c.records, 20);
+    }
+
+    #[test]
+    fn links_planted_at_session_and_marker_names_are_not_followed() {
+        let d = tempfile::tempdir().unwrap();
+        let ace = d.path().join("ace");
+        std::fs::create_dir(&ace).unwrap();
+        let victim = d.path().join("victim");
+        std::fs::write(&victim, b"keep me").unwrap();
+        std::os::unix::fs::symlink(&victim, ace.join("Cx")).unwrap();
+        std::os::unix::fs::symlink(&victim, ace.join("Cx.ready")).unwrap();
+        let mut s = AceSink::new(&AceConfig::new(ace.clone())).unwrap();
+        let i = id("198.51.100.7", 25);
+        for e in spec_session() {
+            s.write(&ev("Cx", i, e)).unwrap();
+        }
+        // Nothing under the final name while recording.
+        assert!(std::fs::symlink_metadata(ace.join("Cx"))
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        s.write(&conn("Cx", i, "ShAdDafF")).unwrap();
+        let (_, r) = s.finish();
+        r.unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"keep me");
+        assert_eq!(
+            std::fs::read_to_string(ace.join("Cx")).unwrap(),
+            SPEC_TRANSCRIPT
+        );
+        for n in ["Cx", "Cx.ready"] {
+            assert!(std::fs::symlink_metadata(ace.join(n))
+                .unwrap()
+                .file_type()
+                .is_file());
+        }
+        // No temporary file left behind.
+        let left: Vec<_> = std::fs::read_dir(&ace)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .filter(|n| n.to_string_lossy().starts_with('.'))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
     }
 
     #[test]

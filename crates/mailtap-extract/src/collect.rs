@@ -24,9 +24,16 @@
 //!   bytes are kept exactly (ACE decodes as UTF-8 and drops what does not
 //!   decode); a file that is neither a header nor a transcript goes to
 //!   `review/` (ACE submits it as an empty email).
+//!
+//! Files are handled safely: a session file is opened with `O_NOFOLLOW`
+//! and must be a regular file (checked on the open descriptor), so a link
+//! planted in the ACE directory is never followed; a warning quotes at most
+//! 80 bytes of an unparsable file, escaped; recipients are capped
+//! ([`RCPT_MAX`]) with the cap and the number dropped in the JSON; distinct
+//! session names give distinct output names ([`safe_stem`]).
 
-use crate::files::{ensure_writable_dir, safe_stem, write_atomic};
-use crate::json::{message_json, JsonOptions, Origin};
+use crate::files::{create_new, ensure_writable_dir, named, open_regular, safe_stem, write_atomic};
+use crate::json::{message_json_with, JsonOptions, Origin, RcptLimit};
 use mailtap_core::mail::{Attachment, EmailHeaders, EmailMeta, MailProtocol};
 use mailtap_core::{Bytes, Timestamp};
 use sha2::{Digest, Sha256};
@@ -41,6 +48,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 const HEAD_MAX: usize = 64 << 10;
 /// Messages whose body is done but whose end-of-data reply is not yet seen.
 const AWAITING_MAX: usize = 16;
+/// Recipients kept per envelope (accepted and refused together), as the
+/// capture path keeps per list; the rest are counted in `rcptto_dropped`.
+pub const RCPT_MAX: usize = 1000;
+/// Bytes of recipient addresses kept per envelope.
+const RCPT_BYTES_MAX: usize = 1 << 20;
+/// Bytes of an unparsable file quoted in a warning.
+const EXCERPT_MAX: usize = 80;
+
+/// At most [`EXCERPT_MAX`] bytes of `b`, every byte outside printable
+/// ASCII escaped (`\xNN`, `\n`...), for a log line.
+fn excerpt(b: &[u8]) -> String {
+    b[..b.len().min(EXCERPT_MAX)].escape_ascii().to_string()
+}
 
 /// What the transcript header said.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -64,6 +84,8 @@ pub struct TranscriptMessage {
     pub mailfrom: Option<Bytes>,
     pub rcptto: Vec<Bytes>,
     pub rcptto_rejected: Vec<(Bytes, u32)>,
+    /// Recipients beyond [`RCPT_MAX`] (or the byte cap) not kept.
+    pub rcptto_dropped: u64,
     pub status_code: Option<u32>,
     pub status_text: Option<Bytes>,
     pub size: u64,
@@ -100,8 +122,8 @@ pub enum ParseError {
 impl std::fmt::Display for ParseError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ParseError::BadHeader(l) => write!(f, "not a session file: first line {l:?}"),
-            ParseError::BadEpoch(l) => write!(f, "header line 2 is not an epoch: {l:?}"),
+            ParseError::BadHeader(l) => write!(f, "not a session file: first line \"{l}\""),
+            ParseError::BadEpoch(l) => write!(f, "header line 2 is not an epoch: \"{l}\""),
             ParseError::Io(e) => write!(f, "{e}"),
         }
     }
@@ -204,6 +226,10 @@ struct Parser<'o> {
     mailfrom: Option<Bytes>,
     /// Recipients of the current envelope with their reply code once seen.
     rcpt: Vec<(Bytes, Option<u32>)>,
+    /// Bytes of the addresses in `rcpt`.
+    rcpt_bytes: usize,
+    /// Recipients of the current envelope not kept (caps).
+    rcpt_dropped: u64,
     /// RCPT commands awaiting a reply: (envelope generation, index).
     rcpt_queue: VecDeque<(u64, Option<usize>)>,
     generation: u64,
@@ -217,6 +243,8 @@ impl Parser<'_> {
     fn reset_envelope(&mut self) {
         self.mailfrom = None;
         self.rcpt.clear();
+        self.rcpt_bytes = 0;
+        self.rcpt_dropped = 0;
         self.generation += 1;
     }
 
@@ -227,6 +255,7 @@ impl Parser<'_> {
             trans_depth: self.trans_depth.max(1),
             helo: self.helo.clone(),
             mailfrom: self.mailfrom.clone(),
+            rcptto_dropped: self.rcpt_dropped,
             ..TranscriptMessage::default()
         };
         for (a, code) in &self.rcpt {
@@ -305,10 +334,21 @@ impl Parser<'_> {
                     self.mailfrom = envelope_address(arg, b"FROM");
                 }
                 b"RCPT" => {
-                    let idx = envelope_address(arg, b"TO").map(|a| {
-                        self.rcpt.push((a, None));
-                        self.rcpt.len() - 1
-                    });
+                    let idx = match envelope_address(arg, b"TO") {
+                        Some(a)
+                            if self.rcpt.len() < RCPT_MAX
+                                && self.rcpt_bytes + a.len() <= RCPT_BYTES_MAX =>
+                        {
+                            self.rcpt_bytes += a.len();
+                            self.rcpt.push((a, None));
+                            Some(self.rcpt.len() - 1)
+                        }
+                        Some(_) => {
+                            self.rcpt_dropped += 1;
+                            None
+                        }
+                        None => None,
+                    };
                     self.rcpt_queue.push_back((self.generation, idx));
                     if self.rcpt_queue.len() > 10_000 {
                         self.rcpt_queue.pop_front();
@@ -403,16 +443,10 @@ pub fn parse_transcript(
                 .and_then(|s| s.parse::<i64>().ok());
             match (l2, epoch) {
                 (Some(_), Some(e)) => info.epoch = e,
-                _ => {
-                    return Err(ParseError::BadEpoch(
-                        String::from_utf8_lossy(&buf[..buf.len().min(80)]).into_owned(),
-                    ))
-                }
+                _ => return Err(ParseError::BadEpoch(excerpt(&buf))),
             }
         } else {
-            return Err(ParseError::BadHeader(
-                String::from_utf8_lossy(&buf[..buf.len().min(80)]).into_owned(),
-            ));
+            return Err(ParseError::BadHeader(excerpt(&buf)));
         }
     }
     let mut p = Parser {
@@ -422,6 +456,8 @@ pub fn parse_transcript(
         helo: None,
         mailfrom: None,
         rcpt: Vec::new(),
+        rcpt_bytes: 0,
+        rcpt_dropped: 0,
         rcpt_queue: VecDeque::new(),
         generation: 0,
         trans_depth: 0,
@@ -636,11 +672,16 @@ pub struct CollectorCounters {
     pub missing_session: u64,
     /// Sessions left in place after an I/O error (retried next scan).
     pub errors: u64,
+    /// Markers whose session is a symbolic link or not a regular file:
+    /// not read, left in place, marker removed.
+    pub not_regular: u64,
 }
 
 /// Writes each parsed message as a pair, atomically, `.json` last.
 struct PairWriter<'a> {
     dir: &'a Path,
+    /// The session's name (the `uid` in the JSON).
+    uid: String,
     stem: String,
     cur: Option<(u32, BufWriter<File>)>,
     /// Temporary files not yet renamed (cleaned up on failure).
@@ -651,7 +692,7 @@ struct PairWriter<'a> {
 
 impl PairWriter<'_> {
     fn tmp(&self, n: u32) -> PathBuf {
-        self.dir.join(format!(".{}-{n}.eml.tmp", self.stem))
+        crate::files::tmp_path(self.dir, &format!("{}-{n}.eml", self.stem))
     }
     fn cleanup(&mut self) {
         self.cur = None;
@@ -664,7 +705,7 @@ impl PairWriter<'_> {
 impl MessageOut for PairWriter<'_> {
     fn begin(&mut self, n: u32) -> io::Result<()> {
         let p = self.tmp(n);
-        let f = File::create(&p)?;
+        let f = create_new(&p).map_err(|e| named(e, &p))?;
         self.tmps.push((n, p));
         self.cur = Some((n, BufWriter::with_capacity(64 << 10, f)));
         Ok(())
@@ -689,13 +730,15 @@ impl MessageOut for PairWriter<'_> {
         let Some(pos) = pos else { return Ok(()) };
         let (_, tmp) = self.tmps.remove(pos);
         let name = format!("{}-{}", self.stem, m.n);
-        if let Err(e) = std::fs::rename(&tmp, self.dir.join(format!("{name}.eml"))) {
+        let eml = self.dir.join(format!("{name}.eml"));
+        if let Err(e) = std::fs::rename(&tmp, &eml) {
             let _ = std::fs::remove_file(&tmp);
-            return Err(e);
+            return Err(named(e, &eml));
         }
         let complete = m.complete;
+        let dropped = m.rcptto_dropped;
         let meta = EmailMeta {
-            uid: self.stem.clone(),
+            uid: self.uid.clone(),
             n: m.n,
             ts: Timestamp::from_secs_nanos(info.epoch, 0),
             id: None,
@@ -717,12 +760,16 @@ impl MessageOut for PairWriter<'_> {
             attachments: Vec::<Attachment>::new(),
             tls: false,
         };
-        let json = message_json(
+        let json = message_json_with(
             &meta,
             &JsonOptions {
                 origin: Origin::AceTranscript { orig: info.orig },
                 ts_known: true,
                 missing_known: complete,
+            },
+            RcptLimit {
+                limit: RCPT_MAX as u64,
+                dropped: Some(dropped),
             },
         );
         write_atomic(self.dir, &format!("{name}.json"), &json)?;
@@ -797,16 +844,38 @@ impl AceCollector {
         let dir = &self.cfg.ace_dir;
         let marker = dir.join(format!("{uid}.ready"));
         let session = dir.join(uid);
-        if uid.is_empty() || uid == "." || uid == ".." || uid.contains('/') || !session.is_file() {
+        if uid.is_empty() || uid == "." || uid == ".." || uid.contains('/') {
             tracing::warn!(uid, "marker without a session file; marker removed");
             let _ = std::fs::remove_file(&marker);
             self.counters.missing_session += 1;
             return;
         }
-        let file = match File::open(&session) {
+        // Never follows a link, never blocks on a FIFO, reads only a
+        // regular file (checked on the descriptor it reads).
+        let file = match open_regular(&session) {
             Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                tracing::warn!(uid, "marker without a session file; marker removed");
+                let _ = std::fs::remove_file(&marker);
+                self.counters.missing_session += 1;
+                return;
+            }
+            Err(e)
+                if e.kind() == io::ErrorKind::InvalidInput
+                    || e.raw_os_error() == Some(libc::ELOOP)
+                    || e.raw_os_error() == Some(libc::ENXIO) =>
+            {
+                tracing::warn!(
+                    uid,
+                    "session {} is a symbolic link or not a regular file: not read, left in place; marker removed",
+                    session.display()
+                );
+                let _ = std::fs::remove_file(&marker);
+                self.counters.not_regular += 1;
+                return;
+            }
             Err(e) => {
-                tracing::error!(uid, "cannot open session file: {e}");
+                tracing::error!(uid, "cannot open session file {}: {e}", session.display());
                 self.counters.errors += 1;
                 return;
             }
@@ -819,6 +888,7 @@ impl AceCollector {
             .map_or(0, |d| d.as_secs() as i64);
         let mut w = PairWriter {
             dir: &self.cfg.extract_dir,
+            uid: uid.to_string(),
             stem: safe_stem(uid),
             cur: None,
             tmps: Vec::new(),
@@ -848,6 +918,16 @@ impl AceCollector {
             Err(e) => {
                 tracing::warn!(uid, "unparsable session moved to review/: {e}");
                 let to = self.review.join(safe_stem(uid));
+                let review_ok = std::fs::symlink_metadata(&self.review).is_ok_and(|m| m.is_dir());
+                if !review_ok {
+                    tracing::error!(
+                        uid,
+                        "{} is not a directory (a link?): session left in place",
+                        self.review.display()
+                    );
+                    self.counters.errors += 1;
+                    return;
+                }
                 if let Err(e) = std::fs::rename(&session, &to) {
                     tracing::error!(uid, "moving to review/ failed: {e}");
                     self.counters.errors += 1;

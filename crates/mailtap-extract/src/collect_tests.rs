@@ -286,3 +286,129 @@ fn collector_needs_an_existing_ace_dir() {
     .unwrap();
     assert!(e.to_string().contains("nope"), "{e}");
 }
+
+// ------------------------------------------------------ hostile input
+
+#[test]
+fn collector_never_follows_links_or_reads_outside_its_directory() {
+    let (d, mut c) = collector();
+    let ace = d.path().join("ace");
+    // A secret outside the directory, linked in as a session and as an
+    // unparsable one (the issue saw its first line in a warning).
+    let secret = d.path().join("secret");
+    std::fs::write(&secret, "root:x:0:0:root:/root:/bin/bash\n").unwrap();
+    std::os::unix::fs::symlink(&secret, ace.join("Clink")).unwrap();
+    std::fs::write(ace.join("Clink.ready"), "").unwrap();
+    // A FIFO must not block the collector.
+    let fifo = std::ffi::CString::new(ace.join("Cfifo").to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    std::fs::write(ace.join("Cfifo.ready"), "").unwrap();
+    c.scan(&AtomicBool::new(false)).unwrap();
+    assert_eq!(c.counters().not_regular, 2);
+    assert_eq!(c.counters().review, 0);
+    assert_eq!(c.counters().messages, 0);
+    // The link and the secret are untouched; nothing was copied anywhere.
+    assert!(std::fs::symlink_metadata(ace.join("Clink"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(
+        std::fs::read_to_string(&secret).unwrap(),
+        "root:x:0:0:root:/root:/bin/bash\n"
+    );
+    assert!(!ace.join("Clink.ready").exists());
+    assert_eq!(std::fs::read_dir(ace.join("review")).unwrap().count(), 0);
+    assert_eq!(std::fs::read_dir(d.path().join("out")).unwrap().count(), 0);
+}
+
+#[test]
+fn unparsable_file_excerpt_is_bounded_and_escaped() {
+    let mut junk = b"\x1b[2J\x07evil\r".to_vec();
+    junk.extend_from_slice(&[b'A'; 10_000]);
+    let mut m = Mem::default();
+    let e = parse_transcript(&junk[..], 0, 1 << 20, &mut m)
+        .err()
+        .unwrap();
+    let text = e.to_string();
+    assert!(
+        !text.contains('\x1b') && !text.contains('\x07') && !text.contains('\r'),
+        "{text}"
+    );
+    assert!(text.contains("\\x1b"), "{text}");
+    assert!(text.len() < 200, "{} bytes: {text}", text.len());
+}
+
+#[test]
+fn distinct_session_names_never_share_an_output_name() {
+    let (d, mut c) = collector();
+    let ace = d.path().join("ace");
+    let names = ["a.b", "a_b", "a b", "a:b"];
+    for (i, n) in names.iter().enumerate() {
+        std::fs::write(
+            ace.join(n),
+            format!("1.2.3.4:1/tcp\n1\n< DATA 354 go\nmessage {i}\n> . .\n"),
+        )
+        .unwrap();
+        std::fs::write(ace.join(format!("{n}.ready")), "").unwrap();
+    }
+    c.scan(&AtomicBool::new(false)).unwrap();
+    assert_eq!(c.counters().messages, 4);
+    let out = d.path().join("out");
+    let mut bodies: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    bodies.sort();
+    assert_eq!(
+        bodies,
+        vec!["message 0\n", "message 1\n", "message 2\n", "message 3\n"]
+    );
+    // The JSON names the session as it was called.
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("a%2Eb-1.json")).unwrap()).unwrap();
+    assert_eq!(v["uid"], "a.b");
+}
+
+#[test]
+fn recipients_are_capped_and_the_drop_counted() {
+    let mut t = String::from("1.2.3.4:1/tcp\n1\n> MAIL FROM:<a@x>\n");
+    for i in 0..(RCPT_MAX + 250) {
+        t.push_str(&format!("> RCPT TO:<r{i}@x>\n"));
+    }
+    t.push_str("< DATA 354 go\nx\n> . .\n");
+    let m = parse(&t).unwrap();
+    let msg = &m.msgs[0].1;
+    assert_eq!(msg.rcptto.len(), RCPT_MAX);
+    assert_eq!(msg.rcptto_dropped, 250);
+    // And in the collector's JSON.
+    let (d, mut c) = collector();
+    let ace = d.path().join("ace");
+    std::fs::write(ace.join("Cmany"), &t).unwrap();
+    std::fs::write(ace.join("Cmany.ready"), "").unwrap();
+    c.scan(&AtomicBool::new(false)).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.path().join("out/Cmany-1.json")).unwrap()).unwrap();
+    assert_eq!(v["rcptto"].as_array().unwrap().len(), RCPT_MAX);
+    assert_eq!(v["rcptto_limit"], RCPT_MAX);
+    assert_eq!(v["rcptto_dropped"], 250);
+}
+
+#[test]
+fn far_past_epoch_is_clamped_not_overflowed() {
+    let (d, mut c) = collector();
+    let ace = d.path().join("ace");
+    std::fs::write(
+        ace.join("Cold"),
+        "1.2.3.4:1/tcp\n-99999999999\n< DATA 354 go\nx\n> . .\n",
+    )
+    .unwrap();
+    std::fs::write(ace.join("Cold.ready"), "").unwrap();
+    c.scan(&AtomicBool::new(false)).unwrap();
+    assert_eq!(c.counters().messages, 1);
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.path().join("out/Cold-1.json")).unwrap()).unwrap();
+    assert!(v["ts"].as_f64().unwrap() < -9.2e9, "{}", v["ts"]);
+}

@@ -1,11 +1,12 @@
 //! `--extract-dir`: one `<uid>-<n>.eml` + `<uid>-<n>.json` pair per message.
 //!
-//! Chunks are appended to the hidden temporary `.<uid>-<n>.eml.tmp`; the
+//! Chunks are appended to a hidden temporary file with an unpredictable
+//! name (`.<uid>-<n>.eml.<random>.tmp`, created `O_EXCL | O_NOFOLLOW`); the
 //! message's [`EmailMeta`] renames it to `<uid>-<n>.eml` and then writes
 //! the JSON under a temporary name and renames it, so the `.json` appears
 //! last and a reader that waits for it always finds a whole message.
 
-use crate::files::{ensure_writable_dir, safe_stem, write_atomic, HandleCache};
+use crate::files::{create_new, ensure_writable_dir, named, safe_stem, write_atomic, HandleCache};
 use crate::json::{message_json, JsonOptions, Origin};
 use mailtap_core::mail::{EmailChunk, EmailMeta};
 use mailtap_core::Record;
@@ -57,6 +58,8 @@ pub struct ExtractCounters {
 
 struct Pending {
     bytes: u64,
+    /// The message's temporary file (random name).
+    tmp: PathBuf,
 }
 
 /// The collector-side extraction sink.
@@ -85,7 +88,7 @@ impl ExtractSink {
     }
 
     fn tmp_path(&self, stem: &str) -> PathBuf {
-        self.dir.join(format!(".{stem}.eml.tmp"))
+        crate::files::tmp_path(&self.dir, &format!("{stem}.eml"))
     }
 
     /// Takes the records this sink cares about; ignores the rest.
@@ -101,12 +104,27 @@ impl ExtractSink {
     pub fn chunk(&mut self, c: &EmailChunk) -> io::Result<()> {
         let key = (c.uid.clone(), c.n);
         let first = !self.pending.contains_key(&key);
-        let path = self.tmp_path(&stem(&c.uid, c.n));
-        self.handles.get(&path, first)?.write_all(&c.data)?;
-        self.pending
-            .entry(key)
-            .or_insert(Pending { bytes: 0 })
-            .bytes += c.data.len() as u64;
+        if first {
+            let tmp = self.tmp_path(&stem(&c.uid, c.n));
+            self.pending.insert(key.clone(), Pending { bytes: 0, tmp });
+        }
+        let Some(p) = self.pending.get_mut(&key) else {
+            return Ok(());
+        };
+        let path = p.tmp.clone();
+        let res = self
+            .handles
+            .get(&path, first)
+            .and_then(|w| w.write_all(&c.data).map_err(|e| named(e, &path)));
+        if let Err(e) = res {
+            if first {
+                self.pending.remove(&key);
+            }
+            return Err(e);
+        }
+        if let Some(p) = self.pending.get_mut(&key) {
+            p.bytes += c.data.len() as u64;
+        }
         self.counters.bytes += c.data.len() as u64;
         Ok(())
     }
@@ -119,22 +137,25 @@ impl ExtractSink {
     /// `complete: false` with the shortfall added to `missing_bytes`.
     pub fn meta(&mut self, m: &EmailMeta) -> io::Result<()> {
         let stem = stem(&m.uid, m.n);
-        let tmp = self.tmp_path(&stem);
-        let written = match self.pending.remove(&(m.uid.clone(), m.n)) {
+        let (written, tmp) = match self.pending.remove(&(m.uid.clone(), m.n)) {
             Some(p) => {
-                self.handles.close(&tmp)?;
-                p.bytes
+                if let Err(e) = self.handles.close(&p.tmp) {
+                    let _ = std::fs::remove_file(&p.tmp);
+                    return Err(e);
+                }
+                (p.bytes, p.tmp)
             }
             None => {
                 // An empty message, or one whose every chunk was lost.
-                std::fs::File::create(&tmp)?;
-                0
+                let tmp = self.tmp_path(&stem);
+                create_new(&tmp).map_err(|e| named(e, &tmp))?;
+                (0, tmp)
             }
         };
         let mut fixed;
         let m = if written != m.size {
             fixed = m.clone();
-            let (size, sha256) = hash_file(&tmp)?;
+            let (size, sha256) = hash_file(&tmp).map_err(|e| named(e, &tmp))?;
             self.counters.size_mismatch += 1;
             self.counters.bytes_lost += m.size.saturating_sub(size);
             fixed.missing_bytes += m.size.saturating_sub(size);
@@ -168,9 +189,10 @@ impl ExtractSink {
     }
 
     fn finish_pair(&mut self, stem: &str, tmp: &Path, json: &[u8]) -> io::Result<()> {
-        if let Err(e) = std::fs::rename(tmp, self.dir.join(format!("{stem}.eml"))) {
+        let eml = self.dir.join(format!("{stem}.eml"));
+        if let Err(e) = std::fs::rename(tmp, &eml) {
             let _ = std::fs::remove_file(tmp);
-            return Err(e);
+            return Err(named(e, &eml));
         }
         write_atomic(&self.dir, &format!("{stem}.json"), json)?;
         self.counters.messages += 1;
@@ -204,9 +226,11 @@ impl ExtractSink {
         let mut keys: Vec<(String, u32)> = self.pending.keys().cloned().collect();
         keys.sort();
         for (uid, n) in keys {
-            self.pending.remove(&(uid.clone(), n));
+            let Some(p) = self.pending.remove(&(uid.clone(), n)) else {
+                continue;
+            };
             let stem = stem(&uid, n);
-            let tmp = self.tmp_path(&stem);
+            let tmp = p.tmp;
             let r = self.finish_orphan(&uid, n, &stem, &tmp);
             if r.is_err() {
                 let _ = std::fs::remove_file(&tmp);
@@ -225,7 +249,7 @@ impl ExtractSink {
 
     fn finish_orphan(&mut self, uid: &str, n: u32, stem: &str, tmp: &Path) -> io::Result<()> {
         self.handles.close(tmp)?;
-        let (size, sha256) = hash_file(tmp)?;
+        let (size, sha256) = hash_file(tmp).map_err(|e| named(e, tmp))?;
         let m = EmailMeta {
             uid: uid.to_string(),
             n,
@@ -251,7 +275,7 @@ impl ExtractSink {
 
 /// Size and hex SHA-256 of a file.
 pub(crate) fn hash_file(p: &Path) -> io::Result<(u64, String)> {
-    let mut f = std::fs::File::open(p)?;
+    let mut f = crate::files::open_regular(p)?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 64 << 10];
     let mut size = 0u64;
@@ -353,9 +377,16 @@ mod tests {
         let body = b"Subject: x\r\n\r\nhi\r\n";
         s.write(&chunk("Cabc", 1, &body[..7])).unwrap();
         s.write(&chunk("Cabc", 1, &body[7..])).unwrap();
-        // Only a hidden temporary name so far: a `*.json` or `*.eml`
-        // reader sees nothing.
-        assert_eq!(names(d.path()), vec![".Cabc-1.eml.tmp"]);
+        // Only a hidden temporary name so far, with a random part: a
+        // `*.json` or `*.eml` reader sees nothing.
+        let n = names(d.path());
+        assert_eq!(n.len(), 1);
+        assert!(
+            n[0].starts_with(".Cabc-1.eml.")
+                && n[0].ends_with(".tmp")
+                && n[0].len() == ".Cabc-1.eml.".len() + 20,
+            "{n:?}"
+        );
         assert!(visible_json(d.path()).is_empty());
         s.write(&Record::EmailMeta(Box::new(meta("Cabc", 1, body))))
             .unwrap();
@@ -365,6 +396,38 @@ mod tests {
         r.unwrap();
         assert_eq!(c.messages, 1);
         assert_eq!(c.bytes, body.len() as u64);
+    }
+
+    #[test]
+    fn planted_links_at_predictable_names_are_not_followed() {
+        // Issue 12: a link planted at `.<uid>-1.eml.tmp` made the sink
+        // overwrite a file outside the directory.
+        let d = tempfile::tempdir().unwrap();
+        let out = d.path().join("x");
+        std::fs::create_dir(&out).unwrap();
+        let victim = d.path().join("victim");
+        std::fs::write(&victim, b"keep me").unwrap();
+        for name in [
+            ".Cabc-1.eml.tmp",
+            "Cabc-1.eml",
+            "Cabc-1.json",
+            ".Cabc-1.json.tmp",
+        ] {
+            std::os::unix::fs::symlink(&victim, out.join(name)).unwrap();
+        }
+        let mut s = ExtractSink::new(&ExtractConfig::new(out.clone())).unwrap();
+        let body = b"Subject: x\r\n\r\nhi\r\n";
+        s.write(&chunk("Cabc", 1, body)).unwrap();
+        s.write(&Record::EmailMeta(Box::new(meta("Cabc", 1, body))))
+            .unwrap();
+        let (_, r) = s.finish();
+        r.unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"keep me");
+        assert_eq!(std::fs::read(out.join("Cabc-1.eml")).unwrap(), body);
+        for name in ["Cabc-1.eml", "Cabc-1.json"] {
+            let m = std::fs::symlink_metadata(out.join(name)).unwrap();
+            assert!(m.file_type().is_file(), "{name}");
+        }
     }
 
     #[test]
@@ -389,6 +452,8 @@ mod tests {
             "mailfrom",
             "rcptto",
             "rcptto_rejected",
+            "rcptto_limit",
+            "rcptto_dropped",
             "status_code",
             "status_text",
             "user",
@@ -417,6 +482,8 @@ mod tests {
             serde_json::json!({"orig_h":"198.51.100.7","orig_p":51514,"resp_h":"2001:db8::25","resp_p":25})
         );
         assert_eq!(v["protocol"], "smtp");
+        assert_eq!(v["rcptto_limit"], 1000);
+        assert_eq!(v["rcptto_dropped"], 0);
         assert_eq!(
             v["rcptto_rejected"],
             serde_json::json!([{"address":"nobody@example.test","code":550}])

@@ -1,10 +1,12 @@
 //! File plumbing shared by the sinks: a small LRU of open append handles,
-//! atomic "temporary name, then rename" writes, safe file-name stems and a
+//! safe file creation (`O_EXCL | O_NOFOLLOW` under an unpredictable
+//! temporary name, then a rename), safe and injective file-name stems and a
 //! writability check for output directories.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// Buffer per open handle: small, as many handles may be open.
@@ -47,11 +49,12 @@ impl HandleCache {
                 self.evict_one()?;
             }
             let f = if truncate {
-                File::create(path)?
+                create_new(path)
             } else {
                 self.reopens += 1;
-                OpenOptions::new().create(true).append(true).open(path)?
-            };
+                open_append(path)
+            }
+            .map_err(|e| named(e, path))?;
             self.open.insert(
                 path.to_owned(),
                 (BufWriter::with_capacity(HANDLE_BUF, f), tick),
@@ -81,7 +84,7 @@ impl HandleCache {
     /// Flushes and closes `path` if it is open.
     pub(crate) fn close(&mut self, path: &Path) -> io::Result<()> {
         match self.open.remove(path) {
-            Some((mut w, _)) => w.flush(),
+            Some((mut w, _)) => w.flush().map_err(|e| named(e, path)),
             None => Ok(()),
         }
     }
@@ -99,10 +102,10 @@ impl HandleCache {
     /// Flushes and closes everything; the first error is returned.
     pub(crate) fn close_all(&mut self) -> io::Result<()> {
         let mut res = Ok(());
-        for (_, (mut w, _)) in self.open.drain() {
+        for (p, (mut w, _)) in self.open.drain() {
             if let Err(e) = w.flush() {
                 if res.is_ok() {
-                    res = Err(e);
+                    res = Err(named(e, &p));
                 }
             }
         }
@@ -115,12 +118,93 @@ impl HandleCache {
     }
 }
 
-/// Writes `data` to `<dir>/.<name>.tmp`, then renames it to `<dir>/<name>`:
-/// a reader never sees a partial file under the final name.
+/// A random 64-bit value from the OS (getrandom(2)), or, should that
+/// fail, from std's randomly keyed hasher. Never predictable from outside.
+pub fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    // SAFETY: `b` is a valid writable buffer of 8 bytes.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    if n == 8 {
+        return u64::from_ne_bytes(b);
+    }
+    use std::hash::{BuildHasher, Hasher};
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
+}
+
+/// `<dir>/.<name>.<16 random hex digits>.tmp`: a hidden temporary name
+/// nobody can guess in advance (so nobody can plant a link there).
+pub fn tmp_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!(".{name}.{:016x}.tmp", random_u64()))
+}
+
+/// Creates a new file at `path` for writing: `O_CREAT | O_EXCL |
+/// O_NOFOLLOW`, so an existing file, symbolic link or anything else at the
+/// name is an error and never written through. Mode 0600: messages are
+/// private.
+pub fn create_new(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+}
+
+/// Opens an existing regular file for appending without following a
+/// symbolic link (`O_NOFOLLOW`) or blocking on a FIFO (`O_NONBLOCK`); a
+/// missing file is created with [`create_new`].
+pub fn open_append(path: &Path) -> io::Result<File> {
+    let f = match OpenOptions::new()
+        .append(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+    {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return create_new(path),
+        r => r?,
+    };
+    if !f.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{}: not a regular file", path.display()),
+        ));
+    }
+    Ok(f)
+}
+
+/// Opens a regular file for reading without following a symbolic link and
+/// without blocking on a FIFO; anything but a regular file is an error.
+/// The check is on the opened descriptor, so nothing can be swapped in
+/// between.
+pub fn open_regular(path: &Path) -> io::Result<File> {
+    let f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    Ok(f)
+}
+
+/// Writes `data` under a fresh unpredictable temporary name in `dir`
+/// (created with `O_EXCL | O_NOFOLLOW`), then renames it to `<dir>/<name>`:
+/// a reader never sees a partial file under the final name, and a link
+/// planted at either name is replaced, never followed.
 pub(crate) fn write_atomic(dir: &Path, name: &str, data: &[u8]) -> io::Result<()> {
-    let tmp = dir.join(format!(".{name}.tmp"));
+    let tmp = tmp_path(dir, name);
     let res = (|| {
-        let mut f = File::create(&tmp)?;
+        let mut f = create_new(&tmp)?;
         f.write_all(data)?;
         f.flush()?;
         std::fs::rename(&tmp, dir.join(name))
@@ -128,29 +212,52 @@ pub(crate) fn write_atomic(dir: &Path, name: &str, data: &[u8]) -> io::Result<()
     if res.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
-    res
+    res.map_err(|e| named(e, &dir.join(name)))
 }
 
-/// A file-name stem from a uid: ASCII letters, digits, `_` and `-` are
-/// kept, anything else becomes `_`, so a name can never leave the directory
-/// or hide itself with a leading dot. Zeek and mailtap uids are unchanged.
-pub fn safe_stem(uid: &str) -> String {
-    let s: String = uid
-        .chars()
-        .take(200)
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if s.is_empty() {
-        "_".to_string()
-    } else {
-        s
+/// `e` with `path` in its message (every I/O error names its file).
+pub fn named(e: io::Error, path: &Path) -> io::Error {
+    let msg = e.to_string();
+    if msg.contains(&*path.to_string_lossy()) {
+        return e;
     }
+    io::Error::new(e.kind(), format!("{}: {msg}", path.display()))
+}
+
+/// Longest stem kept as is; longer ones end in a hash of the whole name.
+const STEM_MAX: usize = 200;
+
+/// A file-name stem from a uid or session name: ASCII letters, digits, `_`
+/// and `-` are kept, every other byte becomes `%XX` (so a name can never
+/// leave the directory or hide itself with a leading dot), and distinct
+/// names always give distinct stems (`a.b`, `a_b`, `a b` and `a:b` stay
+/// apart). A stem longer than 200 bytes is cut and ends in `~` and the
+/// SHA-256 of the whole name (`~` is escaped elsewhere, so this cannot
+/// meet an uncut stem). Zeek and mailtap uids are unchanged.
+pub fn safe_stem(uid: &str) -> String {
+    let mut s = String::with_capacity(uid.len().min(STEM_MAX + 8));
+    for &b in uid.as_bytes() {
+        if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
+            s.push(b as char);
+        } else {
+            s.push_str(&format!("%{b:02X}"));
+        }
+    }
+    if s.is_empty() {
+        return "%".to_string();
+    }
+    if s.len() > STEM_MAX {
+        use sha2::{Digest, Sha256};
+        let h = crate::extract::hex(&Sha256::digest(uid.as_bytes()));
+        let mut cut = STEM_MAX - 65;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push('~');
+        s.push_str(&h);
+    }
+    s
 }
 
 /// Creates `dir` if needed and checks that files can be created in it.
@@ -158,8 +265,15 @@ pub fn safe_stem(uid: &str) -> String {
 pub fn ensure_writable_dir(dir: &Path, what: &str) -> io::Result<()> {
     let named = |e: io::Error| io::Error::new(e.kind(), format!("{what} {}: {e}", dir.display()));
     std::fs::create_dir_all(dir).map_err(named)?;
-    let probe = dir.join(format!(".mailtap-probe-{}", std::process::id()));
-    File::create(&probe).map_err(named)?;
+    let meta = std::fs::metadata(dir).map_err(named)?;
+    if !meta.is_dir() {
+        return Err(named(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a directory",
+        )));
+    }
+    let probe = tmp_path(dir, "mailtap-probe");
+    create_new(&probe).map_err(named)?;
     std::fs::remove_file(&probe).map_err(named)?;
     Ok(())
 }
@@ -191,9 +305,54 @@ mod tests {
     #[test]
     fn stems_stay_in_the_directory() {
         assert_eq!(safe_stem("CyEkdLKUYIgTyYhAl"), "CyEkdLKUYIgTyYhAl");
-        assert_eq!(safe_stem("../x"), "___x");
-        assert_eq!(safe_stem(".hidden"), "_hidden");
-        assert_eq!(safe_stem(""), "_");
+        assert_eq!(safe_stem("../x"), "%2E%2E%2Fx");
+        assert_eq!(safe_stem(".hidden"), "%2Ehidden");
+        assert_eq!(safe_stem(""), "%");
+    }
+
+    #[test]
+    fn distinct_names_give_distinct_stems() {
+        // Issue 12: all four became `a_b`.
+        let names = [
+            "a.b", "a_b", "a b", "a:b", "a%2Eb", "a%b", "", "%", "é", "a~b",
+        ];
+        let stems: std::collections::HashSet<String> = names.iter().map(|n| safe_stem(n)).collect();
+        assert_eq!(stems.len(), names.len(), "{stems:?}");
+        for s in &stems {
+            assert!(!s.starts_with('.') && !s.contains('/'), "{s}");
+        }
+        // Long names: bounded, still distinct when only the end differs.
+        let a = format!("{}a", "x".repeat(300));
+        let b = format!("{}b", "x".repeat(300));
+        assert_ne!(safe_stem(&a), safe_stem(&b));
+        assert!(safe_stem(&a).len() <= 200);
+        assert_ne!(safe_stem(&"y".repeat(200)), safe_stem(&"y".repeat(201)));
+    }
+
+    #[test]
+    fn planted_links_at_the_output_name_are_never_followed() {
+        let d = tempfile::tempdir().unwrap();
+        let outside = d.path().join("outside");
+        std::fs::write(&outside, b"precious").unwrap();
+        let out = d.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+        std::os::unix::fs::symlink(&outside, out.join("m.json")).unwrap();
+        write_atomic(&out, "m.json", b"{}").unwrap();
+        assert_eq!(std::fs::read(&outside).unwrap(), b"precious");
+        assert!(!std::fs::symlink_metadata(out.join("m.json"))
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(std::fs::read(out.join("m.json")).unwrap(), b"{}");
+        // create_new refuses a link (and anything else) at the name.
+        std::os::unix::fs::symlink(&outside, out.join("l")).unwrap();
+        assert!(create_new(&out.join("l")).is_err());
+        // open_append does not follow one either.
+        assert!(open_append(&out.join("l")).is_err());
+        assert!(open_regular(&out.join("l")).is_err());
+        assert_eq!(std::fs::read(&outside).unwrap(), b"precious");
+        // Temporary names are not predictable: two are never equal.
+        assert_ne!(tmp_path(&out, "x"), tmp_path(&out, "x"));
     }
 
     #[test]

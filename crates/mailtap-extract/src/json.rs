@@ -1,7 +1,8 @@
 //! The `<uid>-<n>.json` document that describes one extracted message.
 //!
 //! Field names and order follow the issue: uid, ts, id, protocol, n,
-//! trans_depth, helo, mailfrom, rcptto, rcptto_rejected, status_code,
+//! trans_depth, helo, mailfrom, rcptto, rcptto_rejected, rcptto_limit,
+//! rcptto_dropped (the recipient cap and how many it dropped), status_code,
 //! status_text, user, size, sha256, complete, missing_bytes, partial,
 //! headers, attachments, tls, then `line_endings` and `source` (where the
 //! bytes came from). Byte strings taken from the wire (helo, addresses,
@@ -118,6 +119,8 @@ struct MessageJson<'a> {
     mailfrom: Option<JBytes<'a>>,
     rcptto: Vec<JBytes<'a>>,
     rcptto_rejected: Vec<Rejected<'a>>,
+    rcptto_limit: u64,
+    rcptto_dropped: Option<u64>,
     status_code: Option<u32>,
     status_text: Option<JBytes<'a>>,
     user: Option<JBytes<'a>>,
@@ -171,8 +174,41 @@ pub struct JsonOptions {
     pub missing_known: bool,
 }
 
-/// The JSON document for one message, pretty-printed, with a final LF.
+/// Recipients per list the SMTP analyzer keeps for a captured message
+/// (mailtap-smtp's `MAX_META_RCPTS`).
+pub const CAPTURE_RCPT_LIMIT: u64 = 1000;
+
+/// The recipient cap that applied to a message and how many recipients it
+/// dropped (`None`: unknown, only that the cap was reached).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RcptLimit {
+    pub limit: u64,
+    pub dropped: Option<u64>,
+}
+
+impl RcptLimit {
+    /// A captured message: the analyzer keeps [`CAPTURE_RCPT_LIMIT`] per
+    /// list and does not count what it drops, so a list at the cap gives
+    /// `dropped: None` (some may be missing), else 0.
+    pub fn capture(m: &EmailMeta) -> Self {
+        let full = m.rcptto.len() as u64 >= CAPTURE_RCPT_LIMIT
+            || m.rcptto_rejected.len() as u64 >= CAPTURE_RCPT_LIMIT;
+        RcptLimit {
+            limit: CAPTURE_RCPT_LIMIT,
+            dropped: if full { None } else { Some(0) },
+        }
+    }
+}
+
+/// The JSON document for one message, pretty-printed, with a final LF
+/// (recipient cap as [`RcptLimit::capture`]).
 pub fn message_json(m: &EmailMeta, opt: &JsonOptions) -> Vec<u8> {
+    message_json_with(m, opt, RcptLimit::capture(m))
+}
+
+/// [`message_json`] with the recipient cap that applied: `rcptto_limit`
+/// and `rcptto_dropped` in the document.
+pub fn message_json_with(m: &EmailMeta, opt: &JsonOptions, rcpt: RcptLimit) -> Vec<u8> {
     let id = match (&opt.origin, m.id) {
         (Origin::Capture, Some(id)) => Some(IdJson {
             orig_h: Some(zeek_addr(id.orig_h)),
@@ -210,6 +246,8 @@ pub fn message_json(m: &EmailMeta, opt: &JsonOptions) -> Vec<u8> {
                 code: *c,
             })
             .collect(),
+        rcptto_limit: rcpt.limit,
+        rcptto_dropped: rcpt.dropped,
         status_code: m.status_code,
         status_text: m.status_text.as_deref().map(JBytes),
         user: m.user.as_deref().map(JBytes),
