@@ -1,12 +1,15 @@
 //! Log files, the event stream file and the set of logs of one run.
 
 use crate::format::{format_event, format_zeek_close, format_zeek_header, json_row, zeek_row};
-use crate::rotate::{next_rotation, rename_rotated, PostRotate, RotationConfig, RotationStats};
+use crate::rotate::{
+    next_rotation, rename_noreplace, rename_rotated, PostRotate, RotationConfig, RotationStats,
+};
 use crate::{LogFormat, LogLimits, Truncations};
 use mailtap_core::{EventRecord, FieldDef, Interval, Record, Timestamp, WeirdRecord, ZeekRecord};
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -31,23 +34,187 @@ struct Sink {
     file: File,
     buf: Vec<u8>,
     written: u64,
+    /// The file's name, for error messages.
+    path: PathBuf,
+}
+
+/// `e` with `path` in its message, unless it names it already.
+fn named(e: io::Error, path: &Path) -> io::Error {
+    let msg = e.to_string();
+    if msg.contains(&*path.to_string_lossy()) {
+        return e;
+    }
+    io::Error::new(e.kind(), format!("{}: {msg}", path.display()))
+}
+
+/// 64 random bits from the OS (getrandom(2)); std's randomly keyed hasher
+/// if that fails.
+fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    // SAFETY: `b` is a valid writable buffer of 8 bytes.
+    if unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) } == 8 {
+        return u64::from_ne_bytes(b);
+    }
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
+}
+
+/// A new file next to `path` under a hidden name nobody can guess
+/// (`.<name>.<16 hex digits>.tmp`), created `O_CREAT | O_EXCL |
+/// O_NOFOLLOW`: nothing planted in advance can be written through.
+fn create_tmp_beside(path: &Path) -> io::Result<(File, PathBuf)> {
+    let name = path
+        .file_name()
+        .map_or_else(|| "log".into(), |n| n.to_string_lossy().into_owned());
+    let dir = path.parent().unwrap_or(Path::new("."));
+    for _ in 0..8 {
+        let tmp = dir.join(format!(".{name}.{:016x}.tmp", random_u64()));
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&tmp)
+        {
+            Ok(f) => return Ok((f, tmp)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(named(e, &tmp)),
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        format!("{}: no free temporary name", dir.display()),
+    ))
+}
+
+/// What is at `path` now, without following a link.
+enum AtPath {
+    Nothing,
+    Regular,
+    Link,
+    /// A device, FIFO or socket.
+    Special,
+}
+
+fn at_path(path: &Path) -> io::Result<AtPath> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => Ok(AtPath::Link),
+        Ok(m) if m.is_file() => Ok(AtPath::Regular),
+        Ok(m) if m.is_dir() => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "is a directory",
+        )),
+        Ok(m) if m.file_type().is_char_device() || m.file_type().is_fifo() => Ok(AtPath::Special),
+        Ok(_) => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        )),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(AtPath::Nothing),
+        Err(e) => Err(e),
+    }
+}
+
+/// Opens an existing device or FIFO the operator named (`--events
+/// /dev/stdout`'s target, `/dev/full`) for writing, without creating,
+/// truncating or following anything.
+fn open_special(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+}
+
+/// Opens an output file safely. A new file (or a new generation replacing
+/// a regular file, `append == false`) is created under an unpredictable
+/// temporary name with `O_EXCL | O_NOFOLLOW` and renamed to `path`, so a
+/// symbolic link planted at `path` is replaced, never followed, and no
+/// file outside the directory can be touched. `append` opens a regular
+/// file already at `path` with `O_APPEND | O_NOFOLLOW` (checked on the
+/// descriptor). A symbolic link at `path` is replaced by a new log and
+/// refused otherwise; a device or FIFO is written to only when `special`
+/// (the event stream may go to one).
+fn open_output(path: &Path, append: bool, special: bool) -> io::Result<(File, u64)> {
+    for _ in 0..4 {
+        match at_path(path)? {
+            // A new log generation replaces a link (rename does not
+            // follow it); the event stream's name is the operator's, and
+            // an appended file must be the one at the name: refused.
+            AtPath::Link if !append && !special => {}
+            AtPath::Link => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "is a symbolic link (not followed)",
+                ))
+            }
+            AtPath::Special if special => return Ok((open_special(path)?, 0)),
+            AtPath::Special => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "not a regular file",
+                ))
+            }
+            AtPath::Regular if append => {
+                let f = match OpenOptions::new()
+                    .append(true)
+                    .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+                    .open(path)
+                {
+                    // Replaced or removed meanwhile: look again.
+                    Err(e)
+                        if e.kind() == io::ErrorKind::NotFound
+                            || e.raw_os_error() == Some(libc::ELOOP) =>
+                    {
+                        continue
+                    }
+                    r => r?,
+                };
+                let m = f.metadata()?;
+                if !m.is_file() {
+                    continue;
+                }
+                return Ok((f, m.len()));
+            }
+            AtPath::Nothing | AtPath::Regular => {}
+        }
+        let (f, tmp) = create_tmp_beside(path)?;
+        let r = if append {
+            // Never replace a file that appeared meanwhile.
+            rename_noreplace(&tmp, path)
+        } else {
+            std::fs::rename(&tmp, path)
+        };
+        match r {
+            Ok(()) => return Ok((f, 0)),
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                if e.kind() == io::ErrorKind::AlreadyExists {
+                    continue;
+                }
+                return Err(e);
+            }
+        }
+    }
+    Err(io::Error::other(
+        "the file keeps changing while it is opened",
+    ))
 }
 
 impl Sink {
-    /// Creates (truncates) the file, or with `append` opens it for
-    /// appending (creating it if missing; its current length counts).
-    fn open(path: &Path, append: bool) -> io::Result<Sink> {
-        let (file, written) = if append {
-            let f = OpenOptions::new().create(true).append(true).open(path)?;
-            let len = f.metadata()?.len();
-            (f, len)
-        } else {
-            (File::create(path)?, 0)
-        };
+    /// Creates the file anew (replacing a regular file at the name), or
+    /// with `append` opens it for appending (creating it if missing; its
+    /// current length counts); see [`open_output`]. Errors name the file.
+    fn open(path: &Path, append: bool, special: bool) -> io::Result<Sink> {
+        let (file, written) = open_output(path, append, special).map_err(|e| named(e, path))?;
         Ok(Sink {
             file,
             buf: Vec::with_capacity(BUFFER_BYTES + 8192),
             written,
+            path: path.to_owned(),
         })
     }
 
@@ -73,7 +240,7 @@ impl Sink {
             self.written += self.buf.len() as u64;
         }
         self.buf.clear();
-        r
+        r.map_err(|e| named(e, &self.path))
     }
 }
 
@@ -150,7 +317,7 @@ impl LogFile {
         now: Option<SystemTime>,
     ) -> io::Result<Truncations> {
         if self.sink.is_none() {
-            let mut sink = Sink::open(&self.file_path, self.append)?;
+            let mut sink = Sink::open(&self.file_path, self.append, false)?;
             self.append = true;
             let now = now.unwrap_or_else(SystemTime::now);
             self.opened.start(now, self.interval);
@@ -250,7 +417,7 @@ impl EventFile {
     pub fn create(path: &Path) -> io::Result<Self> {
         Ok(EventFile {
             path: path.to_owned(),
-            sink: Some(Sink::open(path, false)?),
+            sink: Some(Sink::open(path, false, true)?),
             events: 0,
             opened: Opened::default(),
             interval: None,
@@ -264,7 +431,7 @@ impl EventFile {
 
     fn write_opt(&mut self, ev: &EventRecord, now: Option<SystemTime>) -> io::Result<()> {
         if self.sink.is_none() {
-            self.sink = Some(Sink::open(&self.path, true)?);
+            self.sink = Some(Sink::open(&self.path, true, true)?);
         }
         if self.opened.open_time.is_none() {
             self.opened

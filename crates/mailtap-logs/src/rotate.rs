@@ -153,7 +153,7 @@ pub(crate) fn rename_rotated(
 /// `rename` that fails with `AlreadyExists` instead of replacing `to`:
 /// atomic `renameat2(RENAME_NOREPLACE)` on Linux, check-then-rename where
 /// the file system does not support it.
-fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+pub(crate) fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
     #[cfg(target_os = "linux")]
     {
         use std::ffi::CString;

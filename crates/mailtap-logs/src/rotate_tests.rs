@@ -7,6 +7,7 @@ use crate::*;
 use mailtap_core::{ConnId, Event, EventRecord, Record, SmtpRecord, Timestamp, WeirdRecord};
 use std::collections::BTreeSet;
 use std::net::IpAddr;
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -658,4 +659,92 @@ fn finish_renames_only_with_rotation_and_leaves_empty_streams() {
     assert_eq!(read(&list), format!("{}\n", r.display()));
     assert_eq!(read(&d.join("events.jsonl")), "");
     assert_eq!(names(d).len(), 3, "{:?}", names(d));
+}
+
+// ------------------------------------------------------------ safe files
+
+fn is_link(p: &Path) -> bool {
+    std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink())
+}
+
+#[test]
+fn links_planted_at_log_names_are_never_followed() {
+    let d = tempfile::tempdir().unwrap();
+    let victim = d.path().join("victim");
+    std::fs::write(&victim, "keep me\n").unwrap();
+    let out = d.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    // Issue 12: File::create truncated and wrote through such links.
+    std::os::unix::fs::symlink(&victim, out.join("smtp.log")).unwrap();
+    std::os::unix::fs::symlink(&victim, out.join("weird.log")).unwrap();
+    let mut set = LogSet::new(&out, LogFormat::Zeek, LogLimits::default(), None).unwrap();
+    set.write(&smtp(1)).unwrap();
+    set.write(&weird(2)).unwrap();
+    let stats = set.finish().unwrap();
+    assert_eq!(stats.rows.get("smtp"), Some(&1));
+    assert_eq!(read(&victim), "keep me\n");
+    // The links were replaced by the logs, not written through.
+    assert!(!is_link(&out.join("smtp.log")) && !is_link(&out.join("weird.log")));
+    assert_eq!(data_lines(&read(&out.join("smtp.log"))).len(), 1);
+    // No temporary file left behind.
+    assert!(
+        names(&out).iter().all(|n| !n.starts_with('.')),
+        "{:?}",
+        names(&out)
+    );
+}
+
+#[test]
+fn reopen_and_events_refuse_links_and_name_the_file() {
+    let d = tempfile::tempdir().unwrap();
+    let victim = d.path().join("victim");
+    std::fs::write(&victim, "keep me\n").unwrap();
+    // The event stream: a link at its name is refused, naming it.
+    let ev = d.path().join("events.json");
+    std::os::unix::fs::symlink(&victim, &ev).unwrap();
+    let e = LogSet::new(d.path(), LogFormat::Json, LogLimits::default(), Some(&ev))
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("events.json"), "{e}");
+    assert!(e.to_string().contains("symbolic link"), "{e}");
+    std::fs::remove_file(&ev).unwrap();
+    // After a reopen (logrotate moved the file away and an attacker put a
+    // link at the name), the next file is not opened through the link.
+    let mut set = LogSet::new(d.path(), LogFormat::Json, LogLimits::default(), Some(&ev)).unwrap();
+    set.write(&smtp(1)).unwrap();
+    set.write(&event(1)).unwrap();
+    set.reopen().unwrap();
+    std::fs::rename(d.path().join("smtp.log"), d.path().join("smtp.old")).unwrap();
+    std::os::unix::fs::symlink(&victim, d.path().join("smtp.log")).unwrap();
+    let e = set.write(&smtp(2)).unwrap_err();
+    assert!(e.to_string().contains("smtp.log"), "{e}");
+    assert_eq!(read(&victim), "keep me\n");
+    // A regular file left at the name is appended to, as before.
+    std::fs::remove_file(d.path().join("smtp.log")).unwrap();
+    std::fs::write(d.path().join("smtp.log"), "kept\n").unwrap();
+    set.write(&smtp(3)).unwrap();
+    set.write(&event(3)).unwrap();
+    set.finish().unwrap();
+    assert!(read(&d.path().join("smtp.log")).starts_with("kept\n"));
+    assert_eq!(read(&ev).lines().count(), 2);
+    assert_eq!(read(&victim), "keep me\n");
+}
+
+#[test]
+fn events_may_go_to_a_device_the_operator_names() {
+    // /dev/null is a character device: written to, never replaced.
+    let d = tempfile::tempdir().unwrap();
+    let mut set = LogSet::new(
+        d.path(),
+        LogFormat::Json,
+        LogLimits::default(),
+        Some(Path::new("/dev/null")),
+    )
+    .unwrap();
+    set.write(&event(1)).unwrap();
+    set.finish().unwrap();
+    assert!(std::fs::metadata("/dev/null")
+        .unwrap()
+        .file_type()
+        .is_char_device());
 }
