@@ -419,8 +419,15 @@ impl Default for Ace {
 #[serde(default, deny_unknown_fields)]
 pub struct General {
     /// Mixed into connection uids; give each sensor its own to make uids
-    /// differ between sensors that see the same traffic.
+    /// differ between sensors that see the same traffic. Empty (the
+    /// default): a random salt made once per installation and kept in
+    /// `<state dir>/uid_salt` (see docs/configuration.md), so uids (and the
+    /// names of extracted files) cannot be predicted from the traffic.
     pub uid_salt: String,
+    /// Key of the symmetric flow hash that picks a packet's shard. Empty
+    /// (the default): a random key per run, so nobody can aim every flow
+    /// at one shard. Outputs are the same whatever the key.
+    pub flow_hash_key: String,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -707,6 +714,15 @@ mod tests {
         .unwrap();
         // But the default fill ring needs the default frames.
         assert!(err(&["live.xdp_frame_count=4096"]).contains("live.xdp_fill_ring"));
+    }
+
+    #[test]
+    fn flow_hash_key_and_uid_salt_are_general_keys() {
+        let c = load(&["general.flow_hash_key=abc", "general.uid_salt=s1"]).unwrap();
+        assert_eq!(c.general.flow_hash_key, "abc");
+        assert_eq!(c.general.uid_salt, "s1");
+        let d = load(&[]).unwrap();
+        assert!(d.general.flow_hash_key.is_empty() && d.general.uid_salt.is_empty());
     }
 
     #[test]

@@ -280,16 +280,167 @@ fn default_workers() -> usize {
         .max(1)
 }
 
+/// Where the installation's random uid salt is kept: `$MAILTAP_STATE_DIR`,
+/// else systemd's `$STATE_DIRECTORY` (`StateDirectory=`), else
+/// `$XDG_STATE_HOME/mailtap`, else `~/.local/state/mailtap`, else
+/// `/var/lib/mailtap`.
+fn state_dir() -> PathBuf {
+    let var = |k: &str| {
+        std::env::var_os(k)
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+    };
+    if let Some(d) = var("MAILTAP_STATE_DIR") {
+        return d;
+    }
+    if let Some(d) = var("STATE_DIRECTORY") {
+        // systemd may list several, separated by colons: the first.
+        let s = d.to_string_lossy().into_owned();
+        return PathBuf::from(s.split(':').next().unwrap_or(&s));
+    }
+    if let Some(d) = var("XDG_STATE_HOME") {
+        return d.join("mailtap");
+    }
+    match var("HOME") {
+        Some(h) => h.join(".local/state/mailtap"),
+        None => PathBuf::from("/var/lib/mailtap"),
+    }
+}
+
+/// 32 random hex digits.
+fn random_hex() -> String {
+    format!(
+        "{:016x}{:016x}",
+        mailtap_extract::random_u64(),
+        mailtap_extract::random_u64()
+    )
+}
+
+/// The installation's uid salt in `dir/uid_salt`, made (random) on first
+/// use: written under a temporary name and linked into place, so
+/// concurrent first runs agree and nobody sees a half-written salt; read
+/// without following a link.
+fn installation_salt(dir: &std::path::Path) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let path = dir.join("uid_salt");
+    let read = || -> std::io::Result<String> {
+        let mut f = mailtap_extract::open_regular(&path)?;
+        let mut s = String::new();
+        Read::take(&mut f, 4096).read_to_string(&mut s)?;
+        let s = s.trim().to_string();
+        if s.len() < 16 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "shorter than 16 characters",
+            ));
+        }
+        Ok(s)
+    };
+    match read() {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        r => return r,
+    }
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(
+        ".uid_salt.{:016x}.tmp",
+        mailtap_extract::random_u64()
+    ));
+    let mut f = mailtap_extract::create_new(&tmp)?;
+    let r = {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))
+    }
+    .and_then(|()| {
+        f.write_all(format!("{}\n", random_hex()).as_bytes())
+            .and_then(|()| f.sync_all())
+            .and_then(|()| match std::fs::hard_link(&tmp, &path) {
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+                r => r,
+            })
+    });
+    let _ = std::fs::remove_file(&tmp);
+    r?;
+    read()
+}
+
+/// `general.uid_salt` when set, else the installation's random salt; if
+/// that cannot be kept, a random salt for this run (uids then differ
+/// between runs), with a warning.
+fn uid_salt(cfg: &Config) -> String {
+    if !cfg.general.uid_salt.is_empty() {
+        return cfg.general.uid_salt.clone();
+    }
+    let d = state_dir();
+    let r = installation_salt(&d).map_err(|e| format!("{}: {e}", d.join("uid_salt").display()));
+    match r {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!(
+                "mailtap: warning: cannot keep the installation's uid salt ({e}); using a random one for this run (set general.uid_salt for stable uids)"
+            );
+            random_hex()
+        }
+    }
+}
+
+/// The shard-selection key: `general.flow_hash_key` when set, else random.
+fn flow_hash_key(cfg: &Config) -> mailtap_wire::decode::FlowHashKey {
+    if cfg.general.flow_hash_key.is_empty() {
+        mailtap_wire::decode::FlowHashKey::random()
+    } else {
+        mailtap_wire::decode::FlowHashKey::from_str_key(&cfg.general.flow_hash_key)
+    }
+}
+
+/// Checks, before anything is read, that every output can be written:
+/// `-o` and the `--extract-dir`/`--ace-dir` directories are created if
+/// missing and a file is created and removed in each; the `--events`
+/// file's directory must exist and take a file (a device or FIFO named by
+/// `--events` is left alone). Errors name the option and the path.
+fn check_outputs(o: &OutputArgs) -> Result<()> {
+    mailtap_extract::ensure_writable_dir(&o.out, "-o")?;
+    if let Some(ev) = &o.events {
+        use std::os::unix::fs::FileTypeExt;
+        let special = std::fs::symlink_metadata(ev)
+            .is_ok_and(|m| m.file_type().is_char_device() || m.file_type().is_fifo());
+        if !special {
+            if std::fs::symlink_metadata(ev).is_ok_and(|m| m.is_dir()) {
+                bail!("--events {}: is a directory", ev.display());
+            }
+            let parent = match ev.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p,
+                _ => std::path::Path::new("."),
+            };
+            if !parent.is_dir() {
+                bail!(
+                    "--events {}: directory {} does not exist",
+                    ev.display(),
+                    parent.display()
+                );
+            }
+            mailtap_extract::ensure_writable_dir(parent, "--events directory")
+                .with_context(|| format!("--events {}", ev.display()))?;
+        }
+    }
+    if let Some(d) = &o.extract_dir {
+        mailtap_extract::ensure_writable_dir(d, "--extract-dir")?;
+    }
+    if let Some(d) = &o.ace_dir {
+        mailtap_extract::ensure_writable_dir(d, "--ace-dir")?;
+    }
+    Ok(())
+}
+
 /// The engine settings for `read` and `live` from the configuration and
-/// the output options (creates the output directory).
+/// the output options (creates the output directories and checks that
+/// every output can be written, before anything is read).
 fn engine_config(
     cfg: &Config,
     o: &OutputArgs,
     workers: usize,
     reopen_logs: Arc<AtomicBool>,
 ) -> Result<EngineConfig> {
-    std::fs::create_dir_all(&o.out)
-        .with_context(|| format!("creating output directory {}", o.out.display()))?;
+    check_outputs(o)?;
     let local = LocalNets::new(
         cfg.site
             .local_nets
@@ -316,7 +467,8 @@ fn engine_config(
             dpd: cfg.dpd.enabled,
         },
         local,
-        uid_salt: cfg.general.uid_salt.clone(),
+        uid_salt: uid_salt(cfg),
+        flow_hash_key: flow_hash_key(cfg),
         verify_checksums: cfg.capture.verify_checksums,
         block_bytes: cfg.capture.block_bytes,
         blocks_per_worker: cfg.capture.blocks_per_worker,

@@ -22,6 +22,11 @@ pub struct EngineConfig {
     pub analyzers: MailAnalyzers,
     pub local: LocalNets,
     pub uid_salt: String,
+    /// Secret key of the symmetric flow hash that picks a packet's shard
+    /// (`mailtap read`, and `mailtap live` with `live.shard_by` flow-hash):
+    /// random per run unless `general.flow_hash_key` is set, so nobody can
+    /// aim every flow at one shard. Outputs do not depend on it.
+    pub flow_hash_key: mailtap_wire::decode::FlowHashKey,
     pub verify_checksums: bool,
     /// Bytes of capture data per block handed to the shards.
     pub block_bytes: usize,

@@ -38,7 +38,7 @@ use mailtap_core::record::{FieldDef, Value, ZeekRecord};
 use mailtap_core::{Output, Record, Timestamp};
 use mailtap_flow::{FlowCounters, FlowTable, UidGenerator};
 use mailtap_logs::LogFile;
-use mailtap_wire::decode::{decode, flow_hash, Decoded};
+use mailtap_wire::decode::{decode, flow_hash_keyed, Decoded, FlowHashKey};
 use mailtap_wire::defrag::Defragmenter;
 use mailtap_wire::source::LinkType;
 use std::collections::BTreeMap;
@@ -547,6 +547,7 @@ pub fn run_live(
             id: i,
             n,
             by_queue,
+            flow_hash_key: cfg.flow_hash_key,
             verify: cfg.verify_checksums,
             table,
             out,
@@ -972,6 +973,8 @@ struct Worker {
     id: usize,
     n: usize,
     by_queue: bool,
+    /// The run's secret shard-selection key.
+    flow_hash_key: FlowHashKey,
     verify: bool,
     table: FlowTable<MailAnalyzers>,
     out: Output,
@@ -1178,7 +1181,8 @@ impl Worker {
         if self.by_queue || self.n == 1 {
             self.id
         } else {
-            (flow_hash(t.src, t.src_port, t.dst, t.dst_port) % self.n as u64) as usize
+            (flow_hash_keyed(&self.flow_hash_key, t.src, t.src_port, t.dst, t.dst_port)
+                % self.n as u64) as usize
         }
     }
 

@@ -12,7 +12,7 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use mailtap_core::analyzer::OutputCounters;
 use mailtap_core::{Output, Record, Timestamp};
 use mailtap_flow::{FlowCounters, FlowTable, UidGenerator};
-use mailtap_wire::decode::{decode, flow_hash, Decoded};
+use mailtap_wire::decode::{decode, flow_hash_keyed, Decoded, FlowHashKey};
 use mailtap_wire::defrag::Defragmenter;
 use mailtap_wire::source::{Block, CaptureReader, LinkType};
 use std::path::PathBuf;
@@ -298,6 +298,7 @@ pub fn run_offline(
                     }
                 };
                 dispatch(
+                    &cfg.flow_hash_key,
                     block,
                     seq,
                     &pool_tx,
@@ -372,8 +373,11 @@ pub fn run_offline(
     (summary, result)
 }
 
-/// Splits one block's packets among the shards by symmetric flow hash.
+/// Splits one block's packets among the shards by symmetric flow hash,
+/// keyed by the run's secret `key`.
+#[allow(clippy::too_many_arguments)]
 fn dispatch(
+    key: &FlowHashKey,
     block: Block,
     seq: u64,
     pool: &Sender<Block>,
@@ -396,15 +400,16 @@ fn dispatch(
         match decode(p.link, data, false) {
             Ok(Decoded::Tcp(t)) => {
                 summary.tcp_packets += 1;
-                let s = (flow_hash(t.src, t.src_port, t.dst, t.dst_port) % n as u64) as usize;
+                let s = (flow_hash_keyed(key, t.src, t.src_port, t.dst, t.dst_port) % n as u64)
+                    as usize;
                 slots[s].push(i as u32);
             }
             Ok(Decoded::Fragment(f)) => {
                 summary.fragments += 1;
                 if defrag.push(p.ts, &f, frag_buf) {
                     if let Ok(Decoded::Tcp(t)) = decode(LinkType::Raw, frag_buf, false) {
-                        let s =
-                            (flow_hash(t.src, t.src_port, t.dst, t.dst_port) % n as u64) as usize;
+                        let s = (flow_hash_keyed(key, t.src, t.src_port, t.dst, t.dst_port)
+                            % n as u64) as usize;
                         slots[s].push(EXTRA_BIT | extra[s].len() as u32);
                         extra[s].push((p.ts, frag_buf.clone()));
                     } else {

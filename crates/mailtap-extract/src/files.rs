@@ -147,13 +147,13 @@ pub fn tmp_path(dir: &Path, name: &str) -> PathBuf {
 
 /// Creates a new file at `path` for writing: `O_CREAT | O_EXCL |
 /// O_NOFOLLOW`, so an existing file, symbolic link or anything else at the
-/// name is an error and never written through. Mode 0600: messages are
-/// private.
+/// name is an error and never written through. The mode is 0666 less the
+/// umask, as before (readers such as ACE's collector may run as another
+/// user; restrict with the umask).
 pub fn create_new(path: &Path) -> io::Result<File> {
     OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(path)
 }

@@ -21,7 +21,9 @@ pub mod json;
 pub use ace::{AceConfig, AceCounters, AceSink};
 pub use collect::{AceCollector, CollectorConfig, CollectorCounters};
 pub use extract::{ExtractConfig, ExtractCounters, ExtractSink};
-pub use files::{create_new, ensure_writable_dir, named, open_append, random_u64, safe_stem};
+pub use files::{
+    create_new, ensure_writable_dir, named, open_append, open_regular, random_u64, safe_stem,
+};
 
 #[cfg(test)]
 mod collect_tests;

@@ -613,12 +613,95 @@ fn folded_mul(a: u64, b: u64) -> u64 {
     (r as u64) ^ ((r >> 64) as u64)
 }
 
-/// Symmetric flow hash for sharding: the same value for both directions of a
-/// TCP 4-tuple. The two endpoints are put in a canonical order, then mixed
-/// with a fixed-key folded-multiply hash (wyhash/ahash style), so the result
-/// is stable across runs and processes.
+/// The secret key of [`flow_hash_keyed`]. Without it an attacker could
+/// compute which shard a 4-tuple lands on and aim every flow at one shard;
+/// a run takes a random key ([`FlowHashKey::random`]) unless one is
+/// configured ([`FlowHashKey::from_str_key`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowHashKey(pub [u64; 4]);
+
+impl FlowHashKey {
+    /// The published fixed key of [`flow_hash`] (digits of pi): stable
+    /// across runs, and so predictable; for tests and benchmarks.
+    pub const FIXED: FlowHashKey = FlowHashKey([K0, K1, K2, K3]);
+
+    /// A key from the operating system's randomness (through std's
+    /// randomly seeded SipHash keys, plus the time and a counter).
+    pub fn random() -> Self {
+        use std::hash::{BuildHasher, Hasher};
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let state = std::collections::hash_map::RandomState::new();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let c = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut k = [0u64; 4];
+        for (i, w) in k.iter_mut().enumerate() {
+            let mut h = state.build_hasher();
+            h.write_u64(c);
+            h.write_u128(now);
+            h.write_usize(i);
+            *w = h.finish();
+        }
+        Self::from_words(k)
+    }
+
+    /// A key derived from a configured string (the same string gives the
+    /// same shards on every run and sensor).
+    pub fn from_str_key(s: &str) -> Self {
+        // FNV-1a then four folded multiplies: deterministic, no dependency.
+        let mut x: u64 = 0xcbf2_9ce4_8422_2325;
+        for &b in s.as_bytes() {
+            x = (x ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        let mut k = [0u64; 4];
+        let mut acc = x;
+        for (i, w) in k.iter_mut().enumerate() {
+            acc = folded_mul(acc ^ [K0, K1, K2, K3][i], K3 ^ (i as u64 + 1) ^ x);
+            *w = acc;
+        }
+        Self::from_words(k)
+    }
+
+    /// Words with no all-zero multiplier (a zero would make the folded
+    /// multiply constant).
+    fn from_words(mut k: [u64; 4]) -> Self {
+        for w in &mut k {
+            if *w == 0 {
+                *w = K1;
+            }
+        }
+        FlowHashKey(k)
+    }
+}
+
+impl Default for FlowHashKey {
+    fn default() -> Self {
+        Self::FIXED
+    }
+}
+
+/// Symmetric flow hash for sharding with the fixed published key: the same
+/// value for both directions of a TCP 4-tuple, stable across runs and
+/// processes. Shard selection uses [`flow_hash_keyed`] with a per-run key.
 #[inline]
 pub fn flow_hash(src: IpAddr, src_port: u16, dst: IpAddr, dst_port: u16) -> u64 {
+    flow_hash_keyed(&FlowHashKey::FIXED, src, src_port, dst, dst_port)
+}
+
+/// Symmetric keyed flow hash: the two endpoints are put in a canonical
+/// order, then mixed with a folded-multiply hash (wyhash/ahash style)
+/// keyed by `key`, so `hash(a, b) == hash(b, a)` for every key and, the
+/// key being secret, nobody outside can choose 4-tuples that share a shard.
+#[inline]
+pub fn flow_hash_keyed(
+    key: &FlowHashKey,
+    src: IpAddr,
+    src_port: u16,
+    dst: IpAddr,
+    dst_port: u16,
+) -> u64 {
+    let [k0, k1, k2, k3] = key.0;
     let (a, pa, b, pb) = if (src, src_port) <= (dst, dst_port) {
         (src, src_port, dst, dst_port)
     } else {
@@ -628,17 +711,17 @@ pub fn flow_hash(src: IpAddr, src_port: u16, dst: IpAddr, dst_port: u16) -> u64 
     let h = match (a, b) {
         (IpAddr::V4(a), IpAddr::V4(b)) => {
             let ab = (u64::from(u32::from(a)) << 32) | u64::from(u32::from(b));
-            folded_mul(ab ^ K0, ports ^ K1)
+            folded_mul(ab ^ k0, ports ^ k1)
         }
         _ => {
             let a = ip_bits(a);
             let b = ip_bits(b);
-            let h = folded_mul((a >> 64) as u64 ^ K0, a as u64 ^ K1);
-            let h = folded_mul(h ^ (b >> 64) as u64, (b as u64) ^ K2);
-            folded_mul(h ^ ports, K3 ^ 1)
+            let h = folded_mul((a >> 64) as u64 ^ k0, a as u64 ^ k1);
+            let h = folded_mul(h ^ (b >> 64) as u64, (b as u64) ^ k2);
+            folded_mul(h ^ ports, k3 ^ 1)
         }
     };
-    folded_mul(h ^ K2, K3)
+    folded_mul(h ^ k2, k3)
 }
 
 fn ip_bits(a: IpAddr) -> u128 {
@@ -1114,6 +1197,51 @@ mod tests {
         );
     }
 
+    #[test]
+    fn keyed_flow_hash_depends_on_the_key_and_stays_symmetric() {
+        let (a, b) = v4();
+        let (c, d) = v6();
+        // The fixed key is the old function's: stable.
+        assert_eq!(
+            flow_hash_keyed(&FlowHashKey::FIXED, a, 1234, b, 25),
+            flow_hash(a, 1234, b, 25)
+        );
+        let k1 = FlowHashKey::random();
+        let k2 = FlowHashKey::random();
+        assert_ne!(k1, k2);
+        assert_eq!(
+            FlowHashKey::from_str_key("x"),
+            FlowHashKey::from_str_key("x")
+        );
+        assert_ne!(
+            FlowHashKey::from_str_key("x"),
+            FlowHashKey::from_str_key("y")
+        );
+        // Flows an attacker picked to share shard 0 of 8 under the
+        // published key spread out under a secret one.
+        let aimed: Vec<u16> = (1024..u16::MAX)
+            .filter(|&p| flow_hash(a, p, b, 25) & 7 == 0)
+            .take(2000)
+            .collect();
+        assert_eq!(aimed.len(), 2000);
+        for k in [k1, k2, FlowHashKey::from_str_key("sensor-1")] {
+            let mut buckets = [0u32; 8];
+            for &p in &aimed {
+                let h = flow_hash_keyed(&k, a, p, b, 25);
+                assert_eq!(h, flow_hash_keyed(&k, b, 25, a, p));
+                buckets[(h % 8) as usize] += 1;
+            }
+            assert!(
+                buckets.iter().all(|&n| (150..=350).contains(&n)),
+                "{buckets:?}"
+            );
+            assert_eq!(
+                flow_hash_keyed(&k, c, 1, d, 2),
+                flow_hash_keyed(&k, d, 2, c, 1)
+            );
+        }
+    }
+
     fn arb_ip() -> impl Strategy<Value = IpAddr> {
         prop_oneof![
             any::<u32>().prop_map(|v| IpAddr::V4(Ipv4Addr::from(v))),
@@ -1125,6 +1253,12 @@ mod tests {
         #[test]
         fn flow_hash_is_symmetric(a in arb_ip(), pa: u16, b in arb_ip(), pb: u16) {
             prop_assert_eq!(flow_hash(a, pa, b, pb), flow_hash(b, pb, a, pa));
+        }
+
+        #[test]
+        fn keyed_flow_hash_is_symmetric(k: [u64; 4], a in arb_ip(), pa: u16, b in arb_ip(), pb: u16) {
+            let k = FlowHashKey(k);
+            prop_assert_eq!(flow_hash_keyed(&k, a, pa, b, pb), flow_hash_keyed(&k, b, pb, a, pa));
         }
 
         #[test]
