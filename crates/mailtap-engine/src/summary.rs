@@ -50,6 +50,29 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// How the run's connections began and ended, for the final summary
+    /// (`flows: ...`): only the counts that are not zero, after the total.
+    pub fn flow_line(&self) -> String {
+        let f = &self.flow;
+        let mut parts = vec![format!("{} created", f.flows_created)];
+        for (name, v) in [
+            ("not begun by a SYN", f.flows_partial),
+            ("analysed from mid-stream", f.flows_midstream),
+            ("ended by a reused 4-tuple", f.flows_reused),
+            ("closed", f.flows_closed),
+            ("timed out", f.flows_timed_out),
+            ("unanswered attempts expired", f.flows_attempts_expired),
+            ("evicted", f.flows_evicted),
+            ("of them active, with analyzer state", f.flows_evicted_active),
+            ("flushed at the end", f.flows_flushed_at_end),
+        ] {
+            if v > 0 {
+                parts.push(format!("{v} {name}"));
+            }
+        }
+        format!("flows: {}", parts.join(", "))
+    }
+
     /// Everything that was dropped or lost, by cause.
     pub fn drops(&self) -> BTreeMap<String, u64> {
         let mut d: BTreeMap<String, u64> = BTreeMap::new();
@@ -60,6 +83,7 @@ impl Summary {
         for (k, v) in [
             ("defrag.dropped", self.defrag_dropped),
             ("flow.evicted", f.flows_evicted),
+            ("flow.evicted_active", f.flows_evicted_active),
             ("reassembly.forced_gaps", f.forced_gaps),
             ("tcp.bad_checksum", f.bad_checksums),
         ] {
@@ -149,27 +173,60 @@ impl std::error::Error for EngineError {}
 
 /// Adds one shard's flow counters to the run's.
 pub(crate) fn add_flow(a: &mut FlowCounters, b: &FlowCounters) {
-    a.packets += b.packets;
-    a.payload_bytes += b.payload_bytes;
-    a.flows_created += b.flows_created;
-    a.flows_partial += b.flows_partial;
-    a.flows_closed += b.flows_closed;
-    a.flows_timed_out += b.flows_timed_out;
-    a.flows_evicted += b.flows_evicted;
-    a.flows_flushed_at_end += b.flows_flushed_at_end;
-    a.analyzers_by_port += b.analyzers_by_port;
-    a.analyzers_by_detection += b.analyzers_by_detection;
-    a.gap_bytes += b.gap_bytes;
-    a.forced_gaps += b.forced_gaps;
-    a.inconsistent_overlaps += b.inconsistent_overlaps;
-    a.reassembly_peak_bytes += b.reassembly_peak_bytes;
-    a.bad_checksums += b.bad_checksums;
-    a.bypassed_flows += b.bypassed_flows;
-    a.bypassed_kernel_flows += b.bypassed_kernel_flows;
-    a.bypass_kernel_refused += b.bypass_kernel_refused;
-    a.bypassed_packets += b.bypassed_packets;
-    a.bypassed_bytes += b.bypassed_bytes;
-    a.bypass_leaked_packets += b.bypass_leaked_packets;
+    // Destructured so that a counter added to FlowCounters and not
+    // summed here does not compile.
+    let FlowCounters {
+        packets,
+        payload_bytes,
+        flows_created,
+        flows_partial,
+        flows_midstream,
+        flows_reused,
+        flows_closed,
+        flows_timed_out,
+        flows_attempts_expired,
+        flows_evicted,
+        flows_evicted_active,
+        flows_flushed_at_end,
+        analyzers_by_port,
+        analyzers_by_detection,
+        gap_bytes,
+        forced_gaps,
+        inconsistent_overlaps,
+        reassembly_peak_bytes,
+        bad_checksums,
+        bypassed_flows,
+        bypassed_kernel_flows,
+        bypass_kernel_refused,
+        bypassed_packets,
+        bypassed_bytes,
+        bypass_leaked_packets,
+    } = b;
+    a.packets += packets;
+    a.payload_bytes += payload_bytes;
+    a.flows_created += flows_created;
+    a.flows_partial += flows_partial;
+    a.flows_midstream += flows_midstream;
+    a.flows_reused += flows_reused;
+    a.flows_closed += flows_closed;
+    a.flows_timed_out += flows_timed_out;
+    a.flows_attempts_expired += flows_attempts_expired;
+    a.flows_evicted += flows_evicted;
+    a.flows_evicted_active += flows_evicted_active;
+    a.flows_flushed_at_end += flows_flushed_at_end;
+    a.analyzers_by_port += analyzers_by_port;
+    a.analyzers_by_detection += analyzers_by_detection;
+    a.gap_bytes += gap_bytes;
+    a.forced_gaps += forced_gaps;
+    a.inconsistent_overlaps += inconsistent_overlaps;
+    a.reassembly_peak_bytes += reassembly_peak_bytes;
+    a.bad_checksums += bad_checksums;
+    a.bypassed_flows += bypassed_flows;
+    a.bypassed_kernel_flows += bypassed_kernel_flows;
+    a.bypass_kernel_refused += bypass_kernel_refused;
+    a.bypassed_packets += bypassed_packets;
+    a.bypassed_bytes += bypassed_bytes;
+    a.bypass_leaked_packets += bypass_leaked_packets;
 }
 
 /// Adds one shard's output counters to the run's.
@@ -178,4 +235,38 @@ pub(crate) fn add_output(a: &mut OutputCounters, b: &OutputCounters) {
     a.events += b.events;
     a.weirds += b.weirds;
     a.weirds_suppressed += b.weirds_suppressed;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_flow_counters_add_up_and_show_in_the_flow_line() {
+        let shard = FlowCounters {
+            flows_created: 5,
+            flows_partial: 2,
+            flows_midstream: 1,
+            flows_reused: 1,
+            flows_attempts_expired: 3,
+            flows_evicted: 2,
+            flows_evicted_active: 1,
+            ..FlowCounters::default()
+        };
+        let mut s = Summary::default();
+        add_flow(&mut s.flow, &shard);
+        add_flow(&mut s.flow, &shard);
+        assert_eq!(
+            s.flow_line(),
+            "flows: 10 created, 4 not begun by a SYN, 2 analysed from mid-stream, \
+             2 ended by a reused 4-tuple, 6 unanswered attempts expired, 4 evicted, \
+             2 of them active, with analyzer state"
+        );
+        assert_eq!(s.drops().get("flow.evicted_active"), Some(&2));
+        assert_eq!(
+            Summary::default().flow_line(),
+            "flows: 0 created",
+            "zero counts are left out"
+        );
+    }
 }
