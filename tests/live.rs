@@ -347,6 +347,9 @@ impl Live {
         a.extend_from_slice(args);
         let child = Command::new(bin())
             .args(&a)
+            // Some tests steer ports the host listens on, on purpose
+            // (tests/live_caps.rs checks the refusal without this).
+            .env("MAILTAP_XDP_HOST_SERVICES", "allow")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(File::create(&err).unwrap())

@@ -199,11 +199,17 @@ impl fmt::Debug for SteeringProgram {
 /// or through libxdp's pins in bpffs (dispatcher).
 struct Loaded {
     obj: *mut xdp::bpf_object,
+    /// libxdp's handle; null when attached through a BPF link.
     prog: *mut xdp::xdp_program,
+    /// The BPF link holding the program on the interface (see
+    /// [`AttachMethod::Link`]); closing it detaches the program.
+    link: Option<std::os::fd::OwnedFd>,
 }
 
 impl Drop for Loaded {
     fn drop(&mut self) {
+        // The link first: the kernel detaches the program as it closes.
+        drop(self.link.take());
         // SAFETY: both pointers came from successful libbpf/libxdp calls
         // (or are null) and are closed exactly once, here. The program was
         // created from the external object, so closing it leaves the
@@ -270,6 +276,17 @@ impl SteeringProgram {
                 ifname,
                 "XDP steering with no mail ports and all_tcp off: nothing will be redirected"
             );
+        }
+
+        check_host_services(ifname, cfg)?;
+
+        let modes: &[XdpMode] = match mode {
+            XdpMode::Auto => &[XdpMode::Native, XdpMode::Skb],
+            XdpMode::Native => &[XdpMode::Native],
+            XdpMode::Skb => &[XdpMode::Skb],
+        };
+        if AttachMethod::choose() == AttachMethod::Link {
+            return Self::attach_link(ifname, ifidx, modes, queues, bypass_entries, cfg);
         }
 
         remove_stale(ifname, ifidx)?;
@@ -455,6 +472,13 @@ impl SteeringProgram {
             return Ok(());
         };
         let what = format!("XDP steering program on {}: detaching", self.ifname);
+        if loaded.link.is_some() {
+            // Closing the link detaches the program, in whatever namespace
+            // this runs: the link names the interface, not an ifindex.
+            drop(loaded);
+            tracing::info!(ifname = %self.ifname, "XDP steering program detached (BPF link closed)");
+            return Ok(());
+        }
         let here = current_netns();
         if self.netns.is_some() && here != self.netns {
             // The ifindex would name another interface (or none) here.
@@ -483,6 +507,122 @@ impl SteeringProgram {
             }
             rc => Err(CaptureError::new(what, lib_error(-rc))),
         }
+    }
+
+    /// Attaches through a BPF link ([`AttachMethod::Link`]): the program
+    /// stays on the interface exactly as long as the link fd is open in
+    /// this process, so a clean exit, a crash and SIGKILL all detach it,
+    /// and nothing needs CAP_SYS_ADMIN (no program fd looked up by id).
+    fn attach_link(
+        ifname: &str,
+        ifidx: u32,
+        modes: &[XdpMode],
+        queues: u32,
+        bypass_entries: u32,
+        cfg: &SteeringConfig,
+    ) -> Result<Self, CaptureError> {
+        let shown = shown_name(ifname);
+        let what = |s: &str| format!("XDP steering program on {shown}: {s}");
+        let mut loaded = open_object_unwrapped(queues, bypass_entries)
+            .map_err(|e| CaptureError::new(what("opening the embedded BPF object"), e))?;
+        let lobj = loaded.obj.cast::<libbpf_sys::bpf_object>();
+        // SAFETY: lobj is the valid, opened (not yet loaded) object.
+        let rc = unsafe { libbpf_sys::bpf_object__load(lobj) };
+        if rc < 0 {
+            return Err(CaptureError::new(
+                what("loading the program into the kernel (needs CAP_BPF and CAP_NET_ADMIN, or CAP_SYS_ADMIN)"),
+                lib_error(-rc),
+            ));
+        }
+        let pname = std::ffi::CString::new(PROG_NAME).expect("no NUL");
+        // SAFETY: lobj is loaded; the name is NUL-terminated.
+        let bprog = unsafe { libbpf_sys::bpf_object__find_program_by_name(lobj, pname.as_ptr()) };
+        if bprog.is_null() {
+            return Err(CaptureError::new(
+                what("finding the program"),
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    "no mailtap_xdp in the embedded object",
+                ),
+            ));
+        }
+        // SAFETY: bprog belongs to the loaded object.
+        let prog_fd = unsafe { libbpf_sys::bpf_program__fd(bprog) };
+        if prog_fd < 0 {
+            return Err(CaptureError::new(what("program fd"), lib_error(-prog_fd)));
+        }
+
+        let mut failed: Vec<(XdpMode, io::Error)> = Vec::new();
+        let mut replaced_stale = false;
+        for &m in modes {
+            let flags = match m {
+                XdpMode::Native => libbpf_sys::XDP_FLAGS_DRV_MODE,
+                _ => libbpf_sys::XDP_FLAGS_SKB_MODE,
+            };
+            let mut r = link_create(prog_fd, ifidx, flags);
+            if matches!(&r, Err(e) if e.raw_os_error() == Some(libc::EBUSY) || e.raw_os_error() == Some(libc::EEXIST))
+                && !replaced_stale
+            {
+                // Something is attached already: a stale program left by an
+                // older mailtap (libxdp attached through netlink), another
+                // tool's, or a live link (another running mailtap).
+                replace_stale_without_link(ifname, ifidx)?;
+                replaced_stale = true;
+                r = link_create(prog_fd, ifidx, flags);
+            }
+            match r {
+                Ok(fd) => {
+                    loaded.link = Some(fd);
+                    let mut prog = SteeringProgram {
+                        ifname: ifname.to_string(),
+                        ifindex: ifidx,
+                        mode: m,
+                        netns: current_netns(),
+                        loaded: Some(loaded),
+                        xsks_fd: -1,
+                        stats_fd: -1,
+                        queues,
+                        bypass: None,
+                    };
+                    prog.configure(cfg)?;
+                    let fell_back: Vec<String> =
+                        failed.iter().map(|(m, e)| format!("{m}: {e}")).collect();
+                    tracing::info!(
+                        ifname,
+                        mode = %m,
+                        ?fell_back,
+                        queues,
+                        ports = ?cfg.ports,
+                        all_tcp = cfg.all_tcp,
+                        bypass_entries = cfg.bypass_entries,
+                        bypass_action = %cfg.bypass_action,
+                        "XDP steering program attached through a BPF link (detached when mailtap exits, even if killed)"
+                    );
+                    return Ok(prog);
+                }
+                Err(e) => {
+                    tracing::debug!(ifname, mode = %m, "attaching the XDP steering program (BPF link) failed: {e}");
+                    failed.push((m, e));
+                }
+            }
+        }
+        let Some((m, e)) = failed.pop() else {
+            return Err(CaptureError::new(
+                what("attaching"),
+                io::Error::other("no mode to try"),
+            ));
+        };
+        let mut step = format!("attaching in {m} mode through a BPF link");
+        for (m, e) in &failed {
+            step.push_str(&format!(" ({m} mode failed too: {e})"));
+        }
+        if e.raw_os_error() == Some(libc::EBUSY) || e.raw_os_error() == Some(libc::EEXIST) {
+            return Err(CaptureError::new(what(&step), e).with_hint(format!(
+                "{shown} already has an XDP program held by a BPF link: another running mailtap (or another tool) owns it; \
+                 stop that one first (`ip -d link show {shown}` shows the program)"
+            )));
+        }
+        Err(CaptureError::new(what(&step), e))
     }
 }
 
@@ -554,6 +694,401 @@ fn remove_stale(ifname: &str, ifidx: u32) -> Result<(), CaptureError> {
     Ok(())
 }
 
+/// How the program is attached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AttachMethod {
+    /// libxdp (its multi-program dispatcher when bpffs is mounted, so
+    /// other XDP programs can share the interface). Its detach and stale
+    /// replacement look program fds up by id, which needs CAP_SYS_ADMIN;
+    /// after SIGKILL the program stays until the next start replaces it.
+    Libxdp,
+    /// A BPF link owned by the process (kernel 5.9+): needs only CAP_BPF
+    /// and CAP_NET_ADMIN, and the kernel detaches the program when the
+    /// last fd of the link closes, at exit, crash or SIGKILL alike. The
+    /// interface then holds only mailtap's program.
+    Link,
+}
+
+impl AttachMethod {
+    /// `MAILTAP_XDP_ATTACH=link|libxdp` when set; otherwise libxdp with
+    /// CAP_SYS_ADMIN (root) and a BPF link without it (a container, a
+    /// non-root service with ambient capabilities).
+    fn choose() -> AttachMethod {
+        match std::env::var("MAILTAP_XDP_ATTACH").as_deref() {
+            Ok("link") => return AttachMethod::Link,
+            Ok("libxdp") => return AttachMethod::Libxdp,
+            Ok(other) => {
+                tracing::warn!("MAILTAP_XDP_ATTACH={other:?} is neither link nor libxdp: ignored")
+            }
+            Err(_) => {}
+        }
+        if has_capability(CAP_SYS_ADMIN) {
+            AttachMethod::Libxdp
+        } else {
+            AttachMethod::Link
+        }
+    }
+}
+
+const CAP_SYS_ADMIN: u32 = 21;
+
+/// Whether the calling thread has `cap` in its effective set.
+fn has_capability(cap: u32) -> bool {
+    std::fs::read_to_string("/proc/thread-self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .is_some_and(|m| m & (1u64 << cap) != 0)
+}
+
+/// `BPF_LINK_CREATE` of an XDP link on `ifidx` with `flags`
+/// (`XDP_FLAGS_DRV_MODE` or `XDP_FLAGS_SKB_MODE`).
+fn link_create(prog_fd: RawFd, ifidx: u32, flags: u32) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: all-zero is the "no options" value of this C struct.
+    let mut opts: libbpf_sys::bpf_link_create_opts = unsafe { std::mem::zeroed() };
+    opts.sz = std::mem::size_of::<libbpf_sys::bpf_link_create_opts>() as _;
+    opts.flags = flags;
+    // SAFETY: prog_fd is a loaded XDP program; opts is valid for the call.
+    let fd =
+        unsafe { libbpf_sys::bpf_link_create(prog_fd, ifidx as c_int, libbpf_sys::BPF_XDP, &opts) };
+    if fd < 0 {
+        return Err(lib_error(-fd));
+    }
+    // SAFETY: a new fd that nothing else owns.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+/// The XDP program attached to `ifidx` (netlink; no capability needed):
+/// (program id, attach mode as `XDP_ATTACHED_*`), id 0 when none.
+fn xdp_query(ifidx: u32) -> io::Result<(u32, u8)> {
+    // SAFETY: all-zero is a valid query result buffer (sz set).
+    let mut opts: libbpf_sys::bpf_xdp_query_opts = unsafe { std::mem::zeroed() };
+    opts.sz = std::mem::size_of::<libbpf_sys::bpf_xdp_query_opts>() as _;
+    // SAFETY: opts is valid for the call.
+    let rc = unsafe { libbpf_sys::bpf_xdp_query(ifidx as c_int, 0, &mut opts) };
+    if rc < 0 {
+        return Err(lib_error(-rc));
+    }
+    Ok((opts.prog_id, opts.attach_mode))
+}
+
+/// The name of the program behind `fd`.
+fn prog_name(fd: RawFd) -> io::Result<String> {
+    // SAFETY: all-zero is a valid bpf_prog_info to fill.
+    let mut info: libbpf_sys::bpf_prog_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libbpf_sys::bpf_prog_info>() as u32;
+    // SAFETY: info has len bytes.
+    let rc = unsafe { libbpf_sys::bpf_prog_get_info_by_fd(fd, &mut info, &mut len) };
+    if rc < 0 {
+        return Err(lib_error(-rc));
+    }
+    // SAFETY: the kernel NUL-terminates the name (16 bytes at most).
+    let name = unsafe { CStr::from_ptr(info.name.as_ptr()) };
+    Ok(name.to_string_lossy().into_owned())
+}
+
+/// Closes a raw fd we own.
+fn close_fd(fd: RawFd) {
+    // SAFETY: the caller owns fd and does not use it again.
+    unsafe { libc::close(fd) };
+}
+
+/// A program was in the way of the BPF link. Removes it when it is a
+/// stale mailtap_xdp (an older mailtap, attached by libxdp through
+/// netlink, alone or behind libxdp's dispatcher); anything else is left
+/// alone and the attach fails naming it.
+fn replace_stale_without_link(ifname: &str, ifidx: u32) -> Result<(), CaptureError> {
+    let what = |s: &str| format!("XDP steering program on {ifname}: {s}");
+    let (id, attach_mode) = xdp_query(ifidx)
+        .map_err(|e| CaptureError::new(what("querying the attached XDP program"), e))?;
+    if id == 0 {
+        return Ok(());
+    }
+    let mode_flags = match u32::from(attach_mode) {
+        libbpf_sys::XDP_ATTACHED_DRV => libbpf_sys::XDP_FLAGS_DRV_MODE,
+        libbpf_sys::XDP_ATTACHED_SKB => libbpf_sys::XDP_FLAGS_SKB_MODE,
+        _ => 0,
+    };
+    // With CAP_SYS_ADMIN the program can be looked at directly.
+    // SAFETY: a plain syscall wrapper.
+    let fd = unsafe { libbpf_sys::bpf_prog_get_fd_by_id(id) };
+    let identified: Option<(String, RawFd)> = if fd >= 0 {
+        let name = prog_name(fd).unwrap_or_default();
+        Some((name, fd))
+    } else {
+        None
+    };
+    match identified {
+        Some((name, fd)) if name == PROG_NAME => {
+            tracing::warn!(ifname, program_id = id, "replacing a stale {PROG_NAME} XDP program left on the interface by an earlier mailtap run");
+            // SAFETY: all-zero opts with sz set; old_prog_fd pins the
+            // detach to exactly that program.
+            let mut opts: libbpf_sys::bpf_xdp_attach_opts = unsafe { std::mem::zeroed() };
+            opts.sz = std::mem::size_of::<libbpf_sys::bpf_xdp_attach_opts>() as _;
+            opts.old_prog_fd = fd;
+            // SAFETY: opts valid for the call.
+            let rc = unsafe { libbpf_sys::bpf_xdp_detach(ifidx as c_int, mode_flags, &opts) };
+            close_fd(fd);
+            if rc < 0 {
+                return Err(CaptureError::new(
+                    what(&format!("detaching the stale {PROG_NAME} (id {id})")),
+                    lib_error(-rc),
+                ));
+            }
+            Ok(())
+        }
+        Some((name, fd)) if name == "xdp_dispatcher" => {
+            close_fd(fd);
+            remove_stale(ifname, ifidx)
+        }
+        Some((name, fd)) => {
+            close_fd(fd);
+            Err(CaptureError::new(
+                what("attaching"),
+                io::Error::from_raw_os_error(libc::EBUSY),
+            )
+            .with_hint(format!(
+                "{ifname} already has another XDP program ({name:?}, id {id}); mailtap does not remove it"
+            )))
+        }
+        None => {
+            // Without CAP_SYS_ADMIN: the ids are all netlink tells. A
+            // dispatcher of libxdp's leaves its component programs pinned
+            // in bpffs, where they can be opened by path.
+            if let Some(names) = dispatcher_components(ifidx, id) {
+                if !names.is_empty() && names.iter().all(|n| n == PROG_NAME) {
+                    tracing::warn!(ifname, program_id = id, "replacing libxdp's dispatcher holding only a stale {PROG_NAME} (left by an earlier mailtap run)");
+                    // SAFETY: no old_prog_fd (we cannot open it without
+                    // CAP_SYS_ADMIN); the id was checked just above and a
+                    // live BPF link cannot be removed this way.
+                    let rc = unsafe {
+                        libbpf_sys::bpf_xdp_detach(ifidx as c_int, mode_flags, std::ptr::null())
+                    };
+                    if rc < 0 {
+                        return Err(CaptureError::new(
+                            what(&format!("detaching the stale dispatcher (id {id})")),
+                            lib_error(-rc),
+                        ));
+                    }
+                    let _ =
+                        std::fs::remove_dir_all(format!("/sys/fs/bpf/xdp/dispatch-{ifidx}-{id}"));
+                    return Ok(());
+                }
+            }
+            Err(CaptureError::new(
+                what("attaching"),
+                io::Error::from_raw_os_error(libc::EBUSY),
+            )
+            .with_hint(format!(
+                "{ifname} already has an XDP program (id {id}) that mailtap cannot identify without CAP_SYS_ADMIN; \
+                 if it is a {PROG_NAME} left by an older mailtap (one that attached through libxdp), remove it once with \
+                 `ip link set dev {ifname} xdp off` (and `xdpgeneric off`), or start mailtap once with CAP_SYS_ADMIN"
+            )))
+        }
+    }
+}
+
+/// The names of the programs libxdp pinned for its dispatcher `id` on
+/// `ifidx` (`/sys/fs/bpf/xdp/dispatch-IFINDEX-ID/progN-prog`), when the
+/// pins are there and readable.
+fn dispatcher_components(ifidx: u32, id: u32) -> Option<Vec<String>> {
+    let dir = std::fs::read_dir(format!("/sys/fs/bpf/xdp/dispatch-{ifidx}-{id}")).ok()?;
+    let mut names = Vec::new();
+    for e in dir.flatten() {
+        let n = e.file_name().to_string_lossy().into_owned();
+        if !(n.starts_with("prog") && n.ends_with("-prog")) {
+            continue;
+        }
+        let path = std::ffi::CString::new(e.path().as_os_str().as_encoded_bytes()).ok()?;
+        // SAFETY: a NUL-terminated path.
+        let fd = unsafe { libbpf_sys::bpf_obj_get(path.as_ptr()) };
+        if fd < 0 {
+            return None;
+        }
+        let name = prog_name(fd);
+        close_fd(fd);
+        names.push(name.ok()?);
+    }
+    Some(names)
+}
+
+static ALLOW_HOST_SERVICES: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Lets [`SteeringProgram::attach`] steer the mail ports of an interface
+/// where the host itself listens on them (see [`check_host_services`]);
+/// also `MAILTAP_XDP_HOST_SERVICES=allow` in the environment.
+pub fn allow_host_services(allow: bool) {
+    ALLOW_HOST_SERVICES.store(allow, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn host_services_allowed() -> bool {
+    ALLOW_HOST_SERVICES.load(std::sync::atomic::Ordering::Relaxed)
+        || std::env::var("MAILTAP_XDP_HOST_SERVICES").as_deref() == Ok("allow")
+}
+
+/// The IP addresses configured on `ifname` (in the calling thread's
+/// network namespace).
+pub fn interface_addresses(ifname: &str) -> Vec<std::net::IpAddr> {
+    let mut out = Vec::new();
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills head with a list freed below.
+    if unsafe { libc::getifaddrs(&mut head) } != 0 {
+        return out;
+    }
+    let mut p = head;
+    while !p.is_null() {
+        // SAFETY: p walks the list getifaddrs returned.
+        let ifa = unsafe { &*p };
+        p = ifa.ifa_next;
+        if ifa.ifa_name.is_null() || ifa.ifa_addr.is_null() {
+            continue;
+        }
+        // SAFETY: NUL-terminated interface name.
+        if unsafe { CStr::from_ptr(ifa.ifa_name) }.to_bytes() != ifname.as_bytes() {
+            continue;
+        }
+        // SAFETY: ifa_addr points to a sockaddr of the family it says.
+        unsafe {
+            match i32::from((*ifa.ifa_addr).sa_family) {
+                libc::AF_INET => {
+                    let sa = &*(ifa.ifa_addr as *const libc::sockaddr_in);
+                    out.push(std::net::Ipv4Addr::from(u32::from_be(sa.sin_addr.s_addr)).into());
+                }
+                libc::AF_INET6 => {
+                    let sa = &*(ifa.ifa_addr as *const libc::sockaddr_in6);
+                    out.push(std::net::Ipv6Addr::from(sa.sin6_addr.s6_addr).into());
+                }
+                _ => {}
+            }
+        }
+    }
+    // SAFETY: frees the list from getifaddrs.
+    unsafe { libc::freeifaddrs(head) };
+    out
+}
+
+/// Listening TCP sockets of the calling thread's network namespace:
+/// (address, port), from /proc/thread-self/net/tcp and tcp6.
+pub fn tcp_listeners() -> Vec<(std::net::IpAddr, u16)> {
+    let mut out = Vec::new();
+    for f in ["tcp", "tcp6"] {
+        let Ok(text) = std::fs::read_to_string(format!("/proc/thread-self/net/{f}")) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            if cols.len() < 4 || cols[3] != "0A" {
+                continue;
+            }
+            let Some((addr, port)) = cols[1].split_once(':') else {
+                continue;
+            };
+            let Ok(port) = u16::from_str_radix(port, 16) else {
+                continue;
+            };
+            // The kernel prints each 32-bit word of the address as a host
+            // integer.
+            let words: Option<Vec<[u8; 4]>> = (0..addr.len() / 8)
+                .map(|i| {
+                    u32::from_str_radix(&addr[i * 8..i * 8 + 8], 16)
+                        .ok()
+                        .map(u32::to_ne_bytes)
+                })
+                .collect();
+            let Some(words) = words else { continue };
+            let ip: std::net::IpAddr = match words.len() {
+                1 => std::net::Ipv4Addr::from(words[0]).into(),
+                4 => {
+                    let mut b = [0u8; 16];
+                    for (i, w) in words.iter().enumerate() {
+                        b[i * 4..i * 4 + 4].copy_from_slice(w);
+                    }
+                    std::net::Ipv6Addr::from(b).into()
+                }
+                _ => continue,
+            };
+            out.push((ip, port));
+        }
+    }
+    out
+}
+
+/// AF_XDP takes the steered TCP away from the kernel: on an interface that
+/// carries the host's own traffic, every mail service the host runs there
+/// stops receiving. Refused when the interface has addresses and the host
+/// listens on a steered port on one of them (or on the wildcard address),
+/// unless allowed ([`allow_host_services`]); a warning when it has
+/// addresses but no such listener yet.
+fn check_host_services(ifname: &str, cfg: &SteeringConfig) -> Result<(), CaptureError> {
+    // IPv6 link-local addresses (every interface that is up has one) do
+    // not make an interface the host's: mail is not served over them.
+    let addrs: Vec<std::net::IpAddr> = interface_addresses(ifname)
+        .into_iter()
+        .filter(|a| match a {
+            std::net::IpAddr::V6(v6) => v6.segments()[0] & 0xffc0 != 0xfe80,
+            std::net::IpAddr::V4(_) => true,
+        })
+        .collect();
+    if addrs.is_empty() {
+        return Ok(());
+    }
+    let has_v4 = addrs.iter().any(|a| a.is_ipv4());
+    let steered = |port: u16| cfg.all_tcp || cfg.ports.contains(&port);
+    // 0.0.0.0 takes IPv4 on every address; :: (dual-stack) takes both.
+    let reaches = |ip: &std::net::IpAddr| match ip {
+        std::net::IpAddr::V4(v4) if v4.is_unspecified() => has_v4,
+        std::net::IpAddr::V6(v6) if v6.is_unspecified() => true,
+        ip => addrs.contains(ip),
+    };
+    let mut hit: Vec<String> = tcp_listeners()
+        .into_iter()
+        .filter(|(ip, port)| steered(*port) && reaches(ip))
+        .map(|(ip, port)| std::net::SocketAddr::new(ip, port).to_string())
+        .collect();
+    hit.sort();
+    hit.dedup();
+    let shown: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
+    if hit.is_empty() {
+        tracing::warn!(
+            ifname,
+            addresses = ?shown,
+            "AF_XDP on an interface with the host's own addresses: TCP on the steered ports goes to mailtap, not to the host \
+             (a mail service started on it later would receive nothing); prefer a capture-only interface or --capture af-packet"
+        );
+        return Ok(());
+    }
+    if host_services_allowed() {
+        tracing::warn!(
+            ifname,
+            listeners = ?hit,
+            "AF_XDP steering takes the mail ports from the host's own listening services on this interface (allowed by MAILTAP_XDP_HOST_SERVICES=allow): they receive nothing while mailtap runs"
+        );
+        return Ok(());
+    }
+    Err(CaptureError::new(
+        format!("XDP steering program on {ifname}: refusing to take the mail ports from the host's own services"),
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "the host listens on {} (interface addresses {})",
+                hit.join(", "),
+                shown.join(", ")
+            ),
+        ),
+    )
+    .with_hint(
+        "AF_XDP redirects the steered TCP to mailtap instead of the kernel, so these services would receive nothing. \
+         Capture with --capture af-packet (it copies and takes nothing from the host), capture on an interface without \
+         the host's addresses (a mirror/SPAN port, a tap or a dedicated NIC), or set MAILTAP_XDP_HOST_SERVICES=allow \
+         to steer anyway (see docs/deploy.md)",
+    ))
+}
+
 /// libxdp's view of the XDP programs on an interface: a dispatcher and its
 /// component programs, or one "legacy" program without a dispatcher.
 struct Multiprog(*mut xdp::xdp_multiprog);
@@ -621,6 +1156,20 @@ unsafe fn is_mailtap(p: *const xdp::xdp_program) -> bool {
 /// Opens the embedded object with `xsks_map` sized for `queues`, and
 /// wraps its program for libxdp. Nothing is loaded into the kernel yet.
 fn open_object(queues: u32, bypass_entries: u32) -> io::Result<Loaded> {
+    let mut loaded = open_object_unwrapped(queues, bypass_entries)?;
+    // SAFETY: obj is valid; a null section name takes its first program.
+    let prog = unsafe { xdp::xdp_program__from_bpf_obj(loaded.obj, std::ptr::null()) };
+    // SAFETY: only inspects the pointer value.
+    let err = unsafe { xdp::libxdp_get_error(prog as *const c_void) };
+    if err != 0 || prog.is_null() {
+        return Err(lib_error(if err != 0 { -err as i32 } else { libc::ENOENT }));
+    }
+    loaded.prog = prog;
+    Ok(loaded)
+}
+
+/// Opens the embedded object with its maps sized; no libxdp handle.
+fn open_object_unwrapped(queues: u32, bypass_entries: u32) -> io::Result<Loaded> {
     // SAFETY: bpf_object_open_opts is a plain C struct for which all-zero
     // is the documented "no options" value (sz set below).
     let mut opts: xdp::bpf_object_open_opts = unsafe { std::mem::zeroed() };
@@ -632,9 +1181,10 @@ fn open_object(queues: u32, bypass_entries: u32) -> io::Result<Loaded> {
     if obj.is_null() {
         return Err(io::Error::last_os_error());
     }
-    let mut loaded = Loaded {
+    let loaded = Loaded {
         obj,
         prog: std::ptr::null_mut(),
+        link: None,
     };
     // SAFETY: obj is a valid, not yet loaded object.
     let map = unsafe { xdp::bpf_object__find_map_by_name(obj, c"xsks_map".as_ptr()) };
@@ -663,14 +1213,6 @@ fn open_object(queues: u32, bypass_entries: u32) -> io::Result<Loaded> {
     if rc < 0 {
         return Err(lib_error(-rc));
     }
-    // SAFETY: obj is valid; a null section name takes its first program.
-    let prog = unsafe { xdp::xdp_program__from_bpf_obj(obj, std::ptr::null()) };
-    // SAFETY: only inspects the pointer value.
-    let err = unsafe { xdp::libxdp_get_error(prog as *const c_void) };
-    if err != 0 || prog.is_null() {
-        return Err(lib_error(if err != 0 { -err as i32 } else { libc::ENOENT }));
-    }
-    loaded.prog = prog;
     Ok(loaded)
 }
 
