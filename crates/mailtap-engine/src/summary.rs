@@ -63,7 +63,10 @@ impl Summary {
             ("timed out", f.flows_timed_out),
             ("unanswered attempts expired", f.flows_attempts_expired),
             ("evicted", f.flows_evicted),
-            ("of them active, with analyzer state", f.flows_evicted_active),
+            (
+                "of them active, with analyzer state",
+                f.flows_evicted_active,
+            ),
             ("flushed at the end", f.flows_flushed_at_end),
         ] {
             if v > 0 {
