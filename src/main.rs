@@ -407,6 +407,12 @@ fn check_outputs(o: &OutputArgs) -> Result<()> {
             if std::fs::symlink_metadata(ev).is_ok_and(|m| m.is_dir()) {
                 bail!("--events {}: is a directory", ev.display());
             }
+            if std::fs::symlink_metadata(ev).is_ok_and(|m| m.file_type().is_symlink()) {
+                bail!(
+                    "--events {}: is a symbolic link (not followed; name the file itself)",
+                    ev.display()
+                );
+            }
             let parent = match ev.parent() {
                 Some(p) if !p.as_os_str().is_empty() => p,
                 _ => std::path::Path::new("."),

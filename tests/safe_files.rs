@@ -257,6 +257,25 @@ fn outputs_are_checked_before_reading() {
     assert_eq!(o.status.code(), Some(2), "{e}");
     assert!(e.contains("--events") && e.contains("missing/dir"), "{e}");
     assert!(!e.contains("packets"), "read before failing: {e}");
+    // --events at a symbolic link: refused before reading, not followed.
+    let link = t.path().join("events-link.json");
+    symlink(&file, &link).unwrap();
+    let o = mailtap(
+        &[
+            "read",
+            "--no-progress",
+            "-o",
+            s(&t.path().join("o0")),
+            "--events",
+            s(&link),
+            s(&sample()),
+        ],
+        &state,
+    );
+    let e = err(&o);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(e.contains("--events") && e.contains("symbolic link"), "{e}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "x");
     // --ace-dir under a regular file.
     let o = mailtap(
         &[

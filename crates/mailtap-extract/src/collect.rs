@@ -885,7 +885,7 @@ impl AceCollector {
             .and_then(|m| m.modified())
             .ok()
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_secs() as i64);
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
         let mut w = PairWriter {
             dir: &self.cfg.extract_dir,
             uid: uid.to_string(),
