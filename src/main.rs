@@ -1013,8 +1013,8 @@ fn cmd_ace_collect(a: AceCollectArgs) -> Result<i32> {
     }
     let c = collector.counters();
     eprintln!(
-        "mailtap ace-collect: {} sessions, {} messages ({} incomplete), {} to review/, {} markers without a session, {} errors",
-        c.sessions, c.messages, c.incomplete, c.review, c.missing_session, c.errors
+        "mailtap ace-collect: {} sessions, {} messages ({} incomplete), {} to review/, {} markers without a session, {} not regular files (not read), {} errors",
+        c.sessions, c.messages, c.incomplete, c.review, c.missing_session, c.not_regular, c.errors
     );
     Ok(if failed || c.errors > 0 { 1 } else { 0 })
 }

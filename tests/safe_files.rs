@@ -346,6 +346,7 @@ fn ace_collect_never_follows_links_out_of_its_directory() {
     assert!(!e.contains("secret-line"), "{e}");
     assert!(!e.contains('\x1b') && !e.contains('\x07'), "{e}");
     assert!(!e.contains(&"Z".repeat(100)), "{e}");
+    assert!(e.contains("1 not regular files"), "{e}");
     assert!(is_link(&ace.join("Csecret")));
     assert_eq!(
         std::fs::read_to_string(&secret).unwrap(),
