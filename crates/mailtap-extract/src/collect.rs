@@ -249,7 +249,12 @@ impl Parser<'_> {
     }
 
     fn start_message(&mut self) -> io::Result<()> {
-        self.n += 1;
+        // Checked: a (huge) file with more messages than names is an error,
+        // never a wrapped index that would reuse an output name.
+        self.n = self
+            .n
+            .checked_add(1)
+            .ok_or_else(|| io::Error::other("more than 4294967295 messages in one session"))?;
         let mut msg = TranscriptMessage {
             n: self.n,
             trans_depth: self.trans_depth.max(1),
@@ -330,7 +335,7 @@ impl Parser<'_> {
                 b"MAIL" => {
                     // A new transaction, whatever happened before.
                     self.reset_envelope();
-                    self.trans_depth += 1;
+                    self.trans_depth = self.trans_depth.saturating_add(1);
                     self.mailfrom = envelope_address(arg, b"FROM");
                 }
                 b"RCPT" => {
