@@ -365,3 +365,47 @@ fn nic_tune_applies_and_undoes_on_a_veth() {
     assert_eq!(rxq().as_deref(), Some("1"));
     assert!(!state.exists());
 }
+
+/// `deploy/test-image.sh` (the image run as the AF_XDP DaemonSet runs,
+/// against a veth) when podman and the debootstrap base image are already
+/// on the machine (`bash deploy/test-image.sh` once makes them: minutes);
+/// then it takes seconds. Skipped otherwise, saying so.
+#[test]
+fn container_image_runs_as_the_daemonset() {
+    if !is_root() || !tool("podman", "--version") {
+        eprintln!(
+            "skipped: needs root and podman (bash deploy/test-image.sh installs and runs it)"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("containers.conf");
+    std::fs::write(
+        &conf,
+        "[containers]\ndefault_ulimits = [\"nofile=16384:16384\", \"nproc=16384:16384\"]\n[engine]\nruntime = \"runc\"\n",
+    )
+    .unwrap();
+    let have_base = out(Command::new("podman")
+        .args(["image", "exists", "localhost/debian:bookworm-slim"])
+        .env("CONTAINERS_CONF", &conf))
+    .status
+    .success();
+    if !have_base {
+        eprintln!(
+            "skipped: no localhost/debian:bookworm-slim base image (bash deploy/test-image.sh makes it with debootstrap)"
+        );
+        return;
+    }
+    let o = out(Command::new("bash")
+        .arg(deploy().join("test-image.sh"))
+        .env("MAILTAP_BIN", bin())
+        .current_dir(repo()));
+    let t = text(&o);
+    eprintln!("{t}");
+    assert!(o.status.success(), "deploy/test-image.sh failed:\n{t}");
+    assert!(
+        t.contains("smtp: read 72 rows, container 72 rows, equal"),
+        "{t}"
+    );
+    assert!(t.contains("all clean"), "{t}");
+}

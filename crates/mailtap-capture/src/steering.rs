@@ -529,10 +529,19 @@ impl SteeringProgram {
         // SAFETY: lobj is the valid, opened (not yet loaded) object.
         let rc = unsafe { libbpf_sys::bpf_object__load(lobj) };
         if rc < 0 {
-            return Err(CaptureError::new(
+            let e = CaptureError::new(
                 what("loading the program into the kernel (needs CAP_BPF and CAP_NET_ADMIN, or CAP_SYS_ADMIN)"),
                 lib_error(-rc),
-            ));
+            );
+            if -rc == libc::EPERM {
+                return Err(e.with_hint(
+                    "bpf() refused: without CAP_SYS_ADMIN, AF_XDP needs CAP_NET_RAW, CAP_NET_ADMIN, CAP_BPF, CAP_PERFMON \
+                     and CAP_IPC_LOCK; in a container the runtime's default seccomp profile also blocks bpf() and \
+                     perf_event_open() without CAP_SYS_ADMIN: use deploy/kubernetes/seccomp/mailtap-af-xdp.json \
+                     (docs/deploy.md), or capture with --capture af-packet (CAP_NET_RAW only)",
+                ));
+            }
+            return Err(e);
         }
         let pname = std::ffi::CString::new(PROG_NAME).expect("no NUL");
         // SAFETY: lobj is loaded; the name is NUL-terminated.
