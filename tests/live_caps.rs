@@ -188,7 +188,7 @@ enum As {
     Root,
 }
 
-fn command(who: As, args: &[&str]) -> Command {
+fn command(who: As, args: &[&str], dir: &Path) -> Command {
     let caps: String = daemonset_caps().iter().map(|c| format!(",+{c}")).collect();
     let mut c = match who {
         As::Root => Command::new(bin()),
@@ -201,12 +201,28 @@ fn command(who: As, args: &[&str]) -> Command {
                 .arg(format!("--ambient-caps=-all{caps}"))
                 .arg(format!("--bounding-set=-all{caps}"))
                 .arg("--")
-                .arg(bin());
+                .arg(match who {
+                    As::NonRoot => world_binary(dir),
+                    _ => PathBuf::from(bin()),
+                });
             c
         }
     };
     c.args(args).stdin(Stdio::null()).stdout(Stdio::null());
     c
+}
+
+/// A copy of the binary in `dir` (a test's world-readable temporary
+/// directory) that uid 65534 can execute: the checkout may sit under a
+/// directory only root can enter (e.g. /root).
+fn world_binary(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("mailtap");
+    if !path.exists() {
+        std::fs::copy(bin(), &path).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    path
 }
 
 /// A running `mailtap live` writing into `out`, stderr into `out/../NAME.err`.
@@ -241,7 +257,7 @@ impl Live {
             out.to_str().unwrap(),
         ];
         args.extend_from_slice(SMALL);
-        let mut c = command(who, &args);
+        let mut c = command(who, &args, out.parent().unwrap());
         for (k, v) in env {
             c.env(k, v);
         }
@@ -510,6 +526,7 @@ fn af_xdp_refuses_to_take_the_hosts_mail_services() {
                 "-o",
                 out.to_str().unwrap(),
             ],
+            dir.path(),
         );
         c.args(SMALL);
         for (k, v) in env {
