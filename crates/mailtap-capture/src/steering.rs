@@ -15,9 +15,19 @@
 //! dispatcher when bpffs is mounted (so other XDP programs can share the
 //! interface), or attaches it alone when the dispatcher is unavailable.
 //!
-//! [`SteeringProgram::attach`] first removes a `mailtap_xdp` left on the
-//! interface by an earlier run that crashed; the handle detaches on
-//! [`SteeringProgram::detach`] or on drop.
+//! Without CAP_SYS_ADMIN (a container, a non-root service with ambient
+//! capabilities) libxdp cannot find its program again by id, so the
+//! program is attached through a BPF link instead: the kernel detaches it
+//! when the link's fd closes, at exit, crash or SIGKILL alike, and a
+//! restart finds the interface free (`MAILTAP_XDP_ATTACH=link|libxdp`
+//! forces one way). With libxdp, [`SteeringProgram::attach`] first removes
+//! a `mailtap_xdp` left on the interface by an earlier run that crashed.
+//! The handle detaches on [`SteeringProgram::detach`] or on drop.
+//!
+//! AF_XDP takes the steered TCP from the kernel, so attach refuses an
+//! interface where the host listens on a steered port on one of its
+//! addresses, unless [`allow_host_services`] or
+//! `MAILTAP_XDP_HOST_SERVICES=allow` (docs/deploy.md).
 
 use crate::bypass::{self, BypassAction, BypassMap};
 use crate::{ifindex, CaptureError};
