@@ -939,7 +939,7 @@ static ALLOW_HOST_SERVICES: std::sync::atomic::AtomicBool =
     std::sync::atomic::AtomicBool::new(false);
 
 /// Lets [`SteeringProgram::attach`] steer the mail ports of an interface
-/// where the host itself listens on them (see [`check_host_services`]);
+/// where the host itself listens on them (refused by default);
 /// also `MAILTAP_XDP_HOST_SERVICES=allow` in the environment.
 pub fn allow_host_services(allow: bool) {
     ALLOW_HOST_SERVICES.store(allow, std::sync::atomic::Ordering::Relaxed);
