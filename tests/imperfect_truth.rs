@@ -437,20 +437,6 @@ fn every_message_of_imperfect_captures_is_exact_or_flagged() {
         report.push(line);
     }
     eprintln!("{:.1}s", started.elapsed().as_secs_f64());
-    // Known, open (issue 11): a POP3 connection picked up without its
-    // handshake whose first captured packet is the server's is oriented
-    // server-first as Zeek orients it (110 is not one of Zeek's likely
-    // server ports), and POP3 then analyses nothing of it. Counted and
-    // printed, not failed; everything else is strict.
-    let (known, fails): (Vec<String>, Vec<String>) = fails.into_iter().partition(|f| {
-        f.starts_with("cut at ") && f.contains(", 110) message") && f.contains("not extracted")
-    });
-    if !known.is_empty() {
-        eprintln!(
-            "known gap: {} messages of POP3 connections picked up server-first not extracted",
-            known.len()
-        );
-    }
     if !fails.is_empty() {
         let mut by_kind = BTreeMap::<String, usize>::new();
         for f in &fails {

@@ -31,6 +31,13 @@ pub struct MailAnalyzer {
     tls_cfg: Option<Arc<TlsConfig>>,
     /// The mail session accepted STARTTLS/STLS: the rest is TLS.
     switched: bool,
+    /// The connection as the analyzer sees it when the flow is oriented
+    /// the other way round: picked up mid-stream with the server's side
+    /// first and a server port Zeek does not count as likely (POP3's 110),
+    /// so conn.log names the server as the originator, as Zeek does. The
+    /// analyzer gets the roles swapped back (and this id), so it reads the
+    /// client's commands as commands.
+    reversed: Option<ConnId>,
 }
 
 /// The application protocol found on the connection (boxed: the states
@@ -81,8 +88,8 @@ impl MailAnalyzer {
     }
 }
 
-impl TcpAnalyzer for MailAnalyzer {
-    fn deliver(&mut self, cx: &mut ConnCtx<'_>, is_orig: bool, data: &[u8]) {
+impl MailAnalyzer {
+    fn oriented_deliver(&mut self, cx: &mut ConnCtx<'_>, is_orig: bool, data: &[u8]) {
         if let Some(t) = self.tls.as_mut() {
             t.deliver(cx, is_orig, data);
         }
@@ -95,7 +102,7 @@ impl TcpAnalyzer for MailAnalyzer {
             self.hand_off(cx, is_orig, data);
         }
     }
-    fn gap(&mut self, cx: &mut ConnCtx<'_>, is_orig: bool, len: u64) {
+    fn oriented_gap(&mut self, cx: &mut ConnCtx<'_>, is_orig: bool, len: u64) {
         if let Some(t) = self.tls.as_mut() {
             t.gap(cx, is_orig, len);
         }
@@ -105,7 +112,7 @@ impl TcpAnalyzer for MailAnalyzer {
             App::Tls => {}
         }
     }
-    fn eof(&mut self, cx: &mut ConnCtx<'_>, is_orig: bool) {
+    fn oriented_eof(&mut self, cx: &mut ConnCtx<'_>, is_orig: bool) {
         if let Some(t) = self.tls.as_mut() {
             t.eof(cx, is_orig);
         }
@@ -115,7 +122,7 @@ impl TcpAnalyzer for MailAnalyzer {
             App::Tls => {}
         }
     }
-    fn done(&mut self, cx: &mut ConnCtx<'_>) {
+    fn oriented_done(&mut self, cx: &mut ConnCtx<'_>) {
         if let Some(t) = self.tls.as_mut() {
             t.done(cx);
         }
@@ -124,6 +131,43 @@ impl TcpAnalyzer for MailAnalyzer {
             App::Pop3(a) => a.done(cx),
             App::Tls => {}
         }
+    }
+
+    /// Runs `f` with the roles as the analyzer sees them (see `reversed`).
+    fn oriented<R>(
+        &mut self,
+        cx: &mut ConnCtx<'_>,
+        is_orig: bool,
+        f: impl FnOnce(&mut Self, &mut ConnCtx<'_>, bool) -> R,
+    ) -> R {
+        match self.reversed {
+            Some(id) => {
+                let mut rcx = ConnCtx {
+                    ts: cx.ts,
+                    uid: cx.uid,
+                    id: &id,
+                    out: &mut *cx.out,
+                    conn: &mut *cx.conn,
+                };
+                f(self, &mut rcx, !is_orig)
+            }
+            None => f(self, cx, is_orig),
+        }
+    }
+}
+
+impl TcpAnalyzer for MailAnalyzer {
+    fn deliver(&mut self, cx: &mut ConnCtx<'_>, is_orig: bool, data: &[u8]) {
+        self.oriented(cx, is_orig, |a, cx, o| a.oriented_deliver(cx, o, data));
+    }
+    fn gap(&mut self, cx: &mut ConnCtx<'_>, is_orig: bool, len: u64) {
+        self.oriented(cx, is_orig, |a, cx, o| a.oriented_gap(cx, o, len));
+    }
+    fn eof(&mut self, cx: &mut ConnCtx<'_>, is_orig: bool) {
+        self.oriented(cx, is_orig, |a, cx, o| a.oriented_eof(cx, o));
+    }
+    fn done(&mut self, cx: &mut ConnCtx<'_>) {
+        self.oriented(cx, true, |a, cx, _| a.oriented_done(cx));
     }
     fn start_midstream(&mut self) {
         match &mut self.app {
@@ -186,6 +230,7 @@ impl MailAnalyzers {
             tls: None,
             tls_cfg: self.tls_cfg(),
             switched: false,
+            reversed: None,
         }
     }
 
@@ -195,6 +240,7 @@ impl MailAnalyzers {
             tls: None,
             tls_cfg: self.tls_cfg(),
             switched: false,
+            reversed: None,
         }
     }
 
@@ -204,6 +250,7 @@ impl MailAnalyzers {
             tls: Some(Box::new(TlsAnalyzer::new(self.tls.clone()))),
             tls_cfg: None,
             switched: false,
+            reversed: None,
         }
     }
 }
@@ -222,6 +269,18 @@ impl AnalyzerFactory for MailAnalyzers {
         } else {
             None
         }
+    }
+
+    fn by_server_port(&self, id: &ConnId) -> Option<MailAnalyzer> {
+        let server_first = ConnId {
+            orig_h: id.resp_h,
+            orig_p: id.resp_p,
+            resp_h: id.orig_h,
+            resp_p: id.orig_p,
+        };
+        let mut a = self.by_port(&server_first)?;
+        a.reversed = Some(server_first);
+        Some(a)
     }
 
     fn detect(&self, _id: &ConnId, orig: &[u8], resp: &[u8]) -> Detect<MailAnalyzer> {

@@ -117,6 +117,16 @@ pub trait AnalyzerFactory {
     type Analyzer: TcpAnalyzer;
     /// An analyzer for a connection by its ports; `None` to try detection.
     fn by_port(&self, id: &ConnId) -> Option<Self::Analyzer>;
+    /// For a connection picked up mid-stream that [`Self::by_port`] left
+    /// without an analyzer: one by the originator's port, when the flow was
+    /// oriented with the server first (its port is not one of
+    /// `likely_server_ports`, as POP3's 110 is not in Zeek's). The
+    /// analyzer must see the roles swapped back. `None` (the default) to
+    /// try detection.
+    fn by_server_port(&self, id: &ConnId) -> Option<Self::Analyzer> {
+        let _ = id;
+        None
+    }
     /// Detection over the first bytes of each side seen so far.
     fn detect(&self, id: &ConnId, orig: &[u8], resp: &[u8]) -> Detect<Self::Analyzer>;
 }
@@ -1062,7 +1072,10 @@ fn to_app<F: AnalyzerFactory>(
             // Nothing to analyse before the first payload byte (or gap).
             return;
         }
-        *app = match factory.by_port(cx.id) {
+        let by_port = factory
+            .by_port(cx.id)
+            .or_else(|| midstream.then(|| factory.by_server_port(cx.id)).flatten());
+        *app = match by_port {
             Some(mut a) => {
                 counters.analyzers_by_port += 1;
                 if midstream {

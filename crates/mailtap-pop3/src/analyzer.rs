@@ -351,7 +351,13 @@ impl Proto {
         let Some(h) = self.hunt.as_mut() else { return };
         if !is_orig {
             if line == b"." {
-                let lines = std::mem::take(h);
+                let mut lines = std::mem::take(h);
+                // The whole response was captured: its status line is not
+                // content. (Which command it answers is unknown: RETR or
+                // TOP, so what follows is still only a partial message.)
+                if lines.first().is_some_and(|(l, _)| dpd_resp_matches(l)) {
+                    lines.remove(0);
+                }
                 if !lines.is_empty() && !lines.iter().all(|(l, _)| listing_line(l)) {
                     let info = MessageInfo {
                         ts: cx.ts,
@@ -365,15 +371,9 @@ impl Proto {
                 }
                 return;
             }
-            if h.is_empty() && !self.confirmed && dpd_resp_matches(line) {
-                // Nothing seen before a `+OK`: likely the greeting.
-                let first = self.stats.server_lines == 0;
-                if first {
-                    self.hunt = None;
-                    self.server_line(cx, line, term);
-                    return;
-                }
-            }
+            // A first `+OK` may be the greeting or the status line of a
+            // multi-line response (CAPA, LIST, RETR): it is kept, and
+            // taken as the greeting only if a client command follows it.
             self.stats.server_lines += 1;
             h.push((line.to_vec(), term));
             let mut bytes: usize = h.iter().map(|(l, t)| l.len() + t.len()).sum();
@@ -390,7 +390,18 @@ impl Proto {
         if matches!(cmd, Cmd::Ok | Cmd::Err) {
             return;
         }
-        self.hunt = None;
+        let held = self.hunt.take().unwrap_or_default();
+        if let [(greeting, term)] = held.as_slice() {
+            // The capture's first server line, alone and answered by a
+            // command: the greeting. The session starts at its beginning,
+            // so the state machine needs no guess.
+            if self.stats.server_lines == 1 && !self.confirmed && dpd_resp_matches(greeting) {
+                self.stats.server_lines = 0;
+                self.server_line(cx, greeting, term);
+                self.client_line(cx, line);
+                return;
+            }
+        }
         match cmd {
             Cmd::User | Cmd::Apop | Cmd::Auth => self.master = Master::Authorization,
             Cmd::Pass => {

@@ -1015,6 +1015,65 @@ fn midstream_greeting_first_is_a_normal_session() {
 }
 
 #[test]
+fn midstream_pickup_at_a_capa_response_is_not_a_greeting() {
+    // The capture starts with the answer to CAPA: its `+OK` status line is
+    // not the greeting, and the lines after it are not client commands
+    // sent by the server (issue 11: such sessions were lost whole).
+    let (h, _, metas) = midstream_run(&[
+        S(b"+OK\r\nCAPA\r\nTOP\r\nUIDL\r\nUSER\r\nSASL PLAIN LOGIN\r\n.\r\n"),
+        C(b"USER bob\r\n"),
+        S(b"+OK\r\n"),
+        C(b"PASS x\r\n"),
+        S(b"+OK\r\n"),
+        C(b"RETR 1\r\n"),
+        S(b"+OK\r\nSubject: s\r\n\r\nb\r\n.\r\n"),
+    ]);
+    assert_eq!(metas.len(), 1, "{metas:?}");
+    assert!(metas[0].complete && !metas[0].partial);
+    assert_eq!(metas[0].user.as_deref(), Some(&b"bob"[..]));
+    assert_eq!(h.pop3()[0].messages_retrieved, 1);
+    assert!(h.weirds().is_empty(), "{:?}", h.weird_names());
+}
+
+#[test]
+fn midstream_pickup_at_the_greeting_is_a_whole_session() {
+    // Handshake not captured, data from the greeting on: the greeting is
+    // recognised when the client's first command answers it, and CAPA
+    // (allowed in any state) leaves the session in AUTHORIZATION, so the
+    // AUTH exchange and the RETR after it are analysed as usual.
+    let (h, data, metas) = midstream_run(&[
+        S(b"+OK Dovecot ready.\r\n"),
+        C(b"CAPA\r\n"),
+        S(b"+OK\r\nCAPA\r\nUSER\r\nSASL PLAIN\r\n.\r\n"),
+        C(b"AUTH PLAIN\r\n"),
+        S(b"+ \r\n"),
+        C(b"AGJvYgB4\r\n"),
+        S(b"+OK Logged in.\r\n"),
+        C(b"RETR 1\r\n"),
+        S(b"+OK 22 octets\r\nSubject: s\r\n\r\nbody\r\n.\r\n"),
+        C(b"QUIT\r\n"),
+        S(b"+OK bye\r\n"),
+    ]);
+    assert_eq!(metas.len(), 1, "{metas:?}");
+    assert!(metas[0].complete && !metas[0].partial, "{metas:?}");
+    assert_eq!(data, b"Subject: s\r\n\r\nbody\r\n");
+    assert_eq!(h.pop3()[0].messages_retrieved, 1);
+    assert!(h.weirds().is_empty(), "{:?}", h.weird_names());
+}
+
+#[test]
+fn midstream_whole_response_leaves_its_status_line_out() {
+    let (_, data, metas) = midstream_run(&[
+        S(b"+OK 30 octets\r\nSubject: s\r\n\r\nbody\r\n.\r\n"),
+        C(b"QUIT\r\n"),
+        S(b"+OK bye\r\n"),
+    ]);
+    assert_eq!(metas.len(), 1, "{metas:?}");
+    assert!(metas[0].partial && !metas[0].complete);
+    assert_eq!(data, b"Subject: s\r\n\r\nbody\r\n");
+}
+
+#[test]
 fn cut_lines_in_retr_stay_byte_exact() {
     let mut h = harness();
     h.out.extract_enabled = true;
