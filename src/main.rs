@@ -627,6 +627,7 @@ fn cmd_read(a: ReadArgs) -> Result<i32> {
         b.finish_and_clear();
     }
     eprintln!("{}", summary_line(&summary));
+    eprintln!("mailtap: {}", summary.flow_line());
     if let Some(l) = bypass_line(&summary) {
         eprintln!("{l}");
     }
@@ -820,6 +821,7 @@ fn cmd_live(a: LiveArgs) -> Result<i32> {
         ));
     }
     eprintln!("{line}");
+    eprintln!("mailtap: {}", summary.engine.flow_line());
     if let Some(l) = bypass_line(&summary.engine) {
         eprintln!("{l}");
     }

@@ -39,6 +39,9 @@ fn sample_gives_smtp_conn_logs_and_summary() {
         summary.contains("packets") && summary.contains("smtp="),
         "{summary}"
     );
+    // How the connections began and ended, one line after the summary.
+    let flows = format!("mailtap: flows: {} created", conn.len());
+    assert!(summary.contains(&flows), "{flows:?} not in {summary}");
     let text = std::fs::read_to_string(dir.path().join("smtp.log")).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines[0], "#separator \\x09");
