@@ -2,6 +2,7 @@
 
 mod alloc;
 mod config;
+mod gen;
 
 /// mimalloc instead of glibc malloc: see the comment in Cargo.toml.
 #[global_allocator]
@@ -40,7 +41,7 @@ enum Command {
     /// SIGINT/SIGTERM or --duration.
     Live(LiveArgs),
     /// Generate a deterministic capture of SMTP (and POP3) sessions.
-    Gen(GenArgs),
+    Gen(gen::GenArgs),
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -175,60 +176,6 @@ struct LiveArgs {
     output: OutputArgs,
 }
 
-#[derive(clap::Args)]
-struct GenArgs {
-    /// Output pcap file (`-` for stdout).
-    #[arg(short, long)]
-    out: PathBuf,
-    /// Number of SMTP sessions.
-    #[arg(long, default_value_t = 100)]
-    sessions: u64,
-    /// Stop after about this many bytes instead (e.g. 500M, 1G); overrides --sessions.
-    #[arg(long)]
-    size: Option<String>,
-    /// Sessions in flight at once (interleaved).
-    #[arg(long, default_value_t = 64)]
-    concurrency: usize,
-    /// Random seed; the same seed gives the same file.
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
-    /// Percentage of sessions over IPv6.
-    #[arg(long)]
-    ipv6_percent: Option<u8>,
-    /// Traffic mix: `mta` (an MX link: mostly STARTTLS with realistic TLS,
-    /// heavy-tailed message sizes), `small` (many short plaintext SMTP and
-    /// POP3 sessions with small segments: the worst case per byte) or
-    /// `attach` (the original attachment-heavy mix). See
-    /// docs/benchmarks.md, "Traffic mixes".
-    #[arg(long, value_enum, default_value_t = MixArg::Mta)]
-    mix: MixArg,
-    /// Percentage of sessions that are POP3 (port 110) instead of SMTP
-    /// (default: the mix's share; attach 0, small 12, mta 0).
-    #[arg(long)]
-    pop3_percent: Option<u8>,
-    /// Percentage of plain/pipelined SMTP sessions with one client segment
-    /// left out of the capture (a content gap: the message is incomplete).
-    #[arg(long, default_value_t = 0)]
-    gaps: u8,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum MixArg {
-    Mta,
-    Small,
-    Attach,
-}
-
-impl From<MixArg> for mailtap_gen::TrafficMix {
-    fn from(m: MixArg) -> Self {
-        match m {
-            MixArg::Mta => mailtap_gen::TrafficMix::Mta,
-            MixArg::Small => mailtap_gen::TrafficMix::Small,
-            MixArg::Attach => mailtap_gen::TrafficMix::Attach,
-        }
-    }
-}
-
 fn main() {
     alloc::keep_freed_memory();
     let cli = Cli::parse();
@@ -243,7 +190,7 @@ fn main() {
     let code = match match cli.cmd {
         Command::Read(a) => cmd_read(a),
         Command::Live(a) => cmd_live(a),
-        Command::Gen(a) => cmd_gen(a),
+        Command::Gen(a) => gen::cmd_gen(a),
         Command::Config(ConfigCommand::Check(a)) => cmd_config_check(a),
         Command::AceCollect(a) => cmd_ace_collect(a),
     } {
@@ -894,76 +841,6 @@ fn summary_line(s: &Summary) -> String {
         s.output.events,
         if drops.is_empty() { "none".into() } else { drops.join(" ") },
     )
-}
-
-fn parse_size(s: &str) -> Result<u64> {
-    let s = s.trim();
-    let (num, mult) = match s.chars().last().map(|c| c.to_ascii_uppercase()) {
-        Some('K') => (&s[..s.len() - 1], 1u64 << 10),
-        Some('M') => (&s[..s.len() - 1], 1 << 20),
-        Some('G') => (&s[..s.len() - 1], 1 << 30),
-        _ => (s, 1),
-    };
-    let n: f64 = num
-        .parse()
-        .map_err(|_| anyhow!("--size {s}: expected a number with optional K, M or G"))?;
-    if !(n.is_finite() && n > 0.0) {
-        bail!("--size {s}: must be positive");
-    }
-    Ok((n * mult as f64) as u64)
-}
-
-fn cmd_gen(a: GenArgs) -> Result<i32> {
-    let mut cfg = mailtap_gen::GenConfig {
-        sessions: a.sessions,
-        concurrency: a.concurrency.max(1),
-        seed: a.seed,
-        ..mailtap_gen::GenConfig::for_mix(a.mix.into())
-    };
-    if let Some(s) = &a.size {
-        cfg.target_bytes = Some(parse_size(s)?);
-    }
-    if let Some(p) = a.ipv6_percent {
-        if p > 100 {
-            bail!("--ipv6-percent must be 0..=100");
-        }
-        cfg.ipv6_percent = p;
-    }
-    if a.pop3_percent.is_some_and(|p| p > 100) || a.gaps > 100 {
-        bail!("--pop3-percent and --gaps must be 0..=100");
-    }
-    if let Some(p) = a.pop3_percent {
-        cfg.mix.pop3 = p;
-    }
-    cfg.gap_percent = a.gaps;
-    let started = std::time::Instant::now();
-    let stats = if a.out.as_os_str() == "-" {
-        mailtap_gen::generate(&cfg, std::io::stdout().lock())
-    } else {
-        let f = std::fs::File::create(&a.out)
-            .with_context(|| format!("creating {}", a.out.display()))?;
-        mailtap_gen::generate(&cfg, f)
-    }
-    .with_context(|| format!("writing {}", a.out.display()))?;
-    let secs = started.elapsed().as_secs_f64().max(1e-9);
-    let frames = stats.bytes.saturating_sub(24 + 16 * stats.packets);
-    eprintln!(
-        "mailtap gen --mix {}: {} sessions ({} TLS), {} messages (+{} inside TLS), {} packets \
-         (average frame {:.0} bytes, {:.1} per session), {} bytes ({:.1}% TLS) in {:.2}s ({:.0} MB/s)",
-        mailtap_gen::TrafficMix::from(a.mix).as_str(),
-        stats.sessions,
-        stats.tls_sessions,
-        stats.messages,
-        stats.tls_messages,
-        stats.packets,
-        frames as f64 / stats.packets.max(1) as f64,
-        stats.packets as f64 / stats.sessions.max(1) as f64,
-        stats.bytes,
-        100.0 * stats.tls_bytes as f64 / stats.bytes.max(1) as f64,
-        secs,
-        stats.bytes as f64 / secs / 1e6
-    );
-    Ok(0)
 }
 
 fn cmd_config_check(a: ConfigCheckArgs) -> Result<i32> {

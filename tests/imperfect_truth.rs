@@ -467,3 +467,131 @@ fn every_message_of_imperfect_captures_is_exact_or_flagged() {
         );
     }
 }
+
+/// The same checks from the command line, as a user would run them:
+/// `mailtap gen` with every imperfection at once (including a lost
+/// handshake on a reused 4-tuple) and `--truth`, then `mailtap read
+/// --extract-dir`, joined on the SHA-256 the truth file and the extraction
+/// JSON both give.
+#[test]
+fn gen_truth_file_checks_an_extraction() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (cap, truth, logs, ex) = (
+        d.join("c.pcap"),
+        d.join("truth.jsonl"),
+        d.join("logs"),
+        d.join("ex"),
+    );
+    let (o, _) = run(&[
+        "gen",
+        "-o",
+        cap.to_str().unwrap(),
+        "--mix",
+        "small",
+        "--sessions",
+        "300",
+        "--concurrency",
+        "40",
+        "--pop3-percent",
+        "30",
+        "--cut",
+        "50%",
+        "--drop-syn",
+        "10",
+        "--drop-handshake",
+        "10",
+        "--stray-before-syn",
+        "5",
+        "--gaps",
+        "5",
+        "--reuse-closed",
+        "5",
+        "--reuse-open",
+        "5",
+        "--truth",
+        truth.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "mailtap gen: {}", stderr(&o));
+    let (o, _) = run(&[
+        "read",
+        "--no-progress",
+        "-o",
+        logs.to_str().unwrap(),
+        "--extract-dir",
+        ex.to_str().unwrap(),
+        cap.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "mailtap read: {}", stderr(&o));
+
+    let truth: Vec<Value> = std::fs::read_to_string(&truth)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut got: Vec<Value> = Vec::new();
+    for e in std::fs::read_dir(&ex).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "json") {
+            got.push(serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap());
+        }
+    }
+    let count = |e: &str| truth.iter().filter(|t| t["expect"] == e).count();
+    eprintln!(
+        "truth: {} messages ({} exact, {} incomplete, {} tail, {} not captured); {} extracted",
+        truth.len(),
+        count("exact"),
+        count("incomplete"),
+        count("tail"),
+        count("not_captured"),
+        got.len()
+    );
+    assert!(count("exact") >= 100 && count("incomplete") >= 1 && count("not_captured") >= 50);
+    let exact: std::collections::HashSet<&str> = truth
+        .iter()
+        .filter(|t| t["expect"] == "exact")
+        .map(|t| t["sha256"].as_str().unwrap())
+        .collect();
+    let complete: std::collections::HashSet<&str> = got
+        .iter()
+        .filter(|g| g["complete"] == true)
+        .map(|g| g["sha256"].as_str().unwrap())
+        .collect();
+    let missed: Vec<&&str> = exact.difference(&complete).collect();
+    assert!(
+        missed.is_empty(),
+        "exact messages not extracted complete: {missed:?}"
+    );
+    let wrong: Vec<&&str> = complete.difference(&exact).collect();
+    assert!(
+        wrong.is_empty(),
+        "complete: true but not an exact message: {wrong:?}"
+    );
+    // A message that lost bytes in a gap: incomplete, with the count.
+    let tuple = |h: &Value, a: &str, b: &str| (h[a].as_str().unwrap().to_string(), h[b].as_u64());
+    for t in truth.iter().filter(|t| t["expect"] == "incomplete") {
+        let ends = [tuple(t, "orig_h", "orig_p"), tuple(t, "resp_h", "resp_p")];
+        let found = got.iter().any(|g| {
+            let id = &g["id"];
+            let (o, r) = (tuple(id, "orig_h", "orig_p"), tuple(id, "resp_h", "resp_p"));
+            ends.contains(&o)
+                && ends.contains(&r)
+                && g["complete"] == false
+                && g["missing_bytes"] == t["missing_bytes"]
+        });
+        assert!(
+            found,
+            "no incomplete extraction with the missing bytes of {t}"
+        );
+    }
+    // Out-of-range imperfections are refused, naming the option.
+    for (flag, v, says) in [
+        ("--cut", "101%", "--cut 101%"),
+        ("--cut", "half", "--cut half"),
+        ("--drop-syn", "200", "--drop-syn 200"),
+    ] {
+        let (o, _) = run(&["gen", "-o", cap.to_str().unwrap(), flag, v]);
+        assert_eq!(o.status.code(), Some(2), "{flag} {v}");
+        assert!(stderr(&o).contains(says), "{flag} {v}: {}", stderr(&o));
+    }
+}

@@ -97,6 +97,21 @@ impl Stream {
         self.eof_sent
     }
 
+    /// Whether a segment starting at `seq` cannot belong to this stream
+    /// because the stream has ended: its FIN was delivered in order and the
+    /// segment starts at or beyond the FIN, or before the stream's first
+    /// byte. (A retransmission lies inside the stream; a new connection on
+    /// the same 4-tuple, with its own initial sequence number, almost never
+    /// does.)
+    pub fn after_end(&self, seq: u32) -> bool {
+        let Some(fin) = self.fin else { return false };
+        if !self.eof_sent {
+            return false;
+        }
+        let abs = self.unwrap_seq(seq);
+        abs >= fin || abs < self.base
+    }
+
     /// Bytes held out of order right now.
     pub fn buffered(&self) -> usize {
         self.ooo_bytes

@@ -467,6 +467,15 @@ impl<F: AnalyzerFactory> FlowTable<F> {
                     }
                 }
             }
+            // Data on a connection both sides have closed, outside what
+            // either side sent: a new connection on the same 4-tuple whose
+            // handshake was not captured (Zeek cannot tell and folds it
+            // into the old one as retransmissions).
+            Some(slot) if !seg.payload.is_empty() && self.ended_before(slot, seg, src_is_a) => {
+                self.counters.flows_closed += 1;
+                self.remove(slot, out);
+                self.insert_flow(key, seg, src_is_a, out)
+            }
             Some(slot) => slot,
             None => self.insert_flow(key, seg, src_is_a, out),
         };
@@ -513,6 +522,18 @@ impl<F: AnalyzerFactory> FlowTable<F> {
         if flow.closing && !closing_before {
             self.closed_q.push_back((seg.ts, flow.serial, slot));
         }
+    }
+
+    /// Whether `seg` (with payload) comes after the connection in `slot`
+    /// ended: both sides closed with a FIN (not reset), every byte up to
+    /// each FIN delivered, and `seg` outside its sender's stream.
+    fn ended_before(&self, slot: u32, seg: &Segment<'_>, src_is_a: bool) -> bool {
+        use crate::conn::EndpointState as St;
+        let flow = &self.flows[slot as usize];
+        let d = usize::from(flow.orig_is_a != src_is_a);
+        flow.ep.iter().all(|e| e.state == St::Closed)
+            && flow.streams.iter().all(Stream::finished)
+            && flow.streams[d].after_end(seg.seq)
     }
 
     /// Creates the connection of `seg` under `key`, evicting the oldest
@@ -1833,6 +1854,50 @@ mod tests {
         t.process(&seg(4, true, 25, SYN, 100, 0, b""), &mut out);
         assert_eq!(weirds(&out)[0].1, "active_connection_reuse");
         assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn data_after_both_fins_outside_the_streams_is_a_new_connection() {
+        // A retransmission after the close belongs to the old connection.
+        let (mut t, _) = table(25, FlowConfig::default());
+        let mut out = Output::new(false);
+        session(&mut t, &mut out, 25);
+        t.process(
+            &seg(9, true, 25, ACK | PSH, 101, 510, b"EHLO x\r\n"),
+            &mut out,
+        );
+        assert!(conns(&out).is_empty());
+        assert_eq!(t.len(), 1);
+
+        // Server data far from the old stream, 4-tuple reused without a
+        // captured handshake: the old connection ends, a new one begins
+        // (oriented by the server port, as any partial connection).
+        let (mut t, _) = table(25, FlowConfig::default());
+        let mut out = Output::new(false);
+        session(&mut t, &mut out, 25);
+        t.process(
+            &seg(10, false, 25, ACK | PSH, 90_000, 7_000, b"220 again\r\n"),
+            &mut out,
+        );
+        let c = conns(&out);
+        assert_eq!((c.len(), c[0].conn_state), (1, "SF"));
+        assert!(weirds(&out).is_empty());
+        assert_eq!(t.counters().flows_closed, 1);
+        assert_eq!(t.counters().flows_partial, 1);
+        t.finish(&mut out);
+        let c = conns(&out);
+        assert_eq!(c.len(), 2);
+        assert_eq!((c[1].id.resp_p, c[1].history.as_str()), (25, "^d"));
+
+        // Only one side closed: not yet.
+        let (mut t, _) = table(25, FlowConfig::default());
+        let mut out = Output::new(false);
+        t.process(&seg(1, true, 25, SYN, 100, 0, b""), &mut out);
+        t.process(&seg(2, false, 25, SYN | ACK, 500, 101, b""), &mut out);
+        t.process(&seg(3, true, 25, FIN | ACK, 101, 501, b""), &mut out);
+        t.process(&seg(4, true, 25, ACK | PSH, 9_000, 501, b"x"), &mut out);
+        assert_eq!(t.len(), 1);
+        assert!(conns(&out).is_empty());
     }
 
     #[test]
