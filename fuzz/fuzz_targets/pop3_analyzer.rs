@@ -2,6 +2,8 @@
 //! each delivered to the client or server side (or reported as a gap),
 //! with events and extraction on, then the connection ends. Must never
 //! panic.
+//! An odd first byte starts the analyzer mid-stream (a connection picked
+//! up without its handshake: the resynchronising hunt mode).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -30,7 +32,10 @@ fuzz_target!(|data: &[u8]| {
     out.extract_enabled = true;
     let mut ann = ConnAnnotations::default();
     let mut cx = ConnCtx { ts: Timestamp(1), uid: "Cfuzz", id: &id, out: &mut out, conn: &mut ann };
-    let mut rest = data;
+    let Some((&mode, mut rest)) = data.split_first() else { return };
+    if mode & 1 == 1 {
+        a.start_midstream();
+    }
     // Each piece: one control byte (bit 7 = server side, bit 6 = gap,
     // low 6 bits = length / 4 for gaps), then up to 63 bytes.
     while let Some((&ctl, tail)) = rest.split_first() {

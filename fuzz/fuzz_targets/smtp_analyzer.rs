@@ -1,6 +1,8 @@
 //! Arbitrary bytes as an SMTP conversation: the input is cut into pieces,
 //! each delivered to the client or server side (or reported as a gap),
 //! with events on, then the connection ends. Must never panic.
+//! An odd first byte starts the analyzer mid-stream (a connection picked
+//! up without its handshake: the resynchronising hunt mode).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -21,7 +23,10 @@ fuzz_target!(|data: &[u8]| {
     let mut out = Output::new(true);
     let mut ann = ConnAnnotations::default();
     let mut cx = ConnCtx { ts: Timestamp(1), uid: "Cfuzz", id: &id, out: &mut out, conn: &mut ann };
-    let mut rest = data;
+    let Some((&mode, mut rest)) = data.split_first() else { return };
+    if mode & 1 == 1 {
+        a.start_midstream();
+    }
     // Each piece: one control byte (bit 7 = server side, bit 6 = gap,
     // low 6 bits = length / 4 for gaps), then up to 63 bytes.
     while let Some((&ctl, tail)) = rest.split_first() {
