@@ -59,6 +59,12 @@ pub struct EmailMeta {
     /// False when a gap or the end of the capture cut the message.
     pub complete: bool,
     pub missing_bytes: u64,
+    /// How much is missing is not known: the message's start was not seen
+    /// (picked up mid-stream) or its end was not (the connection ended, a
+    /// gap swallowed the end of data or a BDAT chunk with chunks after
+    /// it). `missing_bytes` then counts only the losses seen, and the JSON
+    /// says `null`.
+    pub missing_unknown: bool,
     /// A POP3 TOP response: only part of the message.
     pub partial: bool,
     pub headers: EmailHeaders,

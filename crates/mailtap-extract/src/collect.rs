@@ -760,6 +760,7 @@ impl MessageOut for PairWriter<'_> {
             sha256: m.sha256,
             complete,
             missing_bytes: 0,
+            missing_unknown: !complete,
             partial: false,
             headers: parse_headers(&m.head),
             attachments: Vec::<Attachment>::new(),

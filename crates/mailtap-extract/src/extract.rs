@@ -178,7 +178,7 @@ impl ExtractSink {
             &JsonOptions {
                 origin: Origin::Capture,
                 ts_known: true,
-                missing_known: true,
+                missing_known: !m.missing_unknown,
             },
         );
         self.finish_pair(&stem, &tmp, &json)?;
@@ -338,6 +338,7 @@ mod tests {
             sha256: hex(&Sha256::digest(body)),
             complete: true,
             missing_bytes: 0,
+            missing_unknown: false,
             partial: false,
             headers: EmailHeaders {
                 subject: Some("héllo".into()),

@@ -181,7 +181,7 @@ impl Encoder {
             &JsonOptions {
                 origin: Origin::Capture,
                 ts_known: known,
-                missing_known: known,
+                missing_known: known && !m.missing_unknown,
             },
         );
         let (data, truncated) = match p {

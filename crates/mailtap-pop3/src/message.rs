@@ -49,6 +49,9 @@ struct Current {
     /// The last line handed over ended with a lone CR (a late LF belongs
     /// to it).
     open_cr: bool,
+    /// Begun after its start (mid-stream pickup): what is missing is not
+    /// known.
+    headless: bool,
 }
 
 impl Messages {
@@ -95,6 +98,7 @@ impl Messages {
             n,
             extract,
             open_cr: false,
+            headless: false,
         });
     }
 
@@ -136,6 +140,7 @@ impl Messages {
             n,
             extract,
             open_cr: false,
+            headless: true,
         });
         self.end(cx, false);
     }
@@ -228,6 +233,8 @@ impl Messages {
             sha256: s.sha256.unwrap_or_default(),
             complete: s.complete,
             missing_bytes: s.missing_bytes,
+            // Cut before its `.`, or begun after its `+OK`.
+            missing_unknown: !complete || cur.headless,
             partial: info.partial,
             headers: s.headers,
             attachments: s.attachments,

@@ -1057,6 +1057,7 @@ fn midstream_pickup_at_the_greeting_is_a_whole_session() {
     assert_eq!(metas.len(), 1, "{metas:?}");
     assert!(metas[0].complete && !metas[0].partial, "{metas:?}");
     assert_eq!(data, b"Subject: s\r\n\r\nbody\r\n");
+    assert!(!metas[0].missing_unknown);
     assert_eq!(h.pop3()[0].messages_retrieved, 1);
     assert!(h.weirds().is_empty(), "{:?}", h.weird_names());
 }
@@ -1071,6 +1072,7 @@ fn midstream_whole_response_leaves_its_status_line_out() {
     assert_eq!(metas.len(), 1, "{metas:?}");
     assert!(metas[0].partial && !metas[0].complete);
     assert_eq!(data, b"Subject: s\r\n\r\nbody\r\n");
+    assert!(metas[0].missing_unknown);
 }
 
 #[test]

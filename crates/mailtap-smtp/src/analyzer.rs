@@ -847,6 +847,7 @@ impl Proto {
     fn begin_headless(&mut self, cx: &mut ConnCtx<'_>, orig: bool) {
         self.begin_message(cx, orig, true);
         self.ext.midstream_envelope = true;
+        self.ext.headless = true;
     }
 
     fn begin_message(&mut self, cx: &mut ConnCtx<'_>, orig: bool, headless: bool) {
@@ -899,6 +900,11 @@ impl Proto {
         } = self;
         let extracting = self.ext.n > 0 && cx.extract_enabled();
         let s = mime.end(cx, &mut ScriptSink { script, cfg }, complete);
+        // Ended before its end was seen (unless chunk arithmetic says
+        // where it was), or begun after its start: the losses counted are
+        // not all there is.
+        let end_known = std::mem::take(&mut self.ext.end_known);
+        let missing_unknown = (!complete && !end_known) || std::mem::take(&mut self.ext.headless);
         if !extracting {
             return;
         }
@@ -921,6 +927,7 @@ impl Proto {
             sha256: s.sha256.unwrap_or_default(),
             complete: s.complete,
             missing_bytes: s.missing_bytes,
+            missing_unknown,
             partial: std::mem::take(&mut self.ext.midstream_envelope),
             headers: s.headers,
             attachments: s.attachments,
@@ -1040,7 +1047,13 @@ impl Proto {
                 mime.detach(cx, &mut ScriptSink { script, cfg });
                 self.ext.tail = Some(Tail::default());
             } else {
-                // The rest of the BDAT chunk will not be extracted.
+                // The rest of the BDAT chunk will not be extracted. When
+                // it is the LAST chunk and the gap inside it, that rest is
+                // all that is missing besides the gap.
+                self.ext.end_known = self
+                    .bdat
+                    .as_ref()
+                    .is_some_and(|b| b.is_last() && len <= b.remaining());
                 self.mime.missing(rest_of_chunk);
                 self.end_data(cx, false);
             }
@@ -1124,6 +1137,11 @@ impl Proto {
 struct Extract {
     /// A message followed past a content gap (see `Tail`).
     tail: Option<Tail>,
+    /// The current message began after its start (mid-stream pickup).
+    headless: bool,
+    /// The current message is being cut where its end is known anyway (a
+    /// gap inside a LAST BDAT chunk): what is missing is counted exactly.
+    end_known: bool,
     /// Messages started on this connection while extracting (1-based `n`).
     n: u32,
     start: Timestamp,

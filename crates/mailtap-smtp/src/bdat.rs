@@ -45,6 +45,11 @@ impl Bdat {
         self.last = last;
     }
 
+    /// The current chunk is the LAST one.
+    pub fn is_last(&self) -> bool {
+        self.last
+    }
+
     pub fn remaining(&self) -> u64 {
         self.remaining
     }

@@ -113,6 +113,7 @@ fn pickup_inside_data() {
     let (m, d) = msg(&o, 1);
     assert_eq!(d, b"ne cut in the middle\r\n.stuffed\r\nlast line\r\n");
     assert!(!m.complete && m.partial);
+    assert!(m.missing_unknown, "the start was not seen");
     assert_eq!(m.status_code, Some(250));
     assert_second_exact(&o, 2);
     // Two rows: the transaction picked up (what is known) and the next.
@@ -414,6 +415,10 @@ fn client_gap_inside_data_counts_missing_and_keeps_envelope() {
     assert_eq!(d, b"Subject: g\r\n\r\nfirst\r\npartial\r\n.after\r\n");
     assert!(!m.complete);
     assert_eq!(m.missing_bytes, 50);
+    assert!(
+        !m.missing_unknown,
+        "the end of data was seen: the count is exact"
+    );
     assert_eq!(m.mailfrom.as_deref(), Some(&b"g@x.example"[..]));
     assert_eq!(m.rcptto, vec![b"h@y.example".to_vec()]);
     assert_eq!(m.status_code, Some(250));
@@ -461,6 +466,9 @@ fn gap_over_end_of_data_keeps_only_sure_bytes() {
     assert_eq!(d, b"Subject: g\r\n\r\nfirst\r\n");
     assert!(!m.complete);
     assert_eq!(m.missing_bytes, 30);
+    // The end of data is somewhere in the gap: how much of the 30 bytes
+    // was message is not known.
+    assert!(m.missing_unknown);
 }
 
 #[test]
@@ -496,4 +504,73 @@ fn gaps_without_extraction_log_like_zeek() {
     assert_eq!(h.files()[0].seen_bytes, with.h.files()[0].seen_bytes);
     assert_eq!(h.files()[0].missing_bytes, with.h.files()[0].missing_bytes);
     assert_eq!(h.smtp()[0].fuids, with.h.smtp()[0].fuids);
+}
+
+const BDAT_ENVELOPE: &[Step] = &[
+    S(b"220 mx\r\n"),
+    C(b"EHLO c\r\n"),
+    S(b"250-mx\r\n250 CHUNKING\r\n"),
+    C(b"MAIL FROM:<g@x.example>\r\n"),
+    S(b"250 ok\r\n"),
+    C(b"RCPT TO:<h@y.example>\r\n"),
+    S(b"250 ok\r\n"),
+];
+
+#[test]
+fn gap_in_a_bdat_chunk_counts_exactly_only_in_the_last_chunk() {
+    // Gap inside the LAST chunk: chunk arithmetic says what is missing.
+    let steps: Vec<Step> = BDAT_ENVELOPE
+        .iter()
+        .chain(&[
+            C(b"BDAT 40 LAST\r\nSubject: b\r\n\r\n"),
+            Gap(true, 10),
+            C(b"0123456789abcde"),
+            S(b"250 ok\r\n"),
+        ])
+        .cloned()
+        .collect();
+    let o = go(SmtpConfig::default(), false, &steps);
+    let (m, d) = msg(&o, 1);
+    assert_eq!(d, b"Subject: b\r\n\r\n");
+    assert!(!m.complete && !m.missing_unknown, "{m:?}");
+    assert_eq!(m.missing_bytes, 40 - 14);
+
+    // Gap inside a chunk with more to come: the later chunks are not
+    // extracted, so how much is missing is not known.
+    let steps: Vec<Step> = BDAT_ENVELOPE
+        .iter()
+        .chain(&[
+            C(b"BDAT 40\r\nSubject: b\r\n\r\n"),
+            Gap(true, 10),
+            C(b"0123456789abcde"),
+            S(b"250 ok\r\n"),
+            C(b"BDAT 5 LAST\r\nxy\r\n\r\n"),
+            S(b"250 ok\r\n"),
+        ])
+        .cloned()
+        .collect();
+    let o = go(SmtpConfig::default(), false, &steps);
+    let (m, _) = msg(&o, 1);
+    assert!(!m.complete && m.missing_unknown, "{m:?}");
+}
+
+#[test]
+fn a_message_cut_by_the_connection_end_has_an_unknown_shortfall() {
+    let steps: Vec<Step> = ENVELOPE
+        .iter()
+        .chain(&[C(b"Subject: g\r\n\r\nfirst\r\n")])
+        .cloned()
+        .collect();
+    let o = go(SmtpConfig::default(), false, &steps);
+    let (m, _) = msg(&o, 1);
+    assert!(!m.complete && m.missing_unknown, "{m:?}");
+    // Whole messages stay exact.
+    let steps: Vec<Step> = ENVELOPE
+        .iter()
+        .chain(&[C(b"Subject: g\r\n\r\nx\r\n.\r\n"), S(b"250 ok\r\n")])
+        .cloned()
+        .collect();
+    let o = go(SmtpConfig::default(), false, &steps);
+    let (m, _) = msg(&o, 1);
+    assert!(m.complete && !m.missing_unknown, "{m:?}");
 }
