@@ -7,6 +7,9 @@
 //! Deviations kept on purpose are listed in `DEVIATIONS` and in
 //! docs/conformance.md. The test skips, saying so, when ../shared is absent.
 
+mod common;
+use common::skip;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -227,7 +230,10 @@ fn weird_rows(log: &Log) -> Vec<(String, String, String)> {
 #[test]
 fn zeek_smtp_conformance() {
     let Some(root) = shared() else {
-        eprintln!("SKIP zeek_smtp_conformance: ../shared/conformance/zeek not found");
+        skip(
+            "zeek_smtp_conformance",
+            "../shared/conformance/zeek not found",
+        );
         return;
     };
     let mut failures = Vec::new();
@@ -329,7 +335,10 @@ fn event_key(name: &str, args: &serde_json::Value) -> String {
 #[test]
 fn zeek_smtp_event_sequence() {
     let Some(root) = shared() else {
-        eprintln!("SKIP zeek_smtp_event_sequence: ../shared/conformance/zeek not found");
+        skip(
+            "zeek_smtp_event_sequence",
+            "../shared/conformance/zeek not found",
+        );
         return;
     };
     let text = std::fs::read_to_string(
@@ -389,7 +398,10 @@ fn zeek_smtp_event_sequence() {
 #[test]
 fn zeek_conn_conformance() {
     let Some(root) = shared() else {
-        eprintln!("SKIP zeek_conn_conformance: ../shared/conformance/zeek not found");
+        skip(
+            "zeek_conn_conformance",
+            "../shared/conformance/zeek not found",
+        );
         return;
     };
     let mut failures = Vec::new();

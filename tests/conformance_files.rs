@@ -5,6 +5,9 @@
 //! thefile0..2), the `mime_content_hash` lengths/digests, and smtp.log
 //! `fuids`. Skips, saying so, when ../shared is absent.
 
+mod common;
+use common::skip;
+
 use md5::{Digest, Md5};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -89,7 +92,10 @@ const ALL_HASHES: &str = r#"files.hashes=["md5","sha1","sha256"]"#;
 #[test]
 fn zeek_files_log_bare_mode() {
     let Some(root) = shared() else {
-        eprintln!("SKIP zeek_files_log_bare_mode: ../shared/conformance/zeek not found");
+        skip(
+            "zeek_files_log_bare_mode",
+            "../shared/conformance/zeek not found",
+        );
         return;
     };
     let base = root.join("baselines/scripts.base.protocols.smtp.attachment/files.log");
@@ -115,7 +121,10 @@ fn zeek_files_log_bare_mode() {
 #[test]
 fn zeek_files_log_cut_baselines() {
     let Some(root) = shared() else {
-        eprintln!("SKIP zeek_files_log_cut_baselines: ../shared/conformance/zeek not found");
+        skip(
+            "zeek_files_log_cut_baselines",
+            "../shared/conformance/zeek not found",
+        );
         return;
     };
     for (test, trace) in [
@@ -156,7 +165,10 @@ fn zeek_files_log_cut_baselines() {
 #[test]
 fn zeek_file_analysis_smtp_hashes_and_bytes() {
     let Some(root) = shared() else {
-        eprintln!("SKIP zeek_file_analysis_smtp_hashes_and_bytes: ../shared not found");
+        skip(
+            "zeek_file_analysis_smtp_hashes_and_bytes",
+            "../shared not found",
+        );
         return;
     };
     let dir_b = root.join("baselines/scripts.base.frameworks.file-analysis.smtp");
@@ -236,7 +248,10 @@ fn hex(b: &[u8]) -> String {
 #[test]
 fn zeek_mime_content_hash() {
     let Some(root) = shared() else {
-        eprintln!("SKIP zeek_mime_content_hash: ../shared/conformance/zeek not found");
+        skip(
+            "zeek_mime_content_hash",
+            "../shared/conformance/zeek not found",
+        );
         return;
     };
     let b = root.join("baselines");
@@ -280,7 +295,10 @@ fn zeek_mime_content_hash() {
 #[test]
 fn zeek_smtp_log_fuids() {
     let Some(root) = shared() else {
-        eprintln!("SKIP zeek_smtp_log_fuids: ../shared/conformance/zeek not found");
+        skip(
+            "zeek_smtp_log_fuids",
+            "../shared/conformance/zeek not found",
+        );
         return;
     };
     for (test, trace) in [

@@ -6,6 +6,9 @@
 //! After STLS both hand the connection to TLS: conn.log says `pop3,ssl`.
 //! The test skips, saying so, when ../shared is absent.
 
+mod common;
+use common::skip;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -151,7 +154,7 @@ fn our_events(out: &Path) -> BTreeMap<String, Vec<String>> {
 #[test]
 fn pop3_basic_events_and_services() {
     let Some(root) = shared() else {
-        eprintln!("SKIP pop3_basic: ../shared/conformance/zeek not found");
+        skip("pop3_basic", "../shared/conformance/zeek not found");
         return;
     };
     let base = root.join("baselines").join(format!("{P}basic"));
@@ -192,7 +195,7 @@ fn pop3_basic_events_and_services() {
 #[test]
 fn pop3_redis_false_positive() {
     let Some(root) = shared() else {
-        eprintln!("SKIP pop3_redis: ../shared/conformance/zeek not found");
+        skip("pop3_redis", "../shared/conformance/zeek not found");
         return;
     };
     let base = root.join("baselines").join(format!("{P}redis"));
@@ -221,7 +224,10 @@ fn pop3_redis_false_positive() {
 #[test]
 fn pop3_bad_list_retr_crafted() {
     let Some(root) = shared() else {
-        eprintln!("SKIP pop3_bad_list_retr_crafted: ../shared/conformance/zeek not found");
+        skip(
+            "pop3_bad_list_retr_crafted",
+            "../shared/conformance/zeek not found",
+        );
         return;
     };
     let base = root
@@ -252,7 +258,7 @@ fn pop3_bad_list_retr_crafted() {
 #[test]
 fn pop3_starttls() {
     let Some(root) = shared() else {
-        eprintln!("SKIP pop3_starttls: ../shared/conformance/zeek not found");
+        skip("pop3_starttls", "../shared/conformance/zeek not found");
         return;
     };
     let base = root.join("baselines").join(format!("{P}starttls"));
@@ -273,7 +279,10 @@ fn pop3_starttls() {
 #[test]
 fn core_max_analyzer_violations() {
     let Some(root) = shared() else {
-        eprintln!("SKIP core_max_analyzer_violations: ../shared/conformance/zeek not found");
+        skip(
+            "core_max_analyzer_violations",
+            "../shared/conformance/zeek not found",
+        );
         return;
     };
     let base = root.join("baselines/core.max-analyzer-violations");

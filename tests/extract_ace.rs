@@ -171,7 +171,7 @@ fn sample_capture() {
 fn zeek_smtp_trace() {
     let p = repo().join("../shared/conformance/zeek/traces/smtp.pcap");
     if !p.exists() {
-        eprintln!("skipping: {} absent", p.display());
+        skip("zeek_smtp_trace", &format!("{} absent", p.display()));
         return;
     }
     check_capture(&p);

@@ -18,9 +18,9 @@ fn zeek() -> Option<PathBuf> {
     if p.is_dir() {
         Some(p)
     } else {
-        eprintln!(
-            "skipping the Zeek baseline comparison: {} is absent",
-            p.display()
+        skip(
+            "imperfect_flow Zeek baseline comparison",
+            &format!("{} is absent", p.display()),
         );
         None
     }

@@ -90,7 +90,7 @@ fn missing_prerequisite() -> Option<String> {
 macro_rules! require_env {
     () => {
         if let Some(why) = missing_prerequisite() {
-            eprintln!("skipped: {why}");
+            common::skip(concat!(file!(), ":", line!()), &why);
             return;
         }
     };
@@ -1752,7 +1752,7 @@ fn af_xdp_old_small_rings_lose_the_burst_and_count_it() {
 fn af_xdp_memlock_too_low_names_the_limit_and_the_keys() {
     require_env!();
     if !tool_runs("setpriv", "--version") || !tool_runs("prlimit", "--version") {
-        eprintln!("skipped: setpriv/prlimit not found");
+        common::skip(concat!(file!(), ":", line!()), "setpriv/prlimit not found");
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -62,7 +62,7 @@ fn missing_prerequisite() -> Option<String> {
 macro_rules! require_env {
     () => {
         if let Some(why) = missing_prerequisite() {
-            eprintln!("skipped: {why}");
+            common::skip(concat!(file!(), ":", line!()), &why);
             return;
         }
     };
@@ -383,7 +383,10 @@ fn lifetime_with_reduced_caps(who: As) {
         assert!(o.status.success(), "tcpreplay: {o:?}");
         std::thread::sleep(Duration::from_millis(500));
     } else {
-        eprintln!("tcpreplay not found: capture not checked, only the XDP lifetime");
+        skip(
+            concat!(file!(), ":", line!()),
+            "tcpreplay not found: capture not checked, only the XDP lifetime",
+        );
     }
     let st = live.signal("TERM");
     let (_, err) = live.wait();

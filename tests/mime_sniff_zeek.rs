@@ -13,6 +13,9 @@
 //!
 //! Skipped, with a message, when `../shared` is not there.
 
+mod common;
+use common::skip;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -127,7 +130,10 @@ fn run(trace: &Path, out: &Path) {
 #[test]
 fn mime_type_equals_zeek_on_every_mail_capture() {
     let Some(shared) = shared() else {
-        eprintln!("skipped: ../shared/conformance/zeek-8.2.2 not found");
+        skip(
+            "mime_type_equals_zeek_on_every_mail_capture",
+            "../shared/conformance/zeek-8.2.2 not found",
+        );
         return;
     };
     let traces = shared.join("traces/mail");

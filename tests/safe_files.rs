@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{bin, sample};
+use common::{bin, sample, skip};
 use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -303,7 +303,7 @@ fn outputs_are_checked_before_reading() {
         .status()
         .is_ok_and(|st| st.success());
     if !mounted {
-        eprintln!("skipped the read-only -o case: cannot mount (not root?)");
+        skip("safe_files read-only -o case", "cannot mount (not root?)");
         return;
     }
     let o = mailtap(

@@ -5,6 +5,9 @@
 //! mailtap's extra `ja4`/`ja4s` columns, rows sorted. The test skips, saying
 //! so, when ../shared is absent.
 
+mod common;
+use common::skip;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -155,7 +158,10 @@ fn compare(root: &Path, name: &str, work: &Path) -> Option<String> {
 #[test]
 fn zeek_tls_conformance() {
     let Some(root) = shared() else {
-        eprintln!("SKIP zeek_tls_conformance: ../shared/conformance/zeek-8.2.2 not found");
+        skip(
+            "zeek_tls_conformance",
+            "../shared/conformance/zeek-8.2.2 not found",
+        );
         return;
     };
     let work = tempfile::tempdir().expect("tempdir");

@@ -15,7 +15,7 @@
 
 mod common;
 
-use common::{bin, repo, stderr};
+use common::{bin, repo, skip, stderr};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -201,7 +201,10 @@ fn check_capture(base: &Path, capture: &Path) -> String {
 #[test]
 fn mail_captures_match_zeek_8_2_2() {
     let Some(base) = shared() else {
-        eprintln!("skipped: ../shared/conformance/zeek-8.2.2 is not there");
+        skip(
+            "mail_captures_match_zeek_8_2_2",
+            "../shared/conformance/zeek-8.2.2 is not there",
+        );
         return;
     };
     let mut captures: Vec<PathBuf> = std::fs::read_dir(base.join("traces/mail"))

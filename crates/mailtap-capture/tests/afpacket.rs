@@ -9,6 +9,9 @@
 //!
 //! `afpacket_drain_throughput` is a measurement, run with `--ignored`.
 
+mod common;
+use common::skip;
+
 use mailtap_capture::afpacket::{Fanout, FanoutMode, PacketRing, PacketRingConfig};
 use mailtap_capture::{ifindex, RxPacket};
 use std::collections::{BTreeMap, BTreeSet};
@@ -26,7 +29,7 @@ fn is_root() -> bool {
 macro_rules! need_root {
     () => {
         if !is_root() {
-            eprintln!("skipped: needs root");
+            skip(concat!(file!(), ":", line!()), "needs root");
             return;
         }
     };

@@ -11,6 +11,9 @@
 //!
 //! Needs root and `ip netns`; skipped otherwise (with the reason printed).
 
+mod common;
+use common::skip;
+
 use mailtap_capture::afpacket::{PacketRing, PacketRingConfig};
 use mailtap_capture::bypass::{BypassAction, BypassCounters, BypassKey, SocketBypass};
 use mailtap_capture::ifindex;
@@ -39,11 +42,14 @@ fn have_ip_netns() -> bool {
 macro_rules! need_root_and_netns {
     () => {
         if !is_root() {
-            eprintln!("skipped: needs root");
+            skip(concat!(file!(), ":", line!()), "needs root");
             return;
         }
         if !have_ip_netns() {
-            eprintln!("skipped: needs root and `ip netns` (iproute2)");
+            skip(
+                concat!(file!(), ":", line!()),
+                "needs `ip netns` (iproute2)",
+            );
             return;
         }
     };
@@ -780,13 +786,16 @@ fn bypass_afpacket_socket_filter() {
 #[test]
 fn bypass_map_memory_per_entry() {
     if !is_root() {
-        eprintln!("skipped: needs root");
+        skip(concat!(file!(), ":", line!()), "needs root");
         return;
     }
     for conns in [1024u32, 65536, 1 << 20] {
         let sb = SocketBypass::load(65535, conns).expect("load");
         let Some(mem) = sb.map().kernel_memory() else {
-            eprintln!("skipped: the kernel shows no memlock in fdinfo");
+            skip(
+                concat!(file!(), ":", line!()),
+                "the kernel shows no memlock in fdinfo",
+            );
             return;
         };
         let per = mem as f64 / f64::from(conns);

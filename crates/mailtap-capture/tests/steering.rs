@@ -12,6 +12,9 @@
 //! it first (a network namespace is a per-thread attribute), so the test
 //! process itself never leaves its own.
 
+mod common;
+use common::skip;
+
 use mailtap_capture::bypass::BypassAction;
 use mailtap_capture::steering::{
     attached_mailtap_programs, SteeringConfig, SteeringProgram, XdpMode,
@@ -43,11 +46,14 @@ fn have_ip_netns() -> bool {
 macro_rules! need_root_and_netns {
     () => {
         if !is_root() {
-            eprintln!("skipped: needs root");
+            skip(concat!(file!(), ":", line!()), "needs root");
             return;
         }
         if !have_ip_netns() {
-            eprintln!("skipped: needs root and `ip netns` (iproute2)");
+            skip(
+                concat!(file!(), ":", line!()),
+                "needs `ip netns` (iproute2)",
+            );
             return;
         }
     };
@@ -619,7 +625,7 @@ fn steering_bpf_object_is_up_to_date() {
             .unwrap_or(false)
     };
     if !have("clang") || !have("llvm-strip") {
-        eprintln!("skipped: needs clang and llvm-strip");
+        skip(concat!(file!(), ":", line!()), "needs clang and llvm-strip");
         return;
     }
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../bpf/build.sh");
