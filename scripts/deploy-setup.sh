@@ -26,6 +26,9 @@ fi
 
 if ! command -v yamllint >/dev/null || ! command -v kubernetes-validate >/dev/null; then
     echo "deploy-setup: pip install yamllint kubernetes-validate"
-    python3 -m pip install -q yamllint kubernetes-validate
+    # Debian's own python3 refuses pip outside a venv (PEP 668); a
+    # pyenv or virtualenv python takes it as is.
+    python3 -m pip install -q yamllint kubernetes-validate ||
+        python3 -m pip install -q --break-system-packages yamllint kubernetes-validate
 fi
 echo "deploy-setup: ok"
