@@ -50,6 +50,10 @@ pub enum Nuls {
     Keep,
 }
 
+/// Partial-line buffer capacity kept between lines; a larger one (left by
+/// a long line) is freed once the line has been handed out.
+pub const RETAINED_LINE_CAPACITY: usize = 64 * 1024;
+
 /// Per-direction line splitter with Zeek's ContentLine semantics.
 #[derive(Debug)]
 pub struct LineSplitter {
@@ -87,6 +91,17 @@ impl LineSplitter {
         }
     }
 
+    /// Empties the partial-line buffer; after a long line its memory goes
+    /// back to the allocator, so a connection that once sent a line of
+    /// megabytes does not keep megabytes for the rest of its life.
+    fn release_buf(&mut self) {
+        if self.buf.capacity() > RETAINED_LINE_CAPACITY {
+            self.buf = Vec::new();
+        } else {
+            self.buf.clear();
+        }
+    }
+
     /// The two bytes lost by the last line cut at the length limit (the
     /// last one buffered and the one that overflowed), so that a caller
     /// that must stay byte-exact can put them back after the cut line.
@@ -106,7 +121,7 @@ impl LineSplitter {
         if self.has_partial() {
             self.stats.bytes_discarded += self.buf.len() as u64;
         }
-        self.buf.clear();
+        self.release_buf();
         self.buf_emitted = false;
         self.last_cr = false;
     }
@@ -157,7 +172,7 @@ impl LineSplitter {
     ) -> Option<Piece<'s>> {
         *lost = None;
         if self.buf_emitted {
-            self.buf.clear();
+            self.release_buf();
             self.buf_emitted = false;
         }
         loop {
@@ -308,6 +323,23 @@ mod tests {
                 })
                 .collect()
         }
+    }
+
+    #[test]
+    fn a_long_line_does_not_keep_its_memory() {
+        let mut h = Harness::new();
+        let mut sp = LineSplitter::new(1 << 20, Nuls::Keep);
+        let mut long = vec![b'a'; 300_000];
+        long.extend_from_slice(b"\r\n");
+        // Delivered in pieces, so the line is carried in the buffer.
+        let lines = split_all(&mut h, &mut sp, &[&long[..1000], &long[1000..], b"x\r\n"]);
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0].len(), 300_000);
+        assert!(
+            sp.buf.capacity() <= RETAINED_LINE_CAPACITY,
+            "{} bytes kept after the long line",
+            sp.buf.capacity()
+        );
     }
 
     fn split_all(h: &mut Harness, sp: &mut LineSplitter, chunks: &[&[u8]]) -> Vec<Vec<u8>> {
