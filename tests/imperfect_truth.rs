@@ -394,7 +394,7 @@ fn every_message_of_imperfect_captures_is_exact_or_flagged() {
             "long AUTH lines".into(),
             long_auth,
             none.clone(),
-            vec!["--set", "smtp.max_line_length=1024"],
+            vec!["--set", "smtp.max_command_line_length=1024"],
         ),
     ];
     let mut fails: Vec<String> = Vec::new();

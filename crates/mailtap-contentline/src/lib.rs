@@ -91,6 +91,13 @@ impl LineSplitter {
         }
     }
 
+    /// Changes the longest line from now on (an analyzer allows longer
+    /// lines inside a message than in its commands).
+    #[inline]
+    pub fn set_max_line(&mut self, max_line: usize) {
+        self.max_line = max_line.max(2);
+    }
+
     /// Empties the partial-line buffer; after a long line its memory goes
     /// back to the allocator, so a connection that once sent a line of
     /// megabytes does not keep megabytes for the rest of its life.

@@ -198,6 +198,13 @@ impl Pop3Analyzer {
         let mut pos = 0usize;
         while !self.p.tls {
             let mut lost = None;
+            // Server lines carry messages and may be long; client lines
+            // are commands (any line while resynchronising may be data).
+            self.lines[dir].set_max_line(if is_orig && self.p.hunt.is_none() {
+                self.p.cfg.max_command_line_length
+            } else {
+                self.p.cfg.max_line_length
+            });
             let Some(piece) = self.lines[dir].next_cut(cx, data, &mut pos, &mut lost) else {
                 break;
             };

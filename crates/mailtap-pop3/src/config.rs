@@ -25,8 +25,14 @@ pub struct Pop3Config {
     /// Put passwords into events (`pop3_request` PASS argument, AUTH
     /// initial responses, login events). pop3.log never carries them.
     pub log_passwords: bool,
-    /// ContentLine maximum line length (Zeek: 16 MiB - 100).
+    /// Longest server line (responses carry the messages); longer ones are
+    /// cut (weird `contentline_size_exceeded`), extraction stays
+    /// byte-exact. Zeek uses 16 MiB - 100 for every line.
     pub max_line_length: usize,
+    /// Longest client line (commands, AUTH continuations), mailtap's bound
+    /// (RFC 1939 allows 255 octets for a command). Zeek uses
+    /// `max_line_length` for every line.
+    pub max_command_line_length: usize,
     /// Bytes of queued (not yet processed) client command lines; beyond
     /// it the oldest queued lines are dropped and counted. mailtap's own
     /// bound: Zeek has none.
@@ -58,7 +64,8 @@ impl Default for Pop3Config {
             max_pending_commands: 10,
             max_unknown_client_commands: 10,
             log_passwords: false,
-            max_line_length: 16 * 1024 * 1024 - 100,
+            max_line_length: 1 << 20,
+            max_command_line_length: 16 << 10,
             max_pending_bytes: 1 << 20,
             dpd_ignore_violations_after: 10240,
             dpd_ignore_violations: false,
@@ -79,6 +86,9 @@ impl Pop3Config {
         }
         if self.max_line_length < 2 || self.max_line_length > 1 << 30 {
             return Err("pop3.max_line_length: must be between 2 and 1073741824".into());
+        }
+        if self.max_command_line_length < 2 || self.max_command_line_length > 1 << 30 {
+            return Err("pop3.max_command_line_length: must be between 2 and 1073741824".into());
         }
         if self.max_pending_bytes == 0 {
             return Err("pop3.max_pending_bytes: must be at least 1".into());

@@ -178,6 +178,16 @@ impl SmtpAnalyzer {
         let mut pos = 0usize;
         while self.p.state != State::InTls {
             let mut lost = None;
+            // Message lines may be long; commands and replies need not be.
+            let in_message = matches!(
+                self.p.state,
+                State::InData | State::InBdat | State::AfterGap
+            ) || self.p.hunt.is_some();
+            self.lines[dir].set_max_line(if in_message {
+                self.p.cfg.max_line_length
+            } else {
+                self.p.cfg.max_command_line_length
+            });
             let Some(piece) = self.lines[dir].next_cut(cx, data, &mut pos, &mut lost) else {
                 break;
             };

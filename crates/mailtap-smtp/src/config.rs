@@ -54,8 +54,16 @@ pub struct SmtpConfig {
     /// Length of the un-replied command queue before it is cleared
     /// (`smtp_excessive_pending_cmds`).
     pub max_pending_commands: usize,
-    /// ContentLine maximum line length (Zeek: 16 MiB - 100).
+    /// Longest line inside a message (DATA, and while resynchronising or
+    /// following data past a gap); longer ones are cut (weird
+    /// `contentline_size_exceeded`), extraction stays byte-exact. Zeek uses
+    /// 16 MiB - 100 for every line.
     pub max_line_length: usize,
+    /// Longest command or reply line outside a message (mailtap's bound:
+    /// RFC 5321 allows 512 octets for a command and 1000 for a text line;
+    /// this leaves room for long AUTH tokens). Zeek uses `max_line_length`
+    /// for every line.
+    pub max_command_line_length: usize,
     /// Zeek's `max_find_all_string_length`: longer To/Cc/MAIL/RCPT values
     /// yield no addresses.
     pub max_find_all_string_length: usize,
@@ -88,7 +96,8 @@ impl Default for SmtpConfig {
             bdat_max_line_length: 4096,
             max_header_bytes: 65536,
             max_pending_commands: 1000,
-            max_line_length: 16 * 1024 * 1024 - 100,
+            max_line_length: 1 << 20,
+            max_command_line_length: 16 << 10,
             max_find_all_string_length: 10000,
             dpd_ignore_violations_after: 10240,
             max_analyzer_violations: 1000,
@@ -117,6 +126,9 @@ impl SmtpConfig {
         // The line buffer is allocated up to this size per direction.
         if self.max_line_length < 2 || self.max_line_length > 1 << 30 {
             return Err("smtp.max_line_length: must be between 2 and 1073741824".into());
+        }
+        if self.max_command_line_length < 2 || self.max_command_line_length > 1 << 30 {
+            return Err("smtp.max_command_line_length: must be between 2 and 1073741824".into());
         }
         for (net, len) in &self.local_nets {
             let max = if net.is_ipv4() { 32 } else { 128 };
