@@ -415,7 +415,7 @@ impl Default for Ace {
     }
 }
 
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct General {
     /// Mixed into connection uids; give each sensor its own to make uids
@@ -428,6 +428,21 @@ pub struct General {
     /// (the default): a random key per run, so nobody can aim every flow
     /// at one shard. Outputs are the same whatever the key.
     pub flow_hash_key: String,
+    /// Bytes of records on their way from the shards (live workers) to
+    /// the collector, at most: a read waits, a live worker keeps them in
+    /// its backlog (bounded by this divided among the workers) and sheds
+    /// by class past it (`live.collector_overflow`).
+    pub collector_queue_bytes: u64,
+}
+
+impl Default for General {
+    fn default() -> Self {
+        General {
+            uid_salt: String::new(),
+            flow_hash_key: String::new(),
+            collector_queue_bytes: mailtap_engine::DEFAULT_COLLECTOR_QUEUE_BYTES,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -594,6 +609,9 @@ impl Config {
         for n in &self.site.local_nets {
             mailtap_flow::site::parse_cidr(n)
                 .map_err(|e| anyhow!("configuration: site.local_nets: {e}"))?;
+        }
+        if self.general.collector_queue_bytes < 1 << 20 {
+            bail!("configuration: general.collector_queue_bytes must be at least 1048576");
         }
         if self.capture.block_bytes < 64 << 10 || self.capture.block_bytes > 256 << 20 {
             bail!("configuration: capture.block_bytes must be between 65536 and 268435456");

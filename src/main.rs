@@ -425,6 +425,7 @@ fn engine_config(
         verify_checksums: cfg.capture.verify_checksums,
         block_bytes: cfg.capture.block_bytes,
         blocks_per_worker: cfg.capture.blocks_per_worker,
+        collector_queue_bytes: cfg.general.collector_queue_bytes,
         defrag: mailtap_wire::defrag::DefragConfig {
             max_datagrams: cfg.defrag.max_datagrams,
             max_bytes: cfg.defrag.max_bytes,

@@ -80,6 +80,9 @@ pub struct Output {
     /// `Record::EmailData` and end it with `Record::EmailMeta`.
     pub extract_enabled: bool,
     pub counters: OutputCounters,
+    /// Approximate heap bytes of `records` ([`Record::approx_bytes`]), so
+    /// that a shard can hand its batch over before it grows large.
+    pub bytes: usize,
 }
 
 impl Output {
@@ -89,9 +92,11 @@ impl Output {
             events_enabled,
             extract_enabled: false,
             counters: OutputCounters::default(),
+            bytes: 0,
         }
     }
     pub fn push(&mut self, r: Record) {
+        self.bytes += r.approx_bytes();
         match r {
             Record::Event(_) => self.counters.events += 1,
             Record::Weird(_) => self.counters.weirds += 1,
@@ -101,6 +106,7 @@ impl Output {
     }
     /// Takes the batch, leaving an empty one with the same capacity class.
     pub fn take(&mut self) -> Vec<Record> {
+        self.bytes = 0;
         std::mem::replace(&mut self.records, Vec::with_capacity(256))
     }
 }

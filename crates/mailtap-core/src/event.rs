@@ -100,6 +100,33 @@ impl Event {
         }
     }
 
+    /// Heap bytes of the arguments (their capacities, plus allocator
+    /// slack for each one that allocated), for
+    /// [`crate::Record::approx_bytes`].
+    pub fn payload_bytes(&self) -> usize {
+        fn b(v: &[&crate::Bytes]) -> usize {
+            v.iter()
+                .map(|x| match x.capacity() {
+                    0 => 0,
+                    c => c + 16,
+                })
+                .sum()
+        }
+        match self {
+            Event::SmtpRequest { command, arg, .. } | Event::Pop3Request { command, arg, .. } => {
+                b(&[command, arg])
+            }
+            Event::SmtpReply { cmd, msg, .. } => b(&[cmd, msg]),
+            Event::Pop3Reply { cmd, msg, .. } => b(&[cmd, msg]),
+            Event::SmtpData { data, .. } | Event::Pop3Data { data, .. } => b(&[data]),
+            Event::SmtpUnexpected { msg, detail, .. }
+            | Event::Pop3Unexpected { msg, detail, .. } => b(&[msg, detail]),
+            Event::SmtpStarttls | Event::Pop3Starttls => 0,
+            Event::Pop3LoginSuccess { user, password, .. }
+            | Event::Pop3LoginFailure { user, password, .. } => b(&[user, password]),
+        }
+    }
+
     /// The arguments after `c`, named as in Zeek, in Zeek's order.
     pub fn args(&self, out: &mut dyn FnMut(&'static str, ArgValue<'_>)) {
         match self {

@@ -1,6 +1,7 @@
 //! The collector thread: every record the shards produce goes through it
 //! to the logs, the event stream, the extraction sink and the ACE sink.
 
+use crate::budget::QueueBudget;
 use crate::config::EngineConfig;
 use crate::summary::{EngineError, Summary};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
@@ -23,29 +24,54 @@ const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 pub(crate) struct RecordBatch {
     pub(crate) emitted: Instant,
     pub(crate) records: Vec<Record>,
+    /// Approximate bytes the batch holds (the records'
+    /// [`Record::approx_bytes`], summed as they were made, and the order
+    /// keys): what it counts against the [`QueueBudget`].
+    pub(crate) bytes: u64,
     /// `mailtap read`: where the batch belongs in the run's stable order
     /// (see [`Merger`]); `None` (live) writes it as it comes.
     pub(crate) order: Option<BatchOrder>,
 }
 
 impl RecordBatch {
-    pub(crate) fn now(records: Vec<Record>) -> Self {
+    /// `bytes`: the records' approximate size ([`mailtap_core::Output::bytes`]).
+    pub(crate) fn now(records: Vec<Record>, bytes: usize) -> Self {
         RecordBatch {
             emitted: Instant::now(),
             records,
+            bytes: bytes as u64,
             order: None,
         }
     }
 
     /// The records `shard` produced for capture block `seq` ([`FINAL`]
-    /// for the end of its input), put in their stable order.
-    pub(crate) fn ordered(shard: usize, seq: u64, records: Vec<Record>) -> Self {
+    /// for the end of its input), put in their stable order; `bytes` is
+    /// their approximate size. `part`: only a part of the block's records,
+    /// sent early because they grew large; more follow.
+    pub(crate) fn ordered(
+        shard: usize,
+        seq: u64,
+        records: Vec<Record>,
+        bytes: usize,
+        part: bool,
+    ) -> Self {
         let (records, keys) = order_records(records);
+        let bytes = (bytes + keys.capacity() * std::mem::size_of::<OrderKey>()) as u64;
         RecordBatch {
             emitted: Instant::now(),
             records,
-            order: Some(BatchOrder { shard, seq, keys }),
+            bytes,
+            order: Some(BatchOrder {
+                shard,
+                seq,
+                keys,
+                part,
+            }),
         }
+    }
+
+    fn part(&self) -> bool {
+        self.order.as_ref().is_some_and(|o| o.part)
     }
 }
 
@@ -61,6 +87,9 @@ pub(crate) struct BatchOrder {
     pub(crate) seq: u64,
     /// One key per record, ascending.
     pub(crate) keys: Vec<OrderKey>,
+    /// A part of the block's records sent early (they grew past the batch
+    /// size in bytes); the shard's last batch for the block has `false`.
+    pub(crate) part: bool,
 }
 
 /// A record's sort key within one block: its connection's earliest
@@ -194,56 +223,108 @@ pub(crate) fn order_records(records: Vec<Record>) -> (Vec<Record>, Vec<OrderKey>
 /// order), and within a block by [`OrderKey`], the shards' sorted runs
 /// merged. A block is written once every shard has sent its batch for it.
 ///
+/// A block whose records grew large in bytes comes in parts (batches
+/// with `part` set, then the shard's last batch for the block): the parts
+/// of the block being written (the lowest block some shard has not sent
+/// whole) are written as they arrive, so a shard's huge block streams
+/// through instead of piling up here; that block's rows are then in
+/// arrival order (each connection's own records still in the order they
+/// were made), the only departure from the stable order.
+///
 /// Memory: a shard can be ahead of the slowest by at most the capture
 /// blocks in flight (`capture.blocks_per_worker` × workers + 1; the reader
-/// waits for a block to come back before reading on), so the batches
-/// held here are at most those blocks' records: the bound is the same
-/// back-pressure that bounds the reader, and it cannot be exceeded (a
-/// shard that panics sends its [`FINAL`] batch as it unwinds, so it holds
-/// nothing back).
+/// waits for a block to come back before reading on), and what it sends
+/// counts against the [`QueueBudget`], which makes it wait once the
+/// budget is spent (the shard the order waits for never waits while
+/// records are held back for it, and its parts are written as they come).
+/// A shard that panics sends its [`FINAL`] batch as it unwinds, so it
+/// holds nothing back.
 pub(crate) struct Merger {
     queues: Vec<std::collections::VecDeque<RecordBatch>>,
+    /// Per shard: the block after the last one it sent whole ([`FINAL`]
+    /// once it sent its last batch).
+    next: Vec<u64>,
     /// Batches held now (for metrics and tests).
     held: usize,
+    /// Their bytes.
+    held_bytes: u64,
 }
 
 impl Merger {
     pub(crate) fn new(shards: usize) -> Self {
+        let n = shards.max(1);
         Merger {
-            queues: (0..shards.max(1)).map(|_| Default::default()).collect(),
+            queues: (0..n).map(|_| Default::default()).collect(),
+            next: vec![0; n],
             held: 0,
+            held_bytes: 0,
         }
     }
 
     pub(crate) fn push(&mut self, b: RecordBatch) {
-        let shard = b.order.as_ref().map_or(0, |o| o.shard);
-        self.held += 1;
+        let (shard, seq) = b.order.as_ref().map_or((0, FINAL), |o| (o.shard, o.seq));
         let last = self.queues.len() - 1;
-        self.queues[shard.min(last)].push_back(b);
+        let shard = shard.min(last);
+        if !b.part() {
+            self.next[shard] = seq.saturating_add(1);
+        }
+        self.held += 1;
+        self.held_bytes += b.bytes;
+        self.queues[shard].push_back(b);
     }
 
-    /// The next block's records in order, when every shard has sent its
+    /// The lowest block not written yet: every shard has sent every block
+    /// before it whole, and they are written (`pop` is called until it
+    /// returns `None` after every `push`).
+    pub(crate) fn current(&self) -> u64 {
+        self.next.iter().copied().min().unwrap_or(FINAL)
+    }
+
+    /// Bytes of the batches held now.
+    pub(crate) fn held_bytes(&self) -> u64 {
+        self.held_bytes
+    }
+
+    /// The next records to write: a part of the block being written, or
+    /// the next block's records in order once every shard has sent its
     /// batch for it (`drain`: take what there is, the shards are gone).
-    pub(crate) fn pop(&mut self, drain: bool) -> Option<(Vec<Record>, Vec<Instant>)> {
+    /// Also the batches' send times and bytes.
+    pub(crate) fn pop(&mut self, drain: bool) -> Option<(Vec<Record>, Vec<Instant>, u64)> {
         let seq_of = |b: &RecordBatch| b.order.as_ref().map_or(FINAL, |o| o.seq);
-        if !drain && self.queues.iter().any(|q| q.is_empty()) {
-            return None;
-        }
-        let seq = self
+        let lowest = self
             .queues
             .iter()
             .filter_map(|q| q.front())
             .map(seq_of)
             .min()?;
+        let writable = if drain { lowest } else { self.current() };
+        for q in &mut self.queues {
+            if q.front().is_some_and(|b| b.part() && seq_of(b) <= writable) {
+                let b = q.pop_front().expect("front checked");
+                self.held -= 1;
+                self.held_bytes -= b.bytes;
+                return Some((b.records, vec![b.emitted], b.bytes));
+            }
+        }
+        if !drain && self.queues.iter().any(|q| q.is_empty()) {
+            return None;
+        }
+        let seq = lowest;
         let mut runs: Vec<RecordBatch> = Vec::with_capacity(self.queues.len());
         for q in &mut self.queues {
-            if q.front().is_some_and(|b| seq_of(b) == seq) {
+            if q.front().is_some_and(|b| seq_of(b) == seq && !b.part()) {
                 runs.push(q.pop_front().expect("front checked"));
             }
         }
+        if runs.is_empty() {
+            // Only parts of a later block at the fronts (drain only).
+            return None;
+        }
         self.held -= runs.len();
+        let bytes: u64 = runs.iter().map(|b| b.bytes).sum();
+        self.held_bytes -= bytes;
         let emitted = runs.iter().map(|b| b.emitted).collect();
-        Some((merge_runs(runs), emitted))
+        Some((merge_runs(runs), emitted, bytes))
     }
 }
 
@@ -315,6 +396,8 @@ pub(crate) struct CollectorStats {
     /// The channel, to report its depth.
     pub(crate) queue: Receiver<RecordBatch>,
     pub(crate) capacity: usize,
+    /// The bytes in flight to the collector and their bound.
+    pub(crate) budget: Arc<QueueBudget>,
 }
 
 /// Record kinds as metrics label them.
@@ -356,13 +439,16 @@ pub(crate) fn latency_histogram() -> Histogram<u64> {
 pub(crate) struct Collector {
     pub(crate) tx: Sender<RecordBatch>,
     pub(crate) stats: Arc<CollectorStats>,
+    /// Bytes in flight; every sender counts what it sends.
+    pub(crate) budget: Arc<QueueBudget>,
     join: JoinHandle<Collected>,
 }
 
 impl Collector {
     /// Opens every sink (an unusable output directory is an error now, not
     /// later) and starts the thread. `capacity` bounds the record batches
-    /// in flight; a full channel makes shards wait (back-pressure).
+    /// in flight, and `cfg.collector_queue_bytes` their bytes (see
+    /// [`QueueBudget`]); a full channel makes shards wait (back-pressure).
     pub(crate) fn start(
         cfg: &EngineConfig,
         capacity: usize,
@@ -403,7 +489,9 @@ impl Collector {
             ace: ace.map(Slot::new),
         };
         let (tx, rx) = bounded::<RecordBatch>(capacity.max(1));
+        let budget = Arc::new(QueueBudget::new(cfg.collector_queue_bytes));
         let stats = Arc::new(CollectorStats {
+            budget: budget.clone(),
             records: Default::default(),
             batches: AtomicU64::new(0),
             extract_size_mismatch: AtomicU64::new(0),
@@ -434,7 +522,12 @@ impl Collector {
                 )
             })
             .map_err(EngineError::Sink)?;
-        Ok(Collector { tx, stats, join })
+        Ok(Collector {
+            tx,
+            stats,
+            budget,
+            join,
+        })
     }
 
     /// Waits for the collector to drain (every other sender must be gone)
@@ -642,6 +735,15 @@ fn collect(
         kafka_emails,
     };
     let mut merger = Merger::new(shards);
+    let budget = &*stats.budget;
+    // Senders stop waiting for a collector that is gone.
+    struct Close<'a>(&'a QueueBudget);
+    impl Drop for Close<'_> {
+        fn drop(&mut self) {
+            self.0.close();
+        }
+    }
+    let _close = Close(budget);
     let test_delay = test_collector_delay();
     // A panic while writing must not lose the logs: it is caught, the
     // collector goes on with the next batch, closes the sinks as usual and
@@ -698,19 +800,27 @@ fn collect(
             if batch.order.is_none() {
                 write_batch(&mut w, &batch.records, stats);
                 record_latency(stats, batch.emitted);
+                let bytes = batch.bytes;
+                // Freed before the senders hear that the bytes are gone.
+                drop(batch);
+                budget.release(bytes);
                 continue;
             }
             merger.push(batch);
-            while let Some((records, emitted)) = merger.pop(false) {
+            while let Some((records, emitted, bytes)) = merger.pop(false) {
                 write_batch(&mut w, &records, stats);
+                drop(records);
+                budget.release(bytes);
                 for e in emitted {
                     record_latency(stats, e);
                 }
             }
+            budget.set_order(merger.current(), merger.held_bytes());
         }
         // The shards are gone: whatever a shard that died left incomplete.
-        while let Some((records, _)) = merger.pop(true) {
+        while let Some((records, _, bytes)) = merger.pop(true) {
             write_batch(&mut w, &records, stats);
+            budget.release(bytes);
         }
     }))
     .is_err()
@@ -829,8 +939,8 @@ mod tests {
         ];
         let one = {
             let mut m = Merger::new(1);
-            m.push(RecordBatch::ordered(0, 0, all.clone()));
-            m.push(RecordBatch::ordered(0, FINAL, Vec::new()));
+            m.push(RecordBatch::ordered(0, 0, all.clone(), 0, false));
+            m.push(RecordBatch::ordered(0, FINAL, Vec::new(), 0, false));
             m.pop(false).unwrap().0
         };
         let two = {
@@ -838,12 +948,75 @@ mod tests {
             let (s0, s1): (Vec<_>, Vec<_>) = all
                 .into_iter()
                 .partition(|r| matches!(r, Record::Weird(w) if w.uid.as_deref() != Some("C2")));
-            m.push(RecordBatch::ordered(1, 0, s1));
+            m.push(RecordBatch::ordered(1, 0, s1, 0, false));
             assert!(m.pop(false).is_none(), "waits for every shard's block 0");
-            m.push(RecordBatch::ordered(0, 0, s0));
+            m.push(RecordBatch::ordered(0, 0, s0, 0, false));
             m.pop(false).unwrap().0
         };
         assert_eq!(names(&one), names(&two));
         assert_eq!(names(&one), ["1a", "1b", "2a", "2b", "3a"]);
+    }
+
+    #[test]
+    fn parts_of_the_block_being_written_go_out_as_they_come() {
+        let mut m = Merger::new(2);
+        // Shard 1 is a block ahead: its parts of block 1 wait.
+        m.push(RecordBatch::ordered(
+            1,
+            0,
+            vec![weird("C2", 1, "2a")],
+            10,
+            false,
+        ));
+        m.push(RecordBatch::ordered(
+            1,
+            1,
+            vec![weird("C2", 2, "2b")],
+            20,
+            true,
+        ));
+        assert!(m.pop(false).is_none());
+        assert_eq!(m.current(), 0);
+        // Each batch's bytes include its order keys (16 bytes a record).
+        assert_eq!(m.held_bytes(), 10 + 20 + 2 * 16);
+        // Shard 0's parts of block 0, the one being written, go at once.
+        m.push(RecordBatch::ordered(
+            0,
+            0,
+            vec![weird("C1", 1, "1a")],
+            40,
+            true,
+        ));
+        let (r, _, bytes) = m.pop(false).unwrap();
+        assert_eq!((names(&r), bytes), (vec!["1a"], 40 + 16));
+        assert!(m.pop(false).is_none());
+        // Block 0 is complete: its rest, merged, then shard 1's part of
+        // block 1 (now the block being written).
+        m.push(RecordBatch::ordered(
+            0,
+            0,
+            vec![weird("C1", 3, "1b")],
+            5,
+            false,
+        ));
+        let (r, _, _) = m.pop(false).unwrap();
+        assert_eq!(names(&r), ["2a", "1b"]);
+        assert_eq!(m.current(), 1);
+        let (r, _, bytes) = m.pop(false).unwrap();
+        assert_eq!((names(&r), bytes), (vec!["2b"], 20 + 16));
+        assert!(m.pop(false).is_none());
+        assert_eq!(m.held_bytes(), 0);
+        m.push(RecordBatch::ordered(0, FINAL, Vec::new(), 0, false));
+        m.push(RecordBatch::ordered(
+            1,
+            1,
+            vec![weird("C2", 4, "2c")],
+            1,
+            false,
+        ));
+        // Shard 0 is done (as after a panic): block 1 is shard 1's alone.
+        let (r, _, _) = m.pop(false).unwrap();
+        assert_eq!(names(&r), ["2c"]);
+        assert_eq!(m.held_bytes(), 0);
     }
 }

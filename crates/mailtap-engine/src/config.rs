@@ -50,7 +50,19 @@ pub struct EngineConfig {
     pub kafka_emails: bool,
     /// `--ace-dir`: ACE session transcripts.
     pub ace: Option<AceConfig>,
+    /// Bytes of records on their way to the collector, at most
+    /// (`general.collector_queue_bytes`; see [`crate::budget`]).
+    pub collector_queue_bytes: u64,
 }
+
+/// `general.collector_queue_bytes` by default.
+pub const DEFAULT_COLLECTOR_QUEUE_BYTES: u64 = 256 << 20;
+
+/// Record batches a shard hands over at once, in bytes, at most and at
+/// least: a batch is sent early once it holds a 64th of the queue's byte
+/// budget (within these), so that no batch holds much of it.
+const MAX_BATCH_BYTES: u64 = 4 << 20;
+const MIN_BATCH_BYTES: u64 = 64 << 10;
 
 impl EngineConfig {
     /// A new shard: its flow table (with `flow`, one shard's share of the
@@ -76,6 +88,13 @@ impl EngineConfig {
         );
         out.extract_enabled = self.extract.is_some() || (self.kafka.is_some() && self.kafka_emails);
         (table, out)
+    }
+
+    /// The bytes of records after which a shard (or live worker) hands
+    /// its batch to the collector without waiting for the end of its
+    /// capture block (or receive batch).
+    pub(crate) fn record_batch_bytes(&self) -> usize {
+        (self.collector_queue_bytes / 64).clamp(MIN_BATCH_BYTES, MAX_BATCH_BYTES) as usize
     }
 
     /// The flow limits of one of `shards` shards: the process-wide limits

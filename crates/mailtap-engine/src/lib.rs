@@ -20,6 +20,7 @@
 //!
 //! [`Block`]: mailtap_wire::source::Block
 
+mod budget;
 mod bypass;
 mod collector;
 mod config;
@@ -30,7 +31,7 @@ mod offline;
 mod shard;
 mod summary;
 
-pub use config::EngineConfig;
+pub use config::{EngineConfig, DEFAULT_COLLECTOR_QUEUE_BYTES};
 pub use factory::MailAnalyzers;
 pub use live::{run_live, CaptureKind, LiveBypass, LiveConfig, LiveSummary, QueueSummary, ShardBy};
 pub use offline::{run_offline, Progress};

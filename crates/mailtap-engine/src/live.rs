@@ -20,6 +20,7 @@
 //! finds none free is dropped and counted), record batches (a slow
 //! collector makes workers wait, and the kernel's ring drops are counted).
 
+use crate::budget::QueueBudget;
 use crate::bypass::{interface_has_addresses, KernelMaps};
 use crate::collector::{latency_histogram, Collector, RecordBatch};
 use crate::config::EngineConfig;
@@ -562,7 +563,14 @@ pub fn run_live(
             max_buffers: live.handoff_buffers.max(1),
             buffer_bytes: live.handoff_buffer_bytes.max(65_536 + 64),
             records: collector.tx.clone(),
-            records_out: RecordOutbox::new(live.record_backlog, live.block_on_collector),
+            records_out: RecordOutbox::new(
+                live.record_backlog,
+                live.block_on_collector,
+                collector.budget.clone(),
+                cfg.collector_queue_bytes / n as u64,
+                cfg.record_batch_bytes(),
+            ),
+            batch_bytes: cfg.record_batch_bytes(),
             warned_drop: false,
             pending_since: None,
             emit_latency_us: emit_latency[i].clone(),
@@ -992,6 +1000,9 @@ struct Worker {
     buffer_bytes: usize,
     records: Sender<RecordBatch>,
     records_out: RecordOutbox,
+    /// Records are sent once they hold this many bytes, even within a
+    /// receive batch.
+    batch_bytes: usize,
     warned_drop: bool,
     /// When the oldest record not yet sent to the collector was made.
     pending_since: Option<Instant>,
@@ -1036,7 +1047,7 @@ impl Worker {
             if self.pending_since.is_none() && !self.out.records.is_empty() {
                 self.pending_since = Some(Instant::now());
             }
-            if self.out.records.len() >= RECORD_BATCH {
+            if self.out.records.len() >= RECORD_BATCH || self.out.bytes >= self.batch_bytes {
                 self.send_records();
             }
             let now = Instant::now();
@@ -1138,6 +1149,10 @@ impl Worker {
                         );
                     } else {
                         process_tcp(&mut self.table, &mut self.out, p.ts, &t, false);
+                    }
+                    if self.out.bytes >= self.batch_bytes {
+                        // A flood of records within one receive batch.
+                        self.send_records();
                     }
                 } else {
                     self.hand_off(owner, p.ts, LinkType::Ethernet, p.data);
@@ -1307,12 +1322,15 @@ impl Worker {
                 data,
                 self.verify,
             );
+            if self.out.bytes >= self.batch_bytes {
+                self.send_records();
+            }
         }
         self.local.handoff_received += h.pkts.len() as u64;
         let home = h.home.clone();
         // The sender may have finished already; then the buffer is freed.
         let _ = home.try_send(h);
-        if self.out.records.len() >= RECORD_BATCH {
+        if self.out.records.len() >= RECORD_BATCH || self.out.bytes >= self.batch_bytes {
             self.send_records();
         }
     }
@@ -1324,8 +1342,9 @@ impl Worker {
                 let _ = h.record(us);
             }
         }
+        let bytes = self.out.bytes;
         let batch = self.out.take();
-        if self.records_out.send(batch, &self.records) > 0 && !self.warned_drop {
+        if self.records_out.send(batch, bytes, &self.records) > 0 && !self.warned_drop {
             self.warned_drop = true;
             tracing::error!(
                 worker = self.id,
@@ -1338,8 +1357,9 @@ impl Worker {
     /// At shutdown every record waits for the collector: nothing accepted
     /// is dropped then.
     fn flush_records(&mut self) {
+        let bytes = self.out.bytes;
         let batch = self.out.take();
-        self.records_out.flush(batch, &self.records);
+        self.records_out.flush(batch, bytes, &self.records);
         self.local.records_dropped = self.records_out.dropped;
     }
 }
@@ -1368,18 +1388,26 @@ fn shed_class(r: &Record) -> usize {
 }
 
 /// A worker's way to the collector. It never waits on the collector
-/// (unless told to block): batches the collector cannot take yet wait in a
-/// bounded backlog (`max_backlog` batches). When the backlog is over its
+/// (unless told to block): batches the collector cannot take yet (its
+/// channel is full, or the bytes in flight to it are at the
+/// [`QueueBudget`]'s bound) wait in a bounded backlog (`max_backlog`
+/// batches and `max_backlog_bytes`). When the backlog is over either
 /// bound, records are shed from all of it, class by class in
 /// [`SHED_CLASSES`] order (events first, message metadata last), until the
-/// remaining records fit again in at most `max_backlog` batches; record
-/// order is kept. A message whose bytes (`EmailData`) are shed has its
+/// remaining records fit again; record order is kept. A message whose bytes (`EmailData`) are shed has its
 /// `EmailMeta` marked `complete: false` (the sinks then count the missing
 /// bytes). A worker that waited would stop reading its ring, and the
 /// kernel would drop packets instead, which costs more and says less.
 pub(crate) struct RecordOutbox {
     backlog: std::collections::VecDeque<RecordBatch>,
     max_backlog: usize,
+    /// Approximate bytes of the backlog's records, and their bound.
+    backlog_bytes: u64,
+    max_backlog_bytes: u64,
+    /// Coalesced batches stay within this many bytes.
+    batch_bytes: u64,
+    /// The bytes in flight to the collector.
+    budget: Arc<QueueBudget>,
     block: bool,
     /// Records dropped so far.
     pub(crate) dropped: u64,
@@ -1395,10 +1423,20 @@ pub(crate) struct RecordOutbox {
 }
 
 impl RecordOutbox {
-    pub(crate) fn new(max_backlog: usize, block: bool) -> Self {
+    pub(crate) fn new(
+        max_backlog: usize,
+        block: bool,
+        budget: Arc<QueueBudget>,
+        max_backlog_bytes: u64,
+        batch_bytes: usize,
+    ) -> Self {
         RecordOutbox {
             backlog: std::collections::VecDeque::with_capacity(max_backlog.min(4096)),
             max_backlog: max_backlog.max(1),
+            backlog_bytes: 0,
+            max_backlog_bytes: max_backlog_bytes.max(1),
+            batch_bytes: batch_bytes as u64,
+            budget,
             block,
             dropped: 0,
             dropped_by_class: [0; SHED_CLASSES.len()],
@@ -1424,10 +1462,51 @@ impl RecordOutbox {
         }
     }
 
-    fn queue(&mut self, mut batch: Vec<Record>) {
+    fn queue(&mut self, mut batch: Vec<Record>, bytes: usize) {
         if !batch.is_empty() {
             self.mark(&mut batch);
-            self.backlog.push_back(RecordBatch::now(batch));
+            self.backlog_bytes += bytes as u64;
+            self.backlog.push_back(RecordBatch::now(batch, bytes));
+        }
+    }
+
+    fn over_bound(&self) -> bool {
+        self.backlog.len() > self.max_backlog || self.backlog_bytes > self.max_backlog_bytes
+    }
+
+    /// Sends `b` within the byte budget (waiting for it only when
+    /// `wait`); gives it back when it must wait in the backlog.
+    fn try_deliver(
+        &mut self,
+        b: RecordBatch,
+        to: &Sender<RecordBatch>,
+        wait: bool,
+    ) -> Option<RecordBatch> {
+        let bytes = b.bytes;
+        if self.budget.over(bytes) {
+            if !wait {
+                return Some(b);
+            }
+            self.budget.wait(bytes);
+        }
+        self.budget.add(bytes);
+        let r = if wait {
+            to.send(b).map_err(|e| TrySendError::Disconnected(e.0))
+        } else {
+            to.try_send(b)
+        };
+        match r {
+            Ok(()) => None,
+            Err(TrySendError::Full(b)) => {
+                self.budget.undo(bytes);
+                Some(b)
+            }
+            // The collector is gone (it panicked); the run reports it.
+            Err(TrySendError::Disconnected(b)) => {
+                self.budget.undo(bytes);
+                self.lose(&b);
+                None
+            }
         }
     }
 
@@ -1439,21 +1518,24 @@ impl RecordOutbox {
         }
     }
 
-    /// Sheds records class by class until the backlog fits its bound.
+    /// Sheds records class by class until the backlog fits its bounds.
     fn shed(&mut self) {
         for class in 0..SHED_CLASSES.len() {
-            if self.backlog.len() <= self.max_backlog {
+            if !self.over_bound() {
                 return;
             }
             let mut backlog = std::mem::take(&mut self.backlog);
             let (mut n, mut bytes) = (0u64, 0u64);
             let mut newly_lost = Vec::new();
             let lost = &mut self.lost;
+            let mut freed = 0u64;
             for b in backlog.iter_mut() {
+                let mut shed_bytes = 0u64;
                 b.records.retain(|r| {
                     if shed_class(r) != class {
                         return true;
                     }
+                    shed_bytes += r.approx_bytes() as u64;
                     match r {
                         Record::EmailData(c) => {
                             bytes += c.data.len() as u64;
@@ -1467,7 +1549,11 @@ impl RecordOutbox {
                     n += 1;
                     false
                 });
+                let shed_bytes = shed_bytes.min(b.bytes);
+                b.bytes -= shed_bytes;
+                freed += shed_bytes;
             }
+            self.backlog_bytes -= freed.min(self.backlog_bytes);
             self.dropped += n;
             self.dropped_by_class[class] += n;
             self.email_bytes_dropped += bytes;
@@ -1484,17 +1570,23 @@ impl RecordOutbox {
     }
 
     /// Joins neighbouring batches while they fit in [`RECORD_BATCH`]
-    /// records (order kept; the older batch's send time stays).
+    /// records and the batch size in bytes (order kept; the older batch's
+    /// send time stays).
     fn coalesce(&mut self) {
         let mut out: std::collections::VecDeque<RecordBatch> =
             std::collections::VecDeque::with_capacity(self.backlog.len());
         for b in self.backlog.drain(..) {
             if b.records.is_empty() {
+                self.backlog_bytes -= b.bytes.min(self.backlog_bytes);
                 continue;
             }
             match out.back_mut() {
-                Some(last) if last.records.len() + b.records.len() <= RECORD_BATCH => {
+                Some(last)
+                    if last.records.len() + b.records.len() <= RECORD_BATCH
+                        && last.bytes + b.bytes <= self.batch_bytes =>
+                {
                     last.records.extend(b.records);
+                    last.bytes += b.bytes;
                 }
                 _ => out.push_back(b),
             }
@@ -1504,38 +1596,38 @@ impl RecordOutbox {
 
     /// Queues `batch` (if not empty) and sends what the collector takes.
     /// Returns the records dropped by this call.
-    pub(crate) fn send(&mut self, batch: Vec<Record>, to: &Sender<RecordBatch>) -> u64 {
+    /// `bytes`: the batch's approximate size ([`Output::bytes`]).
+    pub(crate) fn send(
+        &mut self,
+        batch: Vec<Record>,
+        bytes: usize,
+        to: &Sender<RecordBatch>,
+    ) -> u64 {
         let before = self.dropped;
-        self.queue(batch);
+        self.queue(batch, bytes);
         while let Some(b) = self.backlog.pop_front() {
-            match to.try_send(b) {
-                Ok(()) => {}
-                Err(TrySendError::Full(b)) => {
-                    if self.block {
-                        if let Err(e) = to.send(b) {
-                            self.lose(&e.0);
-                        }
-                        continue;
-                    }
-                    self.backlog.push_front(b);
-                    break;
-                }
-                // The collector is gone (it panicked); the run reports it.
-                Err(TrySendError::Disconnected(b)) => self.lose(&b),
+            self.backlog_bytes -= b.bytes.min(self.backlog_bytes);
+            if let Some(b) = self.try_deliver(b, to, self.block) {
+                self.backlog_bytes += b.bytes;
+                self.backlog.push_front(b);
+                break;
             }
         }
-        if self.backlog.len() > self.max_backlog {
+        if self.over_bound() {
             self.shed();
         }
         self.dropped - before
     }
 
     /// Sends everything, waiting as long as the collector needs.
-    pub(crate) fn flush(&mut self, batch: Vec<Record>, to: &Sender<RecordBatch>) {
-        self.queue(batch);
+    pub(crate) fn flush(&mut self, batch: Vec<Record>, bytes: usize, to: &Sender<RecordBatch>) {
+        self.queue(batch, bytes);
         while let Some(b) = self.backlog.pop_front() {
-            if let Err(e) = to.send(b) {
-                self.lose(&e.0);
+            self.backlog_bytes -= b.bytes.min(self.backlog_bytes);
+            if let Some(b) = self.try_deliver(b, to, true) {
+                // Only a full channel gives it back after waiting.
+                self.backlog_bytes += b.bytes;
+                self.backlog.push_front(b);
             }
         }
     }
@@ -1545,6 +1637,18 @@ impl RecordOutbox {
 mod tests {
     use super::*;
     use mailtap_core::record::WeirdRecord;
+
+    /// An outbox whose byte bounds are out of reach (the tests of the
+    /// byte bounds set their own).
+    fn outbox(max_backlog: usize, block: bool) -> RecordOutbox {
+        RecordOutbox::new(
+            max_backlog,
+            block,
+            Arc::new(QueueBudget::new(u64::MAX / 4)),
+            u64::MAX / 4,
+            1 << 30,
+        )
+    }
 
     fn batch(n: usize) -> Vec<Record> {
         (0..n)
@@ -1599,53 +1703,53 @@ mod tests {
     #[test]
     fn outbox_keeps_a_bounded_backlog_then_sheds_by_class() {
         let (tx, rx) = bounded::<RecordBatch>(1);
-        let mut o = RecordOutbox::new(2, false);
-        assert_eq!(o.send(batch(3), &tx), 0); // into the channel
-        assert_eq!(o.send(batch(500), &tx), 0); // backlog 1
-        assert_eq!(o.send(batch(500), &tx), 0); // backlog 2
-                                                // Small batches over the bound are joined first: nothing lost.
-        assert_eq!(o.send(batch(6), &tx), 0);
+        let mut o = outbox(2, false);
+        assert_eq!(o.send(batch(3), 0, &tx), 0); // into the channel
+        assert_eq!(o.send(batch(500), 0, &tx), 0); // backlog 1
+        assert_eq!(o.send(batch(500), 0, &tx), 0); // backlog 2
+                                                   // Small batches over the bound are joined first: nothing lost.
+        assert_eq!(o.send(batch(6), 0, &tx), 0);
         // Over the bound: there are no events to shed, so the weird rows
         // (the only class there) go and the backlog is empty again.
-        assert_eq!(o.send(batch(500), &tx), 1506);
+        assert_eq!(o.send(batch(500), 0, &tx), 1506);
         assert_eq!(o.dropped_by_class[1], 1506);
         assert_eq!(rx.recv().unwrap().records.len(), 3);
         drop(rx);
         // Shutdown after the collector is gone counts what could not go.
-        o.flush(batch(1), &tx);
+        o.flush(batch(1), 0, &tx);
         assert_eq!(o.dropped, 1506 + 1);
     }
 
     #[test]
     fn outbox_sheds_events_first_and_marks_messages_that_lose_bytes() {
         let (tx, rx) = bounded::<RecordBatch>(1);
-        let mut o = RecordOutbox::new(1, false);
-        assert_eq!(o.send(batch(1), &tx), 0); // the channel is full now
-                                              // Events and weirds with a message's first chunk.
+        let mut o = outbox(1, false);
+        assert_eq!(o.send(batch(1), 0, &tx), 0); // the channel is full now
+                                                 // Events and weirds with a message's first chunk.
         let mut b1: Vec<Record> = (0..300).map(event).collect();
         b1.push(data("Cm", 1, 100));
         b1.extend(batch(300));
-        o.send(b1, &tx);
+        o.send(b1, 0, &tx);
         // Its second chunk, another message whole, its end.
         let mut b2: Vec<Record> = (300..600).map(event).collect();
         b2.extend([data("Cm", 1, 50), data("Ck", 1, 10), meta("Ck", 1, 10)]);
-        let shed = o.send(b2, &tx);
+        let shed = o.send(b2, 0, &tx);
         // Events alone were enough: 600 gone, everything else kept.
         assert_eq!(shed, 600);
         assert_eq!(o.dropped_by_class[0], 600);
         assert_eq!(o.email_bytes_dropped, 0);
         // More pressure: the weirds go, then message bytes.
         for _ in 0..3 {
-            o.send(batch(500), &tx);
+            o.send(batch(500), 0, &tx);
         }
         assert!(o.dropped_by_class[1] > 0);
         // A big batch of chunks and rows over the bound forces the message
         // bytes out; the message ends later.
         let mut b3: Vec<Record> = (0..600).map(|_| data("Cm", 1, 1)).collect();
         b3.extend((0..600).map(|_| data("Ck", 2, 1)));
-        o.send(b3, &tx);
+        o.send(b3, 0, &tx);
         assert!(o.email_bytes_dropped > 0);
-        o.send(vec![meta("Cm", 1, 750), meta("Ck", 2, 600)], &tx);
+        o.send(vec![meta("Cm", 1, 750), meta("Ck", 2, 600)], 0, &tx);
         // Ck-1's chunk was still waiting too: its metadata (already
         // queued) is marked as well.
         assert_eq!(o.messages_marked, 3);
@@ -1659,7 +1763,7 @@ mod tests {
                 })
                 .collect::<Vec<_>>()
         });
-        o.flush(Vec::new(), &tx);
+        o.flush(Vec::new(), 0, &tx);
         drop(tx);
         seen.extend(reader.join().unwrap());
         // Every message lost bytes and says so.
@@ -1677,27 +1781,51 @@ mod tests {
     #[test]
     fn outbox_flush_waits_and_loses_nothing() {
         let (tx, rx) = bounded::<RecordBatch>(1);
-        let mut o = RecordOutbox::new(1, false);
-        o.send(batch(2), &tx);
-        o.send(batch(3), &tx);
+        let mut o = outbox(1, false);
+        o.send(batch(2), 0, &tx);
+        o.send(batch(3), 0, &tx);
         let reader =
             std::thread::spawn(move || rx.iter().map(|b| b.records.len()).collect::<Vec<_>>());
-        o.flush(batch(4), &tx);
+        o.flush(batch(4), 0, &tx);
         drop(tx);
         assert_eq!(reader.join().unwrap(), vec![2, 3, 4]);
         assert_eq!(o.dropped, 0);
     }
 
     #[test]
+    fn outbox_bounds_its_backlog_and_the_queue_in_bytes() {
+        // The budget takes one batch of 1000 bytes; the backlog 2500.
+        let (tx, rx) = bounded::<RecordBatch>(64);
+        let budget = Arc::new(QueueBudget::new(1000));
+        let mut o = RecordOutbox::new(1000, false, budget.clone(), 2500, 1 << 20);
+        assert_eq!(o.send(batch(3), 1000, &tx), 0);
+        assert_eq!(budget.inflight(), 1000);
+        // The channel has room, the budget has not: into the backlog.
+        assert_eq!(o.send(batch(4), 1000, &tx), 0);
+        assert_eq!(o.send(batch(5), 1000, &tx), 0);
+        assert_eq!(rx.len(), 1);
+        // Past 2500 bytes the backlog sheds, class by class.
+        let shed = o.send(batch(6), 1000, &tx);
+        assert!(shed > 0, "shed by bytes although far below 1000 batches");
+        assert_eq!(o.dropped_by_class[1], shed, "weird rows (no events here)");
+        // The collector writes the first batch: the next one goes.
+        let b = rx.recv().unwrap();
+        budget.release(b.bytes);
+        assert_eq!(budget.inflight(), 0);
+        assert_eq!(o.send(batch(1), 10, &tx), 0);
+        assert_eq!(rx.len(), 1, "sent once the budget had room");
+    }
+
+    #[test]
     fn outbox_block_policy_waits_instead_of_dropping() {
         let (tx, rx) = bounded::<RecordBatch>(1);
-        let mut o = RecordOutbox::new(1, true);
+        let mut o = outbox(1, true);
         let reader = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(50));
             rx.iter().map(|b| b.records.len()).sum::<usize>()
         });
         for n in 1..=5 {
-            assert_eq!(o.send(batch(n), &tx), 0);
+            assert_eq!(o.send(batch(n), 0, &tx), 0);
         }
         drop(tx);
         assert_eq!(reader.join().unwrap(), 15);

@@ -191,6 +191,22 @@ impl Metrics {
             "# HELP mailtap_collector_queue_capacity_batches Capacity of the collector's queue.\n# TYPE mailtap_collector_queue_capacity_batches gauge\nmailtap_collector_queue_capacity_batches {}",
             self.collector.capacity
         )?;
+        let b = &self.collector.budget;
+        writeln!(
+            s,
+            "# HELP mailtap_collector_queue_bytes Approximate bytes of records sent to the collector and not yet written.\n# TYPE mailtap_collector_queue_bytes gauge\nmailtap_collector_queue_bytes {}",
+            b.inflight()
+        )?;
+        writeln!(
+            s,
+            "# HELP mailtap_collector_queue_peak_bytes The most bytes of records that were on their way to the collector at once.\n# TYPE mailtap_collector_queue_peak_bytes gauge\nmailtap_collector_queue_peak_bytes {}",
+            b.peak()
+        )?;
+        writeln!(
+            s,
+            "# HELP mailtap_collector_queue_capacity_bytes The bound of those bytes (general.collector_queue_bytes).\n# TYPE mailtap_collector_queue_capacity_bytes gauge\nmailtap_collector_queue_capacity_bytes {}",
+            b.limit
+        )?;
         for (name, help, a) in [
             (
                 "extract_size_mismatch_total",

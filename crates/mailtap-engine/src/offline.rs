@@ -1,5 +1,6 @@
 //! Reading capture files through the shard pipeline.
 
+use crate::budget::QueueBudget;
 use crate::collector::{latency_histogram, Collector, RecordBatch, FINAL};
 use crate::config::EngineConfig;
 use crate::factory::MailAnalyzers;
@@ -117,31 +118,48 @@ enum Send {
     Overflow(RecordOutbox),
 }
 
-/// Sends the shard's [`FINAL`] batch (empty) if the shard did not, e.g.
-/// because it panicked, so the collector does not wait for it.
+/// Sends the shard's batches in the stable order, within the byte budget,
+/// and its [`FINAL`] batch (empty) if the shard did not, e.g. because it
+/// panicked, so the collector does not wait for it.
 struct FinalGuard {
     shard: usize,
     tx: Sender<RecordBatch>,
+    budget: Arc<QueueBudget>,
     sent: bool,
 }
 
 impl FinalGuard {
-    fn send(&mut self, seq: u64, records: Vec<Record>) -> bool {
-        if seq == FINAL {
+    /// Sends the records of block `seq` (`bytes`: their approximate size;
+    /// `part`: more of the block follow), waiting while the byte budget is
+    /// spent. False when the collector is gone.
+    fn send(&mut self, seq: u64, records: Vec<Record>, bytes: usize, part: bool) -> bool {
+        if seq == FINAL && !part {
             self.sent = true;
         }
-        self.tx
-            .send(RecordBatch::ordered(self.shard, seq, records))
-            .is_ok()
+        let b = RecordBatch::ordered(self.shard, seq, records, bytes, part);
+        let bytes = b.bytes;
+        self.budget.wait_ordered(bytes, seq);
+        self.budget.add(bytes);
+        match self.tx.send(b) {
+            Ok(()) => true,
+            Err(_) => {
+                self.budget.undo(bytes);
+                false
+            }
+        }
     }
 }
 
 impl Drop for FinalGuard {
     fn drop(&mut self) {
         if !self.sent {
-            let _ = self
-                .tx
-                .send(RecordBatch::ordered(self.shard, FINAL, Vec::new()));
+            let _ = self.tx.send(RecordBatch::ordered(
+                self.shard,
+                FINAL,
+                Vec::new(),
+                0,
+                false,
+            ));
         }
     }
 }
@@ -212,6 +230,7 @@ pub fn run_offline(
     };
     let test_overflow = test_read_overflow();
     let test_panic = test_panic();
+    let batch_bytes = cfg.record_batch_bytes();
     let mut shard_tx = Vec::with_capacity(workers);
     let mut shards = Vec::with_capacity(workers);
     for (i, st) in stats.iter().enumerate() {
@@ -226,10 +245,17 @@ pub fn run_offline(
             emit_latency_us: emit_latency[i].clone(),
         };
         let send = match test_overflow {
-            Some(n) => Send::Overflow(RecordOutbox::new(n, false)),
+            Some(n) => Send::Overflow(RecordOutbox::new(
+                n,
+                false,
+                collector.budget.clone(),
+                cfg.collector_queue_bytes / workers as u64,
+                batch_bytes,
+            )),
             None => Send::Ordered(FinalGuard {
                 shard: i,
                 tx: rec_tx.clone(),
+                budget: collector.budget.clone(),
                 sent: false,
             }),
         };
@@ -243,6 +269,7 @@ pub fn run_offline(
                         rx,
                         rec_tx,
                         send,
+                        batch_bytes,
                         verify,
                         &flows_seen,
                         &st,
@@ -455,6 +482,7 @@ fn shard(
     rx: Receiver<ShardBatch>,
     records: Sender<RecordBatch>,
     mut send: Send,
+    batch_bytes: usize,
     verify: bool,
     flows_seen: &AtomicU64,
     metrics: &ShardMetrics,
@@ -477,6 +505,21 @@ fn shard(
                 (p.ts, p.link, block.packet(slot as usize))
             };
             process_packet(&mut table, &mut out, ts, link, data, verify);
+            if out.bytes >= batch_bytes {
+                // Records pile up (a flood of events): hand them over now
+                // rather than at the end of the block.
+                let bytes = out.bytes;
+                match &mut send {
+                    Send::Ordered(g) => {
+                        if !g.send(batch.seq, out.take(), bytes, true) {
+                            break;
+                        }
+                    }
+                    Send::Overflow(o) => {
+                        o.send(out.take(), bytes, &records);
+                    }
+                }
+            }
         }
         table.advance(batch.now, &mut out);
         let seq = batch.seq;
@@ -505,16 +548,18 @@ fn shard(
             // Every block, even without records: the collector writes a
             // block once every shard has sent it.
             Send::Ordered(g) => {
+                let bytes = out.bytes;
                 let recs = if out.records.is_empty() {
                     Vec::new()
                 } else {
                     out.take()
                 };
-                g.send(seq, recs)
+                g.send(seq, recs, bytes, false)
             }
             Send::Overflow(o) => {
                 if !out.records.is_empty() {
-                    o.send(out.take(), &records);
+                    let bytes = out.bytes;
+                    o.send(out.take(), bytes, &records);
                 }
                 true
             }
@@ -526,11 +571,13 @@ fn shard(
     table.finish(&mut out);
     let overflow = match send {
         Send::Ordered(mut g) => {
-            g.send(FINAL, out.take());
+            let bytes = out.bytes;
+            g.send(FINAL, out.take(), bytes, false);
             None
         }
         Send::Overflow(mut o) => {
-            o.flush(out.take(), &records);
+            let bytes = out.bytes;
+            o.flush(out.take(), bytes, &records);
             Some(o)
         }
     };
