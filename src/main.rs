@@ -3,6 +3,7 @@
 mod alloc;
 mod config;
 mod gen;
+mod man;
 
 /// mimalloc instead of glibc malloc: see the comment in Cargo.toml.
 #[global_allocator]
@@ -48,6 +49,9 @@ enum Command {
     /// Turn ACE SMTP session transcripts (`<uid>` + `<uid>.ready`) into
     /// per-message .eml/.json pairs.
     AceCollect(AceCollectArgs),
+    /// Write man pages generated from these definitions (packaging).
+    #[command(hide = true)]
+    Man(man::ManArgs),
 }
 
 #[derive(Subcommand)]
@@ -193,6 +197,7 @@ fn main() {
         Command::Gen(a) => gen::cmd_gen(a),
         Command::Config(ConfigCommand::Check(a)) => cmd_config_check(a),
         Command::AceCollect(a) => cmd_ace_collect(a),
+        Command::Man(a) => man::cmd_man(a),
     } {
         Ok(code) => code,
         Err(e) => {
