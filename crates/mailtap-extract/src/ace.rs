@@ -206,8 +206,14 @@ impl AceSink {
             if !record_line(ev, &mut line) {
                 return Ok(());
             }
-            let (p, first) = self.tmp(uid);
-            let w = match self.handles.get(&p, first) {
+            // No copy of the path per line (a transcript line can be one
+            // byte: a message of empty lines).
+            let first = !self.tmps.contains_key(uid);
+            if first {
+                self.tmp(uid);
+            }
+            let p = &self.tmps[uid];
+            let w = match self.handles.get(p, first) {
                 Ok(w) => w,
                 Err(e) => {
                     if first {
@@ -217,10 +223,10 @@ impl AceSink {
                 }
             };
             if state.is_none() {
-                w.write_all(&header(id, ts)).map_err(|e| named(e, &p))?;
+                w.write_all(&header(id, ts)).map_err(|e| named(e, p))?;
                 self.conns.insert(uid.to_string(), State::Recording);
             }
-            w.write_all(&line).map_err(|e| named(e, &p))?;
+            w.write_all(&line).map_err(|e| named(e, p))?;
             self.counters.records += 1;
             Ok(())
         })();

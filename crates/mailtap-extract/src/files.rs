@@ -17,7 +17,10 @@ const HANDLE_BUF: usize = 32 << 10;
 pub(crate) struct HandleCache {
     cap: usize,
     tick: u64,
-    open: HashMap<PathBuf, (BufWriter<File>, u64)>,
+    /// Keyed by the path's bytes: `Path`'s own hash walks its components,
+    /// which cost more than the write itself for a transcript's short
+    /// lines (one lookup per line).
+    open: HashMap<std::ffi::OsString, (BufWriter<File>, u64)>,
     /// Times a file had to be opened again after eviction.
     pub(crate) reopens: u64,
 }
@@ -40,11 +43,11 @@ impl HandleCache {
         let tick = self.tick;
         if truncate {
             // A stale handle for the same name must not survive.
-            if let Some((mut w, _)) = self.open.remove(path) {
+            if let Some((mut w, _)) = self.open.remove(path.as_os_str()) {
                 let _ = w.flush();
             }
         }
-        if !self.open.contains_key(path) {
+        if !self.open.contains_key(path.as_os_str()) {
             if self.open.len() >= self.cap {
                 self.evict_one()?;
             }
@@ -56,11 +59,11 @@ impl HandleCache {
             }
             .map_err(|e| named(e, path))?;
             self.open.insert(
-                path.to_owned(),
+                path.as_os_str().to_owned(),
                 (BufWriter::with_capacity(HANDLE_BUF, f), tick),
             );
         }
-        match self.open.get_mut(path) {
+        match self.open.get_mut(path.as_os_str()) {
             Some((w, t)) => {
                 *t = tick;
                 Ok(w)
@@ -76,14 +79,14 @@ impl HandleCache {
             .min_by_key(|(_, (_, t))| *t)
             .map(|(p, _)| p.clone());
         if let Some(p) = oldest {
-            self.close(&p)?;
+            self.close(Path::new(&p))?;
         }
         Ok(())
     }
 
     /// Flushes and closes `path` if it is open.
     pub(crate) fn close(&mut self, path: &Path) -> io::Result<()> {
-        match self.open.remove(path) {
+        match self.open.remove(path.as_os_str()) {
             Some((mut w, _)) => w.flush().map_err(|e| named(e, path)),
             None => Ok(()),
         }
@@ -92,7 +95,7 @@ impl HandleCache {
     /// Closes `path` without caring about buffered data (the file is about
     /// to be deleted).
     pub(crate) fn discard(&mut self, path: &Path) {
-        if let Some((w, _)) = self.open.remove(path) {
+        if let Some((w, _)) = self.open.remove(path.as_os_str()) {
             // Drop the buffered bytes: into_parts gives the file back
             // without writing them.
             let _ = w.into_parts();
@@ -105,7 +108,7 @@ impl HandleCache {
         for (p, (mut w, _)) in self.open.drain() {
             if let Err(e) = w.flush() {
                 if res.is_ok() {
-                    res = Err(named(e, &p));
+                    res = Err(named(e, Path::new(&p)));
                 }
             }
         }
