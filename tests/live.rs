@@ -1448,6 +1448,22 @@ fn xdp_all_tcp_takes_other_ports_from_the_host() {
 }
 
 /// `GET /metrics` on `addr`, the body.
+/// `GET path` on the metrics endpoint: (status line, body).
+fn probe(addr: &str, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to the metrics endpoint");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut r = String::new();
+    s.read_to_string(&mut r).unwrap();
+    let (head, body) = r.split_once("\r\n\r\n").expect("an HTTP response");
+    (
+        head.lines().next().unwrap_or("").to_string(),
+        body.to_string(),
+    )
+}
+
 fn scrape(addr: &str) -> String {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).expect("connect to the metrics endpoint");
@@ -1537,6 +1553,12 @@ fn metrics_endpoint_reports_the_live_counters() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     assert!(live.running(), "{}", live.stderr());
+    // The Kubernetes probes: workers and collector alive, capturing.
+    let (status, text) = probe(&addr, "/healthz");
+    assert!(status.contains(" 200 "), "/healthz: {status}\n{text}");
+    assert_eq!(text, "ok\n");
+    let (status, text) = probe(&addr, "/readyz");
+    assert!(status.contains(" 200 "), "/readyz: {status}\n{text}");
     assert_eq!(
         metric(&body, &format!("mailtap_queue_packets_total{labels}")) as u64,
         sent.packets,

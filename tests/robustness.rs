@@ -478,6 +478,20 @@ fn read_serves_metrics_while_reading() {
         None,
         "no Kafka here"
     );
+    // The probes answer while reading (shards of a read are not watched
+    // for heartbeats; the collector is).
+    for (path, want) in [("/healthz", "ok\n"), ("/readyz", "ready\n")] {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        write!(s, "GET {path} HTTP/1.0\r\n\r\n").unwrap();
+        let mut r = String::new();
+        s.read_to_string(&mut r).unwrap();
+        let (head, body) = r.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head.starts_with("HTTP/1.") && head.contains(" 200 "),
+            "{path}: {head}"
+        );
+        assert_eq!(body, want, "{path}");
+    }
     assert!(
         value(
             &body,

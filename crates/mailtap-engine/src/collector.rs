@@ -398,6 +398,10 @@ pub(crate) struct CollectorStats {
     pub(crate) capacity: usize,
     /// The bytes in flight to the collector and their bound.
     pub(crate) budget: Arc<QueueBudget>,
+    /// When the collector last came round its loop (ms since the Unix
+    /// epoch; at least every flush interval while it is not stuck in a
+    /// sink): `/healthz`.
+    pub(crate) heartbeat_ms: AtomicU64,
 }
 
 /// Record kinds as metrics label them.
@@ -501,6 +505,7 @@ impl Collector {
             kafka_delivery_latency_us: Mutex::new(latency_histogram()),
             queue: rx.clone(),
             capacity: capacity.max(1),
+            heartbeat_ms: AtomicU64::new(crate::metrics::now_ms()),
         });
         let st = stats.clone();
         let reopen = cfg.reopen_logs.clone();
@@ -751,6 +756,9 @@ fn collect(
     let mut panicked = false;
     while std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         loop {
+            stats
+                .heartbeat_ms
+                .store(crate::metrics::now_ms(), Ordering::Relaxed);
             let batch = match rx.recv_timeout(FLUSH_INTERVAL) {
                 Ok(b) => Some(b),
                 Err(RecvTimeoutError::Timeout) => None,

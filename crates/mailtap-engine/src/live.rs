@@ -238,6 +238,9 @@ impl LiveSummary {
 /// endpoint (relaxed atomics, each worker writes only its own).
 #[derive(Default)]
 pub(crate) struct SharedStats {
+    /// When the worker last published (ms since the Unix epoch; 0: never,
+    /// as in `mailtap read`, whose shards are not watched): `/healthz`.
+    pub(crate) heartbeat_ms: AtomicU64,
     pub(crate) packets: AtomicU64,
     pub(crate) bytes: AtomicU64,
     pub(crate) kernel_drops: AtomicU64,
@@ -513,6 +516,8 @@ pub fn run_live(
     let emit_latency: Vec<_> = (0..n)
         .map(|_| Arc::new(std::sync::Mutex::new(latency_histogram())))
         .collect();
+    // `/readyz`: set once every worker runs on its capture queue.
+    let ready = Arc::new(AtomicBool::new(false));
     let metrics = match &cfg.metrics_listen {
         Some(addr) => {
             let m = Arc::new(Metrics {
@@ -525,6 +530,7 @@ pub fn run_live(
                     .collect(),
                 emit_latency_us: emit_latency.clone(),
                 collector: collector.stats.clone(),
+                ready: ready.clone(),
             });
             match MetricsServer::start(addr, m) {
                 Ok(s) => Some(s),
@@ -610,6 +616,8 @@ pub fn run_live(
         }
     }
     drop(inbox_tx);
+    // Every queue has its socket and its worker: capturing.
+    ready.store(handles.len() == n, Ordering::SeqCst);
 
     // The caller's thread: stats every interval until stopped.
     let mut stats_log = LogFile::new(&cfg.out_dir, "stats", cfg.log_format, cfg.log_limits);
@@ -1109,6 +1117,7 @@ impl Worker {
     fn publish(&self, c: &QueueCounters) {
         let s = &self.stats;
         let st = |a: &AtomicU64, v: u64| a.store(v, Ordering::Relaxed);
+        st(&s.heartbeat_ms, crate::metrics::now_ms());
         st(&s.packets, c.packets);
         st(&s.bytes, c.bytes);
         st(&s.kernel_drops, c.kernel_drops);

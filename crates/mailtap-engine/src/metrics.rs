@@ -25,6 +25,47 @@ pub(crate) struct Metrics {
     /// hand-over to the collector.
     pub(crate) emit_latency_us: Vec<Arc<Mutex<Histogram<u64>>>>,
     pub(crate) collector: Arc<CollectorStats>,
+    /// Capturing: every queue has its socket and its worker (`/readyz`).
+    pub(crate) ready: Arc<AtomicBool>,
+}
+
+/// Milliseconds since the Unix epoch (the heartbeats' clock).
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A worker or the collector that has not come round its loop for this
+/// long is reported dead by `/healthz`. Workers publish every 100 ms, the
+/// collector comes round at least every flush interval (1 s), so this
+/// leaves room for a loaded machine without hiding a hung thread for long.
+pub(crate) const HEARTBEAT_STALE_MS: u64 = 10_000;
+
+/// `/healthz`: `Ok` when every watched worker and the collector have shown
+/// a heartbeat within [`HEARTBEAT_STALE_MS`] of `now`, else what is stale.
+/// A heartbeat of 0 is not watched (shards of `mailtap read`).
+pub(crate) fn health(now: u64, workers: &[(String, u64)], collector: u64) -> Result<(), String> {
+    let mut stale = Vec::new();
+    for (name, hb) in workers {
+        if *hb != 0 && now.saturating_sub(*hb) > HEARTBEAT_STALE_MS {
+            stale.push(format!(
+                "worker {name}: no heartbeat for {:.1} s",
+                now.saturating_sub(*hb) as f64 / 1e3
+            ));
+        }
+    }
+    if now.saturating_sub(collector) > HEARTBEAT_STALE_MS {
+        stale.push(format!(
+            "collector: no heartbeat for {:.1} s",
+            now.saturating_sub(collector) as f64 / 1e3
+        ));
+    }
+    if stale.is_empty() {
+        Ok(())
+    } else {
+        Err(stale.join("\n"))
+    }
 }
 
 /// Escapes a label value (backslash, quote, newline).
@@ -35,6 +76,40 @@ fn label(v: &str) -> String {
 }
 
 impl Metrics {
+    /// `/healthz`, see [`health`].
+    fn health(&self) -> Result<(), String> {
+        let workers: Vec<(String, u64)> = self
+            .queues
+            .iter()
+            .map(|(i, q, s)| (format!("{i}/{q}"), s.heartbeat_ms.load(Ordering::Relaxed)))
+            .collect();
+        health(
+            now_ms(),
+            &workers,
+            self.collector.heartbeat_ms.load(Ordering::Relaxed),
+        )
+    }
+
+    /// The answer to one request: `/healthz` (every worker and the
+    /// collector alive), `/readyz` (capturing), anything else the metrics.
+    fn respond(&self, path: &str) -> (u16, String, &'static str) {
+        const TEXT: &str = "text/plain; charset=utf-8";
+        match path.split('?').next().unwrap_or("") {
+            "/healthz" => match self.health() {
+                Ok(()) => (200, "ok\n".into(), TEXT),
+                Err(e) => (503, format!("{e}\n"), TEXT),
+            },
+            "/readyz" => {
+                if self.ready.load(Ordering::SeqCst) {
+                    (200, "ready\n".into(), TEXT)
+                } else {
+                    (503, "not capturing yet\n".into(), TEXT)
+                }
+            }
+            _ => (200, self.render(), "text/plain; version=0.0.4"),
+        }
+    }
+
     /// The exposition text (Prometheus text format 0.0.4).
     pub(crate) fn render(&self) -> String {
         let mut s = String::with_capacity(8192);
@@ -368,8 +443,8 @@ fn summary(s: &mut String, name: &str, help: &str, h: &Histogram<u64>) -> std::f
     writeln!(s, "{name}_sum {sum}\n{name}_count {}", h.len())
 }
 
-/// The HTTP endpoint's thread: `GET /metrics` (any path, in fact) gets
-/// the exposition text.
+/// The HTTP endpoint's thread: `GET /healthz` and `GET /readyz` get the
+/// probes' answers, any other path the exposition text.
 pub(crate) struct MetricsServer {
     stop: Arc<AtomicBool>,
     join: JoinHandle<()>,
@@ -393,14 +468,16 @@ impl MetricsServer {
                 while !st.load(Ordering::Relaxed) {
                     match server.recv_timeout(Duration::from_millis(200)) {
                         Ok(Some(req)) => {
-                            let body = m.render();
-                            let resp = tiny_http::Response::from_string(body).with_header(
-                                tiny_http::Header::from_bytes(
-                                    &b"Content-Type"[..],
-                                    &b"text/plain; version=0.0.4"[..],
-                                )
-                                .expect("valid header"),
-                            );
+                            let (code, body, ctype) = m.respond(req.url());
+                            let resp = tiny_http::Response::from_string(body)
+                                .with_status_code(code)
+                                .with_header(
+                                    tiny_http::Header::from_bytes(
+                                        &b"Content-Type"[..],
+                                        ctype.as_bytes(),
+                                    )
+                                    .expect("valid header"),
+                                );
                             let _ = req.respond(resp);
                         }
                         Ok(None) => {}
@@ -418,5 +495,25 @@ impl MetricsServer {
     pub(crate) fn stop(self) {
         self.stop.store(true, Ordering::Relaxed);
         let _ = self.join.join();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_names_what_has_stopped() {
+        let now = 1_000_000;
+        let fresh = now - 100;
+        let old = now - HEARTBEAT_STALE_MS - 1;
+        let w = |hb: u64| vec![("eth1/0".to_string(), fresh), ("eth1/1".to_string(), hb)];
+        assert_eq!(health(now, &w(fresh), fresh), Ok(()));
+        // Shards of `mailtap read` publish no heartbeat: not watched.
+        assert_eq!(health(now, &w(0), fresh), Ok(()));
+        let e = health(now, &w(old), fresh).unwrap_err();
+        assert!(e.contains("worker eth1/1") && !e.contains("eth1/0"), "{e}");
+        let e = health(now, &w(fresh), old).unwrap_err();
+        assert!(e.starts_with("collector"), "{e}");
     }
 }

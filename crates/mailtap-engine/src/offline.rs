@@ -216,6 +216,8 @@ pub fn run_offline(
                     .collect(),
                 emit_latency_us: emit_latency.clone(),
                 collector: collector.stats.clone(),
+                // Reading files: ready from the start.
+                ready: Arc::new(AtomicBool::new(true)),
             });
             match MetricsServer::start(addr, m) {
                 Ok(s) => Some(s),
