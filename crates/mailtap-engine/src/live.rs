@@ -1031,6 +1031,9 @@ const KERNEL_STATS: Duration = Duration::from_secs(1);
 const RECORD_BATCH: usize = 512;
 /// How long a worker waits for packets before doing housekeeping.
 const POLL_TIMEOUT: Duration = Duration::from_millis(20);
+/// How long a worker waits for a handoff buffer to come back before it
+/// drops the packet (`handoff_dropped`): longer than an owner's poll.
+const HANDOFF_WAIT: Duration = Duration::from_millis(30);
 
 impl Worker {
     fn run(
@@ -1249,8 +1252,32 @@ impl Worker {
     }
 
     /// A free handoff buffer: a returned one, or a new one while under the
-    /// limit.
+    /// limit. When every buffer is in flight, waits up to [`HANDOFF_WAIT`]
+    /// for an owner to return one (working through our own inbox
+    /// meanwhile, so two workers waiting on each other both progress)
+    /// rather than drop the packet: an owner returns buffers only after
+    /// its capture poll, which may wait [`POLL_TIMEOUT`] on a quiet queue.
     fn take_buffer(&mut self) -> Option<Handoff> {
+        if let Some(h) = self.free_buffer() {
+            return Some(h);
+        }
+        let deadline = Instant::now() + HANDOFF_WAIT;
+        loop {
+            self.drain_inbox();
+            match self.pool_rx.recv_timeout(Duration::from_micros(500)) {
+                Ok(mut h) => {
+                    h.data.clear();
+                    h.pkts.clear();
+                    return Some(h);
+                }
+                Err(_) if Instant::now() >= deadline => return None,
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// A returned buffer, or a new one while under the limit.
+    fn free_buffer(&mut self) -> Option<Handoff> {
         if let Ok(mut h) = self.pool_rx.try_recv() {
             h.data.clear();
             h.pkts.clear();
