@@ -195,6 +195,10 @@ pub struct Live {
     /// dpd.enabled, else mail ports), mail-ports (the smtp/pop3/ace
     /// ports; everything else stays with the host), all-tcp.
     pub xdp_steer: String,
+    /// AF_XDP on an interface where the host itself listens on a steered
+    /// port (its mail services would receive nothing): refuse (default,
+    /// an error naming the listeners) or allow (a warning).
+    pub xdp_host_services: String,
     /// Which shard owns a packet: auto, queue (trust the capture to keep
     /// flows together), flow-hash (mailtap's symmetric hash; always right).
     pub shard_by: String,
@@ -246,6 +250,7 @@ impl Default for Live {
             afpacket_fanout: "hash".into(),
             afpacket_promiscuous: p.promiscuous,
             xdp_steer: "auto".into(),
+            xdp_host_services: "refuse".into(),
             shard_by: "auto".into(),
             batch_packets: 256,
             handoff_buffer_bytes: 256 << 10,
@@ -327,6 +332,15 @@ impl Live {
         }
     }
 
+    /// Whether AF_XDP may take steered ports from the host's own services.
+    pub fn xdp_host_services_allowed(&self) -> Result<bool> {
+        match self.xdp_host_services.as_str() {
+            "refuse" => Ok(false),
+            "allow" => Ok(true),
+            o => bail!("configuration: live.xdp_host_services = {o:?}: must be refuse or allow"),
+        }
+    }
+
     /// True when workers wait for the collector instead of dropping.
     pub fn block_on_collector(&self) -> Result<bool> {
         match self.collector_overflow.as_str() {
@@ -350,6 +364,7 @@ impl Live {
 
     fn validate(&self) -> Result<()> {
         self.xdp_all_tcp()?;
+        self.xdp_host_services_allowed()?;
         self.bypass()?;
         let max = mailtap_capture::bypass::MAX_BYPASS_CONNECTIONS;
         if self.bypass_connections == 0 || self.bypass_connections > max {
@@ -718,6 +733,7 @@ mod tests {
             ("live.xdp_fill_ring=3", "live.xdp_fill_ring"),
             ("live.xdp_frame_count=1024", "live.xdp_frame_count"),
             ("live.xdp_frame_size=3000", "live.xdp_frame_size"),
+            ("live.xdp_host_services=yes", "live.xdp_host_services"),
         ] {
             let e = err(&[set]);
             assert!(e.contains(key), "--set {set}: {e}");

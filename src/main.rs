@@ -726,6 +726,9 @@ fn cmd_live(a: LiveArgs) -> Result<i32> {
     live.fanout_mode = cfg.live.fanout()?;
     live.shard_by = cfg.live.shard_by()?;
     live.xdp_all_tcp = cfg.live.xdp_all_tcp()?.unwrap_or(cfg.dpd.enabled);
+    if cfg.live.xdp_host_services_allowed()? {
+        mailtap_capture::steering::allow_host_services(true);
+    }
     live.batch_packets = cfg.live.batch_packets;
     live.handoff_buffer_bytes = cfg.live.handoff_buffer_bytes;
     live.handoff_buffers = cfg.live.handoff_buffers;

@@ -501,7 +501,8 @@ fn stale_libxdp_program_is_named_without_sys_admin_and_replaced_by_root() {
 
 /// AF_XDP on an interface where the host listens on a steered port is
 /// refused, naming the listener; allowed with
-/// MAILTAP_XDP_HOST_SERVICES=allow; AF_PACKET is not concerned.
+/// MAILTAP_XDP_HOST_SERVICES=allow or live.xdp_host_services = "allow";
+/// AF_PACKET is not concerned.
 #[test]
 fn af_xdp_refuses_to_take_the_hosts_mail_services() {
     require_env!();
@@ -512,7 +513,7 @@ fn af_xdp_refuses_to_take_the_hosts_mail_services() {
     let peer = Ipv4Addr::new(198, 19, third, 128 + (fourth % 128) + 2);
     let veth = Veth::new(Some((ours, peer)));
     let dir = open_tempdir();
-    let run = |name: &str, capture: &str, env: &[(&str, &str)]| -> Output {
+    let run = |name: &str, capture: &str, env: &[(&str, &str)], extra: &[&str]| -> Output {
         let out = out_dir(dir.path(), name);
         let mut c = command(
             As::Root,
@@ -532,6 +533,7 @@ fn af_xdp_refuses_to_take_the_hosts_mail_services() {
             dir.path(),
         );
         c.args(SMALL);
+        c.args(extra);
         for (k, v) in env {
             c.env(k, v);
         }
@@ -539,11 +541,11 @@ fn af_xdp_refuses_to_take_the_hosts_mail_services() {
     };
 
     // Nothing listens on a mail port of ours: allowed (with a warning).
-    let o = run("free", "af-xdp", &[]);
+    let o = run("free", "af-xdp", &[], &[]);
     assert!(o.status.success(), "{}", stderr(&o));
 
     let _smtp = TcpListener::bind((ours, 25)).expect("bind port 25");
-    let o = run("refused", "af-xdp", &[]);
+    let o = run("refused", "af-xdp", &[], &[]);
     let e = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{e}");
     assert!(
@@ -556,9 +558,23 @@ fn af_xdp_refuses_to_take_the_hosts_mail_services() {
         "allowed",
         "af-xdp",
         &[("MAILTAP_XDP_HOST_SERVICES", "allow")],
+        &[],
     );
     assert!(o.status.success(), "{}", stderr(&o));
-    let o = run("afpacket", "af-packet", &[]);
+    // The same from the configuration.
+    let o = run(
+        "allowed-by-config",
+        "af-xdp",
+        &[],
+        &["--set", "live.xdp_host_services=allow"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("takes the mail ports from the host"),
+        "warns:\n{}",
+        stderr(&o)
+    );
+    let o = run("afpacket", "af-packet", &[], &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(!veth.has_xdp());
 }

@@ -153,7 +153,7 @@ pub(super) fn check_host_services(ifname: &str, cfg: &SteeringConfig) -> Result<
         tracing::warn!(
             ifname,
             listeners = ?hit,
-            "AF_XDP steering takes the mail ports from the host's own listening services on this interface (allowed by MAILTAP_XDP_HOST_SERVICES=allow): they receive nothing while mailtap runs"
+            "AF_XDP steering takes the mail ports from the host's own listening services on this interface (allowed by live.xdp_host_services = \"allow\" or MAILTAP_XDP_HOST_SERVICES=allow): they receive nothing while mailtap runs"
         );
         return Ok(());
     }
@@ -171,7 +171,7 @@ pub(super) fn check_host_services(ifname: &str, cfg: &SteeringConfig) -> Result<
     .with_hint(
         "AF_XDP redirects the steered TCP to mailtap instead of the kernel, so these services would receive nothing. \
          Capture with --capture af-packet (it copies and takes nothing from the host), capture on an interface without \
-         the host's addresses (a mirror/SPAN port, a tap or a dedicated NIC), or set MAILTAP_XDP_HOST_SERVICES=allow \
+         the host's addresses (a mirror/SPAN port, a tap or a dedicated NIC), or set live.xdp_host_services = \"allow\" (or MAILTAP_XDP_HOST_SERVICES=allow) \
          to steer anyway (see docs/deploy.md)",
     ))
 }
