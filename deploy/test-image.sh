@@ -100,6 +100,8 @@ ip -n "$ns" link set "$peer" up
 port=$((20000 + $$ % 20000))
 start() { # $1: output subdirectory
     mkdir -p "$work/out/$1"
+    # The image's user (65532, not root) writes the logs.
+    chown 65532:65532 "$work/out/$1"
     podman run -d --name "$name" --network host --read-only --tmpfs /tmp \
         --cap-drop all "${capargs[@]}" --security-opt "seccomp=$seccomp" \
         -v "$work/etc:/etc/mailtap:ro" -v "$work/out/$1:/var/log/mailtap" \
@@ -108,6 +110,8 @@ start() { # $1: output subdirectory
     for _ in $(seq 1 100); do
         if curl -fsS "http://127.0.0.1:$port/metrics" -o "$work/metrics" 2>/dev/null; then
             ip -d link show "$ours" | grep -q "prog/xdp" || fail "$1: no XDP program attached"
+            user=$(podman top "$name" user huser | awk 'NR==2 {print $1 "/" $2}')
+            [[ $user == mailtap/65532 ]] || fail "$1: mailtap runs as $user (user/host uid), not the image's mailtap/65532"
             return 0
         fi
         [[ $(podman inspect "$name" --format '{{.State.Running}}') == true ]] \

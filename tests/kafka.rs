@@ -4,9 +4,9 @@
 
 mod common;
 use common::*;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::mocking::MockCluster;
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use mailtap_kafka::rdkafka::consumer::{BaseConsumer, Consumer};
+use mailtap_kafka::rdkafka::mocking::MockCluster;
+use mailtap_kafka::rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -331,8 +331,27 @@ fn second_signal_forces_exit_after_the_files_are_flushed() {
         };
         kill("-TERM");
         drop(stdin);
-        // The first signal's shutdown now waits on Kafka (120 s).
-        std::thread::sleep(Duration::from_millis(1500));
+        // The first signal's shutdown writes the files, then waits on
+        // Kafka (120 s): wait for the files (not a fixed time, which a
+        // loaded machine can outlast).
+        let closed = |log: &str| {
+            std::fs::read_to_string(out.join(log)).is_ok_and(|t| {
+                t.trim_end()
+                    .lines()
+                    .last()
+                    .is_some_and(|l| l.starts_with("#close"))
+            })
+        };
+        let t0 = Instant::now();
+        while !(closed("smtp.log") && closed("conn.log")) {
+            assert!(
+                t0.elapsed() < Duration::from_secs(60),
+                "the logs were never closed"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // Well into the wait on Kafka.
+        std::thread::sleep(Duration::from_millis(500));
         let t1 = Instant::now();
         kill("-TERM");
         let o = child.wait_with_output().unwrap();

@@ -1072,8 +1072,10 @@ fn af_xdp_skb_kernel_bypass_after_tls_handshake_matches_read() {
     require_env!();
     // AF_XDP hands each packet over at once: the worker updates the map
     // microseconds after the handshake's last packet (5 of 6,400 leaked
-    // when measured).
-    let s = kernel_bypass_matches_read(&["--capture", "af-xdp", "--xdp-mode", "skb"], 1);
+    // when measured on an idle machine; 73 of 6,343, 1.15%, with the
+    // suite's other tests and a build sharing the 2 cores). A bypass that
+    // did not work would leak nearly all of them.
+    let s = kernel_bypass_matches_read(&["--capture", "af-xdp", "--xdp-mode", "skb"], 5);
     assert_xdp_mode(&s, "Skb");
 }
 
@@ -1477,7 +1479,11 @@ fn scrape(addr: &str) -> String {
         head.starts_with("HTTP/1.") && head.contains(" 200 "),
         "{head}"
     );
-    assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+    assert!(
+        head.contains("application/openmetrics-text; version=1.0.0"),
+        "{head}"
+    );
+    assert!(body.ends_with("# EOF\n"), "{body}");
     body.to_string()
 }
 
@@ -1498,7 +1504,7 @@ fn metrics_endpoint_reports_the_live_counters() {
     require_env!();
     let dir = tempfile::tempdir().unwrap();
     let veth = Veth::new(1, false);
-    let mc = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
+    let mc = mailtap_kafka::rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
     let bs = mc.bootstrap_servers();
     let spill = format!(
         "kafka.spill_dir={:?}",
@@ -1591,7 +1597,7 @@ fn metrics_endpoint_reports_the_live_counters() {
     assert!(
         metric(
             &body,
-            "mailtap_record_write_latency_seconds{quantile=\"0.5\"}"
+            "mailtap_record_write_latency_seconds_bucket{le=\"+Inf\"}"
         ) > 0.0,
         "{body}"
     );
@@ -1668,7 +1674,13 @@ fn stalled_worker_absorbs_a_burst(args: &[&str]) -> Summary {
     // Wait until stats.log shows every packet (it is written every 0.2 s).
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let got: u64 = ZeekLog::read(&dir.path().join("live/stats.log"))
+        // The file is created a moment before its first rows are
+        // written out: read it only once its header is there.
+        let stats = dir.path().join("live/stats.log");
+        let ready = std::fs::read_to_string(&stats).is_ok_and(|t| t.contains("\n#fields\t"));
+        let got: u64 = ready
+            .then(|| ZeekLog::read(&stats))
+            .flatten()
             .map(|l| {
                 l.column("pkts_proc")
                     .iter()

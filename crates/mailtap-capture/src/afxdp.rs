@@ -555,6 +555,15 @@ impl XdpQueue {
     /// is done. The kernel is entered only when the RX ring is empty (to
     /// busy-poll, then to sleep in `poll`), or when a zero-copy driver
     /// asks for a wake-up.
+    /// Takes up to `want` received descriptors from the RX ring into
+    /// `batch`.
+    fn consume_rx(&mut self, want: usize) -> usize {
+        // SAFETY: the descriptors written are frames of this socket's UMEM
+        // that the kernel filled; poll_batch reads them and gives them back
+        // to the fill ring only after that.
+        unsafe { self.rx.consume(&mut self.batch[..want]) }
+    }
+
     pub fn poll_batch<F: FnMut(RxPacket<'_>)>(
         &mut self,
         max_packets: usize,
@@ -564,21 +573,18 @@ impl XdpQueue {
         self.refill();
         let want = max_packets.clamp(1, self.batch.capacity().max(1));
         self.batch.clear();
-        // SAFETY (every consume call): the descriptors written are frames
-        // of this UMEM that the kernel filled; we read them below and give
-        // them back to the fill ring only after that.
         self.batch.resize(want, FrameDesc::default());
-        let mut n = unsafe { self.rx.consume(&mut self.batch[..want]) };
+        let mut n = self.consume_rx(want);
         if n == 0 && self.busy_poll {
             self.kick();
-            n = unsafe { self.rx.consume(&mut self.batch[..want]) };
+            n = self.consume_rx(want);
         }
         if n == 0 {
             // The driver may need a kick to process the fill ring; poll
             // both kicks it and waits for packets.
             let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
             match self.rx.poll(ms) {
-                Ok(true) => n = unsafe { self.rx.consume(&mut self.batch[..want]) },
+                Ok(true) => n = self.consume_rx(want),
                 Ok(false) => {}
                 Err(e) => {
                     return Err(CaptureError::new(

@@ -9,7 +9,7 @@
 //! copying; only a partial trailing line is copied into a per-direction
 //! buffer bounded by the maximum line length.
 
-use mailtap_core::ConnCtx;
+use mailtap_core::{BufferBudget, Charge, ConnCtx, Weird, BUFFER_FLOOR};
 
 /// One item produced by the splitter.
 #[derive(Debug, PartialEq, Eq)]
@@ -36,6 +36,9 @@ pub struct LineStats {
     pub plain_bytes: u64,
     /// Lines cut at the length limit.
     pub lines_cut: u64,
+    /// Of `lines_cut`, lines handed out early because the shard's buffer
+    /// budget could not hold more of them (no byte lost).
+    pub lines_cut_budget: u64,
     /// Partial-line bytes discarded at content gaps.
     pub bytes_discarded: u64,
 }
@@ -73,6 +76,8 @@ pub struct LineSplitter {
     quiet: bool,
     /// The two bytes the last cut at the length limit dropped.
     cut_lost: [u8; 2],
+    /// `buf`'s capacity, charged to the shard's buffer budget.
+    charge: Charge,
     pub stats: LineStats,
 }
 
@@ -87,6 +92,7 @@ impl LineSplitter {
             max_line: max_line.max(2),
             quiet: false,
             cut_lost: [0; 2],
+            charge: Charge::default(),
             stats: LineStats::default(),
         }
     }
@@ -101,12 +107,76 @@ impl LineSplitter {
     /// Empties the partial-line buffer; after a long line its memory goes
     /// back to the allocator, so a connection that once sent a line of
     /// megabytes does not keep megabytes for the rest of its life.
-    fn release_buf(&mut self) {
-        if self.buf.capacity() > RETAINED_LINE_CAPACITY {
+    /// While the shard's budget is under pressure every buffer is freed
+    /// as soon as its line is out.
+    fn release_buf(&mut self, budget: &BufferBudget) {
+        if self.buf.capacity() > RETAINED_LINE_CAPACITY
+            || (self.buf.capacity() > 0 && budget.under_pressure())
+        {
             self.buf = Vec::new();
+            self.charge.release();
         } else {
             self.buf.clear();
         }
+    }
+
+    /// Bytes of the shard's buffer budget this splitter holds.
+    pub fn charged(&self) -> usize {
+        self.charge.bytes()
+    }
+
+    /// Makes room for a partial line of `need` bytes, charged to `budget`.
+    /// False if the budget cannot take it and `need` is over the floor
+    /// every splitter may hold ([`BUFFER_FLOOR`]).
+    fn reserve(&mut self, budget: &BufferBudget, need: usize) -> bool {
+        let cap = self.buf.capacity();
+        if need <= cap {
+            return true;
+        }
+        let held = self.charge.bytes();
+        // Grow by doubling (as Vec would), never past the line limit.
+        let target = need
+            .max(cap.saturating_mul(2))
+            .max(128)
+            .min(self.max_line.max(need));
+        let size = if budget.fits(target.saturating_sub(held)) {
+            target
+        } else if need <= BUFFER_FLOOR || budget.fits(need.saturating_sub(held)) {
+            need
+        } else {
+            budget.note_refused();
+            return false;
+        };
+        self.buf.reserve_exact(size - self.buf.len());
+        self.charge.set(budget, self.buf.capacity());
+        true
+    }
+
+    /// The shard's budget is spent and the partial line cannot grow: hands
+    /// out what there is as a cut line, topped up from `rest` to
+    /// [`BUFFER_FLOOR`] bytes (so a cut line is never short enough to look
+    /// like a command or the end of data), without losing a byte. False
+    /// when nothing was buffered: the caller hands out `rest` itself (and
+    /// `pos` is already past it).
+    fn budget_cut(&mut self, cx: &mut ConnCtx<'_>, rest: &[u8], pos: &mut usize) -> bool {
+        if !self.quiet {
+            cx.weird(Weird::ContentlineSizeExceeded, None, "CONTENTLINE");
+        }
+        self.stats.lines += 1;
+        self.stats.lines_cut += 1;
+        self.stats.lines_cut_budget += 1;
+        self.last_cr = false;
+        if self.buf.is_empty() {
+            *pos += rest.len();
+            return false;
+        }
+        let take = BUFFER_FLOOR.saturating_sub(self.buf.len()).min(rest.len());
+        self.buf.extend_from_slice(&rest[..take]);
+        self.charge.set(&cx.out.buffers, self.buf.capacity());
+        self.stats.bytes_buffered += take as u64;
+        *pos += take;
+        self.buf_emitted = true;
+        true
     }
 
     /// The two bytes lost by the last line cut at the length limit (the
@@ -128,7 +198,9 @@ impl LineSplitter {
         if self.has_partial() {
             self.stats.bytes_discarded += self.buf.len() as u64;
         }
-        self.release_buf();
+        // A gap is a good moment to give the memory back.
+        self.buf = Vec::new();
+        self.charge.release();
         self.buf_emitted = false;
         self.last_cr = false;
     }
@@ -179,7 +251,8 @@ impl LineSplitter {
     ) -> Option<Piece<'s>> {
         *lost = None;
         if self.buf_emitted {
-            self.release_buf();
+            let budget = cx.out.buffers.clone();
+            self.release_buf(&budget);
             self.buf_emitted = false;
         }
         loop {
@@ -205,7 +278,7 @@ impl LineSplitter {
             if self.last_cr {
                 // A lone CR followed by anything but CR/LF: Zeek flags it.
                 if first != b'\r' && !self.quiet {
-                    cx.weird("line_terminated_with_single_CR", None, "CONTENTLINE");
+                    cx.weird(Weird::LineTerminatedWithSingleCr, None, "CONTENTLINE");
                 }
                 self.last_cr = false;
             }
@@ -223,9 +296,10 @@ impl LineSplitter {
                     if c == 0 {
                         // The first NUL per direction is dropped; later ones kept.
                         self.buf.extend_from_slice(&window[..i]);
+                        self.charge.set(&cx.out.buffers, self.buf.capacity());
                         self.stats.bytes_buffered += i as u64;
                         self.flag_nuls = false;
-                        cx.weird("NUL_in_line", None, "CONTENTLINE");
+                        cx.weird(Weird::NulInLine, None, "CONTENTLINE");
                         *pos += i + 1;
                         continue;
                     }
@@ -245,26 +319,44 @@ impl LineSplitter {
                         self.stats.lines_borrowed += 1;
                         return Some(Piece::Line(&rest[..i], term));
                     }
+                    // Completing a buffered line: the growth is charged
+                    // but not refused (the line goes out right away).
                     self.buf.extend_from_slice(&rest[..i]);
+                    self.charge.set(&cx.out.buffers, self.buf.capacity());
                     self.stats.bytes_buffered += i as u64;
                     self.buf_emitted = true;
                     return Some(Piece::Line(&self.buf, term));
                 }
                 None if window.len() == rest.len() => {
+                    let budget = &cx.out.buffers;
+                    if !self.reserve(budget, self.buf.len() + rest.len()) {
+                        if self.budget_cut(cx, rest, pos) {
+                            return Some(Piece::Line(&self.buf, b""));
+                        }
+                        return Some(Piece::Line(rest, b""));
+                    }
                     self.buf.extend_from_slice(rest);
                     self.stats.bytes_buffered += rest.len() as u64;
                     *pos += rest.len();
                     return None;
                 }
                 None => {
+                    let budget = &cx.out.buffers;
+                    if !self.reserve(budget, self.buf.len() + window.len()) {
+                        if self.budget_cut(cx, window, pos) {
+                            return Some(Piece::Line(&self.buf, b""));
+                        }
+                        return Some(Piece::Line(window, b""));
+                    }
                     // Line limit: the buffer fills up; the line is cut and
                     // the last buffered byte and the current one are lost.
                     self.buf.extend_from_slice(window);
+                    self.charge.set(&cx.out.buffers, self.buf.capacity());
                     self.stats.bytes_buffered += window.len() as u64;
                     let c = rest.get(window.len()).copied().unwrap_or(0);
                     *pos += window.len() + 1;
                     if !self.quiet {
-                        cx.weird("contentline_size_exceeded", None, "CONTENTLINE");
+                        cx.weird(Weird::ContentlineSizeExceeded, None, "CONTENTLINE");
                     }
                     self.last_cr = c == b'\r';
                     let keep = self.max_line - 1;
@@ -363,6 +455,58 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn a_spent_budget_cuts_partial_lines_without_losing_bytes() {
+        let mut h = Harness::new();
+        h.out.buffers = BufferBudget::new(64 * 1024);
+        let mut sp = LineSplitter::new(1 << 20, Nuls::Keep);
+        let mut other = LineSplitter::new(1 << 20, Nuls::Keep);
+        // Another connection holds most of the budget with a partial line.
+        let big = vec![b'b'; 60 * 1024];
+        assert!(split_all(&mut h, &mut other, &[&big]).is_empty());
+        assert!(other.charged() >= 60 * 1024);
+        // This one's line arrives in 10 KB pieces: it can hold the floor,
+        // not the whole line, so it is handed out in cut pieces.
+        let line: Vec<u8> = (0..100_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+        let mut chunks: Vec<&[u8]> = line.chunks(10_000).collect();
+        chunks.push(b"\r\n");
+        let lines = split_all(&mut h, &mut sp, &chunks);
+        assert!(lines.len() > 1, "the line was cut");
+        assert_eq!(lines.concat(), line, "no byte lost");
+        assert!(lines[..lines.len() - 1]
+            .iter()
+            .all(|l| l.len() >= BUFFER_FLOOR));
+        assert!(sp.stats.lines_cut_budget > 0);
+        assert!(h.out.buffers.refused() > 0);
+        assert!(
+            h.out.buffers.peak() <= 64 * 1024 + BUFFER_FLOOR,
+            "{}",
+            h.out.buffers.peak()
+        );
+        assert_eq!(h.weird_names(), vec!["contentline_size_exceeded"]);
+        // Dropping a splitter gives its bytes back.
+        drop(other);
+        drop(sp);
+        assert_eq!(h.out.buffers.used(), 0);
+    }
+
+    #[test]
+    fn within_the_budget_nothing_changes() {
+        let mut h = Harness::new();
+        h.out.buffers = BufferBudget::new(1 << 20);
+        let mut sp = LineSplitter::new(1 << 20, Nuls::Keep);
+        let line = vec![b'x'; 200_000];
+        let lines = split_all(
+            &mut h,
+            &mut sp,
+            &[&line[..70_000], &line[70_000..], b"\r\nend\r\n"],
+        );
+        assert_eq!(lines, vec![line.clone(), b"end".to_vec()]);
+        assert_eq!(sp.stats.lines_cut, 0);
+        // The long line's buffer was freed once it was out.
+        assert_eq!(h.out.buffers.used(), 0);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! connection, and service confirmation and the `X` history marker land in
 //! the connection's [`ConnAnnotations`] for conn.log.
 
-use crate::{ConnId, Event, EventRecord, Record, Timestamp, WeirdRecord};
+use crate::{ConnId, Event, EventRecord, Record, Timestamp, Weird, WeirdRecord};
 
 /// A protocol analyzer attached to one TCP connection.
 pub trait TcpAnalyzer: Send {
@@ -53,9 +53,9 @@ pub struct ConnAnnotations {
     pub service: Vec<&'static str>,
     /// A "limit reached" weird was raised: conn.log history gets an `X`.
     pub limit_reached: bool,
-    /// Weird names already logged for this connection (Zeek logs a name
-    /// once per connection).
-    pub weirds_seen: Vec<&'static str>,
+    /// Weirds already logged for this connection (Zeek logs a name once
+    /// per connection).
+    pub weirds_seen: Vec<Weird>,
     /// Time of the connection's first packet (Zeek `c$start_time`; part of
     /// file handles). Set by the flow layer.
     pub start_time: crate::Timestamp,
@@ -83,6 +83,9 @@ pub struct Output {
     /// Approximate heap bytes of `records` ([`Record::approx_bytes`]), so
     /// that a shard can hand its batch over before it grows large.
     pub bytes: usize,
+    /// The shard's budget for the input its analyzers buffer (partial
+    /// lines, MIME headers), shared with its flow table's reassembly.
+    pub buffers: crate::BufferBudget,
 }
 
 impl Output {
@@ -93,6 +96,7 @@ impl Output {
             extract_enabled: false,
             counters: OutputCounters::default(),
             bytes: 0,
+            buffers: crate::BufferBudget::default(),
         }
     }
     pub fn push(&mut self, r: Record) {
@@ -147,23 +151,18 @@ impl ConnCtx<'_> {
 
     /// Raises a weird tied to this connection; a name is logged once per
     /// connection, as Zeek's weird framework does by default.
-    pub fn weird(&mut self, name: &'static str, addl: Option<&[u8]>, source: &'static str) {
+    pub fn weird(&mut self, name: Weird, addl: Option<&[u8]>, source: &'static str) {
         self.push_weird(name, addl, Some(source));
     }
 
     /// A weird without a `source` column, as Zeek's script-level
     /// `Reporter::conn_weird(name, c)` writes it (deduplicated like
     /// [`ConnCtx::weird`]).
-    pub fn weird_unsourced(&mut self, name: &'static str, addl: Option<&[u8]>) {
+    pub fn weird_unsourced(&mut self, name: Weird, addl: Option<&[u8]>) {
         self.push_weird(name, addl, None);
     }
 
-    fn push_weird(
-        &mut self,
-        name: &'static str,
-        addl: Option<&[u8]>,
-        source: Option<&'static str>,
-    ) {
+    fn push_weird(&mut self, name: Weird, addl: Option<&[u8]>, source: Option<&'static str>) {
         if self.conn.weirds_seen.contains(&name) {
             self.out.counters.weirds_suppressed += 1;
             return;
@@ -173,14 +172,14 @@ impl ConnCtx<'_> {
             ts: self.ts,
             uid: Some(self.uid.to_owned()),
             id: Some(*self.id),
-            name,
+            name: name.name(),
             addl: addl.map(<[u8]>::to_vec),
             source,
         })));
     }
 
     /// A "limit reached" weird: also marks the conn.log history with `X`.
-    pub fn limit_weird(&mut self, name: &'static str, addl: Option<&[u8]>, source: &'static str) {
+    pub fn limit_weird(&mut self, name: Weird, addl: Option<&[u8]>, source: &'static str) {
         self.conn.limit_reached = true;
         self.weird(name, addl, source);
     }

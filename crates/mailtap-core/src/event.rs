@@ -2,7 +2,10 @@
 //!
 //! Names and argument names are Zeek's (`smtp_request(c, is_orig, command,
 //! arg)` and so on); the connection argument `c` is represented by the
-//! record's `uid` and `id`.
+//! record's `uid` and `id`. IMAP has Zeek's two events (`imap_capabilities`,
+//! `imap_starttls`) and mailtap's own `imap_request`, `imap_response` and
+//! `imap_data`, which Zeek does not have (its IMAP analyzer raises no
+//! per-command events).
 
 use crate::{Bytes, ConnId, Timestamp};
 
@@ -71,6 +74,36 @@ pub enum Event {
         user: Bytes,
         password: Bytes,
     },
+    /// Zeek's `imap_capabilities(c, capabilities: string_vec)`: a
+    /// `* CAPABILITY` response (not response codes), tokens as sent.
+    ImapCapabilities {
+        capabilities: Vec<Bytes>,
+    },
+    /// Zeek's `imap_starttls(c)`: the server accepted STARTTLS.
+    ImapStarttls,
+    /// mailtap's own `imap_request(c, tag, command, arg)`: a client command
+    /// (`UID FETCH` for the UID forms); passwords and SASL responses are
+    /// never in `arg` (LOGIN shows the user and `<redacted>`).
+    ImapRequest {
+        tag: Bytes,
+        command: Bytes,
+        arg: Bytes,
+    },
+    /// mailtap's own `imap_response(c, tag, status, text)`: a tagged or
+    /// untagged (`tag` `*`) status response.
+    ImapResponse {
+        tag: Bytes,
+        status: Bytes,
+        text: Bytes,
+    },
+    /// mailtap's own `imap_data(c, is_orig, section, size)`: a message
+    /// literal ended (a FETCH body from the server, an APPEND payload from
+    /// the client).
+    ImapData {
+        is_orig: bool,
+        section: Bytes,
+        size: u64,
+    },
 }
 
 /// One argument value of an event, for the sinks to format.
@@ -79,6 +112,8 @@ pub enum ArgValue<'a> {
     Bool(bool),
     Count(u64),
     Str(&'a [u8]),
+    /// A Zeek `string_vec`.
+    StrVec(&'a [Bytes]),
 }
 
 impl Event {
@@ -97,6 +132,11 @@ impl Event {
             Event::Pop3Starttls => "pop3_starttls",
             Event::Pop3LoginSuccess { .. } => "pop3_login_success",
             Event::Pop3LoginFailure { .. } => "pop3_login_failure",
+            Event::ImapCapabilities { .. } => "imap_capabilities",
+            Event::ImapStarttls => "imap_starttls",
+            Event::ImapRequest { .. } => "imap_request",
+            Event::ImapResponse { .. } => "imap_response",
+            Event::ImapData { .. } => "imap_data",
         }
     }
 
@@ -121,9 +161,19 @@ impl Event {
             Event::SmtpData { data, .. } | Event::Pop3Data { data, .. } => b(&[data]),
             Event::SmtpUnexpected { msg, detail, .. }
             | Event::Pop3Unexpected { msg, detail, .. } => b(&[msg, detail]),
-            Event::SmtpStarttls | Event::Pop3Starttls => 0,
+            Event::SmtpStarttls | Event::Pop3Starttls | Event::ImapStarttls => 0,
             Event::Pop3LoginSuccess { user, password, .. }
             | Event::Pop3LoginFailure { user, password, .. } => b(&[user, password]),
+            Event::ImapCapabilities { capabilities } => {
+                capabilities.capacity() * std::mem::size_of::<Bytes>()
+                    + capabilities.iter().map(|c| b(&[c])).sum::<usize>()
+                    + 16
+            }
+            Event::ImapRequest {
+                tag, command, arg, ..
+            } => b(&[tag, command, arg]),
+            Event::ImapResponse { tag, status, text } => b(&[tag, status, text]),
+            Event::ImapData { section, .. } => b(&[section]),
         }
     }
 
@@ -165,7 +215,7 @@ impl Event {
                 out("msg", ArgValue::Str(msg));
                 out("detail", ArgValue::Str(detail));
             }
-            Event::SmtpStarttls | Event::Pop3Starttls => {}
+            Event::SmtpStarttls | Event::Pop3Starttls | Event::ImapStarttls => {}
             Event::Pop3Request {
                 is_orig,
                 command,
@@ -206,6 +256,28 @@ impl Event {
                 out("is_orig", ArgValue::Bool(*is_orig));
                 out("user", ArgValue::Str(user));
                 out("password", ArgValue::Str(password));
+            }
+            Event::ImapCapabilities { capabilities } => {
+                out("capabilities", ArgValue::StrVec(capabilities));
+            }
+            Event::ImapRequest { tag, command, arg } => {
+                out("tag", ArgValue::Str(tag));
+                out("command", ArgValue::Str(command));
+                out("arg", ArgValue::Str(arg));
+            }
+            Event::ImapResponse { tag, status, text } => {
+                out("tag", ArgValue::Str(tag));
+                out("status", ArgValue::Str(status));
+                out("text", ArgValue::Str(text));
+            }
+            Event::ImapData {
+                is_orig,
+                section,
+                size,
+            } => {
+                out("is_orig", ArgValue::Bool(*is_orig));
+                out("section", ArgValue::Str(section));
+                out("size", ArgValue::Count(*size));
             }
         }
     }

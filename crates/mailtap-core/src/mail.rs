@@ -13,6 +13,7 @@ use crate::{Bytes, ConnId, Timestamp};
 pub enum MailProtocol {
     Smtp,
     Pop3,
+    Imap,
 }
 
 impl MailProtocol {
@@ -20,6 +21,7 @@ impl MailProtocol {
         match self {
             MailProtocol::Smtp => "smtp",
             MailProtocol::Pop3 => "pop3",
+            MailProtocol::Imap => "imap",
         }
     }
 }
@@ -51,7 +53,7 @@ pub struct EmailMeta {
     /// The server's reply to the end of data (SMTP).
     pub status_code: Option<u32>,
     pub status_text: Option<Bytes>,
-    /// POP3 user.
+    /// POP3 or IMAP user.
     pub user: Option<Bytes>,
     pub size: u64,
     /// Hex SHA-256 of the extracted bytes.
@@ -65,11 +67,41 @@ pub struct EmailMeta {
     /// it). `missing_bytes` then counts only the losses seen, and the JSON
     /// says `null`.
     pub missing_unknown: bool,
-    /// A POP3 TOP response: only part of the message.
+    /// Only part of the message: a POP3 TOP response, an IMAP header-only,
+    /// text-only or `<o.n>` fetch.
     pub partial: bool,
     pub headers: EmailHeaders,
     pub attachments: Vec<Attachment>,
     pub tls: bool,
+    /// What IMAP adds (`None` for SMTP and POP3): boxed, so that the many
+    /// SMTP and POP3 messages carry one pointer for it, not a dozen fields.
+    pub imap: Option<Box<ImapMeta>>,
+}
+
+/// The IMAP side of an extracted message (`EmailMeta::imap`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ImapMeta {
+    /// `fetch` (a FETCH response, server to client) or `append` (an APPEND
+    /// payload, client to server).
+    pub direction: Option<&'static str>,
+    /// The selected mailbox (FETCH) or APPEND's target mailbox.
+    pub mailbox: Option<Bytes>,
+    /// The mailbox's UIDVALIDITY (SELECT/EXAMINE, or APPENDUID).
+    pub uidvalidity: Option<u64>,
+    /// Message sequence number (FETCH).
+    pub seq: Option<u64>,
+    /// IMAP UID: FETCH's `UID n`, or APPEND's `APPENDUID` when it names one
+    /// UID per appended message.
+    pub imap_uid: Option<u64>,
+    /// The FETCH label (`BODY[]`, `BODY[HEADER]`, `RFC822`, `BINARY[]`,
+    /// `BODY[]<1024>`), or `APPEND`.
+    pub section: Option<String>,
+    /// FETCH `FLAGS` or APPEND's flag list.
+    pub flags: Vec<Bytes>,
+    /// APPEND's date-time, or FETCH `INTERNALDATE`.
+    pub internal_date: Option<Bytes>,
+    /// APPEND: the server's tagged status (`OK`, `NO`, `BAD`).
+    pub status: Option<Bytes>,
 }
 
 /// Top-level headers, RFC 2047 words decoded to UTF-8.

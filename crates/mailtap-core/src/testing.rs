@@ -3,8 +3,8 @@
 
 use crate::analyzer::ConnAnnotations;
 use crate::{
-    ConnCtx, ConnId, Event, FileRecord, Output, Pop3Record, Record, SmtpRecord, Timestamp,
-    WeirdRecord,
+    ConnCtx, ConnId, Event, FileRecord, ImapRecord, Output, Pop3Record, Record, SmtpRecord,
+    Timestamp, WeirdRecord,
 };
 
 /// One connection and everything an analyzer emitted on it.
@@ -95,6 +95,27 @@ impl Harness {
         self.each(|r| {
             if let Record::Pop3(p) = r {
                 Some(&**p)
+            } else {
+                None
+            }
+        })
+    }
+
+    pub fn imap(&self) -> Vec<&ImapRecord> {
+        self.each(|r| {
+            if let Record::Imap(p) = r {
+                Some(&**p)
+            } else {
+                None
+            }
+        })
+    }
+
+    /// The extraction records of finished messages.
+    pub fn email_metas(&self) -> Vec<&crate::mail::EmailMeta> {
+        self.each(|r| {
+            if let Record::EmailMeta(m) = r {
+                Some(&**m)
             } else {
                 None
             }

@@ -43,10 +43,13 @@ pub struct EngineConfig {
     /// `--metrics-listen`: serve Prometheus metrics on this address.
     pub metrics_listen: Option<String>,
     /// `--kafka`: records to Kafka topics.
+    #[cfg(feature = "kafka")]
     pub kafka: Option<mailtap_kafka::KafkaConfig>,
     /// Events go to Kafka too (`kafka.events`).
+    #[cfg(feature = "kafka")]
     pub kafka_events: bool,
     /// Messages go to Kafka's emails topic (`kafka.emails` not "off").
+    #[cfg(feature = "kafka")]
     pub kafka_emails: bool,
     /// `--ace-dir`: ACE session transcripts.
     pub ace: Option<AceConfig>,
@@ -81,13 +84,27 @@ impl EngineConfig {
             uids.clone(),
             self.local.clone(),
         );
-        let mut out = mailtap_core::Output::new(
-            self.events.is_some()
-                || self.ace.is_some()
-                || (self.kafka.is_some() && self.kafka_events),
-        );
-        out.extract_enabled = self.extract.is_some() || (self.kafka.is_some() && self.kafka_emails);
+        let (kafka_events, kafka_emails) = self.kafka_wants();
+        let mut out =
+            mailtap_core::Output::new(self.events.is_some() || self.ace.is_some() || kafka_events);
+        out.extract_enabled = self.extract.is_some() || kafka_emails;
+        // One budget for everything the shard buffers: reassembly in the
+        // table, partial lines and MIME headers in the analyzers.
+        out.buffers = table.buffer_budget().clone();
         (table, out)
+    }
+
+    /// Whether the Kafka sink takes (events, messages).
+    #[cfg(feature = "kafka")]
+    pub(crate) fn kafka_wants(&self) -> (bool, bool) {
+        let on = self.kafka.is_some();
+        (on && self.kafka_events, on && self.kafka_emails)
+    }
+
+    /// Without the `kafka` feature there is no Kafka sink.
+    #[cfg(not(feature = "kafka"))]
+    pub(crate) fn kafka_wants(&self) -> (bool, bool) {
+        (false, false)
     }
 
     /// The bytes of records after which a shard (or live worker) hands
@@ -103,6 +120,7 @@ impl EngineConfig {
         let mut c = self.flow.clone();
         c.max_flows = (self.flow.max_flows / shards).max(1);
         c.reassembly_memory = (self.flow.reassembly_memory / shards).max(1);
+        c.buffer_memory = (self.flow.buffer_memory / shards).max(1);
         c
     }
 }

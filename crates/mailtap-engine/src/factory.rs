@@ -1,18 +1,22 @@
-//! Chooses the application analyzer for each connection: SMTP, POP3 or TLS on
-//! their configured ports, or anywhere after dynamic detection over the
-//! first bytes of both sides, as Zeek's signature pairs require:
+//! Chooses the application analyzer for each connection: SMTP, POP3, IMAP
+//! or TLS on their configured ports, or anywhere after dynamic detection
+//! over the first bytes of both sides, as Zeek's signature pairs require:
 //!
 //! * SMTP: client HELO/EHLO at a line start, server starting with `220`;
 //! * POP3: server starting with `+OK`, client USER/APOP/CAPA/AUTH/STLS at a
 //!   line start;
+//! * IMAP: server greeting `* OK` or `* PREAUTH`, client tagged command
+//!   (`a1 CAPABILITY`) at a line start;
 //! * TLS: a ClientHello from the client.
 //!
-//! The server halves exclude each other (`220`, `+OK`, a TLS record), so
-//! at most one pair can match. After an accepted STARTTLS (SMTP) or STLS
-//! (POP3) the TLS analyzer takes the rest of the connection.
+//! The server halves exclude each other (`220`, `+OK`, `* `, a TLS
+//! record), so at most one pair can match. After an accepted STARTTLS
+//! (SMTP, IMAP) or STLS (POP3) the TLS analyzer takes the rest of the
+//! connection.
 
 use mailtap_core::{ConnCtx, ConnId, TcpAnalyzer};
 use mailtap_flow::{AnalyzerFactory, Detect};
+use mailtap_imap::{ImapAnalyzer, ImapConfig};
 use mailtap_pop3::{Pop3Analyzer, Pop3Config};
 use mailtap_smtp::{SmtpAnalyzer, SmtpConfig};
 use mailtap_tls::{TlsAnalyzer, TlsConfig};
@@ -45,16 +49,19 @@ pub struct MailAnalyzer {
 enum App {
     Smtp(Box<SmtpAnalyzer>),
     Pop3(Box<Pop3Analyzer>),
+    Imap(Box<ImapAnalyzer>),
     /// TLS from the first byte; the analyzer is in `MailAnalyzer::tls`.
     Tls,
 }
 
 impl MailAnalyzer {
-    /// `smtp`, `pop3` or `ssl`: the protocol the connection was given to.
+    /// `smtp`, `pop3`, `imap` or `ssl`: the protocol the connection was
+    /// given to.
     pub fn kind(&self) -> &'static str {
         match self.app {
             App::Smtp(_) => "smtp",
             App::Pop3(_) => "pop3",
+            App::Imap(_) => "imap",
             App::Tls => "ssl",
         }
     }
@@ -71,6 +78,7 @@ impl MailAnalyzer {
         let off = match &mut self.app {
             App::Smtp(a) => a.take_tls_handoff(),
             App::Pop3(a) => a.take_tls_handoff(),
+            App::Imap(a) => a.take_tls_handoff(),
             App::Tls => None,
         };
         let Some(off) = off else {
@@ -96,6 +104,7 @@ impl MailAnalyzer {
         match &mut self.app {
             App::Smtp(a) => a.deliver(cx, is_orig, data),
             App::Pop3(a) => a.deliver(cx, is_orig, data),
+            App::Imap(a) => a.deliver(cx, is_orig, data),
             App::Tls => return,
         }
         if self.tls.is_none() {
@@ -109,6 +118,7 @@ impl MailAnalyzer {
         match &mut self.app {
             App::Smtp(a) => a.gap(cx, is_orig, len),
             App::Pop3(a) => a.gap(cx, is_orig, len),
+            App::Imap(a) => a.gap(cx, is_orig, len),
             App::Tls => {}
         }
     }
@@ -119,6 +129,7 @@ impl MailAnalyzer {
         match &mut self.app {
             App::Smtp(a) => a.eof(cx, is_orig),
             App::Pop3(a) => a.eof(cx, is_orig),
+            App::Imap(a) => a.eof(cx, is_orig),
             App::Tls => {}
         }
     }
@@ -129,6 +140,7 @@ impl MailAnalyzer {
         match &mut self.app {
             App::Smtp(a) => a.done(cx),
             App::Pop3(a) => a.done(cx),
+            App::Imap(a) => a.done(cx),
             App::Tls => {}
         }
     }
@@ -173,6 +185,7 @@ impl TcpAnalyzer for MailAnalyzer {
         match &mut self.app {
             App::Smtp(a) => a.start_midstream(),
             App::Pop3(a) => a.start_midstream(),
+            App::Imap(a) => a.start_midstream(),
             // The TLS analyzer finds record boundaries itself.
             App::Tls => {}
         }
@@ -183,7 +196,7 @@ impl TcpAnalyzer for MailAnalyzer {
             App::Tls => tls_over,
             // After STARTTLS/STLS: once the handshake is analysed, or at
             // once when TLS is not analysed (`ssl.analyze = false`).
-            App::Smtp(_) | App::Pop3(_) => self.switched && tls_over,
+            App::Smtp(_) | App::Pop3(_) | App::Imap(_) => self.switched && tls_over,
         }
     }
     fn disabled(&self) -> bool {
@@ -193,6 +206,7 @@ impl TcpAnalyzer for MailAnalyzer {
         match &self.app {
             App::Smtp(a) => a.disabled(),
             App::Pop3(a) => a.disabled(),
+            App::Imap(a) => a.disabled(),
             App::Tls => true,
         }
     }
@@ -203,18 +217,20 @@ impl TcpAnalyzer for MailAnalyzer {
 pub struct MailAnalyzers {
     pub smtp: Arc<SmtpConfig>,
     pub pop3: Arc<Pop3Config>,
+    pub imap: Arc<ImapConfig>,
     pub tls: Arc<TlsConfig>,
     /// Whether dynamic protocol detection runs on other ports.
     pub dpd: bool,
 }
 
 impl MailAnalyzers {
-    /// The analyzers with Zeek's defaults (plus POP3 on 110, TLS on 465,
-    /// 993 and 995), detection on.
+    /// The analyzers with Zeek's defaults (plus POP3 on 110, IMAP on 143,
+    /// TLS on 465, 993 and 995), detection on.
     pub fn with_defaults() -> Self {
         MailAnalyzers {
             smtp: Arc::new(SmtpConfig::default()),
             pop3: Arc::new(Pop3Config::default()),
+            imap: Arc::new(ImapConfig::default()),
             tls: Arc::new(TlsConfig::default()),
             dpd: true,
         }
@@ -244,6 +260,16 @@ impl MailAnalyzers {
         }
     }
 
+    fn imap(&self) -> MailAnalyzer {
+        MailAnalyzer {
+            app: App::Imap(Box::new(ImapAnalyzer::new(self.imap.clone()))),
+            tls: None,
+            tls_cfg: self.tls_cfg(),
+            switched: false,
+            reversed: None,
+        }
+    }
+
     fn tls(&self) -> MailAnalyzer {
         MailAnalyzer {
             app: App::Tls,
@@ -259,11 +285,14 @@ impl AnalyzerFactory for MailAnalyzers {
     type Analyzer = MailAnalyzer;
 
     fn by_port(&self, id: &ConnId) -> Option<MailAnalyzer> {
-        // A port in several lists goes to SMTP, then POP3, then TLS.
+        // A port in several lists goes to SMTP, then POP3, then IMAP,
+        // then TLS.
         if self.smtp.ports.contains(&id.resp_p) {
             Some(self.smtp())
         } else if self.pop3.ports.contains(&id.resp_p) {
             Some(self.pop3())
+        } else if self.imap.ports.contains(&id.resp_p) {
+            Some(self.imap())
         } else if self.tls.analyze && self.tls.ports.contains(&id.resp_p) {
             Some(self.tls())
         } else {
@@ -297,6 +326,11 @@ impl AnalyzerFactory for MailAnalyzers {
         if po && pr {
             return Detect::Attach(self.pop3());
         }
+        let io = !orig.is_empty() && mailtap_imap::dpd_orig_matches(orig);
+        let ir = !resp.is_empty() && mailtap_imap::dpd_resp_matches(resp);
+        if io && ir {
+            return Detect::Attach(self.imap());
+        }
         // TLS: a ClientHello from the originator.
         let to = !orig.is_empty() && mailtap_tls::dpd_orig_matches(orig);
         // Attached on the ClientHello alone, as Zeek does, so the TLS
@@ -312,13 +346,28 @@ impl AnalyzerFactory for MailAnalyzers {
         // POP3: the server must start with `+OK`; the client keyword may
         // come on any line within the detection buffer.
         let pop3_possible = mailtap_pop3::dpd_resp_possible(resp);
+        // IMAP: the server must greet with `* OK`/`* PREAUTH`; the
+        // client's tagged command may come on any line within the buffer.
+        let imap_possible = imap_resp_possible(resp);
         // TLS: the originator's hello must match; the server's may follow.
-        if smtp_possible || pop3_possible {
+        if smtp_possible || pop3_possible || imap_possible {
             Detect::NeedMore
         } else {
             Detect::GiveUp
         }
     }
+}
+
+/// Whether the server's first bytes may still be an IMAP greeting: none
+/// yet, a greeting, or the start of one cut short.
+fn imap_resp_possible(resp: &[u8]) -> bool {
+    if resp.is_empty() || mailtap_imap::dpd_resp_matches(resp) {
+        return true;
+    }
+    let up = resp.to_ascii_uppercase();
+    [&b"* OK "[..], b"* PREAUTH "]
+        .iter()
+        .any(|g| up.len() < g.len() && g.starts_with(&up))
 }
 
 #[cfg(test)]
@@ -349,6 +398,7 @@ mod tests {
         assert_eq!(kind(25), Some("smtp"));
         assert_eq!(kind(587), Some("smtp"));
         assert_eq!(kind(110), Some("pop3"));
+        assert_eq!(kind(143), Some("imap"));
         assert_eq!(kind(465), Some("ssl"));
         assert_eq!(kind(993), Some("ssl"));
         assert_eq!(kind(995), Some("ssl"));
@@ -372,6 +422,24 @@ mod tests {
             "smtp"
         );
         assert_eq!(kind(f.detect(&i, b"CAPA\r\n", b"+OK ready\r\n")), "pop3");
+        assert_eq!(
+            kind(f.detect(&i, b"a1 CAPABILITY\r\n", b"* OK IMAP4rev1 ready\r\n")),
+            "imap"
+        );
+        assert_eq!(
+            kind(f.detect(&i, b"", b"* PREAUTH IMAP4rev1 ready\r\n")),
+            "more"
+        );
+        assert_eq!(kind(f.detect(&i, b"", b"* O")), "more");
+        // An IMAP greeting with a client that sends no IMAP command.
+        assert_eq!(
+            kind(f.detect(&i, b"GET / HTTP/1.1\r\n", b"* OK hi\r\n")),
+            "more"
+        );
+        assert_eq!(
+            kind(f.detect(&i, b"a1 LOGIN x y\r\n", b"220 mx\r\n")),
+            "giveup"
+        );
         assert_eq!(kind(f.detect(&i, b"", b"+OK ready\r\n")), "more");
         assert_eq!(kind(f.detect(&i, b"", b"220 mx\r\n")), "more");
         // Redis: the AUTH on the third line matches POP3's client half.
@@ -441,5 +509,49 @@ mod tests {
         }
         assert!(b.tls.is_none());
         assert_eq!(conn.service, vec!["smtp"]);
+    }
+
+    #[test]
+    fn imap_starttls_hands_the_rest_to_tls() {
+        use mailtap_core::analyzer::ConnAnnotations;
+        use mailtap_core::{Output, Record, Timestamp};
+        let f = MailAnalyzers::with_defaults();
+        let i = id(143);
+        let mut a = f.by_port(&i).expect("imap");
+        assert_eq!(a.kind(), "imap");
+        let mut out = Output::new(true);
+        let mut conn = ConnAnnotations::default();
+        let mut cx = ConnCtx {
+            ts: Timestamp(1),
+            uid: "C1",
+            id: &i,
+            out: &mut out,
+            conn: &mut conn,
+        };
+        a.deliver(
+            &mut cx,
+            false,
+            b"* OK [CAPABILITY IMAP4rev1 STARTTLS] hi\r\n",
+        );
+        a.deliver(&mut cx, true, b"a1 STARTTLS\r\n");
+        assert!(a.tls.is_none());
+        a.deliver(&mut cx, false, b"a1 OK Begin TLS negotiation now\r\n");
+        assert!(a.tls.is_some(), "TLS analyzer after the OK");
+        a.done(&mut cx);
+        assert_eq!(conn.service, vec!["imap"]);
+        let rows: Vec<_> = out
+            .records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Imap(r) => Some(r),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(rows.len(), 1);
+        assert!(rows[0].starttls);
+        assert!(out.records.iter().any(|r| matches!(
+            r,
+            Record::Event(e) if e.event == mailtap_core::Event::ImapStarttls
+        )));
     }
 }

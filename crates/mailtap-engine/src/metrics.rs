@@ -1,16 +1,32 @@
-//! `--metrics-listen`: the live counters in Prometheus text format.
+//! `--metrics-listen`: the counters of a run (per live queue, or per shard
+//! of `mailtap read`) in Prometheus text format, and `/healthz`, `/readyz`.
 //!
 //! A scrape reads the same relaxed atomics the stats log reads (workers
 //! publish them every 100 ms) and locks each latency histogram briefly;
 //! nothing on the packet path knows a scrape happened.
+//!
+//! The exposition is prometheus-client's OpenMetrics text: its encoder
+//! writes the HELP/TYPE lines, the `_total` suffix of counters, the
+//! histograms' cumulative buckets, `_sum`, `_count` and the final `# EOF`.
+//! Latencies are real histograms (fixed buckets from 10 µs to 60 s), which
+//! Prometheus can add up across sensors and queues, unlike quantiles.
 
 use crate::collector::{CollectorStats, RECORD_KINDS};
-use crate::live::SharedStats;
+use crate::stats::SharedStats;
 use crate::summary::EngineError;
-use hdrhistogram::Histogram;
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeGaugeValue, EncodeLabelSet, EncodeLabelValue, EncodeMetric,
+    LabelValueEncoder,
+};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+use std::borrow::Cow;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -21,9 +37,9 @@ pub(crate) struct Metrics {
     pub(crate) capture: &'static str,
     /// (interface, queue, the worker's counters), one per worker/shard.
     pub(crate) queues: Vec<(String, u32, Arc<SharedStats>)>,
-    /// Per worker: microseconds from a record's receive batch to its
-    /// hand-over to the collector.
-    pub(crate) emit_latency_us: Vec<Arc<Mutex<Histogram<u64>>>>,
+    /// Seconds from a record's receive batch to its hand-over to the
+    /// collector, every worker's (one histogram shared by all).
+    pub(crate) emit_latency: Histogram,
     pub(crate) collector: Arc<CollectorStats>,
     /// Capturing: every queue has its socket and its worker (`/readyz`).
     pub(crate) ready: Arc<AtomicBool>,
@@ -68,11 +84,100 @@ pub(crate) fn health(now: u64, workers: &[(String, u64)], collector: u64) -> Res
     }
 }
 
-/// Escapes a label value (backslash, quote, newline).
-fn label(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+/// The latency histograms' upper bounds, in seconds: 10 µs to 60 s.
+const LATENCY_BUCKETS: [f64; 21] = [
+    0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025,
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+/// A latency histogram (seconds, [`LATENCY_BUCKETS`]). Clones share it.
+pub(crate) fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
+}
+
+/// A label value, escaped (backslash, quote, newline) as the text format
+/// wants: prometheus-client writes label values as they are.
+pub(crate) struct Label<'a>(pub(crate) Cow<'a, str>);
+
+impl<'a> Label<'a> {
+    pub(crate) fn new(v: impl Into<Cow<'a, str>>) -> Self {
+        Label(v.into())
+    }
+}
+
+impl EncodeLabelValue for Label<'_> {
+    fn encode(&self, e: &mut LabelValueEncoder) -> std::fmt::Result {
+        for c in self.0.chars() {
+            match c {
+                '\\' => e.write_str("\\\\")?,
+                '"' => e.write_str("\\\"")?,
+                '\n' => e.write_str("\\n")?,
+                c => e.write_char(c)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One unlabelled counter (`name` without its `_total`, which the encoder
+/// adds).
+pub(crate) fn counter(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    v: u64,
+) -> std::fmt::Result {
+    ConstCounter::new(v).encode(e.encode_descriptor(name, help, None, MetricType::Counter)?)
+}
+
+/// One unlabelled gauge.
+pub(crate) fn gauge<V: EncodeGaugeValue>(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    v: V,
+) -> std::fmt::Result {
+    ConstGauge::new(v).encode(e.encode_descriptor(name, help, None, MetricType::Gauge)?)
+}
+
+/// A counter or gauge family: one series per label set.
+pub(crate) fn family<L: EncodeLabelSet>(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    ty: MetricType,
+    series: impl IntoIterator<Item = (L, u64)>,
+) -> std::fmt::Result {
+    let mut m = e.encode_descriptor(name, help, None, ty)?;
+    for (labels, v) in series {
+        let f = m.encode_family(&labels)?;
+        if matches!(ty, MetricType::Counter) {
+            ConstCounter::new(v).encode(f)?;
+        } else {
+            ConstGauge::new(v).encode(f)?;
+        }
+    }
+    Ok(())
+}
+
+/// A histogram.
+fn histogram(e: &mut DescriptorEncoder, name: &str, help: &str, h: &Histogram) -> std::fmt::Result {
+    h.encode(e.encode_descriptor(name, help, None, MetricType::Histogram)?)
+}
+
+/// What a scrape encodes: the whole exposition, read when it is asked for.
+struct Scrape(Arc<Metrics>);
+
+impl std::fmt::Debug for Scrape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Scrape")
+    }
+}
+
+impl prometheus_client::collector::Collector for Scrape {
+    fn encode(&self, mut e: DescriptorEncoder) -> std::fmt::Result {
+        self.0.encode(&mut e)
+    }
 }
 
 impl Metrics {
@@ -92,7 +197,7 @@ impl Metrics {
 
     /// The answer to one request: `/healthz` (every worker and the
     /// collector alive), `/readyz` (capturing), anything else the metrics.
-    fn respond(&self, path: &str) -> (u16, String, &'static str) {
+    fn respond(self: &Arc<Self>, path: &str) -> (u16, String, &'static str) {
         const TEXT: &str = "text/plain; charset=utf-8";
         match path.split('?').next().unwrap_or("") {
             "/healthz" => match self.health() {
@@ -106,22 +211,29 @@ impl Metrics {
                     (503, "not capturing yet\n".into(), TEXT)
                 }
             }
-            _ => (200, self.render(), "text/plain; version=0.0.4"),
+            _ => (
+                200,
+                self.render(),
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            ),
         }
     }
 
-    /// The exposition text (Prometheus text format 0.0.4).
-    pub(crate) fn render(&self) -> String {
-        let mut s = String::with_capacity(8192);
-        let _ = self.render_into(&mut s);
+    /// The exposition text (OpenMetrics 1.0, which Prometheus reads).
+    pub(crate) fn render(self: &Arc<Self>) -> String {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(Scrape(self.clone())));
+        let mut s = String::with_capacity(16384);
+        let _ = prometheus_client::encoding::text::encode(&mut s, &registry);
         s
     }
 
-    fn render_into(&self, s: &mut String) -> std::fmt::Result {
-        writeln!(
-            s,
-            "# HELP mailtap_uptime_seconds Seconds since the run started.\n# TYPE mailtap_uptime_seconds gauge\nmailtap_uptime_seconds {:.3}",
-            self.started.elapsed().as_secs_f64()
+    fn encode(&self, e: &mut DescriptorEncoder) -> std::fmt::Result {
+        gauge(
+            e,
+            "mailtap_uptime_seconds",
+            "Seconds since the run started.",
+            (self.started.elapsed().as_secs_f64() * 1e3).round() / 1e3,
         )?;
         type Get = fn(&SharedStats) -> u64;
         let per_queue: [(&str, &str, &str, Get); 17] = [
@@ -226,82 +338,99 @@ impl Metrics {
             ),
         ];
         for (name, ty, help, get) in per_queue {
-            writeln!(
-                s,
-                "# HELP mailtap_queue_{name} {help}\n# TYPE mailtap_queue_{name} {ty}"
+            let name = format!(
+                "mailtap_queue_{}",
+                name.strip_suffix("_total").unwrap_or(name)
+            );
+            let ty = if ty == "counter" {
+                MetricType::Counter
+            } else {
+                MetricType::Gauge
+            };
+            family(
+                e,
+                &name,
+                help,
+                ty,
+                self.queues.iter().map(|(iface, queue, q)| {
+                    (
+                        [
+                            ("interface", Label::new(iface.as_str())),
+                            ("queue", Label::new(queue.to_string())),
+                            ("capture", Label::new(self.capture)),
+                        ],
+                        get(q),
+                    )
+                }),
             )?;
-            for (iface, queue, q) in &self.queues {
-                writeln!(
-                    s,
-                    "mailtap_queue_{name}{{interface=\"{}\",queue=\"{queue}\",capture=\"{}\"}} {}",
-                    label(iface),
-                    self.capture,
-                    get(q)
-                )?;
-            }
         }
-        writeln!(
-            s,
-            "# HELP mailtap_collector_records_total Records the collector wrote, by type.\n# TYPE mailtap_collector_records_total counter"
+        family(
+            e,
+            "mailtap_collector_records",
+            "Records the collector wrote, by type.",
+            MetricType::Counter,
+            RECORD_KINDS
+                .iter()
+                .zip(&self.collector.records)
+                .map(|(kind, a)| ([("type", Label::new(*kind))], a.load(Ordering::Relaxed))),
         )?;
-        for (kind, a) in RECORD_KINDS.iter().zip(&self.collector.records) {
-            writeln!(
-                s,
-                "mailtap_collector_records_total{{type=\"{kind}\"}} {}",
-                a.load(Ordering::Relaxed)
-            )?;
-        }
-        writeln!(
-            s,
-            "# HELP mailtap_collector_batches_total Record batches the collector wrote.\n# TYPE mailtap_collector_batches_total counter\nmailtap_collector_batches_total {}",
-            self.collector.batches.load(Ordering::Relaxed)
+        counter(
+            e,
+            "mailtap_collector_batches",
+            "Record batches the collector wrote.",
+            self.collector.batches.load(Ordering::Relaxed),
         )?;
-        writeln!(
-            s,
-            "# HELP mailtap_collector_queue_batches Record batches waiting for the collector.\n# TYPE mailtap_collector_queue_batches gauge\nmailtap_collector_queue_batches {}",
-            self.collector.queue.len()
+        gauge(
+            e,
+            "mailtap_collector_queue_batches",
+            "Record batches waiting for the collector.",
+            self.collector.queue.len() as u64,
         )?;
-        writeln!(
-            s,
-            "# HELP mailtap_collector_queue_capacity_batches Capacity of the collector's queue.\n# TYPE mailtap_collector_queue_capacity_batches gauge\nmailtap_collector_queue_capacity_batches {}",
-            self.collector.capacity
+        gauge(
+            e,
+            "mailtap_collector_queue_capacity_batches",
+            "Capacity of the collector's queue.",
+            self.collector.capacity as u64,
         )?;
         let b = &self.collector.budget;
-        writeln!(
-            s,
-            "# HELP mailtap_collector_queue_bytes Approximate bytes of records sent to the collector and not yet written.\n# TYPE mailtap_collector_queue_bytes gauge\nmailtap_collector_queue_bytes {}",
-            b.inflight()
+        gauge(
+            e,
+            "mailtap_collector_queue_bytes",
+            "Approximate bytes of records sent to the collector and not yet written.",
+            b.inflight(),
         )?;
-        writeln!(
-            s,
-            "# HELP mailtap_collector_queue_peak_bytes The most bytes of records that were on their way to the collector at once.\n# TYPE mailtap_collector_queue_peak_bytes gauge\nmailtap_collector_queue_peak_bytes {}",
-            b.peak()
+        gauge(
+            e,
+            "mailtap_collector_queue_peak_bytes",
+            "The most bytes of records that were on their way to the collector at once.",
+            b.peak(),
         )?;
-        writeln!(
-            s,
-            "# HELP mailtap_collector_queue_capacity_bytes The bound of those bytes (general.collector_queue_bytes).\n# TYPE mailtap_collector_queue_capacity_bytes gauge\nmailtap_collector_queue_capacity_bytes {}",
-            b.limit
+        gauge(
+            e,
+            "mailtap_collector_queue_capacity_bytes",
+            "The bound of those bytes (general.collector_queue_bytes).",
+            b.limit,
         )?;
-        for (name, help, a) in [
-            (
-                "extract_size_mismatch_total",
-                "Messages whose bytes reaching the extraction sink differed from their size (written complete: false).",
-                &self.collector.extract_size_mismatch,
-            ),
-            (
-                "extract_bytes_lost_total",
-                "Message bytes that never reached the extraction sink.",
-                &self.collector.extract_bytes_lost,
-            ),
-        ] {
-            writeln!(
-                s,
-                "# HELP mailtap_{name} {help}\n# TYPE mailtap_{name} counter\nmailtap_{name} {}",
-                a.load(Ordering::Relaxed)
-            )?;
-        }
+        counter(
+            e,
+            "mailtap_extract_size_mismatch",
+            "Messages whose bytes reaching the extraction sink differed from their size (written complete: false).",
+            self.collector.extract_size_mismatch.load(Ordering::Relaxed),
+        )?;
+        counter(
+            e,
+            "mailtap_extract_bytes_lost",
+            "Message bytes that never reached the extraction sink.",
+            self.collector.extract_bytes_lost.load(Ordering::Relaxed),
+        )?;
+        crate::collector::encode_output_metrics(e, &self.collector)?;
+        #[cfg(feature = "kafka")]
         let kafka = self.collector.kafka.lock().ok().and_then(|k| k.clone());
+        #[cfg(feature = "kafka")]
         let kafka_on = kafka.is_some();
+        #[cfg(not(feature = "kafka"))]
+        let kafka_on = false;
+        #[cfg(feature = "kafka")]
         if let Some(k) = kafka {
             let rows: [(&str, &str, &str, u64); 13] = [
                 (
@@ -384,63 +513,38 @@ impl Metrics {
                 ),
             ];
             for (name, ty, help, v) in rows {
-                writeln!(
-                    s,
-                    "# HELP mailtap_kafka_{name} {help}\n# TYPE mailtap_kafka_{name} {ty}\nmailtap_kafka_{name} {v}"
-                )?;
+                let name = format!(
+                    "mailtap_kafka_{}",
+                    name.strip_suffix("_total").unwrap_or(name)
+                );
+                if ty == "counter" {
+                    counter(e, &name, help, v)?;
+                } else {
+                    gauge(e, &name, help, v)?;
+                }
             }
         }
-        let mut emit = crate::collector::latency_histogram();
-        for h in &self.emit_latency_us {
-            if let Ok(h) = h.lock() {
-                let _ = emit.add(&*h);
-            }
-        }
-        summary(
-            s,
+        histogram(
+            e,
             "mailtap_record_emit_latency_seconds",
             "From the end of the receive batch that produced a record to its hand-over to the collector.",
-            &emit,
+            &self.emit_latency,
         )?;
         if kafka_on {
-            if let Ok(h) = self.collector.kafka_delivery_latency_us.lock() {
-                summary(
-                    s,
-                    "mailtap_kafka_delivery_latency_seconds",
-                    "From a Kafka message's hand-over to librdkafka to the brokers' acknowledgement (linger, batching, round trip).",
-                    &h,
-                )?;
-            }
-        }
-        if let Ok(h) = self.collector.write_latency_us.lock() {
-            summary(
-                s,
-                "mailtap_record_write_latency_seconds",
-                "From a shard handing a record batch over to the collector having written it to every sink.",
-                &h,
+            histogram(
+                e,
+                "mailtap_kafka_delivery_latency_seconds",
+                "From a Kafka message's hand-over to librdkafka to the brokers' acknowledgement (linger, batching, round trip).",
+                &self.collector.kafka_delivery_latency,
             )?;
         }
-        Ok(())
+        histogram(
+            e,
+            "mailtap_record_write_latency_seconds",
+            "From a shard handing a record batch over to the collector having written it to every sink.",
+            &self.collector.write_latency,
+        )
     }
-}
-
-/// A Prometheus summary from a histogram of microseconds.
-fn summary(s: &mut String, name: &str, help: &str, h: &Histogram<u64>) -> std::fmt::Result {
-    writeln!(s, "# HELP {name} {help}\n# TYPE {name} summary")?;
-    for q in [0.5, 0.9, 0.99, 0.999, 1.0] {
-        let v = if h.is_empty() {
-            0.0
-        } else {
-            h.value_at_quantile(q) as f64 / 1e6
-        };
-        writeln!(s, "{name}{{quantile=\"{q}\"}} {v}")?;
-    }
-    let sum: f64 = h
-        .iter_recorded()
-        .map(|v| v.value_iterated_to() as f64 * v.count_at_value() as f64)
-        .sum::<f64>()
-        / 1e6;
-    writeln!(s, "{name}_sum {sum}\n{name}_count {}", h.len())
 }
 
 /// The HTTP endpoint's thread: `GET /healthz` and `GET /readyz` get the
@@ -515,5 +619,48 @@ mod tests {
         assert!(e.contains("worker eth1/1") && !e.contains("eth1/0"), "{e}");
         let e = health(now, &w(fresh), old).unwrap_err();
         assert!(e.starts_with("collector"), "{e}");
+    }
+    #[derive(Debug)]
+    struct Sample(Histogram);
+
+    impl prometheus_client::collector::Collector for Sample {
+        fn encode(&self, mut e: DescriptorEncoder) -> std::fmt::Result {
+            family(
+                &mut e,
+                "t_packets",
+                "Packets.",
+                MetricType::Counter,
+                [([("interface", Label::new("a\"b\\c\nd"))], 7)],
+            )?;
+            gauge(&mut e, "t_depth", "Depth.", 3u64)?;
+            histogram(&mut e, "t_latency_seconds", "Latency.", &self.0)
+        }
+    }
+
+    #[test]
+    fn exposition_is_openmetrics_with_histograms() {
+        let h = latency_histogram();
+        h.observe(0.000_03);
+        h.observe(0.2);
+        h.observe(1e6);
+        let mut r = Registry::default();
+        r.register_collector(Box::new(Sample(h)));
+        let mut s = String::new();
+        prometheus_client::encoding::text::encode(&mut s, &r).unwrap();
+        for want in [
+            "# TYPE t_packets counter\n",
+            "t_packets_total{interface=\"a\\\"b\\\\c\\nd\"} 7\n",
+            "t_depth 3\n",
+            "# TYPE t_latency_seconds histogram\n",
+            "t_latency_seconds_count 3\n",
+            "t_latency_seconds_bucket{le=\"0.000025\"} 0\n",
+            "t_latency_seconds_bucket{le=\"0.00005\"} 1\n",
+            "t_latency_seconds_bucket{le=\"0.25\"} 2\n",
+            "t_latency_seconds_bucket{le=\"60.0\"} 2\n",
+            "t_latency_seconds_bucket{le=\"+Inf\"} 3\n",
+        ] {
+            assert!(s.contains(want), "{want:?} not in\n{s}");
+        }
+        assert!(s.ends_with("# EOF\n"), "{s}");
     }
 }

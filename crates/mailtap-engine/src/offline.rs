@@ -1,13 +1,13 @@
 //! Reading capture files through the shard pipeline.
 
 use crate::budget::QueueBudget;
-use crate::collector::{latency_histogram, Collector, RecordBatch, FINAL};
+use crate::collector::{Collector, RecordBatch, FINAL};
 use crate::config::EngineConfig;
 use crate::factory::MailAnalyzers;
-use crate::live::RecordOutbox;
-use crate::live::SharedStats;
 use crate::metrics::{Metrics, MetricsServer};
+use crate::outbox::RecordOutbox;
 use crate::shard::process_packet;
+use crate::stats::SharedStats;
 use crate::summary::{add_flow, add_output, EngineError, Summary};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use mailtap_core::analyzer::OutputCounters;
@@ -201,9 +201,7 @@ pub fn run_offline(
     let stats: Vec<Arc<SharedStats>> = (0..workers)
         .map(|_| Arc::new(SharedStats::default()))
         .collect();
-    let emit_latency: Vec<_> = (0..workers)
-        .map(|_| Arc::new(std::sync::Mutex::new(latency_histogram())))
-        .collect();
+    let emit_latency = crate::metrics::latency_histogram();
     let metrics = match &cfg.metrics_listen {
         Some(addr) => {
             let m = Arc::new(Metrics {
@@ -214,7 +212,7 @@ pub fn run_offline(
                     .enumerate()
                     .map(|(i, s)| ("file".to_string(), i as u32, s.clone()))
                     .collect(),
-                emit_latency_us: emit_latency.clone(),
+                emit_latency: emit_latency.clone(),
                 collector: collector.stats.clone(),
                 // Reading files: ready from the start.
                 ready: Arc::new(AtomicBool::new(true)),
@@ -244,7 +242,7 @@ pub fn run_offline(
         let flows_seen = flows_seen.clone();
         let st = ShardMetrics {
             stats: st.clone(),
-            emit_latency_us: emit_latency[i].clone(),
+            emit_latency: emit_latency.clone(),
         };
         let send = match test_overflow {
             Some(n) => Send::Overflow(RecordOutbox::new(
@@ -472,8 +470,9 @@ fn dispatch(
 /// What a shard publishes for `--metrics-listen`.
 struct ShardMetrics {
     stats: Arc<SharedStats>,
-    /// Microseconds from taking a block to handing its records over.
-    emit_latency_us: Arc<std::sync::Mutex<hdrhistogram::Histogram<u64>>>,
+    /// Seconds from taking a block to handing its records over (every
+    /// shard's, one histogram).
+    emit_latency: prometheus_client::metrics::histogram::Histogram,
 }
 
 /// One shard worker: owns its flow table and analyzers.
@@ -542,9 +541,9 @@ fn shard(
         stats.records.store(out.counters.records, r);
         if !out.records.is_empty() {
             // From the shard taking the block to its records' hand-over.
-            if let Ok(mut h) = metrics.emit_latency_us.lock() {
-                let _ = h.record((started.elapsed().as_micros() as u64).clamp(1, 3_600_000_000));
-            }
+            metrics
+                .emit_latency
+                .observe(started.elapsed().as_secs_f64());
         }
         let alive = match &mut send {
             // Every block, even without records: the collector writes a

@@ -21,16 +21,21 @@ pub struct Summary {
     pub decode_errors: BTreeMap<&'static str, u64>,
     pub flow: FlowCounters,
     pub output: OutputCounters,
-    /// Rows written per log path.
+    /// Rows written per log path (not the rows lost to write errors).
     pub log_rows: BTreeMap<String, u64>,
+    /// What every file output (each log, the event stream, extraction,
+    /// ACE) wrote and lost to write errors (a full disk).
+    pub outputs: Vec<mailtap_core::output::OutputReport>,
     /// The extraction sink's counters, when `--extract-dir` was given.
     pub extract: Option<ExtractCounters>,
     /// The ACE sink's counters, when `--ace-dir` was given.
     pub ace: Option<AceCounters>,
     /// Sinks that stopped on an I/O error (name, error); the run goes on
-    /// without them.
+    /// without them (Kafka; the file outputs survive write errors, see
+    /// `outputs`).
     pub sink_errors: Vec<(&'static str, String)>,
     /// The Kafka sink's counters, when `--kafka` was given.
+    #[cfg(feature = "kafka")]
     pub kafka: Option<mailtap_kafka::KafkaCounters>,
     /// Log rotations and post-rotation commands.
     pub log_rotation: mailtap_logs::RotationStats,
@@ -73,6 +78,15 @@ impl Summary {
                 parts.push(format!("{v} {name}"));
             }
         }
+        if f.buffer_refusals > 0 {
+            // The input-buffer budget was spent at some point: say how
+            // much was held at most (per shard, summed).
+            parts.push(format!(
+                "input buffers peaked at {:.1} MiB (flow.buffer_memory spent {} times: lines and headers cut, chunks handed over early, holes given up)",
+                f.buffer_peak_bytes as f64 / (1 << 20) as f64,
+                f.buffer_refusals
+            ));
+        }
         format!("flows: {}", parts.join(", "))
     }
 
@@ -96,7 +110,7 @@ impl Summary {
         }
         if self.records_dropped > 0 {
             d.insert("collector.records_dropped".into(), self.records_dropped);
-            for (class, v) in crate::live::SHED_CLASSES
+            for (class, v) in crate::outbox::SHED_CLASSES
                 .iter()
                 .zip(self.records_dropped_by_class)
             {
@@ -127,6 +141,12 @@ impl Summary {
                 }
             }
         }
+        for o in &self.outputs {
+            if o.lost > 0 {
+                d.insert(format!("output.{}", o.output), o.lost);
+            }
+        }
+        #[cfg(feature = "kafka")]
         if let Some(k) = &self.kafka {
             for (name, v) in [
                 ("kafka.spill_dropped", k.spill_dropped),
@@ -143,6 +163,13 @@ impl Summary {
     }
 }
 
+impl Summary {
+    /// The file outputs that met write errors during the run.
+    pub fn failed_outputs(&self) -> impl Iterator<Item = &mailtap_core::output::OutputReport> {
+        self.outputs.iter().filter(|o| o.failures > 0)
+    }
+}
+
 /// Errors that end a run early (after everything read so far is written).
 #[derive(Debug)]
 pub enum EngineError {
@@ -151,6 +178,7 @@ pub enum EngineError {
     /// An output directory could not be used (the message names it).
     Sink(std::io::Error),
     /// Live capture could not be set up or failed (names the interface).
+    #[cfg(feature = "live")]
     Capture(mailtap_capture::CaptureError),
     /// A thread panicked (names it): a bug. Everything the other threads
     /// had is still written.
@@ -163,6 +191,7 @@ impl std::fmt::Display for EngineError {
             EngineError::Source(e) => write!(f, "{e}"),
             EngineError::Logs(e) => write!(f, "writing logs: {e}"),
             EngineError::Sink(e) => write!(f, "{e}"),
+            #[cfg(feature = "live")]
             EngineError::Capture(e) => write!(f, "{e}"),
             EngineError::Panic(t) => write!(
                 f,
@@ -197,6 +226,8 @@ pub(crate) fn add_flow(a: &mut FlowCounters, b: &FlowCounters) {
         forced_gaps,
         inconsistent_overlaps,
         reassembly_peak_bytes,
+        buffer_peak_bytes,
+        buffer_refusals,
         bad_checksums,
         bypassed_flows,
         bypassed_kernel_flows,
@@ -223,6 +254,8 @@ pub(crate) fn add_flow(a: &mut FlowCounters, b: &FlowCounters) {
     a.forced_gaps += forced_gaps;
     a.inconsistent_overlaps += inconsistent_overlaps;
     a.reassembly_peak_bytes += reassembly_peak_bytes;
+    a.buffer_peak_bytes += buffer_peak_bytes;
+    a.buffer_refusals += buffer_refusals;
     a.bad_checksums += bad_checksums;
     a.bypassed_flows += bypassed_flows;
     a.bypassed_kernel_flows += bypassed_kernel_flows;

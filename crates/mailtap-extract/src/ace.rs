@@ -17,13 +17,26 @@
 //! (`smtp_starttls`) has its file deleted and gets no marker. Recorded are
 //! connections whose originator or responder port is in `ports`
 //! (default 25, as ACE's `record_smtp_stream`).
+//!
+//! Write errors (a full disk): a transcript is only ever made ready whole.
+//! When a write for a session fails, its temporary file is removed, its
+//! later lines are ignored, and it is counted in
+//! [`AceCounters::sessions_lost`] (no file, no marker; a marker that
+//! cannot be written takes its transcript away again; a lost session that
+//! then switches to TLS counts as deleted after STARTTLS instead, as it
+//! would have been). Sessions that begin while the sink is failing are lost without
+//! a try until the back-off has passed; the next session made ready ends
+//! the failure. The first failure and the resumption are queued as notices
+//! ([`AceSink::take_notices`]).
 
 use crate::files::{named, safe_stem, write_atomic, HandleCache};
+use mailtap_core::output::{OutputHealth, OutputNotice, OutputReport};
 use mailtap_core::{ConnId, Event, Record, Timestamp};
 use std::collections::HashMap;
 use std::io::{self, Write};
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::time::Instant;
 
 /// Where transcripts go and which connections are recorded.
 #[derive(Clone, Debug)]
@@ -56,6 +69,9 @@ pub struct AceCounters {
     pub starttls_deleted: u64,
     /// Files reopened after the open-file limit closed them.
     pub reopens: u64,
+    /// Sessions not written because writing failed (a full disk); nothing
+    /// of them is left in the directory.
+    pub sessions_lost: u64,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -63,6 +79,9 @@ enum State {
     Recording,
     /// STARTTLS succeeded: file deleted, nothing more is recorded.
     Tls,
+    /// A write failed: file deleted, nothing more is recorded, counted
+    /// lost when the connection ends.
+    Lost,
 }
 
 /// The collector-side ACE transcript writer.
@@ -75,6 +94,7 @@ pub struct AceSink {
     tmps: HashMap<String, PathBuf>,
     counters: AceCounters,
     line: Vec<u8>,
+    health: OutputHealth,
 }
 
 /// `addr:port/tcp` then LF, then whole epoch seconds then LF: the header
@@ -133,7 +153,79 @@ impl AceSink {
             tmps: HashMap::new(),
             counters: AceCounters::default(),
             line: Vec::with_capacity(512),
+            health: OutputHealth::new(cfg.dir.display().to_string()),
         })
+    }
+
+    /// The back-off between tries while failing (tests shorten it).
+    pub fn set_retry_interval(&mut self, d: std::time::Duration) {
+        self.health.set_retry_interval(d);
+    }
+
+    /// A write failed: the error when it starts a failure (to report
+    /// once), `Ok` while the sink was failing already.
+    fn fail(&mut self, e: io::Error) -> io::Result<()> {
+        if self.health.failed(Instant::now(), &e) {
+            Err(e)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// One more session lost (counted when it is given up, so that a
+    /// resumption reports the sessions lost meanwhile).
+    fn count_lost(&mut self) {
+        self.counters.sessions_lost += 1;
+        self.health.lose(1);
+    }
+
+    /// Gives up a session whose write failed: its file goes, its later
+    /// lines are ignored.
+    fn lose(&mut self, uid: &str) {
+        if let Some(p) = self.tmps.remove(uid) {
+            self.handles.discard(&p);
+            let _ = std::fs::remove_file(&p);
+        }
+        if self.conns.insert(uid.to_string(), State::Lost) != Some(State::Lost) {
+            self.count_lost();
+        }
+    }
+
+    /// Sessions whose files were closed to make room and could not be
+    /// written are lost.
+    fn evict_failures(&mut self) -> io::Result<()> {
+        let mut res = Ok(());
+        for (path, e) in self.handles.take_evict_failures() {
+            let uid = self
+                .tmps
+                .iter()
+                .find(|(_, p)| **p == path)
+                .map(|(u, _)| u.clone());
+            if let Err(e) = self.fail(e) {
+                res = Err(e);
+            }
+            if let Some(u) = uid {
+                self.lose(&u);
+            }
+        }
+        res
+    }
+
+    /// Write-error notices since the last call, for the caller to log.
+    pub fn take_notices(&mut self) -> Vec<OutputNotice> {
+        let mut v = Vec::new();
+        self.health.take_notices(&mut v);
+        v
+    }
+
+    /// Whether notices are waiting (cheap).
+    pub fn has_notices(&self) -> bool {
+        self.health.has_notices()
+    }
+
+    /// Sessions written and lost so far (`ace`).
+    pub fn report(&self) -> OutputReport {
+        self.health.report("ace", self.counters.sessions)
     }
 
     fn path(&self, uid: &str) -> PathBuf {
@@ -172,6 +264,12 @@ impl AceSink {
                 match self.conns.remove(&c.uid) {
                     Some(State::Recording) => self.ready(&c.uid),
                     Some(State::Tls) => Ok(()),
+                    // Counted when it was given up.
+                    Some(State::Lost) => Ok(()),
+                    None if c.history.contains('h') && !self.health.due_now() => {
+                        self.count_lost();
+                        Ok(())
+                    }
                     // ACE writes the header at connection_established even
                     // when no SMTP follows (a scanner, a health check): a
                     // completed handshake (responder SYN-ACK, history `h`)
@@ -181,13 +279,14 @@ impl AceSink {
                         let r = self.handles.get(&p, true).and_then(|w| {
                             w.write_all(&header(&c.id, c.ts)).map_err(|e| named(e, &p))
                         });
+                        let evicted = self.evict_failures();
                         if let Err(e) = r {
-                            self.handles.discard(&p);
-                            self.tmps.remove(&c.uid);
-                            let _ = std::fs::remove_file(&p);
-                            return Err(e);
+                            let r = self.fail(e);
+                            self.lose(&c.uid);
+                            self.conns.remove(&c.uid);
+                            return evicted.and(r);
                         }
-                        self.ready(&c.uid)
+                        evicted.and(self.ready(&c.uid))
                     }
                     None => Ok(()),
                 }
@@ -198,7 +297,14 @@ impl AceSink {
 
     fn append(&mut self, uid: &str, id: &ConnId, ts: Timestamp, ev: &Event) -> io::Result<()> {
         let state = self.conns.get(uid).copied();
-        if state == Some(State::Tls) {
+        if matches!(state, Some(State::Tls | State::Lost)) {
+            return Ok(());
+        }
+        if state.is_none() && !self.health.due_now() {
+            // Failing: a session that begins now is not tried.
+            if record_line(ev, &mut self.line) {
+                self.lose(uid);
+            }
             return Ok(());
         }
         let mut line = std::mem::take(&mut self.line);
@@ -213,15 +319,7 @@ impl AceSink {
                 self.tmp(uid);
             }
             let p = &self.tmps[uid];
-            let w = match self.handles.get(p, first) {
-                Ok(w) => w,
-                Err(e) => {
-                    if first {
-                        self.tmps.remove(uid);
-                    }
-                    return Err(e);
-                }
-            };
+            let w = self.handles.get(p, first)?;
             if state.is_none() {
                 w.write_all(&header(id, ts)).map_err(|e| named(e, p))?;
                 self.conns.insert(uid.to_string(), State::Recording);
@@ -231,12 +329,27 @@ impl AceSink {
             Ok(())
         })();
         self.line = line;
-        res
+        let evicted = self.evict_failures();
+        match res {
+            Ok(()) => evicted,
+            Err(e) => {
+                let r = self.fail(e);
+                self.lose(uid);
+                evicted.and(r)
+            }
+        }
     }
 
     fn starttls(&mut self, uid: &str) -> io::Result<()> {
-        if self.conns.insert(uid.to_string(), State::Tls) == Some(State::Recording) {
-            self.counters.starttls_deleted += 1;
+        match self.conns.insert(uid.to_string(), State::Tls) {
+            Some(State::Recording) => self.counters.starttls_deleted += 1,
+            Some(State::Lost) => {
+                // No transcript would have been kept: not lost after all.
+                self.counters.starttls_deleted += 1;
+                self.counters.sessions_lost -= 1;
+                self.health.forgive(1);
+            }
+            _ => {}
         }
         let Some(p) = self.tmps.remove(uid) else {
             return Ok(());
@@ -262,10 +375,20 @@ impl AceSink {
             .and_then(|()| std::fs::rename(&tmp, &p).map_err(|e| named(e, &p)));
         if let Err(e) = res {
             let _ = std::fs::remove_file(&tmp);
-            return Err(e);
+            let r = self.fail(e);
+            self.count_lost();
+            return r;
         }
-        write_atomic(&self.dir, &format!("{}.ready", safe_stem(uid)), b"")?;
+        if let Err(e) = write_atomic(&self.dir, &format!("{}.ready", safe_stem(uid)), b"") {
+            // No marker, no transcript: ACE's collector never sees a
+            // session without its marker, and nothing stale stays.
+            let _ = std::fs::remove_file(&p);
+            let r = self.fail(e);
+            self.count_lost();
+            return r;
+        }
         self.counters.sessions += 1;
+        self.health.succeeded(Instant::now());
         Ok(())
     }
 
@@ -279,6 +402,19 @@ impl AceSink {
     /// Connections still being recorded get their marker (as Zeek removes
     /// every connection at shutdown); every file is closed.
     pub fn finish(mut self) -> (AceCounters, io::Result<()>) {
+        let res = self.finish_all();
+        (self.counters(), res)
+    }
+
+    /// [`finish`](Self::finish), then the report of what was written and
+    /// lost, and the write-error notices not taken yet (for the caller to
+    /// log).
+    pub fn finish_reporting(mut self) -> (AceCounters, OutputReport, Vec<OutputNotice>) {
+        let _ = self.finish_all();
+        (self.counters(), self.report(), self.take_notices())
+    }
+
+    fn finish_all(&mut self) -> io::Result<()> {
         let mut res = Ok(());
         let mut open: Vec<String> = self
             .conns
@@ -305,7 +441,7 @@ impl AceSink {
                 res = Err(e);
             }
         }
-        (self.counters(), res)
+        res
     }
 }
 
@@ -330,6 +466,7 @@ pub fn parse_header_line(line: &[u8]) -> Option<(IpAddr, u16)> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use mailtap_core::output::OutputNotice;
     use mailtap_core::{ConnRecord, EventRecord};
 
     pub(crate) fn id(orig: &str, resp_p: u16) -> ConnId {
@@ -623,5 +760,65 @@ Subject: hello
         assert_eq!(parse_header_line(b"[2001:db8::5]:40312"), Some((v6, 40312)));
         assert_eq!(parse_header_line(b"invalid data"), None);
         assert_eq!(parse_header_line(b"> MAIL FROM:<a@b>"), None);
+    }
+
+    /// Issue 12 item 4: a write error loses the sessions it touches (no
+    /// transcript or marker of them), is reported once, and the sink
+    /// resumes by itself.
+    #[test]
+    fn write_errors_lose_whole_sessions_and_the_sink_resumes() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("ace");
+        let mut s = AceSink::new(&AceConfig::new(dir.clone())).unwrap();
+        s.set_retry_interval(std::time::Duration::ZERO);
+        let a = id("198.51.100.7", 25);
+        s.write(&ev("Ca", a, rep(">", 220, "hi"))).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let e = s.write(&ev("Cb", a, rep(">", 220, "hi"))).unwrap_err();
+        assert!(e.to_string().contains("/ace/"), "{e}");
+        s.write(&ev("Cb", a, req("QUIT", ""))).unwrap();
+        s.write(&ev("Ca", a, req("QUIT", ""))).unwrap();
+        s.write(&conn("Ca", a, "ShAD")).unwrap();
+        s.write(&conn("Cb", a, "ShAD")).unwrap();
+        std::fs::create_dir(&dir).unwrap();
+        for e in spec_session() {
+            s.write(&ev("Cc", id("198.51.100.7", 25), e)).unwrap();
+        }
+        s.write(&conn("Cc", a, "ShAD")).unwrap();
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["Cc", "Cc.ready"]);
+        assert_eq!(
+            std::fs::read_to_string(dir.join("Cc")).unwrap(),
+            SPEC_TRANSCRIPT
+        );
+        let n = s.take_notices();
+        assert!(
+            matches!(
+                &n[..],
+                [
+                    OutputNotice::Failed { .. },
+                    OutputNotice::Resumed { lost: 2, .. }
+                ]
+            ),
+            "{n:?}"
+        );
+        // Failing with a back-off: a session that begins is lost untried;
+        // one that then switches to TLS counts as deleted, as it would
+        // have been.
+        s.set_retry_interval(std::time::Duration::from_secs(3600));
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(s.write(&ev("Cd", a, rep(">", 220, "hi"))).is_err());
+        s.write(&ev("Ce", a, rep(">", 220, "hi"))).unwrap();
+        s.write(&ev("Cf", a, rep(">", 220, "hi"))).unwrap();
+        s.write(&ev("Cf", a, Event::SmtpStarttls)).unwrap();
+        std::fs::create_dir(&dir).unwrap();
+        let (c, r) = s.finish();
+        r.unwrap();
+        assert_eq!((c.sessions, c.sessions_lost, c.starttls_deleted), (1, 4, 1));
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
     }
 }

@@ -300,9 +300,15 @@ fn collector_never_follows_links_or_reads_outside_its_directory() {
     std::os::unix::fs::symlink(&secret, ace.join("Clink")).unwrap();
     std::fs::write(ace.join("Clink.ready"), "").unwrap();
     // A FIFO must not block the collector.
-    let fifo = std::ffi::CString::new(ace.join("Cfifo").to_str().unwrap()).unwrap();
-    // SAFETY: a valid NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    use rustix::fs::{mknodat, FileType, Mode, CWD};
+    mknodat(
+        CWD,
+        ace.join("Cfifo"),
+        FileType::Fifo,
+        Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
     std::fs::write(ace.join("Cfifo.ready"), "").unwrap();
     c.scan(&AtomicBool::new(false)).unwrap();
     assert_eq!(c.counters().not_regular, 2);

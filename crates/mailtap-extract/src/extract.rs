@@ -5,15 +5,28 @@
 //! message's [`EmailMeta`] renames it to `<uid>-<n>.eml` and then writes
 //! the JSON under a temporary name and renames it, so the `.json` appears
 //! last and a reader that waits for it always finds a whole message.
+//!
+//! Write errors (a full disk): a message is complete on disk only if every
+//! byte was written. When a write for a message fails, its temporary file
+//! is removed, its later chunks are ignored and it is counted in
+//! [`ExtractCounters::messages_lost`] when it ends; no `.eml`/`.json`
+//! appears for it (a `.json` that cannot be written takes its `.eml` away
+//! again). Messages that begin while the sink is failing are lost without
+//! a try until the back-off ([`mailtap_core::output::RETRY_INTERVAL`])
+//! has passed; the next message written whole ends the failure. The first
+//! failure and the resumption are queued as notices
+//! ([`ExtractSink::take_notices`]); other messages in progress go on.
 
 use crate::files::{create_new, ensure_writable_dir, named, safe_stem, write_atomic, HandleCache};
 use crate::json::{message_json, JsonOptions, Origin};
 use mailtap_core::mail::{EmailChunk, EmailMeta};
+use mailtap_core::output::{OutputHealth, OutputNotice, OutputReport};
 use mailtap_core::Record;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 /// Where and how to extract.
 #[derive(Clone, Debug)]
@@ -54,12 +67,18 @@ pub struct ExtractCounters {
     pub bytes: u64,
     /// Temporary files reopened after the open-file limit closed them.
     pub reopens: u64,
+    /// Messages not extracted because writing them failed (a full disk);
+    /// nothing of them is left in the directory.
+    pub messages_lost: u64,
 }
 
 struct Pending {
     bytes: u64,
     /// The message's temporary file (random name).
     tmp: PathBuf,
+    /// A write failed (or the sink was failing when it began): its
+    /// chunks are ignored and it is counted lost when it ends.
+    lost: bool,
 }
 
 /// The collector-side extraction sink.
@@ -68,6 +87,7 @@ pub struct ExtractSink {
     handles: HandleCache,
     pending: HashMap<(String, u32), Pending>,
     counters: ExtractCounters,
+    health: OutputHealth,
 }
 
 fn stem(uid: &str, n: u32) -> String {
@@ -84,7 +104,66 @@ impl ExtractSink {
             handles: HandleCache::new(cfg.max_open_files),
             pending: HashMap::new(),
             counters: ExtractCounters::default(),
+            health: OutputHealth::new(cfg.dir.display().to_string()),
         })
+    }
+
+    /// The back-off between tries while failing (tests shorten it).
+    pub fn set_retry_interval(&mut self, d: std::time::Duration) {
+        self.health.set_retry_interval(d);
+    }
+
+    /// A write failed: the error when it starts a failure (to report
+    /// once), `Ok` while the sink was failing already.
+    fn fail(&mut self, e: io::Error) -> io::Result<()> {
+        if self.health.failed(Instant::now(), &e) {
+            Err(e)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// One more message lost (counted when it is given up, not when it
+    /// ends, so that a resumption reports the messages lost meanwhile).
+    fn count_lost(&mut self) {
+        self.counters.messages_lost += 1;
+        self.health.lose(1);
+    }
+
+    /// Drops a message whose write failed: its temporary file goes, its
+    /// later chunks are ignored.
+    fn lose(&mut self, key: &(String, u32)) {
+        if let Some(p) = self.pending.get_mut(key) {
+            if !p.lost {
+                p.lost = true;
+                self.counters.bytes -= p.bytes;
+                p.bytes = 0;
+                self.handles.discard(&p.tmp);
+                let _ = std::fs::remove_file(&p.tmp);
+                self.count_lost();
+            }
+        }
+    }
+
+    /// Messages whose files were closed to make room and could not be
+    /// written are lost; the first such error is returned when it starts a
+    /// failure.
+    fn evict_failures(&mut self) -> io::Result<()> {
+        let mut res = Ok(());
+        for (path, e) in self.handles.take_evict_failures() {
+            let key = self
+                .pending
+                .iter()
+                .find(|(_, p)| p.tmp == path)
+                .map(|(k, _)| k.clone());
+            if let Err(e) = self.fail(e) {
+                res = Err(e);
+            }
+            if let Some(k) = key {
+                self.lose(&k);
+            }
+        }
+        res
     }
 
     fn tmp_path(&self, stem: &str) -> PathBuf {
@@ -100,33 +179,50 @@ impl ExtractSink {
         }
     }
 
-    /// Appends bytes of a message.
+    /// Appends bytes of a message. An error only when a write failure
+    /// starts (the message is lost, see the module documentation).
     pub fn chunk(&mut self, c: &EmailChunk) -> io::Result<()> {
         let key = (c.uid.clone(), c.n);
         let first = !self.pending.contains_key(&key);
         if first {
             let tmp = self.tmp_path(&stem(&c.uid, c.n));
-            self.pending.insert(key.clone(), Pending { bytes: 0, tmp });
+            // While failing, a message begun before the next try is due
+            // is lost at once (no file is tried for it).
+            let lost = !self.health.due_now();
+            if lost {
+                self.count_lost();
+            }
+            self.pending.insert(
+                key.clone(),
+                Pending {
+                    bytes: 0,
+                    tmp,
+                    lost,
+                },
+            );
         }
         let Some(p) = self.pending.get_mut(&key) else {
             return Ok(());
         };
+        if p.lost {
+            return Ok(());
+        }
         let path = p.tmp.clone();
         let res = self
             .handles
             .get(&path, first)
             .and_then(|w| w.write_all(&c.data).map_err(|e| named(e, &path)));
+        let evicted = self.evict_failures();
         if let Err(e) = res {
-            if first {
-                self.pending.remove(&key);
-            }
-            return Err(e);
+            let r = self.fail(e);
+            self.lose(&key);
+            return evicted.and(r);
         }
         if let Some(p) = self.pending.get_mut(&key) {
             p.bytes += c.data.len() as u64;
         }
         self.counters.bytes += c.data.len() as u64;
-        Ok(())
+        evicted
     }
 
     /// Ends a message: `.eml` under its final name, then the `.json`.
@@ -138,24 +234,38 @@ impl ExtractSink {
     pub fn meta(&mut self, m: &EmailMeta) -> io::Result<()> {
         let stem = stem(&m.uid, m.n);
         let (written, tmp) = match self.pending.remove(&(m.uid.clone(), m.n)) {
+            // Counted when it was given up.
+            Some(p) if p.lost => return Ok(()),
             Some(p) => {
                 if let Err(e) = self.handles.close(&p.tmp) {
                     let _ = std::fs::remove_file(&p.tmp);
-                    return Err(e);
+                    return self.lost_at_end(p.bytes, e);
                 }
                 (p.bytes, p.tmp)
             }
             None => {
                 // An empty message, or one whose every chunk was lost.
+                if !self.health.due_now() {
+                    self.count_lost();
+                    return Ok(());
+                }
                 let tmp = self.tmp_path(&stem);
-                create_new(&tmp).map_err(|e| named(e, &tmp))?;
+                if let Err(e) = create_new(&tmp) {
+                    return self.lost_at_end(0, named(e, &tmp));
+                }
                 (0, tmp)
             }
         };
         let mut fixed;
         let m = if written != m.size {
             fixed = m.clone();
-            let (size, sha256) = hash_file(&tmp).map_err(|e| named(e, &tmp))?;
+            let (size, sha256) = match hash_file(&tmp) {
+                Ok(h) => h,
+                Err(e) => {
+                    let _ = std::fs::remove_file(&tmp);
+                    return self.lost_at_end(written, named(e, &tmp));
+                }
+            };
             self.counters.size_mismatch += 1;
             self.counters.bytes_lost += m.size.saturating_sub(size);
             fixed.missing_bytes += m.size.saturating_sub(size);
@@ -181,22 +291,57 @@ impl ExtractSink {
                 missing_known: !m.missing_unknown,
             },
         );
-        self.finish_pair(&stem, &tmp, &json)?;
+        if let Err(e) = self.finish_pair(&stem, &tmp, &json) {
+            return self.lost_at_end(written, e);
+        }
         if !m.complete {
             self.counters.incomplete += 1;
         }
         Ok(())
     }
 
+    /// A message whose end could not be written (its files are gone):
+    /// lost, its `bytes` no longer counted as written.
+    fn lost_at_end(&mut self, bytes: u64, e: io::Error) -> io::Result<()> {
+        self.counters.bytes -= bytes;
+        let r = self.fail(e);
+        self.count_lost();
+        r
+    }
+
+    /// The `.eml` under its final name, then the `.json`; when either
+    /// fails nothing of the message stays (the `.json` is what tells
+    /// readers it is whole, so an `.eml` without it goes).
     fn finish_pair(&mut self, stem: &str, tmp: &Path, json: &[u8]) -> io::Result<()> {
         let eml = self.dir.join(format!("{stem}.eml"));
         if let Err(e) = std::fs::rename(tmp, &eml) {
             let _ = std::fs::remove_file(tmp);
             return Err(named(e, &eml));
         }
-        write_atomic(&self.dir, &format!("{stem}.json"), json)?;
+        if let Err(e) = write_atomic(&self.dir, &format!("{stem}.json"), json) {
+            let _ = std::fs::remove_file(&eml);
+            return Err(e);
+        }
         self.counters.messages += 1;
+        self.health.succeeded(Instant::now());
         Ok(())
+    }
+
+    /// Write-error notices since the last call, for the caller to log.
+    pub fn take_notices(&mut self) -> Vec<OutputNotice> {
+        let mut v = Vec::new();
+        self.health.take_notices(&mut v);
+        v
+    }
+
+    /// Whether notices are waiting (cheap).
+    pub fn has_notices(&self) -> bool {
+        self.health.has_notices()
+    }
+
+    /// Messages written and lost so far (`extract`).
+    pub fn report(&self) -> OutputReport {
+        self.health.report("extract", self.counters.messages)
     }
 
     /// Messages whose bytes differed from their size, and the bytes lost
@@ -219,9 +364,23 @@ impl ExtractSink {
 
     /// Finishes every message whose metadata never came as incomplete,
     /// with what arrived (no temporary file is left behind), and returns
-    /// the counters. All messages are attempted; the first error is
+    /// the counters. All messages are attempted; a message that cannot be
+    /// written is lost (counted), and the error that started a failure is
     /// returned after.
     pub fn finish(mut self) -> (ExtractCounters, io::Result<()>) {
+        let res = self.finish_all();
+        (self.counters(), res)
+    }
+
+    /// [`finish`](Self::finish), then the report of what was written and
+    /// lost, and the write-error notices not taken yet (for the caller to
+    /// log).
+    pub fn finish_reporting(mut self) -> (ExtractCounters, OutputReport, Vec<OutputNotice>) {
+        let _ = self.finish_all();
+        (self.counters(), self.report(), self.take_notices())
+    }
+
+    fn finish_all(&mut self) -> io::Result<()> {
         let mut res = Ok(());
         let mut keys: Vec<(String, u32)> = self.pending.keys().cloned().collect();
         keys.sort();
@@ -229,11 +388,16 @@ impl ExtractSink {
             let Some(p) = self.pending.remove(&(uid.clone(), n)) else {
                 continue;
             };
+            if p.lost {
+                continue;
+            }
             let stem = stem(&uid, n);
             let tmp = p.tmp;
-            let r = self.finish_orphan(&uid, n, &stem, &tmp);
-            if r.is_err() {
+            let mut r = self.finish_orphan(&uid, n, &stem, &tmp);
+            if let Err(e) = r {
+                self.handles.discard(&tmp);
                 let _ = std::fs::remove_file(&tmp);
+                r = self.lost_at_end(p.bytes, e);
             }
             if let (Ok(()), Err(e)) = (&res, r) {
                 res = Err(e);
@@ -244,7 +408,7 @@ impl ExtractSink {
                 res = Err(e);
             }
         }
-        (self.counters(), res)
+        res
     }
 
     fn finish_orphan(&mut self, uid: &str, n: u32, stem: &str, tmp: &Path) -> io::Result<()> {
@@ -304,6 +468,7 @@ pub(crate) fn hex(b: &[u8]) -> String {
 mod tests {
     use super::*;
     use mailtap_core::mail::{Attachment, EmailHeaders, MailProtocol};
+    use mailtap_core::output::OutputNotice;
     use mailtap_core::{ConnId, Timestamp};
 
     fn chunk(uid: &str, n: u32, d: &[u8]) -> Record {
@@ -352,6 +517,7 @@ mod tests {
                 sha256: "00".repeat(32),
             }],
             tls: false,
+            imap: None,
         }
     }
 
@@ -591,5 +757,65 @@ mod tests {
         let v: serde_json::Value =
             serde_json::from_slice(&std::fs::read(d.path().join("Cr-1.json")).unwrap()).unwrap();
         assert_eq!(v["status_code"], 554);
+    }
+
+    /// Issue 12 item 4: a write error loses the messages it touches (no
+    /// file of them stays), is reported once, and the sink resumes by
+    /// itself; every message written is whole.
+    #[test]
+    fn write_errors_lose_whole_messages_and_the_sink_resumes() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("x");
+        let mut s = ExtractSink::new(&ExtractConfig::new(dir.clone())).unwrap();
+        s.set_retry_interval(std::time::Duration::ZERO);
+        let body = b"Subject: x\r\n\r\nhi\r\n";
+        s.write(&chunk("Ca", 1, &body[..5])).unwrap();
+        // The directory goes away (as good as a full disk for the files
+        // not open yet): a message begun now fails, reported once and
+        // naming the path.
+        std::fs::remove_dir_all(&dir).unwrap();
+        let e = s.write(&chunk("Cb", 1, body)).unwrap_err();
+        assert!(e.to_string().contains("/x/"), "{e}");
+        // The message in progress cannot be put in place: lost too, no
+        // second report.
+        s.write(&chunk("Ca", 1, &body[5..])).unwrap();
+        s.write(&Record::EmailMeta(Box::new(meta("Ca", 1, body))))
+            .unwrap();
+        s.write(&Record::EmailMeta(Box::new(meta("Cb", 1, body))))
+            .unwrap();
+        // Space (here: the directory) is back: the next message is
+        // written and ends the failure.
+        std::fs::create_dir(&dir).unwrap();
+        s.write(&chunk("Cc", 1, body)).unwrap();
+        s.write(&Record::EmailMeta(Box::new(meta("Cc", 1, body))))
+            .unwrap();
+        assert_eq!(names(&dir), vec!["Cc-1.eml", "Cc-1.json"]);
+        assert_eq!(std::fs::read(dir.join("Cc-1.eml")).unwrap(), body);
+        let n = s.take_notices();
+        assert_eq!(n.len(), 2, "{n:?}");
+        assert!(
+            matches!(&n[1], OutputNotice::Resumed { lost: 2, .. }),
+            "{n:?}"
+        );
+        let r = s.report();
+        assert_eq!(
+            (r.output.as_str(), r.written, r.lost, r.failing),
+            ("extract", 1, 2, false)
+        );
+        // While failing with a back-off, messages begun are lost untried;
+        // those still in progress at the end too.
+        s.set_retry_interval(std::time::Duration::from_secs(3600));
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(s.write(&chunk("Cd", 1, body)).is_err());
+        s.write(&chunk("Ce", 1, body)).unwrap();
+        std::fs::create_dir(&dir).unwrap();
+        s.write(&chunk("Cf", 1, body)).unwrap();
+        s.write(&Record::EmailMeta(Box::new(meta("Cf", 1, body))))
+            .unwrap();
+        let (c, r) = s.finish();
+        r.unwrap();
+        assert_eq!((c.messages, c.messages_lost), (1, 5));
+        assert_eq!(c.bytes, body.len() as u64);
+        assert!(names(&dir).is_empty(), "{:?}", names(&dir));
     }
 }

@@ -14,6 +14,9 @@ const HANDLE_BUF: usize = 32 << 10;
 
 /// At most `cap` files open for appending; the least recently used one is
 /// flushed and closed to make room and reopened (append mode) when needed.
+/// A file whose flush fails when it is closed to make room is not an
+/// error of the file being opened: it is kept in
+/// [`take_evict_failures`](Self::take_evict_failures) for the owner.
 pub(crate) struct HandleCache {
     cap: usize,
     tick: u64,
@@ -23,6 +26,9 @@ pub(crate) struct HandleCache {
     open: HashMap<std::ffi::OsString, (BufWriter<File>, u64)>,
     /// Times a file had to be opened again after eviction.
     pub(crate) reopens: u64,
+    /// Files closed to make room whose buffered bytes could not be
+    /// written, with the error.
+    evict_failures: Vec<(PathBuf, io::Error)>,
 }
 
 impl HandleCache {
@@ -32,6 +38,7 @@ impl HandleCache {
             tick: 0,
             open: HashMap::new(),
             reopens: 0,
+            evict_failures: Vec::new(),
         }
     }
 
@@ -49,7 +56,7 @@ impl HandleCache {
         }
         if !self.open.contains_key(path.as_os_str()) {
             if self.open.len() >= self.cap {
-                self.evict_one()?;
+                self.evict_one();
             }
             let f = if truncate {
                 create_new(path)
@@ -72,22 +79,35 @@ impl HandleCache {
         }
     }
 
-    fn evict_one(&mut self) -> io::Result<()> {
+    fn evict_one(&mut self) {
         let oldest = self
             .open
             .iter()
             .min_by_key(|(_, (_, t))| *t)
             .map(|(p, _)| p.clone());
         if let Some(p) = oldest {
-            self.close(Path::new(&p))?;
+            let p = PathBuf::from(p);
+            if let Err(e) = self.close(&p) {
+                self.evict_failures.push((p, e));
+            }
         }
-        Ok(())
     }
 
-    /// Flushes and closes `path` if it is open.
+    /// Files closed to make room whose data could not be written (the
+    /// owner loses what they held), since the last call.
+    pub(crate) fn take_evict_failures(&mut self) -> Vec<(PathBuf, io::Error)> {
+        std::mem::take(&mut self.evict_failures)
+    }
+
+    /// Flushes and closes `path` if it is open. When the flush fails the
+    /// unwritten bytes are dropped with the handle (not written later by
+    /// its destructor).
     pub(crate) fn close(&mut self, path: &Path) -> io::Result<()> {
         match self.open.remove(path.as_os_str()) {
-            Some((mut w, _)) => w.flush().map_err(|e| named(e, path)),
+            Some((mut w, _)) => w.flush().map_err(|e| {
+                let _ = w.into_parts();
+                named(e, path)
+            }),
             None => Ok(()),
         }
     }
@@ -107,6 +127,7 @@ impl HandleCache {
         let mut res = Ok(());
         for (p, (mut w, _)) in self.open.drain() {
             if let Err(e) = w.flush() {
+                let _ = w.into_parts();
                 if res.is_ok() {
                     res = Err(named(e, Path::new(&p)));
                 }
@@ -121,14 +142,12 @@ impl HandleCache {
     }
 }
 
-/// A random 64-bit value from the OS (getrandom(2)), or, should that
-/// fail, from std's randomly keyed hasher. Never predictable from outside.
+/// A random 64-bit value from the OS (getrandom(2), through the getrandom
+/// crate), or, should that fail, from std's randomly keyed hasher. Never
+/// predictable from outside.
 pub fn random_u64() -> u64 {
-    let mut b = [0u8; 8];
-    // SAFETY: `b` is a valid writable buffer of 8 bytes.
-    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
-    if n == 8 {
-        return u64::from_ne_bytes(b);
+    if let Ok(v) = getrandom::u64() {
+        return v;
     }
     use std::hash::{BuildHasher, Hasher};
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);

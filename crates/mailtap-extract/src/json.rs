@@ -4,13 +4,15 @@
 //! trans_depth, helo, mailfrom, rcptto, rcptto_rejected, rcptto_limit,
 //! rcptto_dropped (the recipient cap and how many it dropped), status_code,
 //! status_text, user, size, sha256, complete, missing_bytes, partial,
-//! headers, attachments, tls, then `line_endings` and `source` (where the
-//! bytes came from). Byte strings taken from the wire (helo, addresses,
+//! headers, attachments, tls, for IMAP messages only direction, mailbox,
+//! uidvalidity, seq, imap_uid, section, flags, internal_date and
+//! imap_status, then `line_endings` and `source` (where the bytes came
+//! from). Byte strings taken from the wire (helo, addresses,
 //! reply text, user) are JSON strings when they are valid UTF-8 and
 //! otherwise `{"base64": "..."}` holding the exact bytes, so nothing is
 //! lost or guessed.
 
-use mailtap_core::mail::{Attachment, EmailHeaders, EmailMeta};
+use mailtap_core::mail::{Attachment, EmailHeaders, EmailMeta, ImapMeta};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde::Serialize as DeriveSerialize;
 use std::net::IpAddr;
@@ -42,23 +44,10 @@ impl Serialize for JBytes<'_> {
     }
 }
 
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
 /// Standard base64 with padding (RFC 4648 §4).
 pub fn base64(data: &[u8]) -> String {
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for c in data.chunks(3) {
-        let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
-        let v = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for (i, shift) in [18u32, 12, 6, 0].into_iter().enumerate() {
-            if i <= c.len() {
-                out.push(B64[((v >> shift) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(data)
 }
 
 /// An address as Zeek prints it (IPv4-mapped IPv6 addresses are IPv4).
@@ -107,8 +96,11 @@ struct AttachmentJson<'a> {
     sha256: &'a str,
 }
 
+/// One message's metadata document, ready to serialize: the fields of
+/// [`message_json`] in its order. The Kafka sink serializes it with its own
+/// members after it (`#[serde(flatten)]`).
 #[derive(DeriveSerialize)]
-struct MessageJson<'a> {
+pub struct MessageJson<'a> {
     uid: &'a str,
     ts: Option<f64>,
     id: Option<IdJson>,
@@ -132,8 +124,42 @@ struct MessageJson<'a> {
     headers: HeadersJson<'a>,
     attachments: Vec<AttachmentJson<'a>>,
     tls: bool,
+    /// IMAP messages only: absent for SMTP and POP3.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    imap: Option<ImapJson<'a>>,
     line_endings: &'static str,
     source: &'static str,
+}
+
+/// What an IMAP message's document adds (`EmailMeta::imap`).
+#[derive(DeriveSerialize)]
+struct ImapJson<'a> {
+    /// `fetch` or `append`.
+    direction: Option<&'static str>,
+    mailbox: Option<JBytes<'a>>,
+    uidvalidity: Option<u64>,
+    /// Message sequence number (FETCH).
+    seq: Option<u64>,
+    imap_uid: Option<u64>,
+    section: Option<&'a str>,
+    flags: Vec<JBytes<'a>>,
+    internal_date: Option<JBytes<'a>>,
+    /// APPEND: the server's tagged status.
+    imap_status: Option<JBytes<'a>>,
+}
+
+fn imap_json(m: &ImapMeta) -> ImapJson<'_> {
+    ImapJson {
+        direction: m.direction,
+        mailbox: m.mailbox.as_deref().map(JBytes),
+        uidvalidity: m.uidvalidity,
+        seq: m.seq,
+        imap_uid: m.imap_uid,
+        section: m.section.as_deref(),
+        flags: m.flags.iter().map(|f| JBytes(f)).collect(),
+        internal_date: m.internal_date.as_deref().map(JBytes),
+        imap_status: m.status.as_deref().map(JBytes),
+    }
 }
 
 fn headers_json(h: &EmailHeaders) -> HeadersJson<'_> {
@@ -209,6 +235,14 @@ pub fn message_json(m: &EmailMeta, opt: &JsonOptions) -> Vec<u8> {
 /// [`message_json`] with the recipient cap that applied: `rcptto_limit`
 /// and `rcptto_dropped` in the document.
 pub fn message_json_with(m: &EmailMeta, opt: &JsonOptions, rcpt: RcptLimit) -> Vec<u8> {
+    let doc = message_doc(m, opt, rcpt);
+    let mut out = serde_json::to_vec_pretty(&doc).unwrap_or_else(|_| b"{}".to_vec());
+    out.push(b'\n');
+    out
+}
+
+/// The document [`message_json_with`] writes, unserialized.
+pub fn message_doc<'a>(m: &'a EmailMeta, opt: &JsonOptions, rcpt: RcptLimit) -> MessageJson<'a> {
     let id = match (&opt.origin, m.id) {
         (Origin::Capture, Some(id)) => Some(IdJson {
             orig_h: Some(zeek_addr(id.orig_h)),
@@ -228,7 +262,7 @@ pub fn message_json_with(m: &EmailMeta, opt: &JsonOptions, rcpt: RcptLimit) -> V
         Origin::Capture => ("original", "capture"),
         Origin::AceTranscript { .. } => ("lf", "ace-transcript"),
     };
-    let doc = MessageJson {
+    MessageJson {
         uid: &m.uid,
         ts: opt.ts_known.then(|| secs(m.ts)),
         id,
@@ -259,12 +293,10 @@ pub fn message_json_with(m: &EmailMeta, opt: &JsonOptions, rcpt: RcptLimit) -> V
         headers: headers_json(&m.headers),
         attachments: m.attachments.iter().map(attachment_json).collect(),
         tls: m.tls,
+        imap: m.imap.as_deref().map(imap_json),
         line_endings,
         source,
-    };
-    let mut out = serde_json::to_vec_pretty(&doc).unwrap_or_else(|_| b"{}".to_vec());
-    out.push(b'\n');
-    out
+    }
 }
 
 #[cfg(test)]
@@ -292,6 +324,58 @@ mod tests {
         assert_eq!(v, serde_json::json!({"base64": "Y2Fm6Q=="}));
         let v = serde_json::to_value(JBytes("café".as_bytes())).unwrap();
         assert_eq!(v, serde_json::json!("café"));
+    }
+
+    #[test]
+    fn imap_fields_only_for_imap() {
+        use mailtap_core::mail::MailProtocol;
+        let opt = JsonOptions {
+            origin: Origin::Capture,
+            ts_known: true,
+            missing_known: true,
+        };
+        let smtp = EmailMeta {
+            protocol: Some(MailProtocol::Smtp),
+            ..EmailMeta::default()
+        };
+        let text = String::from_utf8(message_json(&smtp, &opt)).unwrap();
+        // SMTP and POP3 documents are as they were: `tls` then
+        // `line_endings`.
+        assert!(
+            text.contains("\"tls\": false,\n  \"line_endings\""),
+            "{text}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert!(v.get("direction").is_none() && v.get("mailbox").is_none());
+        let imap = EmailMeta {
+            protocol: Some(MailProtocol::Imap),
+            user: Some(b"bob".to_vec()),
+            partial: true,
+            imap: Some(Box::new(ImapMeta {
+                direction: Some("fetch"),
+                mailbox: Some(b"INBOX".to_vec()),
+                uidvalidity: Some(7),
+                seq: Some(2),
+                imap_uid: Some(42),
+                section: Some("BODY[HEADER]".into()),
+                flags: vec![b"\\Seen".to_vec()],
+                internal_date: None,
+                status: None,
+            })),
+            ..EmailMeta::default()
+        };
+        let v: serde_json::Value = serde_json::from_slice(&message_json(&imap, &opt)).unwrap();
+        assert_eq!(v["protocol"], "imap");
+        assert_eq!(v["direction"], "fetch");
+        assert_eq!(v["mailbox"], "INBOX");
+        assert_eq!(v["uidvalidity"], 7);
+        assert_eq!(v["seq"], 2);
+        assert_eq!(v["imap_uid"], 42);
+        assert_eq!(v["section"], "BODY[HEADER]");
+        assert_eq!(v["flags"], serde_json::json!(["\\Seen"]));
+        assert_eq!(v["partial"], true);
+        assert_eq!(v["user"], "bob");
+        assert!(v["internal_date"].is_null() && v["imap_status"].is_null());
     }
 
     #[test]

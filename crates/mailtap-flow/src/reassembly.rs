@@ -17,6 +17,7 @@
 //! * Sequence numbers are unwrapped to 64 bits relative to the next expected
 //!   byte, so wrap-around at 2^32 is transparent.
 
+use mailtap_core::BufferBudget;
 use std::collections::BTreeMap;
 
 /// What the stream hands to the analyzer, in order.
@@ -35,6 +36,10 @@ pub struct MemBudget {
     pub used: usize,
     pub limit: usize,
     pub peak: usize,
+    /// The shard's budget for every input buffer (`flow.buffer_memory`),
+    /// which reassembly shares with the analyzers' line and header
+    /// buffers.
+    pub shared: BufferBudget,
 }
 
 impl MemBudget {
@@ -43,7 +48,25 @@ impl MemBudget {
             used: 0,
             limit,
             peak: 0,
+            shared: BufferBudget::default(),
         }
+    }
+
+    /// True if `n` more bytes fit both reassembly's own limit and the
+    /// shard's.
+    fn fits(&self, n: usize) -> bool {
+        self.used + n <= self.limit && self.shared.fits(n)
+    }
+
+    fn charge(&mut self, n: usize) {
+        self.used += n;
+        self.peak = self.peak.max(self.used);
+        self.shared.charge(n);
+    }
+
+    fn refund(&mut self, n: usize) {
+        self.used -= n;
+        self.shared.refund(n);
     }
 }
 
@@ -261,7 +284,7 @@ impl Stream {
     /// Drops what is buffered out of order (the connection is bypassed:
     /// it will never be delivered), returning its memory to the budget.
     pub fn discard(&mut self, budget: &mut MemBudget) {
-        budget.used -= self.ooo_bytes;
+        budget.refund(self.ooo_bytes);
         self.ooo_bytes = 0;
         self.ooo.clear();
     }
@@ -311,7 +334,7 @@ impl Stream {
             }
             let data = entry.remove();
             self.ooo_bytes -= data.len();
-            budget.used -= data.len();
+            budget.refund(data.len());
             let end = start + data.len() as u64;
             if end > self.next {
                 let skip = (self.next - start) as usize;
@@ -331,7 +354,10 @@ impl Stream {
     ) {
         // Make room by giving up holes, oldest first, until the new segment
         // fits or it is itself next in line.
-        while self.ooo_bytes + payload.len() > limit || budget.used + payload.len() > budget.limit {
+        if !budget.shared.fits(payload.len()) {
+            budget.shared.note_refused();
+        }
+        while self.ooo_bytes + payload.len() > limit || !budget.fits(payload.len()) {
             out.forced_gap = true;
             self.forced_gaps += 1;
             match self.ooo.keys().next().copied() {
@@ -407,8 +433,7 @@ impl Stream {
         for (s, e) in pieces {
             let bytes: Box<[u8]> = payload[(s - abs) as usize..(e - abs) as usize].into();
             self.ooo_bytes += bytes.len();
-            budget.used += bytes.len();
-            budget.peak = budget.peak.max(budget.used);
+            budget.charge(bytes.len());
             self.ooo.insert(s, bytes);
         }
     }

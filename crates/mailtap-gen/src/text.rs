@@ -223,42 +223,15 @@ pub(crate) const SUBJECTS_LATIN1: &[(&str, &str)] = &[
     ),
 ];
 
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
 /// Appends the standard (padded) base64 encoding of `data` to `out`.
 pub(crate) fn base64_into(out: &mut Vec<u8>, data: &[u8]) {
-    let mut chunks = data.chunks_exact(3);
-    for c in &mut chunks {
-        let n = (c[0] as u32) << 16 | (c[1] as u32) << 8 | c[2] as u32;
-        out.extend_from_slice(&[
-            B64[(n >> 18) as usize & 63],
-            B64[(n >> 12) as usize & 63],
-            B64[(n >> 6) as usize & 63],
-            B64[n as usize & 63],
-        ]);
-    }
-    let r = chunks.remainder();
-    match r.len() {
-        1 => {
-            let n = (r[0] as u32) << 16;
-            out.extend_from_slice(&[
-                B64[(n >> 18) as usize & 63],
-                B64[(n >> 12) as usize & 63],
-                b'=',
-                b'=',
-            ]);
-        }
-        2 => {
-            let n = (r[0] as u32) << 16 | (r[1] as u32) << 8;
-            out.extend_from_slice(&[
-                B64[(n >> 18) as usize & 63],
-                B64[(n >> 12) as usize & 63],
-                B64[(n >> 6) as usize & 63],
-                b'=',
-            ]);
-        }
-        _ => {}
-    }
+    use base64::Engine as _;
+    let start = out.len();
+    out.resize(start + data.len().div_ceil(3) * 4, 0);
+    let n = base64::engine::general_purpose::STANDARD
+        .encode_slice(data, &mut out[start..])
+        .expect("room for the padded encoding");
+    out.truncate(start + n);
 }
 
 pub(crate) fn hex_into(out: &mut Vec<u8>, mut v: u64, digits: usize, upper: bool) {

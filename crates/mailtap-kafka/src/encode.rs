@@ -3,17 +3,20 @@
 use crate::{KafkaConfig, Topics};
 use mailtap_core::mail::{EmailChunk, EmailMeta};
 use mailtap_core::Record;
-use mailtap_extract::json::{base64, message_json, JsonOptions, Origin};
+use mailtap_extract::json::{message_doc, JsonOptions, MessageJson, Origin, RcptLimit};
 use mailtap_logs::{format_event, format_json_row, LogLimits};
+use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Which topic of [`Topics`] a message goes to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kind {
     Smtp,
     Pop3,
+    Imap,
     Conn,
     Files,
     Weird,
@@ -28,6 +31,7 @@ impl Kind {
         match self {
             Kind::Smtp => &t.smtp,
             Kind::Pop3 => &t.pop3,
+            Kind::Imap => &t.imap,
             Kind::Conn => &t.conn,
             Kind::Files => &t.files,
             Kind::Weird => &t.weird,
@@ -37,6 +41,33 @@ impl Kind {
             Kind::X509 => &t.x509,
         }
     }
+}
+
+/// An `emails` value: the `--extract-dir` document, then the message
+/// (`data_base64`) or, over the cap, `data_truncated` and `eml_path`.
+#[derive(serde::Serialize)]
+struct EmailValue<'a> {
+    #[serde(flatten)]
+    meta: MessageJson<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_base64: Option<Box<RawValue>>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    data_truncated: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    eml_path: Option<Cow<'a, str>>,
+}
+
+/// `bytes` as a JSON string of their base64 (RFC 4648, padded). The
+/// alphabet needs no JSON escaping, and a raw value is written as it is:
+/// serde_json checks it once on creation (a word at a time) instead of
+/// escaping it byte by byte while serializing.
+fn base64_value(bytes: &[u8]) -> Box<RawValue> {
+    use base64::Engine as _;
+    let mut s = String::with_capacity(bytes.len().div_ceil(3) * 4 + 2);
+    s.push('"');
+    base64::engine::general_purpose::STANDARD.encode_string(bytes, &mut s);
+    s.push('"');
+    RawValue::from_string(s).expect("a base64 string is a JSON string")
 }
 
 /// One message ready to produce.
@@ -92,6 +123,7 @@ impl Encoder {
             Record::Smtp(s) => (Kind::Smtp, Some(s.uid.clone())),
             Record::Weird(w) => (Kind::Weird, w.uid.clone()),
             Record::Pop3(p) => (Kind::Pop3, Some(p.uid.clone())),
+            Record::Imap(p) => (Kind::Imap, Some(p.uid.clone())),
             Record::File(f) => (Kind::Files, f.uid.clone()),
             Record::Ssl(r) => (Kind::Ssl, Some(r.uid.clone())),
             // x509.log has no uid: certificates are keyed by fingerprint.
@@ -176,14 +208,6 @@ impl Encoder {
         } else {
             m
         };
-        let mut value = message_json(
-            m,
-            &JsonOptions {
-                origin: Origin::Capture,
-                ts_known: known,
-                missing_known: known && !m.missing_unknown,
-            },
-        );
         let (data, truncated) = match p {
             Some(p) => {
                 self.buffered -= p.data.len();
@@ -191,26 +215,37 @@ impl Encoder {
             }
             None => (Vec::new(), false),
         };
-        let mut extra = String::new();
+        let eml_path = match (&self.extract_dir, truncated) {
+            (Some(dir), true) => Some(dir.join(format!(
+                "{}-{}.eml",
+                mailtap_extract::safe_stem(&m.uid),
+                m.n
+            ))),
+            _ => None,
+        };
         if truncated {
             self.emails_truncated += 1;
-            extra.push_str("\"data_truncated\": true");
-            if let Some(dir) = &self.extract_dir {
-                let path = dir.join(format!(
-                    "{}-{}.eml",
-                    mailtap_extract::safe_stem(&m.uid),
-                    m.n
-                ));
-                extra.push_str(",\n  \"eml_path\": ");
-                extra.push_str(&json_string(&path.to_string_lossy()));
-            }
         } else {
             self.emails_inline += 1;
-            extra.push_str("\"data_base64\": \"");
-            extra.push_str(&base64(&data));
-            extra.push('"');
         }
-        splice(&mut value, &extra);
+        let doc = EmailValue {
+            meta: message_doc(
+                m,
+                &JsonOptions {
+                    origin: Origin::Capture,
+                    ts_known: known,
+                    missing_known: known && !m.missing_unknown,
+                },
+                RcptLimit::capture(m),
+            ),
+            data_base64: (!truncated).then(|| base64_value(&data)),
+            data_truncated: truncated,
+            eml_path: eml_path.as_deref().map(Path::to_string_lossy),
+        };
+        // The metadata takes well under a KiB unless the recipient lists
+        // are long; base64 makes 4 bytes of every 3.
+        let mut value = Vec::with_capacity(1024 + data.len().div_ceil(3) * 4);
+        serde_json::to_writer(&mut value, &doc).expect("serializing to a Vec does not fail");
         Outgoing {
             kind: Kind::Emails,
             key: Some(m.uid.clone()),
@@ -252,39 +287,6 @@ fn strip_lf(v: &mut Vec<u8>) {
     }
 }
 
-/// Adds `"k": v` members (already rendered, comma separated) at the end of
-/// the JSON object in `doc`, keeping `message_json`'s layout and key order.
-fn splice(doc: &mut Vec<u8>, members: &str) {
-    strip_lf(doc);
-    if doc.last() == Some(&b'}') {
-        doc.pop();
-    }
-    while doc.last().is_some_and(u8::is_ascii_whitespace) {
-        doc.pop();
-    }
-    if doc.last() != Some(&b'{') {
-        doc.push(b',');
-    }
-    doc.extend_from_slice(b"\n  ");
-    doc.extend_from_slice(members.as_bytes());
-    doc.extend_from_slice(b"\n}");
-}
-
-fn json_string(s: &str) -> String {
-    let mut o = String::with_capacity(s.len() + 2);
-    o.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => o.push_str("\\\""),
-            '\\' => o.push_str("\\\\"),
-            c if (c as u32) < 0x20 => o.push_str(&format!("\\u{:04x}", c as u32)),
-            c => o.push(c),
-        }
-    }
-    o.push('"');
-    o
-}
-
 fn hex(b: &[u8]) -> String {
     use std::fmt::Write;
     b.iter()
@@ -297,6 +299,7 @@ fn hex(b: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mailtap_extract::json::{base64, message_json};
 
     fn enc() -> Encoder {
         Encoder::new(&KafkaConfig::default())
@@ -365,15 +368,74 @@ mod tests {
     }
 
     #[test]
-    fn splice_keeps_valid_json() {
-        let mut v = b"{\n  \"a\": 1\n}\n".to_vec();
-        splice(&mut v, "\"b\": true");
-        let j: serde_json::Value = serde_json::from_slice(&v).unwrap();
-        assert_eq!(j, serde_json::json!({"a": 1, "b": true}));
-        let mut v = b"{}".to_vec();
-        splice(&mut v, "\"b\": \"x\\\"y\"");
-        let j: serde_json::Value = serde_json::from_slice(&v).unwrap();
-        assert_eq!(j, serde_json::json!({"b": "x\"y"}));
-        assert_eq!(json_string("a\"\\\n"), r#""a\"\\\u000a""#);
+    fn email_value_is_the_document_plus_the_message_on_one_line() {
+        let mut e = enc();
+        let body = b"Subject: caf\xe9\r\n\r\nx";
+        assert!(e.encode(&chunk("Cone", body)).is_none());
+        let Record::EmailMeta(m) = meta("Cone", body) else {
+            unreachable!()
+        };
+        let o = e.encode(&Record::EmailMeta(m.clone())).unwrap();
+        assert!(!o.value.contains(&b'\n'), "compact, one line");
+        let mut want: serde_json::Value = serde_json::from_slice(&message_json(
+            &m,
+            &JsonOptions {
+                origin: Origin::Capture,
+                ts_known: true,
+                missing_known: true,
+            },
+        ))
+        .unwrap();
+        want["data_base64"] = base64(body).into();
+        let raw = String::from_utf8(o.value.clone()).unwrap();
+        assert_eq!(json(o), want);
+        // The document's members first, in its order, then the message.
+        assert!(raw.starts_with("{\"uid\":\"Cone\",\"ts\":"), "{raw}");
+        let tail = format!(
+            ",\"line_endings\":\"original\",\"source\":\"capture\",\"data_base64\":\"{}\"}}",
+            base64(body)
+        );
+        assert!(raw.ends_with(&tail), "{raw}");
+    }
+
+    #[test]
+    fn imap_messages_carry_their_imap_fields() {
+        use mailtap_core::mail::{ImapMeta, MailProtocol};
+        let mut e = enc();
+        let body = b"Subject: x\r\n\r\ny";
+        assert!(e.encode(&chunk("Cimap", body)).is_none());
+        let Record::EmailMeta(mut m) = meta("Cimap", body) else {
+            unreachable!()
+        };
+        m.protocol = Some(MailProtocol::Imap);
+        m.imap = Some(Box::new(ImapMeta {
+            direction: Some("append"),
+            mailbox: Some(b"Sent".to_vec()),
+            section: Some("APPEND".into()),
+            flags: vec![b"\\Seen".to_vec()],
+            ..ImapMeta::default()
+        }));
+        let v = json(e.encode(&Record::EmailMeta(m)).unwrap());
+        assert_eq!(v["protocol"], "imap");
+        assert_eq!(v["direction"], "append");
+        assert_eq!(v["mailbox"], "Sent");
+        assert_eq!(v["section"], "APPEND");
+        assert_eq!(v["flags"], serde_json::json!(["\\Seen"]));
+        assert_eq!(v["data_base64"], base64(body));
+    }
+
+    #[test]
+    fn over_the_cap_the_value_names_the_eml_file() {
+        let mut e = Encoder::new(&KafkaConfig {
+            email_inline_max: 4,
+            extract_dir: Some(PathBuf::from("/x/\"y")),
+            ..KafkaConfig::default()
+        });
+        assert!(e.encode(&chunk("Cbig", b"0123456789")).is_none());
+        let v = json(e.encode(&meta("Cbig", b"0123456789")).unwrap());
+        assert!(v.get("data_base64").is_none());
+        assert_eq!(v["data_truncated"], true);
+        assert_eq!(v["eml_path"], "/x/\"y/Cbig-1.eml");
+        assert_eq!(e.emails_truncated, 1);
     }
 }

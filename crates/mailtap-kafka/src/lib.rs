@@ -8,12 +8,14 @@
 //!
 //! | record | topic | value |
 //! |---|---|---|
-//! | `Conn`, `Smtp`, `Pop3`, `File`, `Weird` | `conn`, `smtp`, `pop3`, `files`, `weird` | the `--log-format json` row ([`mailtap_logs::format_json_row`] with [`KafkaConfig::log_limits`]) |
+//! | `Conn`, `Smtp`, `Pop3`, `Imap`, `File`, `Weird` | `conn`, `smtp`, `pop3`, `imap`, `files`, `weird` | the `--log-format json` row ([`mailtap_logs::format_json_row`] with [`KafkaConfig::log_limits`]) |
 //! | `Event` | `events` | the `--events` line ([`mailtap_logs::format_event`]) |
 //! | `EmailData` + `EmailMeta` | `emails` | the `--extract-dir` `<uid>-<n>.json` document ([`mailtap_extract::json::message_json`]) plus the message bytes, see below |
 //!
 //! Values carry no trailing newline (a Kafka message is one record, not a
-//! line); otherwise they are byte for byte what the file sinks write.
+//! line); otherwise log rows and events are byte for byte what the file
+//! sinks write. An `emails` value is the `.json` document's members, in its
+//! order, as compact JSON on one line (the file is pretty-printed).
 //! The key is the record's connection uid, so librdkafka's default
 //! (key-hash) partitioner keeps a connection in one partition and in order;
 //! records without a uid (some weirds, files not tied to a connection) have
@@ -79,6 +81,11 @@ mod spill;
 
 pub use sink::KafkaSink;
 
+/// The librdkafka binding this crate links, for tests of the crates above
+/// (librdkafka's mock cluster) without a second dependency on it.
+#[doc(hidden)]
+pub use rdkafka;
+
 use mailtap_logs::LogLimits;
 use std::fmt;
 use std::path::PathBuf;
@@ -90,6 +97,7 @@ use std::time::Duration;
 pub struct Topics {
     pub smtp: String,
     pub pop3: String,
+    pub imap: String,
     pub conn: String,
     pub files: String,
     pub weird: String,
@@ -104,6 +112,7 @@ impl Default for Topics {
         Topics {
             smtp: "mailtap.smtp".into(),
             pop3: "mailtap.pop3".into(),
+            imap: "mailtap.imap".into(),
             conn: "mailtap.conn".into(),
             files: "mailtap.files".into(),
             weird: "mailtap.weird".into(),
@@ -117,10 +126,11 @@ impl Default for Topics {
 
 impl Topics {
     /// `(config key suffix, name)` of every topic.
-    pub fn all(&self) -> [(&'static str, &str); 9] {
+    pub fn all(&self) -> [(&'static str, &str); 10] {
         [
             ("smtp", &self.smtp),
             ("pop3", &self.pop3),
+            ("imap", &self.imap),
             ("conn", &self.conn),
             ("files", &self.files),
             ("weird", &self.weird),

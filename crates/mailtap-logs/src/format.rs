@@ -50,13 +50,31 @@ pub fn format_zeek_close(close_time: SystemTime, out: &mut Vec<u8>) {
 /// Formats `rec` as one Zeek ASCII (TSV) row with its trailing newline,
 /// appended to `out`, applying Zeek's log writer limits. Returns which
 /// limits cut something (the caller raises the weirds).
+///
+/// A record gives exactly one value per column of its
+/// [`ZeekRecord::fields`] (records declared with
+/// [`mailtap_core::zeek_record!`] cannot do otherwise); one that does not
+/// is a bug, caught by a debug assertion.
 pub fn format_zeek_row(rec: &dyn ZeekRecord, limits: &LogLimits, out: &mut Vec<u8>) -> Truncations {
     zeek_row(rec, rec.fields().len(), limits, out)
 }
 
-/// [`format_zeek_row`] with exactly `ncols` columns: values past `ncols` are
-/// dropped and missing ones written unset, so a writer can hold every row to
-/// the schema of its header.
+/// Panics (debug builds) when a record gave `values` values for `ncols`
+/// columns.
+#[inline]
+fn check_columns(rec: &dyn ZeekRecord, values: usize, ncols: usize) {
+    debug_assert_eq!(
+        values,
+        ncols,
+        "{}.log: {values} values for {ncols} columns",
+        rec.path()
+    );
+}
+
+/// [`format_zeek_row`] for a header of `ncols` columns. A row whose value
+/// count differs is a bug (debug assertion); release builds still keep the
+/// file readable, dropping values past `ncols` and writing missing ones
+/// unset.
 pub(crate) fn zeek_row(
     rec: &dyn ZeekRecord,
     ncols: usize,
@@ -67,15 +85,16 @@ pub(crate) fn zeek_row(
     let mut budget = Budget::new(limits);
     let mut col = 0usize;
     rec.values(&mut |v| {
-        if col >= ncols {
+        col += 1;
+        if col > ncols {
             return;
         }
-        if col > 0 {
+        if col > 1 {
             out.push(b'\t');
         }
         zeek_value(out, v, &mut budget);
-        col += 1;
     });
+    check_columns(rec, col, ncols);
     while col < ncols {
         if col > 0 {
             out.push(b'\t');
@@ -153,8 +172,9 @@ pub fn format_json_row(rec: &dyn ZeekRecord, limits: &LogLimits, out: &mut Vec<u
     json_row(rec, rec.fields(), limits, out)
 }
 
-/// [`format_json_row`] with the column names of `fields` (values past its
-/// end are dropped).
+/// [`format_json_row`] with the column names of `fields`. A row whose value
+/// count differs is a bug (debug assertion); release builds drop values
+/// past the end of `fields`.
 pub(crate) fn json_row(
     rec: &dyn ZeekRecord,
     fields: &[FieldDef],
@@ -166,8 +186,9 @@ pub(crate) fn json_row(
     let mut first = true;
     out.push(b'{');
     rec.values(&mut |v| {
-        let Some(f) = fields.get(col) else { return };
+        let f = fields.get(col);
         col += 1;
+        let Some(f) = f else { return };
         if matches!(v, Value::Unset) {
             return;
         }
@@ -178,6 +199,7 @@ pub(crate) fn json_row(
         json_key(out, f.name);
         json_value(out, v, &mut budget);
     });
+    check_columns(rec, col, fields.len());
     out.extend_from_slice(b"}\n");
     budget.truncations
 }
@@ -274,6 +296,16 @@ pub fn format_event(ev: &EventRecord, out: &mut Vec<u8>) {
             ArgValue::Bool(b) => out.extend_from_slice(if b { b"true" } else { b"false" }),
             ArgValue::Count(c) => write_u64(out, c),
             ArgValue::Str(s) => write_json_str(out, s),
+            ArgValue::StrVec(v) => {
+                out.push(b'[');
+                for (i, s) in v.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    write_json_str(out, s);
+                }
+                out.push(b']');
+            }
         }
     });
     out.extend_from_slice(b"}}\n");

@@ -76,9 +76,11 @@ mod tests;
 #[cfg(test)]
 mod rotate_tests;
 
+#[cfg(test)]
+mod disk_full_tests;
+
 pub use file::{
-    EventFile, LogFile, LogSet, LogStats, POST_ROTATE_FINISH_WAIT, WEIRD_CONTAINER_TRUNCATED,
-    WEIRD_STRING_TRUNCATED,
+    EventFile, LogFile, LogSet, LogStats, BUFFER_BYTES, POST_ROTATE_FINISH_WAIT, RETRY_INTERVAL,
 };
 pub use format::{
     format_event, format_json_row, format_zeek_close, format_zeek_header, format_zeek_row,

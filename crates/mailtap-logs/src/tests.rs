@@ -532,9 +532,108 @@ fn json_escaping() {
     assert_eq!(json(&r), "{}\n");
 }
 
+/// Every record type, in each of its modes (optional columns off and on).
+fn every_record_type() -> Vec<Record> {
+    use mailtap_core::{FileHashes, FileRecord};
+    let conn = ConnRecord {
+        ts: Timestamp::ZERO,
+        uid: "C1".into(),
+        id: ConnId {
+            orig_h: "10.0.0.1".parse().unwrap(),
+            orig_p: 1,
+            resp_h: "10.0.0.2".parse().unwrap(),
+            resp_p: 25,
+        },
+        service: vec!["smtp", "ssl"],
+        duration: None,
+        orig_bytes: None,
+        resp_bytes: None,
+        conn_state: "S0",
+        local_orig: None,
+        local_resp: None,
+        missed_bytes: 0,
+        history: "S".into(),
+        orig_pkts: 1,
+        orig_ip_bytes: 40,
+        resp_pkts: 0,
+        resp_ip_bytes: 0,
+    };
+    let weird = WeirdRecord {
+        ts: Timestamp::ZERO,
+        uid: None,
+        id: None,
+        name: mailtap_core::Weird::NulInLine.name(),
+        addl: None,
+        source: None,
+    };
+    vec![
+        Record::Conn(Box::new(conn)),
+        Record::Smtp(Box::default()),
+        Record::Smtp(Box::new(SmtpRecord {
+            is_webmail: Some(true),
+            ..SmtpRecord::default()
+        })),
+        Record::Weird(Box::new(weird)),
+        Record::Pop3(Box::default()),
+        Record::Imap(Box::new(mailtap_core::ImapRecord {
+            login: "unknown",
+            ..Default::default()
+        })),
+        Record::Ssl(Box::default()),
+        Record::X509(Box::default()),
+        Record::File(Box::default()),
+        Record::File(Box::new(FileRecord {
+            hashes: Some(FileHashes::default()),
+            ..FileRecord::default()
+        })),
+    ]
+}
+
 #[test]
-fn column_count_is_held_to_schema() {
-    // Fewer values than fields: padded unset; more: extra ones dropped.
+fn every_record_type_writes_its_schemas_columns() {
+    for r in every_record_type() {
+        let rec = r.as_log().unwrap();
+        let row = zeek(rec);
+        assert_eq!(
+            row.trim_end_matches('\n').split('\t').count(),
+            rec.fields().len(),
+            "{}: {row}",
+            rec.path()
+        );
+        let v: serde_json::Value = serde_json::from_str(&json(rec)).unwrap();
+        for key in v.as_object().unwrap().keys() {
+            assert!(rec.fields().iter().any(|f| f.name == key), "{key}");
+        }
+    }
+}
+
+#[test]
+#[cfg(debug_assertions)]
+#[should_panic(expected = "test.log: 1 values for 3 columns")]
+fn too_few_values_are_a_bug() {
+    let r = Rec {
+        fields: &ALL_FIELDS[..3],
+        vals: vec![Value::Count(1)],
+    };
+    zeek(&r);
+}
+
+#[test]
+#[cfg(debug_assertions)]
+#[should_panic(expected = "test.log: 2 values for 1 columns")]
+fn too_many_values_are_a_bug() {
+    let r = Rec {
+        fields: &ONE_STR,
+        vals: vec![Value::Count(1), Value::Count(2)],
+    };
+    json(&r);
+}
+
+/// Release builds keep a file readable when a record is wrong: the row is
+/// held to the header's columns.
+#[test]
+#[cfg(not(debug_assertions))]
+fn release_holds_a_wrong_row_to_the_schema() {
     let r = Rec {
         fields: &ALL_FIELDS[..3],
         vals: vec![Value::Count(1)],
@@ -802,6 +901,56 @@ fn events() {
         )
     );
     assert_eq!(ev(Event::SmtpStarttls), e("smtp_starttls", ""));
+    // IMAP: Zeek's two, with a string_vec as a JSON array, and mailtap's own.
+    assert_eq!(
+        ev(Event::ImapCapabilities {
+            capabilities: vec![b("IMAP4rev1"), b("STARTTLS")]
+        }),
+        e(
+            "imap_capabilities",
+            "\"capabilities\":[\"IMAP4rev1\",\"STARTTLS\"]"
+        )
+    );
+    assert_eq!(
+        ev(Event::ImapCapabilities {
+            capabilities: vec![]
+        }),
+        e("imap_capabilities", "\"capabilities\":[]")
+    );
+    assert_eq!(ev(Event::ImapStarttls), e("imap_starttls", ""));
+    assert_eq!(
+        ev(Event::ImapRequest {
+            tag: b("a1"),
+            command: b("UID FETCH"),
+            arg: b("1 BODY.PEEK[]")
+        }),
+        e(
+            "imap_request",
+            "\"tag\":\"a1\",\"command\":\"UID FETCH\",\"arg\":\"1 BODY.PEEK[]\""
+        )
+    );
+    assert_eq!(
+        ev(Event::ImapResponse {
+            tag: b("*"),
+            status: b("OK"),
+            text: b("ready")
+        }),
+        e(
+            "imap_response",
+            "\"tag\":\"*\",\"status\":\"OK\",\"text\":\"ready\""
+        )
+    );
+    assert_eq!(
+        ev(Event::ImapData {
+            is_orig: false,
+            section: b("BODY[]"),
+            size: 42
+        }),
+        e(
+            "imap_data",
+            "\"is_orig\":false,\"section\":\"BODY[]\",\"size\":42"
+        )
+    );
 }
 
 // ------------------------------------------------------------------- files

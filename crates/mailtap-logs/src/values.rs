@@ -96,70 +96,40 @@ pub(crate) fn write_log_time(out: &mut Vec<u8>, t: SystemTime) {
     let _ = write!(out, "{y:04}-{mo:02}-{d:02}-{h:02}-{mi:02}-{s:02}");
 }
 
-#[cfg(unix)]
+/// The system's time zone as libc finds it (`TZ`: a zone name, a path or
+/// a POSIX rule; else `/etc/localtime`), read by jiff from the zoneinfo
+/// database; `None` where there is none.
+fn local_zone() -> Option<jiff::tz::TimeZone> {
+    jiff::tz::TimeZone::try_system().ok()
+}
+
 fn local_civil(secs: i64) -> Option<(i64, u32, u32, u32, u32, u32)> {
-    extern "C" {
-        fn tzset();
-    }
-    static TZ: std::sync::Once = std::sync::Once::new();
-    // SAFETY: tzset only (re)reads TZ / the zone files into libc state.
-    TZ.call_once(|| unsafe { tzset() });
-    let t = libc::time_t::try_from(secs).ok()?;
-    // SAFETY: tm is plain data; localtime_r writes it and we only read it
-    // when the call succeeded.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    let r = unsafe { libc::localtime_r(&t, &mut tm) };
-    if r.is_null() {
-        return None;
-    }
-    let u = |v: libc::c_int| u32::try_from(v).ok();
+    let t = jiff::Timestamp::from_second(secs).ok()?;
+    let d = local_zone()?.to_datetime(t);
+    let u = |v: i8| u32::try_from(v).ok();
     Some((
-        i64::from(tm.tm_year) + 1900,
-        u(tm.tm_mon)? + 1,
-        u(tm.tm_mday)?,
-        u(tm.tm_hour)?,
-        u(tm.tm_min)?,
-        u(tm.tm_sec)?.min(59),
+        i64::from(d.year()),
+        u(d.month())?,
+        u(d.day())?,
+        u(d.hour())?,
+        u(d.minute())?,
+        u(d.second())?,
     ))
 }
 
-#[cfg(not(unix))]
-fn local_civil(_secs: i64) -> Option<(i64, u32, u32, u32, u32, u32)> {
-    None
-}
-
-/// The Unix time of local midnight starting the day of `secs` (`mktime`
-/// of that day at 0:00, honouring DST); UTC midnight where the local time
-/// cannot be determined.
+/// The Unix time of local midnight starting the day of `secs` (the first
+/// instant of that day in the local zone, honouring DST); UTC midnight
+/// where the local time cannot be determined.
 pub(crate) fn local_start_of_day(secs: i64) -> i64 {
     local_midnight(secs).unwrap_or_else(|| secs - secs.rem_euclid(86_400))
 }
 
-#[cfg(unix)]
+/// Where midnight does not exist (a DST change at 0:00), the day starts at
+/// its first instant, as mktime normalises it.
 fn local_midnight(secs: i64) -> Option<i64> {
-    // Makes sure tzset ran (local_civil does it once).
-    local_civil(secs)?;
-    let t = libc::time_t::try_from(secs).ok()?;
-    // SAFETY: as in local_civil; mktime only reads and normalises tm.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    if unsafe { libc::localtime_r(&t, &mut tm) }.is_null() {
-        return None;
-    }
-    tm.tm_hour = 0;
-    tm.tm_min = 0;
-    tm.tm_sec = 0;
-    tm.tm_isdst = -1;
-    let m = unsafe { libc::mktime(&mut tm) };
-    if m == -1 {
-        return None;
-    }
-    #[allow(clippy::useless_conversion)] // time_t is not i64 everywhere
-    Some(i64::from(m))
-}
-
-#[cfg(not(unix))]
-fn local_midnight(_secs: i64) -> Option<i64> {
-    None
+    let t = jiff::Timestamp::from_second(secs).ok()?;
+    let day = t.to_zoned(local_zone()?).start_of_day().ok()?;
+    Some(day.timestamp().as_second())
 }
 
 /// UTC calendar fields of a Unix time (Howard Hinnant's civil_from_days).

@@ -10,7 +10,9 @@ use crate::header::{
 };
 use crate::sniff::sniff;
 use mailtap_core::mail::{Attachment, EmailChunk, EmailHeaders};
-use mailtap_core::{ConnCtx, FileHashes, FileRecord, Interval, Record, Timestamp};
+use mailtap_core::{
+    Charge, ConnCtx, FileHashes, FileRecord, Interval, Record, Timestamp, Weird, BUFFER_FLOOR,
+};
 use md5::Md5;
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
@@ -24,6 +26,7 @@ pub const EXTRACT_CHUNK: usize = 64 * 1024;
 pub enum Source {
     Smtp,
     Pop3,
+    Imap,
 }
 
 impl Source {
@@ -32,6 +35,7 @@ impl Source {
         match self {
             Source::Smtp => "SMTP",
             Source::Pop3 => "POP3",
+            Source::Imap => "IMAP",
         }
     }
     /// The analyzer tag at the start of the file handle.
@@ -39,6 +43,7 @@ impl Source {
         match self {
             Source::Smtp => "Analyzer::ANALYZER_SMTP",
             Source::Pop3 => "Analyzer::ANALYZER_POP3",
+            Source::Imap => "Analyzer::ANALYZER_IMAP",
         }
     }
 }
@@ -134,10 +139,16 @@ struct FileState {
     rfc_hold: bool,
 }
 
+/// Capacity of the decoding scratch kept between lines: a few ordinary
+/// lines' worth.
+const SCRATCH_KEPT: usize = 8 * 1024;
+
 struct Entity {
     level: usize,
     in_header: bool,
     hdr: Vec<u8>,
+    /// `hdr`'s capacity, charged to the shard's buffer budget.
+    hdr_charge: Charge,
     has_hdr: bool,
     hdr_bytes: usize,
     ct: ContentType,
@@ -161,6 +172,7 @@ impl Entity {
             level,
             in_header: true,
             hdr: Vec::new(),
+            hdr_charge: Charge::default(),
             has_hdr: false,
             hdr_bytes: 0,
             ct: ContentType {
@@ -197,6 +209,8 @@ struct Msg {
     content_sha256: Option<Sha256>,
     entities: u64,
     ext: Vec<u8>,
+    /// `ext`'s capacity, charged to the shard's buffer budget.
+    ext_charge: Charge,
     /// Only counted, hashed and extracted: no MIME parsing, no files
     /// (a message whose start was not seen).
     headless: bool,
@@ -212,7 +226,8 @@ pub struct MessageAnalyzer {
     /// The connection's MIME entity counter (Zeek's `mime_depth`).
     mime_depth: u64,
     msg: Option<Msg>,
-    /// Decoding scratch, reused across lines.
+    /// Decoding scratch, reused across lines (at most [`SCRATCH_KEPT`]
+    /// bytes of it kept between lines).
     scratch: Vec<u8>,
     problems: Vec<String>,
     upper: Vec<u8>,
@@ -309,6 +324,7 @@ impl MessageAnalyzer {
             content_sha256: content.then(Sha256::new),
             entities: 0,
             ext: Vec::new(),
+            ext_charge: Charge::default(),
             headless: false,
             incomplete: false,
         });
@@ -338,6 +354,7 @@ impl MessageAnalyzer {
             content_sha256: None,
             entities: 0,
             ext: Vec::new(),
+            ext_charge: Charge::default(),
             headless: true,
             incomplete: true,
         });
@@ -390,7 +407,20 @@ impl MessageAnalyzer {
             while !d.is_empty() {
                 let room = EXTRACT_CHUNK.saturating_sub(m.ext.len()).max(1);
                 let k = room.min(d.len());
+                let need = m.ext.len() + k;
+                if need > m.ext.capacity()
+                    && need > BUFFER_FLOOR
+                    && !cx.out.buffers.fits(need - m.ext_charge.bytes())
+                {
+                    // The shard's buffer budget is spent: hand over what
+                    // is gathered now, in a smaller chunk, instead of
+                    // growing (thousands of messages in flight would
+                    // otherwise hold 64 KiB each).
+                    cx.out.buffers.note_refused();
+                    flush_ext(cx, m, n);
+                }
                 m.ext.extend_from_slice(&d[..k]);
+                m.ext_charge.set(&cx.out.buffers, m.ext.capacity());
                 d = &d[k..];
                 if m.ext.len() >= EXTRACT_CHUNK {
                     flush_ext(cx, m, n);
@@ -520,11 +550,11 @@ impl MessageAnalyzer {
         let level = m.stack.len();
         let src = m.ctx.source.name();
         if level >= self.cfg.max_depth {
-            cx.limit_weird("exceeded_mime_max_depth", None, src);
+            cx.limit_weird(Weird::ExceededMimeMaxDepth, None, src);
             return;
         }
         if m.entities >= self.cfg.max_entities_per_message {
-            cx.limit_weird("exceeded_mime_max_entities", None, src);
+            cx.limit_weird(Weird::ExceededMimeMaxEntities, None, src);
             return;
         }
         m.entities += 1;
@@ -567,7 +597,7 @@ impl MessageAnalyzer {
             e.b64.finish(&mut self.scratch, &mut self.problems);
             let src = m.ctx.source.name();
             for p in self.problems.drain(..) {
-                cx.weird("base64_illegal_encoding", Some(p.as_bytes()), src);
+                cx.weird(Weird::Base64IllegalEncoding, Some(p.as_bytes()), src);
             }
             if !self.scratch.is_empty() {
                 let data = std::mem::take(&mut self.scratch);
@@ -693,12 +723,27 @@ impl MessageAnalyzer {
         }
         if line[0] == b' ' || line[0] == b'\t' {
             if e.has_hdr {
-                if e.hdr_bytes >= max {
+                let need = e.hdr.len() + line.len();
+                // Past the floor, a header grows only while the shard's
+                // buffer budget has room (thousands of connections each
+                // in a long header would otherwise hold gigabytes).
+                let refused = need > e.hdr.capacity()
+                    && need > BUFFER_FLOOR
+                    && !cx.out.buffers.fits(need - e.hdr_charge.bytes());
+                if e.hdr_bytes >= max || refused {
+                    if refused {
+                        cx.out.buffers.note_refused();
+                    }
                     let addl = e.hdr_bytes.to_string();
-                    cx.limit_weird("exceeded_mime_max_header_bytes", Some(addl.as_bytes()), src);
+                    cx.limit_weird(
+                        Weird::ExceededMimeMaxHeaderBytes,
+                        Some(addl.as_bytes()),
+                        src,
+                    );
                     return;
                 }
                 e.hdr.extend_from_slice(line);
+                e.hdr_charge.set(&cx.out.buffers, e.hdr.capacity());
                 e.hdr_bytes = e.hdr_bytes.saturating_add(line.len());
                 return;
             }
@@ -709,6 +754,7 @@ impl MessageAnalyzer {
             let e = &mut m.stack[lvl];
             e.hdr.clear();
             e.hdr.extend_from_slice(&line[n..]);
+            e.hdr_charge.set(&cx.out.buffers, e.hdr.capacity());
             e.hdr_bytes = line.len() - n;
             e.has_hdr = true;
             return;
@@ -718,6 +764,7 @@ impl MessageAnalyzer {
         let e = &mut m.stack[lvl];
         e.hdr.clear();
         e.hdr.extend_from_slice(line);
+        e.hdr_charge.set(&cx.out.buffers, e.hdr.capacity());
         e.hdr_bytes = line.len();
         e.has_hdr = true;
     }
@@ -785,10 +832,15 @@ impl MessageAnalyzer {
             sink.header(cx, lvl, name, value);
         }
         if let Some(e) = self.msg.as_mut().and_then(|m| m.stack.get_mut(lvl)) {
-            // Keep the allocation for the next header.
-            let mut raw = raw;
-            raw.clear();
-            e.hdr = raw;
+            // Keep the allocation for the next header, unless a long
+            // header made it large.
+            if raw.capacity() <= BUFFER_FLOOR {
+                let mut raw = raw;
+                raw.clear();
+                e.hdr = raw;
+            } else {
+                e.hdr_charge.release();
+            }
         }
     }
 
@@ -797,6 +849,7 @@ impl MessageAnalyzer {
         let e = &mut m.stack[lvl];
         e.in_header = false;
         e.hdr = Vec::new();
+        e.hdr_charge.release();
         match e.ct.class {
             TypeClass::Multipart => match e.ct.boundary.take() {
                 Some(b) => {
@@ -853,12 +906,18 @@ impl MessageAnalyzer {
                 self.problems.clear();
                 e.b64.line(line, &mut out, &mut self.problems);
                 for p in self.problems.drain(..) {
-                    cx.weird("base64_illegal_encoding", Some(p.as_bytes()), src);
+                    cx.weird(Weird::Base64IllegalEncoding, Some(p.as_bytes()), src);
                 }
             }
         }
         if !out.is_empty() {
             self.file_data(cx, lvl, &out, hold, sink);
+        }
+        // Every connection has one: after a long line, give the memory
+        // back instead of keeping the longest line's size per connection
+        // (2,000 connections with cut 60 kB lines held 130 MB this way).
+        if out.capacity() > SCRATCH_KEPT {
+            out = Vec::new();
         }
         self.scratch = out;
     }
@@ -962,6 +1021,8 @@ fn flush_ext(cx: &mut ConnCtx<'_>, m: &mut Msg, n: u32) {
         return;
     }
     let data = std::mem::take(&mut m.ext);
+    // The bytes now count against the collector's queue budget.
+    m.ext_charge.release();
     cx.emit(Record::EmailData(Box::new(EmailChunk {
         uid: cx.uid.to_owned(),
         n,

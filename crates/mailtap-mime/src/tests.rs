@@ -3,7 +3,7 @@
 use crate::config::FilesConfig;
 use crate::message::{MessageAnalyzer, MessageContext, MessageSummary, MimeSink, Source};
 use mailtap_core::analyzer::ConnAnnotations;
-use mailtap_core::{ConnCtx, ConnId, FileRecord, Output, Record, Timestamp};
+use mailtap_core::{BufferBudget, ConnCtx, ConnId, FileRecord, Output, Record, Timestamp};
 use md5::{Digest, Md5};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -42,6 +42,17 @@ struct Run {
 }
 
 fn run_with(cfg: FilesConfig, msg: &[u8], extract: bool, max_header_bytes: usize) -> Run {
+    run_budget(cfg, msg, extract, max_header_bytes, BufferBudget::default())
+}
+
+/// [`run_with`] with the shard's input-buffer budget.
+fn run_budget(
+    cfg: FilesConfig,
+    msg: &[u8],
+    extract: bool,
+    max_header_bytes: usize,
+    budget: BufferBudget,
+) -> Run {
     let id = ConnId {
         orig_h: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
         orig_p: 1234,
@@ -50,6 +61,7 @@ fn run_with(cfg: FilesConfig, msg: &[u8], extract: bool, max_header_bytes: usize
     };
     let mut out = Output::new(false);
     out.extract_enabled = extract;
+    out.buffers = budget;
     let mut ann = ConnAnnotations::default();
     let mut sink = Rec::default();
     let mut m = MessageAnalyzer::new(Arc::new(cfg));
@@ -244,6 +256,39 @@ fn folding_keeps_whitespace_and_limit_weird() {
     assert!(subj.starts_with("header 0 SUBJECT=a\tb c 0123456789"));
     assert!(subj.len() < 200, "bounded by max_header_bytes");
     assert_eq!(r.weirds[0].0, "exceeded_mime_max_header_bytes");
+}
+
+/// A folded header may grow to `max_header_bytes` only while the shard's
+/// buffer budget has room; past 4 KiB it is cut when the budget is spent,
+/// and its memory goes back to the budget.
+#[test]
+fn a_spent_buffer_budget_cuts_long_headers() {
+    let mut msg = b"Subject: start\r\n".to_vec();
+    for _ in 0..2000 {
+        msg.extend_from_slice(b" 0123456789 0123456789\r\n");
+    }
+    msg.extend_from_slice(b"\r\nbody\r\n");
+    let roomy = BufferBudget::new(1 << 20);
+    let r = run_budget(FilesConfig::default(), &msg, false, 65536, roomy.clone());
+    assert!(r.weirds.is_empty(), "{:?}", r.weirds);
+    let subj = r.events.iter().find(|e| e.contains("SUBJECT")).unwrap();
+    assert!(subj.len() > 40_000);
+    assert_eq!(roomy.used(), 0, "the header's buffer went back");
+    assert!(roomy.peak() > 40_000);
+
+    let tight = BufferBudget::new(8192);
+    tight.charge(8000); // the rest of the shard holds nearly all of it
+    let r = run_budget(FilesConfig::default(), &msg, false, 65536, tight.clone());
+    assert_eq!(r.weirds[0].0, "exceeded_mime_max_header_bytes");
+    let subj = r.events.iter().find(|e| e.contains("SUBJECT")).unwrap();
+    // Below the floor the buffer grows as a Vec does (up to twice it).
+    assert!(
+        subj.len() < 2 * 4096 + 40,
+        "cut near the floor: {}",
+        subj.len()
+    );
+    assert!(tight.refused() > 0);
+    assert_eq!(tight.used(), 8000, "everything charged came back");
 }
 
 #[test]

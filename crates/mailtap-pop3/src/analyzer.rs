@@ -9,7 +9,7 @@ use crate::message::{MessageInfo, Messages};
 use crate::parse::{c_str, decode_base64, normalise, tokens, Cmd};
 use crate::session::Session;
 use mailtap_contentline::{LineSplitter, Nuls, Piece};
-use mailtap_core::{ConnCtx, Event, TcpAnalyzer};
+use mailtap_core::{ConnCtx, Event, TcpAnalyzer, Weird};
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -494,7 +494,7 @@ impl Proto {
         let max = self.cfg.max_analyzer_violations;
         if self.stats.violations > max {
             if self.stats.violations == max.saturating_add(1) {
-                cx.weird("too_many_analyzer_violations", None, "POP3");
+                cx.weird(Weird::TooManyAnalyzerViolations, None, "POP3");
             }
             return;
         }
@@ -530,7 +530,7 @@ impl Proto {
         }
         let max = self.cfg.max_pending_commands;
         if max > 0 && self.cmds.len() > max {
-            cx.weird("pop3_client_too_many_pending_commands", None, "POP3");
+            cx.weird(Weird::Pop3ClientTooManyPendingCommands, None, "POP3");
             self.drop_pending(0);
         }
         // mailtap's byte bound on queued lines: drop the oldest waiting ones.
@@ -551,7 +551,7 @@ impl Proto {
         self.auth_lines = self.auth_lines.saturating_add(1);
         self.stats.auth_lines += 1;
         let Some(decoded) = decode_base64(cx, c_str(line)) else {
-            cx.weird("pop3_bad_base64_encoding", None, "POP3");
+            cx.weird(Weird::Pop3BadBase64Encoding, None, "POP3");
             return;
         };
         match self.state {
@@ -565,18 +565,18 @@ impl Proto {
             State::AuthPlain => {
                 // authzid NUL authcid NUL password
                 let Some(a) = memchr::memchr(0, &decoded) else {
-                    cx.weird("pop3_malformed_auth_plain", None, "POP3");
+                    cx.weird(Weird::Pop3MalformedAuthPlain, None, "POP3");
                     return;
                 };
                 let rest = &decoded[a + 1..];
                 let Some(b) = memchr::memchr(0, rest) else {
-                    cx.weird("pop3_malformed_auth_plain", None, "POP3");
+                    cx.weird(Weird::Pop3MalformedAuthPlain, None, "POP3");
                     return;
                 };
                 self.user = rest[..b].to_vec();
                 let pw = &rest[b + 1..];
                 if pw.is_empty() {
-                    cx.weird("pop3_malformed_auth_plain", None, "POP3");
+                    cx.weird(Weird::Pop3MalformedAuthPlain, None, "POP3");
                     return;
                 }
                 self.password = c_str(pw).to_vec();
@@ -603,7 +603,7 @@ impl Proto {
         let Some(cmd) = Cmd::parse(tok) else {
             if !self.waiting_auth {
                 let addl: &[u8] = if tok.is_empty() { b"???" } else { tok };
-                cx.weird("pop3_client_command_unknown", Some(addl), "POP3");
+                cx.weird(Weird::Pop3ClientCommandUnknown, Some(addl), "POP3");
                 self.unknown_client += 1;
                 self.stats.unknown_client_commands += 1;
                 let max = self.cfg.max_unknown_client_commands;
@@ -617,7 +617,7 @@ impl Proto {
         let tx = self.master == Transaction;
         match cmd {
             Cmd::Ok | Cmd::Err => {
-                cx.weird("pop3_client_sending_server_commands", None, "POP3");
+                cx.weird(Weird::Pop3ClientSendingServerCommands, None, "POP3");
             }
             Cmd::User => {
                 if self.master == Authorization {
@@ -797,7 +797,7 @@ impl Proto {
             if !self.waiting_auth {
                 self.violation(cx);
                 let addl: &[u8] = if tok.is_empty() { b"???" } else { tok };
-                cx.weird("pop3_server_command_unknown", Some(addl), "POP3");
+                cx.weird(Weird::Pop3ServerCommandUnknown, Some(addl), "POP3");
             }
             return;
         };
@@ -829,7 +829,7 @@ impl Proto {
                 self.session.last_reply(b"-ERR", msg);
                 self.finish_client_cmd(cx);
             }
-            _ => cx.weird("pop3_server_sending_client_commands", None, "POP3"),
+            _ => cx.weird(Weird::Pop3ServerSendingClientCommands, None, "POP3"),
         }
     }
 

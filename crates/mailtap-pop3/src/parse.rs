@@ -3,7 +3,7 @@
 //! most two tokens, keywords are matched with Zeek's sign stripping, and
 //! SASL lines are base64-decoded with Zeek's decoder rules.
 
-use mailtap_core::ConnCtx;
+use mailtap_core::{ConnCtx, Weird};
 use std::borrow::Cow;
 
 /// POP3 keywords, in Zeek's order (the order matters for sign stripping).
@@ -244,7 +244,7 @@ fn sextet(c: u8) -> Option<u8> {
 }
 
 fn illegal(cx: &mut ConnCtx<'_>, msg: String) {
-    cx.weird_unsourced("base64_illegal_encoding", Some(msg.as_bytes()));
+    cx.weird_unsourced(Weird::Base64IllegalEncoding, Some(msg.as_bytes()));
 }
 
 #[cfg(test)]

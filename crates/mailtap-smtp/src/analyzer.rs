@@ -11,7 +11,7 @@ use crate::parser::{parse_bdat_arg, parse_reply, split_command, Cmd, ReplyLine};
 use crate::record::Script;
 use mailtap_contentline::{LineSplitter, Nuls, Piece};
 use mailtap_core::mail::{EmailMeta, MailProtocol};
-use mailtap_core::{Bytes, ConnCtx, Event, Record, TcpAnalyzer, Timestamp};
+use mailtap_core::{Bytes, ConnCtx, Event, Record, TcpAnalyzer, Timestamp, Weird};
 use mailtap_mime::{MessageAnalyzer, MessageContext, MimeSink, Source};
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -378,7 +378,7 @@ impl Proto {
         } else {
             self.pending.push_back(cmd);
             if self.pending.len() > self.cfg.max_pending_commands {
-                cx.weird("smtp_excessive_pending_cmds", None, "SMTP");
+                cx.weird(Weird::SmtpExcessivePendingCmds, None, "SMTP");
                 self.pending.clear();
             }
         }
@@ -546,7 +546,7 @@ impl Proto {
                     return;
                 }
                 if self.bdat.is_some() {
-                    cx.weird("smtp_missing_bdat_last_chunk", None, "SMTP");
+                    cx.weird(Weird::SmtpMissingBdatLastChunk, None, "SMTP");
                     self.end_data(cx, false);
                 }
                 self.update_state(cx, Some(cmd), 0, orig);
@@ -559,7 +559,7 @@ impl Proto {
             Ok(a) => a,
             Err(e) => {
                 cx.weird(
-                    "smtp_invalid_bdat_command",
+                    Weird::SmtpInvalidBdatCommand,
                     Some(e.text().as_bytes()),
                     "SMTP",
                 );
@@ -568,7 +568,7 @@ impl Proto {
         };
         if a.size > i64::MAX as u64 {
             cx.weird(
-                "smtp_huge_bdat_chunk",
+                Weird::SmtpHugeBdatChunk,
                 Some(a.size.to_string().as_bytes()),
                 "SMTP",
             );
@@ -667,7 +667,7 @@ impl Proto {
         let max = self.cfg.max_analyzer_violations;
         if self.stats.violations > max {
             if self.stats.violations == max.saturating_add(1) {
-                cx.weird("too_many_analyzer_violations", None, "SMTP");
+                cx.weird(Weird::TooManyAnalyzerViolations, None, "SMTP");
             }
             return;
         }
@@ -865,7 +865,7 @@ impl Proto {
         self.ext.tail = None;
         self.state = State::InData;
         if self.mime.in_message() {
-            cx.weird("smtp_nested_mail_transaction", None, "SMTP");
+            cx.weird(Weird::SmtpNestedMailTransaction, None, "SMTP");
             self.finish_message(cx, false);
         }
         // A message whose end-of-data reply never came.
@@ -942,6 +942,7 @@ impl Proto {
             headers: s.headers,
             attachments: s.attachments,
             tls: rec.is_some_and(|r| r.tls),
+            imap: None,
         };
         self.ext.meta = Some(Box::new(meta));
         self.ext.meta_rcpts_owed = self.ext.rcpt_pending.len();
@@ -1006,7 +1007,7 @@ impl Proto {
         let mut complete = complete;
         if let Some(mut b) = self.bdat.take() {
             if b.remaining() > 0 {
-                cx.weird("smtp_bdat_remaining_at_end_data", None, "SMTP");
+                cx.weird(Weird::SmtpBdatRemainingAtEndData, None, "SMTP");
                 complete = false;
             }
             let Proto {
@@ -1020,7 +1021,7 @@ impl Proto {
         if self.mime.in_message() {
             self.finish_message(cx, complete);
         } else {
-            cx.weird("smtp_unmatched_end_of_data", None, "SMTP");
+            cx.weird(Weird::SmtpUnmatchedEndOfData, None, "SMTP");
         }
     }
 

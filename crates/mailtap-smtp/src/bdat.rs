@@ -5,7 +5,7 @@
 //! the end of a chunk piece without an LF following ends one including the
 //! CR; lines are cut at `bdat_max_line_length`).
 
-use mailtap_core::ConnCtx;
+use mailtap_core::{ConnCtx, Weird};
 
 const SRC: &str = "SMTP_BDAT";
 
@@ -64,14 +64,14 @@ impl Bdat {
         let mut data = data;
         if data.len() as u64 > self.remaining {
             // More than the chunk holds: a caller bug; truncate like Zeek.
-            cx.weird("smtp_bdat_chunk_overflow", None, SRC);
+            cx.weird(Weird::SmtpBdatChunkOverflow, None, SRC);
             data = &data[..usize::try_from(self.remaining)
                 .unwrap_or(usize::MAX)
                 .min(data.len())];
         }
         self.bytes += data.len() as u64;
         if self.buf.last() == Some(&b'\r') && data.first() != Some(&b'\n') {
-            cx.weird("smtp_bdat_line_cr_only", None, SRC);
+            cx.weird(Weird::SmtpBdatLineCrOnly, None, SRC);
             sink(cx, &self.buf);
             self.buf.clear();
         }
@@ -113,12 +113,12 @@ impl Bdat {
                 i += 2;
                 continue;
             } else if c == b'\n' {
-                cx.weird("smtp_bdat_line_lf_only", None, SRC);
+                cx.weird(Weird::SmtpBdatLineLfOnly, None, SRC);
                 self.emit_span(cx, data, ls, i + 1, sink);
                 ls = i + 1;
             } else if i - ls >= self.max_line {
                 cx.weird(
-                    "smtp_bdat_line_too_long",
+                    Weird::SmtpBdatLineTooLong,
                     Some(total.to_string().as_bytes()),
                     SRC,
                 );
@@ -184,7 +184,7 @@ impl Bdat {
                     };
                     if t > max {
                         cx.weird(
-                            "smtp_bdat_line_too_long",
+                            Weird::SmtpBdatLineTooLong,
                             Some(total.to_string().as_bytes()),
                             SRC,
                         );
@@ -194,14 +194,14 @@ impl Bdat {
                         sink(cx, &rest[..t]);
                         s += j + 1;
                     } else {
-                        cx.weird("smtp_bdat_line_lf_only", None, SRC);
+                        cx.weird(Weird::SmtpBdatLineLfOnly, None, SRC);
                         sink(cx, &rest[..=j]);
                         s += j + 1;
                     }
                 }
                 None if rest.len() > max => {
                     cx.weird(
-                        "smtp_bdat_line_too_long",
+                        Weird::SmtpBdatLineTooLong,
                         Some(total.to_string().as_bytes()),
                         SRC,
                     );
@@ -219,7 +219,7 @@ impl Bdat {
     /// Closes the transfer: anything still buffered is delivered.
     pub fn close(&mut self, cx: &mut ConnCtx<'_>, sink: &mut LineSink<'_>) {
         if !self.buf.is_empty() {
-            cx.weird("smtp_bdat_undelivered_at_done", None, SRC);
+            cx.weird(Weird::SmtpBdatUndeliveredAtDone, None, SRC);
             sink(cx, &self.buf);
             self.buf.clear();
         }

@@ -37,11 +37,11 @@ fn email_match_at(s: &[u8], p: usize) -> Option<usize> {
     let dom_ok = |c: u8| !matches!(c, b'>' | b',' | b';' | b' ' | b'\t');
     let mut best = None;
     // `^` matches at every tried position; a delimiter may also be consumed.
-    let mut starts = vec![p];
-    if matches!(s[p], b'<' | b',' | b':' | b' ' | b'\t') {
-        starts.push(p + 1);
-    }
-    for st in starts {
+    // (Two positions in an array: this runs at every byte of every
+    // address argument and header, so it must not allocate.)
+    let delimiter = matches!(s[p], b'<' | b',' | b':' | b' ' | b'\t');
+    let starts = [p, p + 1];
+    for &st in &starts[..1 + usize::from(delimiter)] {
         let l = s[st..].iter().take_while(|&&c| local_ok(c)).count();
         if l == 0 || s.get(st + l) != Some(&b'@') {
             continue;

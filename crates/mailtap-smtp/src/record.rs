@@ -7,7 +7,7 @@ use crate::config::{is_private_addr, SmtpConfig};
 use crate::headers::{
     extract_email_addrs, extract_ip_addresses, received_address, remove_orcpt, split_mime_addresses,
 };
-use mailtap_core::{Bytes, ConnCtx, Record, SmtpRecord};
+use mailtap_core::{Bytes, ConnCtx, Record, SmtpRecord, Weird};
 
 /// The record being filled (`c$smtp`) plus its unlogged fields.
 #[derive(Debug)]
@@ -116,7 +116,7 @@ impl Script {
 
     fn invalid_transaction(&mut self, cx: &mut ConnCtx<'_>, cfg: &SmtpConfig, addl: &str) {
         cx.weird(
-            "smtp_mail_transaction_invalid",
+            Weird::SmtpMailTransactionInvalid,
             Some(addl.as_bytes()),
             "SMTP",
         );
@@ -130,7 +130,7 @@ impl Script {
                 self.invalid_transactions, cfg.max_invalid_mail_transactions
             );
             cx.limit_weird(
-                "smtp_excessive_invalid_mail_transactions",
+                Weird::SmtpExcessiveInvalidMailTransactions,
                 Some(addl.as_bytes()),
                 "SMTP",
             );
@@ -173,7 +173,7 @@ impl Script {
             }
             cur.has_client_activity = true;
             if too_many {
-                cx.weird_unsourced("smtp_too_many_rcptto_addresses", None);
+                cx.weird_unsourced(Weird::SmtpTooManyRcpttoAddresses, None);
             }
             self.rcpt_to_seen = true;
             if cfg.mail_transaction_validation && !self.mail_from_seen {
@@ -216,8 +216,11 @@ impl Script {
         cont: bool,
     ) {
         let cur = self.session(cx, cfg);
-        let mut lr = Vec::with_capacity(4 + msg.len());
-        lr.extend_from_slice(code.to_string().as_bytes());
+        // Every reply replaces the last one: reuse its buffer (no
+        // allocation per reply once it is large enough).
+        let mut lr = cur.rec.last_reply.take().unwrap_or_default();
+        lr.clear();
+        push_decimal(&mut lr, code);
         lr.push(b' ');
         lr.extend_from_slice(msg);
         cur.rec.last_reply = Some(lr);
@@ -288,7 +291,7 @@ impl Script {
     pub fn on_header(&mut self, cx: &mut ConnCtx<'_>, cfg: &SmtpConfig, name: &[u8], value: &[u8]) {
         let Some(cur) = self.cur.as_mut() else { return };
         if !cur.entity {
-            cx.weird("missing_SMTP_entity", None, "SMTP");
+            cx.weird(Weird::MissingSmtpEntity, None, "SMTP");
         }
         if !cur.process_smtp_headers {
             return;
@@ -314,13 +317,13 @@ impl Script {
                     (
                         rec.to.get_or_insert_with(Vec::new),
                         cfg.max_to_addresses,
-                        "smtp_too_many_to_addresses",
+                        Weird::SmtpTooManyToAddresses,
                     )
                 } else {
                     (
                         rec.cc.get_or_insert_with(Vec::new),
                         cfg.max_cc_addresses,
-                        "smtp_too_many_cc_addresses",
+                        Weird::SmtpTooManyCcAddresses,
                     )
                 };
                 let mut too_many = false;
@@ -359,7 +362,7 @@ impl Script {
             let path = cur.rec.path.get_or_insert_with(Vec::new);
             if path.last() != Some(&ip) {
                 if cfg.max_path_length > 0 && path.len() as u64 >= cfg.max_path_length {
-                    cx.weird_unsourced("smtp_max_path_length_exceeded", None);
+                    cx.weird_unsourced(Weird::SmtpMaxPathLengthExceeded, None);
                     return;
                 }
                 path.push(ip);
@@ -387,4 +390,32 @@ fn is_webmail(ua: &[u8]) -> bool {
         || ua.starts_with(b"SquirrelMail")
         || ua.starts_with(b"NeoMail")
         || contains(b"ZimbraWebClient")
+}
+
+/// Appends `v` in decimal (what `v.to_string()` gives, without the
+/// allocation).
+fn push_decimal(out: &mut Vec<u8>, mut v: u16) {
+    let mut digits = [0u8; 5];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+#[cfg(test)]
+mod decimal_tests {
+    #[test]
+    fn push_decimal_writes_what_to_string_writes() {
+        for v in [0u16, 7, 10, 99, 100, 250, 421, 554, 999, 1000, 65535] {
+            let mut out = b"x".to_vec();
+            super::push_decimal(&mut out, v);
+            assert_eq!(out, format!("x{v}").as_bytes());
+        }
+    }
 }

@@ -10,7 +10,7 @@ use crate::names;
 use crate::record::Header;
 use crate::x509;
 use crate::{di, State};
-use mailtap_core::{ConnCtx, Record};
+use mailtap_core::{ConnCtx, Record, Weird};
 
 /// The random of a HelloRetryRequest (RFC 8446 4.1.3).
 const HRR_RANDOM: [u8; 32] = [
@@ -145,7 +145,7 @@ impl State {
                     return Parsed::Bad;
                 };
                 if c.remaining() == 0 {
-                    cx.weird_unsourced("SSL_zero_length_stapled_OCSP_message", None);
+                    cx.weird_unsourced(Weird::SslZeroLengthStapledOcspMessage, None);
                 }
                 b'u'
             }
@@ -198,7 +198,7 @@ impl State {
                                 .map(|n| String::from_utf8_lossy(n).into_owned())
                                 .collect();
                             let addl = format!("[{}]", all.join(", "));
-                            cx.weird_unsourced("SSL_many_server_names", Some(addl.as_bytes()));
+                            cx.weird_unsourced(Weird::SslManyServerNames, Some(addl.as_bytes()));
                         }
                     }
                 }
@@ -544,7 +544,7 @@ fn sni_names(cx: &mut ConnCtx<'_>, data: &[u8]) -> Option<Vec<Vec<u8>>> {
         let name = list.take(usize::from(nl))?;
         if t != 0 {
             cx.weird(
-                "ssl_ext_unknown_server_name_type",
+                Weird::SslExtUnknownServerNameType,
                 Some(t.to_string().as_bytes()),
                 "SSL",
             );

@@ -25,7 +25,7 @@ pub mod x509;
 pub use config::TlsConfig;
 pub use dedup::{X509Dedup, RELOG_AFTER_SECS};
 
-use mailtap_core::{ConnCtx, TcpAnalyzer};
+use mailtap_core::{ConnCtx, TcpAnalyzer, Weird};
 use record::{Framing, Header, RecordReader, Step};
 use session::Session;
 use std::sync::Arc;
@@ -246,7 +246,7 @@ impl State {
         // ssl_plaintext_data
         self.sess.touch(cx.ts);
         if ct == u16::from(CT_APPDATA) && self.sess.version.is_some() && !self.sess.established {
-            cx.weird_unsourced("ssl_early_application_data", None);
+            cx.weird_unsourced(Weird::SslEarlyApplicationData, None);
         }
         let _ = len;
         match ct {

@@ -4,7 +4,7 @@
 
 use crate::x509::{cert_hostnames, hostname_matches};
 use mailtap_core::record::SslRecord;
-use mailtap_core::{ConnCtx, Record, Timestamp};
+use mailtap_core::{ConnCtx, Record, Timestamp, Weird};
 
 /// Zeek's `SSL::max_ssl_history_length`.
 pub const MAX_HISTORY: usize = 100;
@@ -58,7 +58,7 @@ impl Session {
             c.to_ascii_lowercase()
         });
         if self.history.len() == MAX_HISTORY {
-            cx.limit_weird("SSL_max_ssl_history_length_reached", Some(b"100"), "SSL");
+            cx.limit_weird(Weird::SslMaxSslHistoryLengthReached, Some(b"100"), "SSL");
         }
     }
 

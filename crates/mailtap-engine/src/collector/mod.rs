@@ -1,14 +1,20 @@
 //! The collector thread: every record the shards produce goes through it
 //! to the logs, the event stream, the extraction sink and the ACE sink.
 
+mod order;
+
+pub(crate) use order::*;
+
 use crate::budget::QueueBudget;
 use crate::config::EngineConfig;
+use crate::metrics::latency_histogram;
 use crate::summary::{EngineError, Summary};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
-use hdrhistogram::Histogram;
+use mailtap_core::output::{OutputNotice, OutputReport};
 use mailtap_core::{Record, Timestamp};
 use mailtap_extract::{AceCounters, AceSink, ExtractCounters, ExtractSink};
 use mailtap_logs::LogSet;
+use prometheus_client::metrics::histogram::Histogram;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,363 +25,6 @@ use std::time::{Duration, Instant, SystemTime};
 /// slowly (a live sensor at night): `tail -f` sees rows within this.
 const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Records on their way to the collector, with the time the shard sent
-/// them (for the emitted-to-written latency).
-pub(crate) struct RecordBatch {
-    pub(crate) emitted: Instant,
-    pub(crate) records: Vec<Record>,
-    /// Approximate bytes the batch holds (the records'
-    /// [`Record::approx_bytes`], summed as they were made, and the order
-    /// keys): what it counts against the [`QueueBudget`].
-    pub(crate) bytes: u64,
-    /// `mailtap read`: where the batch belongs in the run's stable order
-    /// (see [`Merger`]); `None` (live) writes it as it comes.
-    pub(crate) order: Option<BatchOrder>,
-}
-
-impl RecordBatch {
-    /// `bytes`: the records' approximate size ([`mailtap_core::Output::bytes`]).
-    pub(crate) fn now(records: Vec<Record>, bytes: usize) -> Self {
-        RecordBatch {
-            emitted: Instant::now(),
-            records,
-            bytes: bytes as u64,
-            order: None,
-        }
-    }
-
-    /// The records `shard` produced for capture block `seq` ([`FINAL`]
-    /// for the end of its input), put in their stable order; `bytes` is
-    /// their approximate size. `part`: only a part of the block's records,
-    /// sent early because they grew large; more follow.
-    pub(crate) fn ordered(
-        shard: usize,
-        seq: u64,
-        records: Vec<Record>,
-        bytes: usize,
-        part: bool,
-    ) -> Self {
-        let (records, keys) = order_records(records);
-        let bytes = (bytes + keys.capacity() * std::mem::size_of::<OrderKey>()) as u64;
-        RecordBatch {
-            emitted: Instant::now(),
-            records,
-            bytes,
-            order: Some(BatchOrder {
-                shard,
-                seq,
-                keys,
-                part,
-            }),
-        }
-    }
-
-    fn part(&self) -> bool {
-        self.order.as_ref().is_some_and(|o| o.part)
-    }
-}
-
-/// The block sequence number of a shard's last batch: what it flushed at
-/// the end of input (or nothing, if it panicked).
-pub(crate) const FINAL: u64 = u64::MAX;
-
-/// A batch's place in the stable order of a `mailtap read`.
-pub(crate) struct BatchOrder {
-    pub(crate) shard: usize,
-    /// The capture block the records came from (every shard sends one
-    /// batch per block, empty or not, then one [`FINAL`] batch).
-    pub(crate) seq: u64,
-    /// One key per record, ascending.
-    pub(crate) keys: Vec<OrderKey>,
-    /// A part of the block's records sent early (they grew past the batch
-    /// size in bytes); the shard's last batch for the block has `false`.
-    pub(crate) part: bool,
-}
-
-/// A record's sort key within one block: its connection's earliest
-/// record time in the block and a hash of the connection's uid (of the
-/// record's content when it has no uid). Every record of a connection is
-/// made by one shard, in an order that does not depend on the shard count,
-/// so the key does not either.
-pub(crate) type OrderKey = (Timestamp, u64);
-
-fn record_uid(r: &Record) -> Option<&str> {
-    match r {
-        Record::Conn(c) => Some(&c.uid),
-        Record::Smtp(c) => Some(&c.uid),
-        Record::Weird(c) => c.uid.as_deref(),
-        Record::Event(c) => Some(&c.uid),
-        Record::Pop3(c) => Some(&c.uid),
-        Record::File(c) => c.uid.as_deref(),
-        Record::Ssl(c) => Some(&c.uid),
-        Record::X509(_) => None,
-        Record::EmailData(c) => Some(&c.uid),
-        Record::EmailMeta(c) => Some(&c.uid),
-    }
-}
-
-fn record_ts(r: &Record) -> Option<Timestamp> {
-    Some(match r {
-        Record::Conn(c) => c.ts,
-        Record::Smtp(c) => c.ts,
-        Record::Weird(c) => c.ts,
-        Record::Event(c) => c.ts,
-        Record::Pop3(c) => c.ts,
-        Record::File(c) => c.ts,
-        Record::Ssl(c) => c.ts,
-        Record::X509(c) => c.ts,
-        Record::EmailMeta(c) => c.ts,
-        Record::EmailData(_) => return None,
-    })
-}
-
-fn hash_of(f: impl FnOnce(&mut std::hash::DefaultHasher)) -> u64 {
-    use std::hash::Hasher;
-    // DefaultHasher::new() has fixed keys: the same in every run.
-    let mut h = std::hash::DefaultHasher::new();
-    f(&mut h);
-    h.finish()
-}
-
-/// Sorts one shard's records of one block by [`OrderKey`], keeping the
-/// production order of each connection's records (a stable sort on a key
-/// shared by the whole connection), and returns the keys.
-pub(crate) fn order_records(records: Vec<Record>) -> (Vec<Record>, Vec<OrderKey>) {
-    use std::hash::Hash;
-    if records.is_empty() {
-        return (records, Vec::new());
-    }
-    let mut groups: Vec<OrderKey> = Vec::new();
-    let mut group_of: Vec<u32> = Vec::with_capacity(records.len());
-    {
-        let mut index: ahash::AHashMap<&str, u32> = ahash::AHashMap::default();
-        let mut prev: Option<(&str, u32)> = None;
-        for r in &records {
-            let g = match record_uid(r) {
-                Some(u) => match prev {
-                    Some((p, g)) if p == u => g,
-                    _ => {
-                        let g = *index.entry(u).or_insert_with(|| {
-                            groups.push((Timestamp(i64::MAX), hash_of(|h| u.hash(h))));
-                            groups.len() as u32 - 1
-                        });
-                        prev = Some((u, g));
-                        g
-                    }
-                },
-                None => {
-                    let h = hash_of(|h| match r {
-                        Record::X509(x) => x.fingerprint.hash(h),
-                        Record::Weird(w) => (w.name, &w.addl, w.id).hash(h),
-                        Record::File(f) => f.fuid.hash(h),
-                        _ => {}
-                    });
-                    groups.push((Timestamp(i64::MAX), h));
-                    groups.len() as u32 - 1
-                }
-            };
-            if let Some(ts) = record_ts(r) {
-                let k = &mut groups[g as usize].0;
-                *k = (*k).min(ts);
-            }
-            group_of.push(g);
-        }
-    }
-    // Groups in key order (few per block), then every record placed at
-    // its group's next slot: linear in the records, no comparison sort.
-    let mut order: Vec<u32> = (0..groups.len() as u32).collect();
-    order.sort_unstable_by_key(|&g| (groups[g as usize], g));
-    if order.iter().enumerate().all(|(i, &g)| i as u32 == g)
-        && group_of.windows(2).all(|w| w[0] <= w[1])
-    {
-        let keys = group_of.iter().map(|&g| groups[g as usize]).collect();
-        return (records, keys);
-    }
-    let mut count = vec![0u32; groups.len()];
-    for &g in &group_of {
-        count[g as usize] += 1;
-    }
-    let mut start = vec![0u32; groups.len()];
-    let mut at = 0u32;
-    for &g in &order {
-        start[g as usize] = at;
-        at += count[g as usize];
-    }
-    let mut slots: Vec<Option<Record>> = (0..records.len()).map(|_| None).collect();
-    for (r, &g) in records.into_iter().zip(&group_of) {
-        let s = &mut start[g as usize];
-        slots[*s as usize] = Some(r);
-        *s += 1;
-    }
-    let records = slots
-        .into_iter()
-        .map(|r| r.expect("every slot filled once"))
-        .collect();
-    let keys = order
-        .iter()
-        .flat_map(|&g| std::iter::repeat_n(groups[g as usize], count[g as usize] as usize))
-        .collect();
-    (records, keys)
-}
-
-/// Puts the shards' batches of a `mailtap read` into one stable order:
-/// block by block (every shard sends one batch per capture block, in
-/// order), and within a block by [`OrderKey`], the shards' sorted runs
-/// merged. A block is written once every shard has sent its batch for it.
-///
-/// A block whose records grew large in bytes comes in parts (batches
-/// with `part` set, then the shard's last batch for the block): the parts
-/// of the block being written (the lowest block some shard has not sent
-/// whole) are written as they arrive, so a shard's huge block streams
-/// through instead of piling up here; that block's rows are then in
-/// arrival order (each connection's own records still in the order they
-/// were made), the only departure from the stable order.
-///
-/// Memory: a shard can be ahead of the slowest by at most the capture
-/// blocks in flight (`capture.blocks_per_worker` × workers + 1; the reader
-/// waits for a block to come back before reading on), and what it sends
-/// counts against the [`QueueBudget`], which makes it wait once the
-/// budget is spent (the shard the order waits for never waits while
-/// records are held back for it, and its parts are written as they come).
-/// A shard that panics sends its [`FINAL`] batch as it unwinds, so it
-/// holds nothing back.
-pub(crate) struct Merger {
-    queues: Vec<std::collections::VecDeque<RecordBatch>>,
-    /// Per shard: the block after the last one it sent whole ([`FINAL`]
-    /// once it sent its last batch).
-    next: Vec<u64>,
-    /// Batches held now (for metrics and tests).
-    held: usize,
-    /// Their bytes.
-    held_bytes: u64,
-}
-
-impl Merger {
-    pub(crate) fn new(shards: usize) -> Self {
-        let n = shards.max(1);
-        Merger {
-            queues: (0..n).map(|_| Default::default()).collect(),
-            next: vec![0; n],
-            held: 0,
-            held_bytes: 0,
-        }
-    }
-
-    pub(crate) fn push(&mut self, b: RecordBatch) {
-        let (shard, seq) = b.order.as_ref().map_or((0, FINAL), |o| (o.shard, o.seq));
-        let last = self.queues.len() - 1;
-        let shard = shard.min(last);
-        if !b.part() {
-            self.next[shard] = seq.saturating_add(1);
-        }
-        self.held += 1;
-        self.held_bytes += b.bytes;
-        self.queues[shard].push_back(b);
-    }
-
-    /// The lowest block not written yet: every shard has sent every block
-    /// before it whole, and they are written (`pop` is called until it
-    /// returns `None` after every `push`).
-    pub(crate) fn current(&self) -> u64 {
-        self.next.iter().copied().min().unwrap_or(FINAL)
-    }
-
-    /// Bytes of the batches held now.
-    pub(crate) fn held_bytes(&self) -> u64 {
-        self.held_bytes
-    }
-
-    /// The next records to write: a part of the block being written, or
-    /// the next block's records in order once every shard has sent its
-    /// batch for it (`drain`: take what there is, the shards are gone).
-    /// Also the batches' send times and bytes.
-    pub(crate) fn pop(&mut self, drain: bool) -> Option<(Vec<Record>, Vec<Instant>, u64)> {
-        let seq_of = |b: &RecordBatch| b.order.as_ref().map_or(FINAL, |o| o.seq);
-        let lowest = self
-            .queues
-            .iter()
-            .filter_map(|q| q.front())
-            .map(seq_of)
-            .min()?;
-        let writable = if drain { lowest } else { self.current() };
-        for q in &mut self.queues {
-            if q.front().is_some_and(|b| b.part() && seq_of(b) <= writable) {
-                let b = q.pop_front().expect("front checked");
-                self.held -= 1;
-                self.held_bytes -= b.bytes;
-                return Some((b.records, vec![b.emitted], b.bytes));
-            }
-        }
-        if !drain && self.queues.iter().any(|q| q.is_empty()) {
-            return None;
-        }
-        let seq = lowest;
-        let mut runs: Vec<RecordBatch> = Vec::with_capacity(self.queues.len());
-        for q in &mut self.queues {
-            if q.front().is_some_and(|b| seq_of(b) == seq && !b.part()) {
-                runs.push(q.pop_front().expect("front checked"));
-            }
-        }
-        if runs.is_empty() {
-            // Only parts of a later block at the fronts (drain only).
-            return None;
-        }
-        self.held -= runs.len();
-        let bytes: u64 = runs.iter().map(|b| b.bytes).sum();
-        self.held_bytes -= bytes;
-        let emitted = runs.iter().map(|b| b.emitted).collect();
-        Some((merge_runs(runs), emitted, bytes))
-    }
-}
-
-/// Merges sorted runs by key (ties: the lower shard first).
-fn merge_runs(mut runs: Vec<RecordBatch>) -> Vec<Record> {
-    runs.retain(|b| !b.records.is_empty());
-    match runs.len() {
-        0 => return Vec::new(),
-        1 => return runs.pop().expect("one run").records,
-        _ => {}
-    }
-    let total = runs.iter().map(|b| b.records.len()).sum();
-    let mut out = Vec::with_capacity(total);
-    let mut iters: Vec<_> = runs
-        .into_iter()
-        .map(|b| {
-            let keys = b.order.map(|o| o.keys).unwrap_or_default();
-            keys.into_iter().zip(b.records).peekable()
-        })
-        .collect();
-    loop {
-        // The smallest (key, run) head; runs are in shard order, so a tie
-        // goes to the lower shard.
-        let mut heads = iters
-            .iter_mut()
-            .enumerate()
-            .filter_map(|(j, it)| it.peek().map(|&(k, _)| (k, j)));
-        let Some(mut best) = heads.next() else { break };
-        let mut second: Option<(OrderKey, usize)> = None;
-        for h in heads {
-            if h < best {
-                second = Some(best);
-                best = h;
-            } else if second.is_none_or(|s| h < s) {
-                second = Some(h);
-            }
-        }
-        // Take the stretch of the best run that stays before the next
-        // run's head (one comparison per record).
-        let i = best.1;
-        let it = &mut iters[i];
-        while let Some(&(k, _)) = it.peek() {
-            if second.is_some_and(|s| (k, i) > s) {
-                break;
-            }
-            out.push(it.next().expect("peeked").1);
-        }
-    }
-    out
-}
-
 /// What the collector has written so far, for metrics (relaxed atomics;
 /// only the collector writes them).
 pub(crate) struct CollectorStats {
@@ -385,13 +34,17 @@ pub(crate) struct CollectorStats {
     /// The extraction sink's `size_mismatch` and `bytes_lost` so far.
     pub(crate) extract_size_mismatch: AtomicU64,
     pub(crate) extract_bytes_lost: AtomicU64,
-    /// Microseconds from a shard sending a batch to the collector having
+    /// Seconds from a shard sending a batch to the collector having
     /// written it to every sink.
-    pub(crate) write_latency_us: Mutex<Histogram<u64>>,
-    /// Microseconds from a Kafka message's hand-over to librdkafka to its
+    pub(crate) write_latency: Histogram,
+    /// Seconds from a Kafka message's hand-over to librdkafka to its
     /// acknowledgement by the brokers.
-    pub(crate) kafka_delivery_latency_us: Mutex<Histogram<u64>>,
+    pub(crate) kafka_delivery_latency: Histogram,
+    /// What every file output (each log, the event stream, extraction,
+    /// ACE) wrote and lost to write errors, as of the last flush interval.
+    pub(crate) outputs: Mutex<Vec<OutputReport>>,
     /// The Kafka sink's counters after its last poll, when there is one.
+    #[cfg(feature = "kafka")]
     pub(crate) kafka: Mutex<Option<mailtap_kafka::KafkaCounters>>,
     /// The channel, to report its depth.
     pub(crate) queue: Receiver<RecordBatch>,
@@ -405,7 +58,7 @@ pub(crate) struct CollectorStats {
 }
 
 /// Record kinds as metrics label them.
-pub(crate) const RECORD_KINDS: [&str; 10] = [
+pub(crate) const RECORD_KINDS: [&str; 11] = [
     "conn",
     "smtp",
     "weird",
@@ -416,6 +69,7 @@ pub(crate) const RECORD_KINDS: [&str; 10] = [
     "email_meta",
     "ssl",
     "x509",
+    "imap",
 ];
 
 fn kind_index(r: &Record) -> usize {
@@ -430,12 +84,8 @@ fn kind_index(r: &Record) -> usize {
         Record::EmailMeta(_) => 7,
         Record::Ssl(_) => 8,
         Record::X509(_) => 9,
+        Record::Imap(_) => 10,
     }
-}
-
-/// A latency histogram in microseconds, 1 µs to 1 hour, 3 digits.
-pub(crate) fn latency_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds")
 }
 
 /// The running collector: send record batches to `tx`; drop every sender
@@ -479,6 +129,7 @@ impl Collector {
             .map(AceSink::new)
             .transpose()
             .map_err(EngineError::Sink)?;
+        #[cfg(feature = "kafka")]
         let kafka = match &cfg.kafka {
             Some(k) => Some(Slot::new(
                 mailtap_kafka::KafkaSink::new(k.clone())
@@ -487,10 +138,11 @@ impl Collector {
             None => None,
         };
         let sinks = Sinks {
+            #[cfg(feature = "kafka")]
             kafka,
             logs,
-            extract: extract.map(Slot::new),
-            ace: ace.map(Slot::new),
+            extract,
+            ace,
         };
         let (tx, rx) = bounded::<RecordBatch>(capacity.max(1));
         let budget = Arc::new(QueueBudget::new(cfg.collector_queue_bytes));
@@ -500,9 +152,11 @@ impl Collector {
             batches: AtomicU64::new(0),
             extract_size_mismatch: AtomicU64::new(0),
             extract_bytes_lost: AtomicU64::new(0),
-            write_latency_us: Mutex::new(latency_histogram()),
+            write_latency: latency_histogram(),
+            #[cfg(feature = "kafka")]
             kafka: Mutex::new(None),
-            kafka_delivery_latency_us: Mutex::new(latency_histogram()),
+            kafka_delivery_latency: latency_histogram(),
+            outputs: Mutex::new(Vec::new()),
             queue: rx.clone(),
             capacity: capacity.max(1),
             heartbeat_ms: AtomicU64::new(crate::metrics::now_ms()),
@@ -510,8 +164,7 @@ impl Collector {
         let st = stats.clone();
         let reopen = cfg.reopen_logs.clone();
         let rotating = cfg.rotation.enabled();
-        let kafka_events = cfg.kafka_events;
-        let kafka_emails = cfg.kafka_emails;
+        let (kafka_events, kafka_emails) = cfg.kafka_wants();
         let join = thread::Builder::new()
             .name("mailtap-collector".into())
             .spawn(move || {
@@ -536,8 +189,8 @@ impl Collector {
     }
 
     /// Waits for the collector to drain (every other sender must be gone)
-    /// and records what it wrote in `summary`; a log write error becomes
-    /// the run's error unless it already has one.
+    /// and records what it wrote in `summary`. Write errors of the file
+    /// outputs are in `summary.outputs` (they do not stop the run).
     pub(crate) fn finish(self, summary: &mut Summary, result: &mut Result<(), EngineError>) {
         drop(self.tx);
         match self.join.join() {
@@ -546,7 +199,11 @@ impl Collector {
                 summary.ace = c.ace;
                 summary.sink_errors = c.sink_errors;
                 summary.log_rotation = c.rotation;
-                summary.kafka = c.kafka;
+                #[cfg(feature = "kafka")]
+                {
+                    summary.kafka = c.kafka;
+                }
+                summary.outputs = c.outputs;
                 if c.panicked && result.is_ok() {
                     *result = Err(EngineError::Panic("the collector"));
                 }
@@ -572,29 +229,23 @@ impl Collector {
 /// The collector's state while it writes.
 struct Writer {
     sinks: Sinks,
-    log_error: Option<std::io::Error>,
     x509_dedup: mailtap_tls::X509Dedup,
+    /// Whether the Kafka sink takes events, and messages.
+    #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
     kafka_events: bool,
+    #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
     kafka_emails: bool,
 }
 
 fn record_latency(stats: &CollectorStats, emitted: Instant) {
-    let us = emitted.elapsed().as_micros().clamp(1, 3_600_000_000) as u64;
-    if let Ok(mut h) = stats.write_latency_us.lock() {
-        let _ = h.record(us);
-    }
+    stats.write_latency.observe(emitted.elapsed().as_secs_f64());
 }
 
 /// Writes records, in order, to every sink that takes them.
 fn write_batch(w: &mut Writer, records: &[Record], stats: &CollectorStats) {
     let Writer {
-        sinks,
-        log_error,
-        x509_dedup,
-        kafka_events,
-        kafka_emails,
+        sinks, x509_dedup, ..
     } = w;
-    let (kafka_events, kafka_emails) = (*kafka_events, *kafka_emails);
     let mut kinds = [0u64; RECORD_KINDS.len()];
     for r in records {
         if let Record::X509(x) = r {
@@ -603,38 +254,40 @@ fn write_batch(w: &mut Writer, records: &[Record], stats: &CollectorStats) {
             }
         }
         kinds[kind_index(r)] += 1;
-        if log_error.is_none() {
-            if let Err(e) = sinks.logs.write(r) {
-                tracing::error!("writing logs failed: {e}");
-                *log_error = Some(e);
-            }
-        }
+        // Write errors stop only the output they hit, which counts what it
+        // loses and tries again by itself; the error is reported through
+        // the output's notices (see `report_notices`), not from here.
+        let _ = sinks.logs.write(r);
         if let Some(x) = sinks.extract.as_mut() {
             if matches!(r, Record::EmailData(_) | Record::EmailMeta(_)) {
-                x.write("extraction (--extract-dir)", |s| s.write(r));
+                let _ = x.write(r);
             }
         }
         if let Some(a) = sinks.ace.as_mut() {
             if matches!(r, Record::Event(_) | Record::Conn(_)) {
-                a.write("ACE transcripts (--ace-dir)", |s| s.write(r));
+                let _ = a.write(r);
             }
         }
-        let to_kafka = match r {
-            Record::Event(_) => kafka_events,
-            Record::EmailData(_) | Record::EmailMeta(_) => kafka_emails,
-            _ => true,
-        };
-        if let Some(k) = sinks.kafka.as_mut().filter(|_| to_kafka) {
-            k.write("Kafka (--kafka)", |s| {
-                s.write(r).map_err(|e| std::io::Error::other(e.to_string()))
-            });
+        #[cfg(feature = "kafka")]
+        {
+            let to_kafka = match r {
+                Record::Event(_) => w.kafka_events,
+                Record::EmailData(_) | Record::EmailMeta(_) => w.kafka_emails,
+                _ => true,
+            };
+            if let Some(k) = sinks.kafka.as_mut().filter(|_| to_kafka) {
+                k.write("Kafka (--kafka)", |s| {
+                    s.write(r).map_err(|e| std::io::Error::other(e.to_string()))
+                });
+            }
         }
     }
+    #[cfg(feature = "kafka")]
     if let Some(k) = sinks.kafka.as_mut() {
         poll_kafka(&mut k.sink, stats);
     }
     if let Some(x) = sinks.extract.as_ref() {
-        let c = x.sink.lost();
+        let c = x.lost();
         stats.extract_size_mismatch.store(c.0, Ordering::Relaxed);
         stats.extract_bytes_lost.store(c.1, Ordering::Relaxed);
     }
@@ -643,15 +296,104 @@ fn write_batch(w: &mut Writer, records: &[Record], stats: &CollectorStats) {
             a.fetch_add(n, Ordering::Relaxed);
         }
     }
+    report_notices(sinks);
+}
+
+/// Logs an output's change of state once: it started failing (the error
+/// names the file), or it writes again (with the records lost meanwhile).
+fn log_notice(n: &OutputNotice) {
+    match n {
+        OutputNotice::Failed { .. } => tracing::error!("{n}"),
+        OutputNotice::Resumed { .. } => tracing::warn!("{n}"),
+    }
+}
+
+/// Logs the file outputs' write-error notices (cheap when there are none).
+fn report_notices(sinks: &mut Sinks) {
+    if sinks.logs.has_notices() {
+        sinks.logs.take_notices().iter().for_each(log_notice);
+    }
+    if let Some(x) = sinks.extract.as_mut().filter(|x| x.has_notices()) {
+        x.take_notices().iter().for_each(log_notice);
+    }
+    if let Some(a) = sinks.ace.as_mut().filter(|a| a.has_notices()) {
+        a.take_notices().iter().for_each(log_notice);
+    }
+}
+
+/// What every file output wrote and lost so far.
+fn output_reports(sinks: &Sinks) -> Vec<OutputReport> {
+    let mut v = sinks.logs.outputs();
+    v.extend(sinks.extract.as_ref().map(ExtractSink::report));
+    v.extend(sinks.ace.as_ref().map(AceSink::report));
+    v
+}
+
+/// The file outputs' counters for `--metrics-listen` (called by
+/// `metrics.rs`): records written and lost per output, outages, and
+/// whether the output is failing now. `output` is `smtp.log`, `conn.log`,
+/// ..., `events`, `extract` or `ace`; records are log rows, events,
+/// extracted messages and ACE sessions.
+pub(crate) fn encode_output_metrics(
+    e: &mut prometheus_client::encoding::DescriptorEncoder,
+    stats: &CollectorStats,
+) -> std::fmt::Result {
+    use crate::metrics::{family, Label};
+    use prometheus_client::metrics::MetricType;
+    let outputs = match stats.outputs.lock() {
+        Ok(o) => o.clone(),
+        Err(_) => return Ok(()),
+    };
+    type Get = fn(&OutputReport) -> u64;
+    let families: [(&str, MetricType, &str, Get); 4] = [
+        (
+            "mailtap_output_records_written",
+            MetricType::Counter,
+            "Records written per file output (log rows, events, extracted messages, ACE sessions), as of the last flush interval.",
+            |o| o.written,
+        ),
+        (
+            "mailtap_output_records_lost",
+            MetricType::Counter,
+            "Records a file output could not write (a full disk or another write error) and dropped.",
+            |o| o.lost,
+        ),
+        (
+            "mailtap_output_failures",
+            MetricType::Counter,
+            "Times a file output started failing to write.",
+            |o| o.failures,
+        ),
+        (
+            "mailtap_output_failing",
+            MetricType::Gauge,
+            "1 while a file output cannot write (it is retried every second).",
+            |o| u64::from(o.failing),
+        ),
+    ];
+    for (name, ty, help, get) in families {
+        family(
+            e,
+            name,
+            help,
+            ty,
+            outputs
+                .iter()
+                .map(|o| ([("output", Label::new(o.output.as_str()))], get(o))),
+        )?;
+    }
+    Ok(())
 }
 
 /// A sink that stops on its first I/O error (reported at the end) while
-/// the others go on.
+/// the others go on (Kafka, which spills to disk on its own).
+#[cfg(feature = "kafka")]
 struct Slot<S> {
     sink: S,
     error: Option<std::io::Error>,
 }
 
+#[cfg(feature = "kafka")]
 impl<S> Slot<S> {
     fn new(sink: S) -> Self {
         Slot { sink, error: None }
@@ -669,35 +411,36 @@ impl<S> Slot<S> {
 /// Everything the collector writes to.
 struct Sinks {
     logs: LogSet,
+    #[cfg(feature = "kafka")]
     kafka: Option<Slot<mailtap_kafka::KafkaSink>>,
-    extract: Option<Slot<ExtractSink>>,
-    ace: Option<Slot<AceSink>>,
+    extract: Option<ExtractSink>,
+    ace: Option<AceSink>,
 }
 
 /// What the collector reports when the records stop.
 struct Collected {
     logs: std::io::Result<BTreeMap<String, u64>>,
     rotation: mailtap_logs::RotationStats,
+    #[cfg(feature = "kafka")]
     kafka: Option<mailtap_kafka::KafkaCounters>,
     extract: Option<ExtractCounters>,
     ace: Option<AceCounters>,
     sink_errors: Vec<(&'static str, String)>,
+    /// What every file output wrote and lost.
+    outputs: Vec<OutputReport>,
     /// The collector panicked while writing (what it wrote before is kept).
     panicked: bool,
 }
 
 /// Serves the Kafka sink (delivery reports, failed deliveries to the
 /// spill, replay) and publishes its counters and delivery latencies.
+#[cfg(feature = "kafka")]
 fn poll_kafka(sink: &mut mailtap_kafka::KafkaSink, stats: &CollectorStats) {
     sink.poll();
     if let Ok(mut c) = stats.kafka.lock() {
         *c = Some(sink.counters());
     }
-    if let Ok(mut h) = stats.kafka_delivery_latency_us.lock() {
-        sink.drain_delivery_latencies(|us| {
-            let _ = h.record(us.clamp(1, 3_600_000_000));
-        });
-    }
+    sink.drain_delivery_latencies(|us| stats.kafka_delivery_latency.observe(us as f64 / 1e6));
 }
 
 /// `MAILTAP_TEST_COLLECTOR_DELAY_MS` (tests only, see
@@ -734,7 +477,6 @@ fn collect(
     // certificate once a day (bounded; see mailtap_tls::X509Dedup).
     let mut w = Writer {
         sinks,
-        log_error: None,
         x509_dedup: mailtap_tls::X509Dedup::new(X509_DEDUP_CAPACITY),
         kafka_events,
         kafka_emails,
@@ -764,20 +506,18 @@ fn collect(
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => break,
             };
-            let Writer {
-                sinks, log_error, ..
-            } = &mut w;
-            if log_error.is_none() && reopen.swap(false, Ordering::Relaxed) {
+            let Writer { sinks, .. } = &mut w;
+            // Also while an output fails: reopening is how an operator
+            // gets a fresh file once space is back.
+            if reopen.swap(false, Ordering::Relaxed) {
                 tracing::info!("SIGHUP: reopening the logs");
                 if let Err(e) = sinks.logs.reopen() {
                     tracing::error!("reopening logs failed: {e}");
-                    *log_error = Some(e);
                 }
             }
-            if rotating && log_error.is_none() {
+            if rotating {
                 if let Err(e) = sinks.logs.tick(SystemTime::now()) {
                     tracing::error!("rotating logs failed: {e}");
-                    *log_error = Some(e);
                 }
                 for e in sinks.logs.take_rotation_errors() {
                     tracing::error!("log rotation: {e}");
@@ -785,14 +525,16 @@ fn collect(
             }
             if last_flush.elapsed() >= FLUSH_INTERVAL {
                 last_flush = Instant::now();
-                if log_error.is_none() {
-                    if let Err(e) = sinks.logs.flush() {
-                        tracing::error!("writing logs failed: {e}");
-                        *log_error = Some(e);
-                    }
+                // A failing file is tried again here when its back-off has
+                // passed, even when no records come.
+                let _ = sinks.logs.flush();
+                report_notices(sinks);
+                if let Ok(mut o) = stats.outputs.lock() {
+                    *o = output_reports(sinks);
                 }
             }
             let Some(batch) = batch else {
+                #[cfg(feature = "kafka")]
                 if let Some(k) = sinks.kafka.as_mut() {
                     poll_kafka(&mut k.sink, stats);
                 }
@@ -837,41 +579,44 @@ fn collect(
         // everything else is still written.
         panicked = true;
     }
-    let Writer {
-        sinks, log_error, ..
-    } = w;
-    let mut sink_errors = Vec::new();
-    let extract = sinks.extract.map(|slot| {
-        let (c, r) = slot.sink.finish();
-        if let Some(e) = slot.error.or(r.err()) {
-            sink_errors.push(("extract", e.to_string()));
-        }
+    let Writer { mut sinks, .. } = w;
+    let sink_errors = Vec::new();
+    // Write errors at the end were reported as notices; what each output
+    // lost is in its report.
+    let mut outputs = Vec::new();
+    let extract = sinks.extract.take().map(|x| {
+        let (c, report, notices) = x.finish_reporting();
+        notices.iter().for_each(log_notice);
+        outputs.push(report);
         c
     });
-    let ace = sinks.ace.map(|slot| {
-        let (c, r) = slot.sink.finish();
-        if let Some(e) = slot.error.or(r.err()) {
-            sink_errors.push(("ace", e.to_string()));
-        }
+    let ace = sinks.ace.take().map(|a| {
+        let (c, report, notices) = a.finish_reporting();
+        notices.iter().for_each(log_notice);
+        outputs.push(report);
         c
     });
     let mut rotation = mailtap_logs::RotationStats::default();
-    let logs = match log_error {
-        Some(e) => Err(e),
-        None => sinks.logs.finish().map(|stats| {
-            rotation = stats.rotation;
-            for e in &stats.rotation_errors {
-                tracing::error!("log rotation: {e}");
-            }
-            stats
-                .rows
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect()
-        }),
-    };
+    let logs = sinks.logs.finish().map(|stats| {
+        rotation = stats.rotation;
+        for e in &stats.rotation_errors {
+            tracing::error!("log rotation: {e}");
+        }
+        stats.notices.iter().for_each(log_notice);
+        let mut o = stats.outputs;
+        o.append(&mut outputs);
+        outputs = o;
+        stats
+            .rows
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect()
+    });
     // Kafka last: its flush may wait for the brokers (kafka.flush_timeout),
     // and the files must be complete whatever happens then.
+    #[cfg_attr(not(feature = "kafka"), allow(unused_mut))]
+    let mut sink_errors = sink_errors;
+    #[cfg(feature = "kafka")]
     let kafka = sinks.kafka.map(|slot| {
         let (c, r) = slot.sink.finish();
         if let Some(e) = slot.error {
@@ -881,13 +626,18 @@ fn collect(
         }
         c
     });
+    if let Ok(mut o) = stats.outputs.lock() {
+        o.clone_from(&outputs);
+    }
     Collected {
         logs,
         rotation,
+        #[cfg(feature = "kafka")]
         kafka,
         extract,
         ace,
         sink_errors,
+        outputs,
         panicked,
     }
 }
