@@ -15,7 +15,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::path::Path;
 
-use mailtap_gen::{extraction_test_config, generate_with_truth, GenConfig, Protocol, TrafficMix};
+use mailtap_gen::{
+    extraction_test_config, generate_with_truth, GenConfig, ImapTruth, Protocol, TrafficMix,
+};
 use serde_json::Value;
 
 /// One message as the generator sent it.
@@ -32,6 +34,7 @@ struct Truth {
     user: Option<String>,
     partial: bool,
     complete: bool,
+    imap: Option<ImapTruth>,
 }
 
 /// (orig_h, orig_p, resp_h, resp_p) as Zeek prints them.
@@ -67,6 +70,7 @@ fn capture_cfg(path: &Path, cfg: &GenConfig) -> (HashMap<Key, Vec<Truth>>, usize
             user: t.user.map(str::to_string),
             partial: t.partial,
             complete: t.complete,
+            imap: t.imap,
         });
     })
     .unwrap();
@@ -326,6 +330,11 @@ fn every_extracted_message_matches_what_the_generator_sent() {
                     check_eq!(s(j, "user"), t.user.as_deref(), "{what}: user");
                     check_eq!(k.3, 110, "{what}: POP3 port");
                 }
+                Protocol::Imap => {
+                    // (this capture has no IMAP: see
+                    // imap_sessions_extract_every_message_byte_exact)
+                    fails.push(format!("{what}: an IMAP message"));
+                }
             }
         }
     }
@@ -485,6 +494,180 @@ fn named_mixes_extract_every_plaintext_message() {
             fails[..fails.len().min(30)].join("\n")
         );
     }
+}
+
+/// IMAP sessions (`mailtap gen --imap-percent`) beside SMTP and POP3 ones:
+/// every FETCH response carrying a whole message or a piece of one
+/// (header, text, `<o.n>`; some pipelined, some by UID) and every APPEND
+/// (`{n}` after the server's continuation, or LITERAL+ `{n+}`) is
+/// extracted byte for byte with its IMAP fields, and two workers write the
+/// same files as one.
+#[test]
+fn imap_sessions_extract_every_message_byte_exact() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let cap = root.join("imap.pcap");
+    let mut cfg = GenConfig {
+        sessions: 160,
+        concurrency: 30,
+        seed: 29,
+        messages_per_session: (1, 7),
+        ..GenConfig::for_mix(TrafficMix::Small)
+    };
+    cfg.mix.imap = 70;
+    cfg.mix.pop3 = 10;
+    cfg.shape.more_messages = None;
+    let (truth, n_truth) = capture_cfg(&cap, &cfg);
+    let imap: Vec<&Truth> = truth
+        .values()
+        .flatten()
+        .filter(|t| t.protocol == Protocol::Imap)
+        .collect();
+    let count =
+        |f: &dyn Fn(&ImapTruth) -> bool| imap.iter().filter(|t| f(&t.imap.unwrap())).count();
+    // the capture has every kind the generator writes
+    assert!(imap.len() >= 200, "{} IMAP messages", imap.len());
+    assert!(count(&|i| i.append) >= 20, "appends");
+    for section in [
+        "BODY[]",
+        "RFC822",
+        "BODY[HEADER]",
+        "RFC822.HEADER",
+        "BODY[TEXT]",
+    ] {
+        assert!(count(&|i| i.section == section) >= 5, "{section}");
+    }
+    assert!(count(&|i| i.origin == Some(0)) >= 5, "<0.n> fetches");
+    assert!(
+        count(&|i| i.origin.is_some_and(|o| o > 0)) >= 5,
+        "<o.n> fetches"
+    );
+    assert!(count(&|i| !i.append && i.uid.is_some()) >= 20, "UID FETCH");
+    assert!(count(&|i| i.compressed) >= 20, "over COMPRESS DEFLATE");
+
+    let one = read_extract(&cap, root, "1");
+    let mut fails: Vec<String> = Vec::new();
+    // As in named_mixes_extract_every_plaintext_message: an SMTP
+    // transaction whose DATA the server refused leaves an empty pair.
+    let got: Vec<&Pair> = one
+        .iter()
+        .filter(|p| {
+            !(p.eml.is_empty()
+                && p.json["protocol"] == "smtp"
+                && p.json["complete"] == Value::Bool(false)
+                && strings(&p.json["rcptto"]).is_empty())
+        })
+        .collect();
+    if got.len() != n_truth {
+        fails.push(format!("{} pairs for {n_truth} messages", got.len()));
+    }
+    let mut by_conn: HashMap<Key, Vec<&Pair>> = HashMap::new();
+    for p in got {
+        by_conn.entry(json_key(&p.json)).or_default().push(p);
+    }
+    let mut checked = 0;
+    for (k, msgs) in &truth {
+        let Some(got) = by_conn.get_mut(k) else {
+            fails.push(format!("{k:?}: nothing extracted"));
+            continue;
+        };
+        got.sort_by_key(|p| p.json["n"].as_u64().unwrap());
+        if got.len() != msgs.len() {
+            fails.push(format!("{k:?}: {} of {} messages", got.len(), msgs.len()));
+            continue;
+        }
+        for (t, p) in msgs.iter().zip(got.iter()) {
+            let j = &p.json;
+            let what = format!("{k:?} {}", p.stem);
+            if p.eml != t.bytes {
+                fails.push(format!(
+                    "{what}: .eml ({} bytes) differs from the {} sent{}",
+                    p.eml.len(),
+                    t.bytes.len(),
+                    first_difference(&p.eml, &t.bytes)
+                ));
+            }
+            if j["protocol"].as_str() != Some(t.protocol.as_str()) {
+                fails.push(format!("{what}: protocol {}", j["protocol"]));
+            }
+            if j["partial"] != Value::Bool(t.partial) || j["complete"] != Value::Bool(true) {
+                fails.push(format!("{what}: partial/complete {j}"));
+            }
+            let Some(i) = t.imap else {
+                continue;
+            };
+            checked += 1;
+            if k.3 != 143 {
+                fails.push(format!("{what}: IMAP port"));
+            }
+            let want = [
+                (
+                    "direction",
+                    Value::from(if i.append { "append" } else { "fetch" }),
+                ),
+                ("mailbox", Value::from(i.mailbox)),
+                ("section", Value::from(i.label())),
+                ("seq", i.seq.map_or(Value::Null, Value::from)),
+                ("imap_uid", i.uid.map_or(Value::Null, Value::from)),
+                ("user", Value::from(t.user.clone().unwrap())),
+                (
+                    "imap_status",
+                    if i.append {
+                        Value::from("OK")
+                    } else {
+                        Value::Null
+                    },
+                ),
+            ];
+            for (field, v) in want {
+                if j[field] != v {
+                    fails.push(format!("{what}: {field} {} (want {v})", j[field]));
+                }
+            }
+            let append_meta =
+                j["flags"] == serde_json::json!(["\\Seen"]) && j["internal_date"].is_string();
+            if i.append && !append_meta {
+                fails.push(format!(
+                    "{what}: APPEND flags/date {} {}",
+                    j["flags"], j["internal_date"]
+                ));
+            }
+            if !t.partial && j["headers"]["subject"].as_str() != Some(t.subject_decoded.as_str()) {
+                fails.push(format!("{what}: subject {}", j["headers"]["subject"]));
+            }
+        }
+    }
+    if checked != imap.len() {
+        fails.push(format!("{checked} of {} IMAP messages checked", imap.len()));
+    }
+    // the same files, byte for byte, with two workers
+    let two = read_extract(&cap, root, "2");
+    let digest = |ps: &[Pair]| -> BTreeMap<String, (String, String)> {
+        ps.iter()
+            .map(|p| (p.stem.clone(), (sha256_hex(&p.eml), p.json.to_string())))
+            .collect()
+    };
+    if digest(&one) != digest(&two) {
+        fails.push("1 and 2 workers wrote different pairs".into());
+    }
+    // imap.log: one row per IMAP session, its counts adding up
+    let rows = rows(&root.join("logs-w1"), "imap.log");
+    let sessions = truth
+        .values()
+        .filter(|m| m[0].protocol == Protocol::Imap)
+        .count();
+    if rows.len() != sessions {
+        fails.push(format!(
+            "imap.log: {} rows for {sessions} IMAP sessions",
+            rows.len()
+        ));
+    }
+    assert!(
+        fails.is_empty(),
+        "{} failures:\n{}",
+        fails.len(),
+        fails[..fails.len().min(30)].join("\n")
+    );
 }
 
 fn first_difference(a: &[u8], b: &[u8]) -> String {

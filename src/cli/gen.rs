@@ -42,6 +42,12 @@ pub struct GenArgs {
     /// (default: the mix's share; attach 0, small 12, mta 0).
     #[arg(long)]
     pop3_percent: Option<u8>,
+    /// Percentage of sessions that are IMAP (port 143; of those that are
+    /// not POP3): login, SELECT, FETCH of whole messages and of parts
+    /// (some pipelined), APPEND with both kinds of literal, IDLE (default
+    /// 0 in every mix).
+    #[arg(long)]
+    imap_percent: Option<u8>,
     /// Percentage of plain/pipelined SMTP sessions with one client segment
     /// left out of the capture (a content gap: the message is incomplete).
     #[arg(long, default_value_t = 0)]
@@ -160,6 +166,9 @@ pub fn cmd_gen(a: GenArgs) -> Result<i32> {
     }
     if let Some(p) = a.pop3_percent {
         cfg.mix.pop3 = percent("pop3-percent", p)?;
+    }
+    if let Some(p) = a.imap_percent {
+        cfg.mix.imap = percent("imap-percent", p)?;
     }
     cfg.gap_percent = percent("gaps", a.gaps)?;
     cfg.quirks.reuse_closed_percent = percent("reuse-closed", a.reuse_closed)?;

@@ -27,6 +27,12 @@ pub struct Mix {
     /// USER/PASS (sometimes failing first), APOP or AUTH PLAIN, STAT, LIST,
     /// UIDL, `RETR` (and sometimes `TOP`) of every message, DELE, QUIT.
     pub pop3: u8,
+    /// Percent of sessions that are IMAP (port 143) instead of SMTP (of
+    /// those that are not POP3): CAPABILITY, LOGIN or AUTHENTICATE PLAIN
+    /// (sometimes failing first), SELECT or EXAMINE, FETCH and UID FETCH
+    /// of whole messages and of headers, texts and `<o.n>` pieces (some
+    /// pipelined), APPEND with `{n}` or `{n+}` literals, IDLE, LOGOUT.
+    pub imap: u8,
     /// Percent of SMTP messages the server rejects with a 5xx reply to the
     /// end of data (the message was still transferred completely).
     pub reject: u8,
@@ -56,6 +62,7 @@ impl Default for Mix {
             auth: 20,
             starttls: 5,
             pop3: 0,
+            imap: 0,
             reject: 3,
             lf_only: 3,
             mail_reject: 0,
@@ -304,6 +311,7 @@ impl GenConfig {
                     starttls: 0,
                     // Dovecot's side of the link: mail clients polling.
                     pop3: 12,
+                    imap: 0,
                     reject: 3,
                     lf_only: 1,
                     mail_reject: 3,
@@ -348,6 +356,7 @@ impl GenConfig {
                     // less, so 80% of SMTP sessions.
                     starttls: 80,
                     pop3: 0,
+                    imap: 0,
                     reject: 2,
                     lf_only: 1,
                     mail_reject: 3,

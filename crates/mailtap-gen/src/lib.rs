@@ -37,7 +37,7 @@ pub use imperfect::{
     ImperfectMessageTruth, ImperfectStats, Imperfections, MessageCapture,
 };
 use session::{Ctx, Session};
-pub use truth::{CertTruth, HandshakeTruth, MessageTruth, Protocol, TlsTruth};
+pub use truth::{CertTruth, HandshakeTruth, ImapTruth, MessageTruth, Protocol, TlsTruth};
 
 /// Totals of one run.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

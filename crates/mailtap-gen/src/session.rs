@@ -11,7 +11,7 @@
 //! This file holds the session's state and its set-up; the rest is split by
 //! job: `framing` (TCP: packets, sequence numbers, ACKs, teardown),
 //! `script` (the SMTP dialogue and its transactions), `pop3` (the POP3
-//! dialogue), `tls` (STARTTLS handshakes and records), `compose` (message
+//! dialogue), `imap` (the IMAP dialogue), `tls` (STARTTLS handshakes and records), `compose` (message
 //! envelopes, headers and MIME bodies) and `truth` (what each message was,
 //! reported to the caller).
 
@@ -33,12 +33,14 @@ use crate::{BodySizes, GenConfig, MessageTruth, Protocol, TlsStyle};
 
 mod compose;
 mod framing;
+mod imap;
 mod pop3;
 mod script;
 mod tls;
 mod truth;
 use compose::body_size;
 use framing::push_slice;
+use imap::Imap;
 use pop3::Pop3;
 use tls::Tls;
 pub(crate) use tls::{fixture_bytes, tls_fixture_truths};
@@ -225,6 +227,8 @@ pub(crate) struct Session {
     sender_name: String,
     /// POP3 session state (`None`: SMTP).
     pop3: Option<Box<Pop3>>,
+    /// IMAP session state (`None`: SMTP or POP3).
+    imap: Option<Box<Imap>>,
     /// Messages reported to the truth callback so far.
     reported: u32,
     /// One client data segment of this session's message is left out.
@@ -351,6 +355,8 @@ impl Session {
         addr_sum = sum_be(&ipb[1][..alen], addr_sum);
 
         let is_pop3 = cfg.mix.pop3 > 0 && rng.pct(cfg.mix.pop3 as u32);
+        // (drawn only when the mix has IMAP: other mixes stay the same)
+        let is_imap = !is_pop3 && cfg.mix.imap > 0 && rng.pct(cfg.mix.imap as u32);
         let mode = match pick_weighted(
             &mut rng,
             &[
@@ -381,6 +387,8 @@ impl Session {
         let mut n_msgs = rng.range32(cfg.messages_per_session.0, cfg.messages_per_session.1);
         let (mode, auth, starttls, sport) = if is_pop3 {
             (Mode::Plain, Auth::None, false, 110)
+        } else if is_imap {
+            (Mode::Plain, Auth::None, false, 143)
         } else {
             (mode, auth, starttls, sport)
         };
@@ -397,13 +405,14 @@ impl Session {
             _ => {}
         }
         let gap = !is_pop3
+            && !is_imap
             && !starttls
             && mode != Mode::Bdat
             && cfg.gap_percent > 0
             && rng.pct(cfg.gap_percent as u32);
         if gap {
             n_msgs = 1;
-        } else if !is_pop3 && cfg.mix.probe > 0 && rng.pct(cfg.mix.probe as u32) {
+        } else if !is_pop3 && !is_imap && cfg.mix.probe > 0 && rng.pct(cfg.mix.probe as u32) {
             n_msgs = 0;
         }
         let rtt = if rng.pct(70) {
@@ -442,6 +451,11 @@ impl Session {
         } else {
             None
         };
+        let imap = if is_imap {
+            Some(Box::new(Imap::new(&mut rng, n_msgs)))
+        } else {
+            None
+        };
         let mac = |ip: &[u8; 16], tag: u8| {
             [
                 0x02,
@@ -469,6 +483,7 @@ impl Session {
             let mut qr = Rng::derive(cfg.seed ^ QUIRK_STREAM, id);
             let abandon = q.reuse_open_percent > 0 && qr.pct(q.reuse_open_percent as u32);
             let long = !is_pop3
+                && !is_imap
                 && auth != Auth::None
                 && q.long_auth_percent > 0
                 && qr.pct(q.long_auth_percent as u32);
@@ -512,6 +527,7 @@ impl Session {
             sender,
             sender_name,
             pop3,
+            imap,
             reported: 0,
             gap,
             drop_pending: false,
@@ -536,7 +552,7 @@ impl Session {
     /// ended session `old`, when both speak the same protocol; returns
     /// whether it did.
     pub(crate) fn reuse_endpoints(&mut self, old: &Session) -> bool {
-        if self.pop3.is_some() != old.pop3.is_some() {
+        if self.pop3.is_some() != old.pop3.is_some() || self.imap.is_some() != old.imap.is_some() {
             return false;
         }
         self.v6 = old.v6;

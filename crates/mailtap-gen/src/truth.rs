@@ -9,14 +9,16 @@ use std::net::IpAddr;
 pub enum Protocol {
     Smtp,
     Pop3,
+    Imap,
 }
 
 impl Protocol {
-    /// `smtp` or `pop3`.
+    /// `smtp`, `pop3` or `imap`.
     pub fn as_str(self) -> &'static str {
         match self {
             Protocol::Smtp => "smtp",
             Protocol::Pop3 => "pop3",
+            Protocol::Imap => "imap",
         }
     }
 }
@@ -57,15 +59,51 @@ pub struct MessageTruth<'a> {
     /// SMTP: the server's reply code to the end of data (250, or 5xx when
     /// the message was rejected). POP3: `None`.
     pub status_code: Option<u16>,
-    /// POP3: the user that logged in. SMTP: `None`.
+    /// POP3 and IMAP: the user that logged in. SMTP: `None`.
     pub user: Option<&'a str>,
     /// POP3 `TOP` response: only the headers and the first lines of the
-    /// body.
+    /// body. IMAP: a fetch of a header, a text or an `<o.n>` piece (the
+    /// `bytes` are that piece; `subject` is empty when the piece does not
+    /// start at the message's start).
     pub partial: bool,
     /// False when the generator left a segment of this message out of the
     /// capture (see [`GenConfig::gap_percent`]); `bytes` is then what was
     /// sent, not what a receiver of the capture can see.
     pub complete: bool,
+    /// IMAP: what the transfer was (`None` for SMTP and POP3).
+    pub imap: Option<ImapTruth>,
+}
+
+/// What an IMAP message transfer was: a FETCH response's literal or an
+/// APPEND's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ImapTruth {
+    /// An APPEND (client to server); else a FETCH response.
+    pub append: bool,
+    /// The selected mailbox (fetch) or APPEND's mailbox.
+    pub mailbox: &'static str,
+    /// The response's item without its origin (`BODY[]`, `RFC822`,
+    /// `BODY[HEADER]`, `RFC822.HEADER`, `BODY[TEXT]`), or `APPEND`.
+    pub section: &'static str,
+    /// The `<o>` of a partial fetch's response.
+    pub origin: Option<u64>,
+    /// The message sequence number of a fetch.
+    pub seq: Option<u32>,
+    /// The IMAP UID: UID FETCH's (in the response), or APPENDUID's.
+    pub uid: Option<u32>,
+    /// The transfer went over COMPRESS DEFLATE (the `bytes` are the
+    /// inflated message, as for every other transfer).
+    pub compressed: bool,
+}
+
+impl ImapTruth {
+    /// The section as the response labels it (`BODY[]<1024>`).
+    pub fn label(&self) -> String {
+        match self.origin {
+            Some(o) => format!("{}<{o}>", self.section),
+            None => self.section.to_string(),
+        }
+    }
 }
 
 /// One certificate of a recorded handshake (see [`HandshakeTruth`]).

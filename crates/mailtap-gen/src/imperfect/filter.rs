@@ -86,6 +86,7 @@ struct OwnedMsg {
     user: Option<String>,
     partial: bool,
     complete: bool,
+    imap: Option<crate::ImapTruth>,
 }
 
 impl OwnedMsg {
@@ -106,6 +107,7 @@ impl OwnedMsg {
             user: t.user.map(str::to_string),
             partial: t.partial,
             complete: t.complete,
+            imap: t.imap,
         }
     }
 
@@ -126,6 +128,7 @@ impl OwnedMsg {
             user: self.user.as_deref(),
             partial: self.partial,
             complete: self.complete,
+            imap: self.imap,
         }
     }
 }

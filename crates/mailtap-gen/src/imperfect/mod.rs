@@ -173,6 +173,8 @@ impl ImperfectStats {
         self.flow(m.orig, m.resp).is_some_and(|f| match m.protocol {
             crate::Protocol::Smtp => f.orig_bytes_unseen == 0,
             crate::Protocol::Pop3 => f.resp_bytes_unseen == 0,
+            crate::Protocol::Imap if m.imap.is_some_and(|i| i.append) => f.orig_bytes_unseen == 0,
+            crate::Protocol::Imap => f.resp_bytes_unseen == 0,
         })
     }
 }

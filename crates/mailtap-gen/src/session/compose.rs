@@ -11,7 +11,9 @@ impl Session {
         let cfg = ctx.cfg;
         let pools = ctx.pools;
         let want_truth = ctx.on_message.is_some();
-        let stuffed = self.mode != Mode::Bdat;
+        // DATA and POP3 dot-stuff the body; BDAT chunks and IMAP literals
+        // carry it as it is.
+        let stuffed = self.mode != Mode::Bdat && self.imap.is_none();
         let truth = &mut *ctx.truth_buf;
         truth.clear();
         let rng = &mut self.rng;
@@ -41,7 +43,7 @@ impl Session {
         }
         let attach = rng.pct(cfg.mix.mime_attachment as u32) || body_len >= cfg.shape.attach_above;
         let qid = rng.next_u64() & 0xff_ffff_ffff;
-        let smtp = self.pop3.is_none();
+        let smtp = self.pop3.is_none() && self.imap.is_none();
         let status = if smtp && cfg.mix.reject > 0 && rng.pct(cfg.mix.reject as u32) {
             *rng.pick(&[554u16, 550, 552])
         } else {

@@ -14,6 +14,9 @@ impl Session {
         if self.pop3.is_some() && matches!(self.stage, Stage::Greeting) {
             return self.pop3_step(ctx);
         }
+        if self.imap.is_some() && matches!(self.stage, Stage::Greeting) {
+            return self.imap_advance(ctx);
+        }
         if matches!(self.stage, Stage::Tls) {
             return self.tls_step(ctx);
         }
