@@ -495,6 +495,8 @@ fn gen_truth_file_checks_an_extraction() {
         "40",
         "--pop3-percent",
         "30",
+        "--imap-percent",
+        "30",
         "--cut",
         "50%",
         "--drop-syn",
@@ -547,6 +549,12 @@ fn gen_truth_file_checks_an_extraction() {
         got.len()
     );
     assert!(count("exact") >= 100 && count("incomplete") >= 1 && count("not_captured") >= 50);
+    // IMAP sessions picked up mid-stream too, some over COMPRESS
+    let imap_exact = truth
+        .iter()
+        .filter(|t| t["protocol"] == "imap" && t["expect"] == "exact")
+        .count();
+    assert!(imap_exact >= 30, "{imap_exact} exact IMAP messages");
     let exact: std::collections::HashSet<&str> = truth
         .iter()
         .filter(|t| t["expect"] == "exact")

@@ -16,7 +16,7 @@
 
 use std::io::Write as _;
 
-use super::{Ctx, Session, C, S};
+use super::{Ctx, Kind, Session, Span, C, S};
 use crate::pool::{Pools, Seg, SRC_LOCAL};
 use crate::rng::Rng;
 use crate::text::{base64_into, FIRST, LAST};
@@ -104,6 +104,13 @@ pub(crate) struct Imap {
     pub(crate) cur: Option<ImapTruth>,
     /// After COMPRESS DEFLATE: each direction's compressor.
     deflate: Option<Box<[flate2::Compress; 2]>>,
+    /// Where each direction's COMPRESS exchange starts (the command, the
+    /// server's OK), after which its stream is deflated.
+    compress_at: [u64; 2],
+    /// Spans of this step's transfers over COMPRESS, waiting for the
+    /// deflated offsets: (span, direction, index of the data run among
+    /// the direction's runs of the step).
+    pending_spans: Vec<(Span, usize, usize)>,
 }
 
 impl Imap {
@@ -163,6 +170,8 @@ impl Imap {
             next: 0,
             cur: None,
             deflate: None,
+            compress_at: [0; 2],
+            pending_spans: Vec::new(),
         }
     }
 
@@ -206,15 +215,63 @@ impl Session {
         let compressed = self.im().deflate.is_some();
         self.imap_step(ctx);
         if compressed {
-            self.im_deflate_queued(ctx.pools);
+            self.im_deflate_queued(ctx);
+        }
+    }
+
+    /// The index the next data run of `dir` will have among this step's.
+    fn im_next_run(&self, dir: usize) -> usize {
+        self.plan
+            .iter()
+            .filter(|i| i.dir as usize == dir && matches!(i.kind, Kind::Data { .. }))
+            .count()
+    }
+
+    /// Reports where the transfer just reported lies: `cmd` the client
+    /// offset of its command, `mark` the (direction, offset) of the line
+    /// that announces its literal, `lit` the literal's range in `dir`'s
+    /// stream, `run` the data run that carries it. Over COMPRESS the
+    /// offsets are only known once the step is deflated: the span then
+    /// covers the whole deflated stream from the COMPRESS point to the end
+    /// of that run (one byte lost there and the message cannot be
+    /// inflated).
+    fn im_span(
+        &mut self,
+        ctx: &mut Ctx,
+        dir: usize,
+        cmd: u64,
+        mark: u64,
+        lit: (u64, u64),
+        run: usize,
+    ) {
+        if ctx.on_span.is_none() {
+            return;
+        }
+        let mut sp = self.new_span(dir, cmd);
+        if self.im().deflate.is_some() {
+            let at = self.im().compress_at;
+            sp.start = at[C];
+            sp.data_mark = (dir, at[dir]);
+            self.im().pending_spans.push((sp, dir, run));
+        } else {
+            sp.data_mark = (dir, mark);
+            sp.data.push(lit);
+            sp.end = (dir, lit.1);
+            self.span = Some(sp);
+            self.emit_span(ctx);
         }
     }
 
     /// Replaces every data run now planned with its deflated bytes: each
     /// run (one write of its sender) becomes one sync-flushed block.
-    fn im_deflate_queued(&mut self, pools: &Pools) {
+    fn im_deflate_queued(&mut self, ctx: &mut Ctx) {
+        let pools: &Pools = ctx.pools;
         let mut z = self.im().deflate.take().expect("compressing");
+        // the stream offset at the end of each data run, per direction
+        let mut run_ends: [Vec<u64>; 2] = [Vec::new(), Vec::new()];
         for dir in [C, S] {
+            let queued: u64 = self.flights[dir].iter().map(|s| s.len() as u64).sum();
+            let mut off = self.stream_off(dir) - queued;
             let mut plain = Vec::new();
             for s in std::mem::take(&mut self.flights[dir]) {
                 let b = if s.src == SRC_LOCAL {
@@ -234,6 +291,8 @@ impl Session {
                 let a = self.local.len();
                 deflate_into(&mut z[dir], input, &mut self.local);
                 *remaining = (self.local.len() - a) as u32;
+                off += *remaining as u64;
+                run_ends[dir].push(off);
                 self.flights[dir].push_back(Seg {
                     src: SRC_LOCAL,
                     start: a as u32,
@@ -243,6 +302,14 @@ impl Session {
             debug_assert_eq!(at, plain.len());
         }
         self.im().deflate = Some(z);
+        for (mut sp, dir, run) in std::mem::take(&mut self.im().pending_spans) {
+            let end = run_ends[dir][run];
+            sp.data.push((sp.data_mark.1, end));
+            sp.end = (dir, end - 1);
+            if let Some(cb) = ctx.on_span.as_mut() {
+                cb(&sp);
+            }
+        }
     }
 
     fn imap_step(&mut self, ctx: &mut Ctx) {
@@ -360,6 +427,10 @@ impl Session {
                     Op::Idle => self.im_idle(),
                     Op::Compress => {
                         let t = self.im().tag();
+                        // (a sensor needs the command and its OK to know
+                        // the rest is deflated: spans start there)
+                        let at = [self.stream_off(C), self.stream_off(S)];
+                        self.im().compress_at = at;
                         self.im_exchange(
                             format!("{t} COMPRESS DEFLATE\r\n").as_bytes(),
                             format!("{t} OK Begin compression.\r\n").as_bytes(),
@@ -448,10 +519,13 @@ impl Session {
             planned.push((t, seq, msg_uid, item, with_flags, head_cut, rest_from));
         }
         let r = self.mark();
+        let cmd_off = self.stream_off(C);
         self.im_queue_local(C, c, r);
         let think = self.think();
         self.push_data(C, (r - c) as u64, think, false);
 
+        let s_off = self.stream_off(S);
+        let run = self.im_next_run(S);
         let mut total = 0u64;
         for (t, seq, msg_uid, item, with_flags, head_cut, rest_from) in planned {
             let m = self.build_message(ctx);
@@ -479,8 +553,11 @@ impl Session {
             }
             let _ = write!(self.local, "{label} {{{}}}\r\n", b - a);
             let q = self.mark();
+            let line_off = s_off + total;
             total += self.im_queue_local(S, p, q);
+            let lit0 = s_off + total;
             total += super::framing::push_slice(&mut self.flights[S], &m.segs, a, b);
+            let lit = (lit0, s_off + total);
             let e = self.mark();
             let _ = write!(
                 self.local,
@@ -509,6 +586,7 @@ impl Session {
                 compressed: self.im().deflate.is_some(),
             });
             self.report_range(ctx, &m, a as usize, b as usize, partial);
+            self.im_span(ctx, S, cmd_off, line_off, lit, run);
         }
         let d = self.reply_delay(false);
         self.push_data(S, total, d, true);
@@ -531,6 +609,7 @@ impl Session {
             if plus { "+" } else { "" }
         );
         let r = self.mark();
+        let cmd_off = self.stream_off(C);
         let mut total = 0;
         if plus {
             total += self.im_queue_local(C, c, r);
@@ -541,6 +620,8 @@ impl Session {
             // `exchange` queued local[r..] as the continuation
             debug_assert_eq!(e, self.local.len());
         }
+        let lit0 = cmd_off + (r - c) as u64;
+        let run = self.im_next_run(C);
         total += super::framing::push_slice(&mut self.flights[C], &m.segs, 0, len);
         let a = self.mark();
         self.local.extend_from_slice(b"\r\n");
@@ -569,6 +650,7 @@ impl Session {
             compressed: self.im().deflate.is_some(),
         });
         self.report_range(ctx, &m, 0, len as usize, false);
+        self.im_span(ctx, C, cmd_off, cmd_off, (lit0, lit0 + len), run);
     }
 
     /// IDLE, a new message announced, DONE.
