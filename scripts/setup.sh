@@ -15,10 +15,14 @@ pkg_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "insta
 # (the I/O floor).
 # Kafka sink: rdkafka's cmake-build compiles the bundled librdkafka (cmake,
 # and the curl/SASL/OpenSSL headers its default features link against).
+# tests/imap_dovecot.rs: a real IMAP server (Dovecot's imapd, with the
+# imap_zlib plugin for COMPRESS=DEFLATE) driven by python3's imaplib and
+# captured with tcpdump, all inside network namespaces of its own.
 for p in build-essential pkg-config tcpdump time ca-certificates \
          clang llvm m4 libelf-dev zlib1g-dev libpcap-dev \
          tcpreplay iproute2 ethtool \
-         cmake libcurl4-openssl-dev libsasl2-dev libssl-dev; do
+         cmake libcurl4-openssl-dev libsasl2-dev libssl-dev \
+         dovecot-imapd python3; do
   pkg_installed "$p" || need_apt+=("$p")
 done
 
@@ -28,6 +32,25 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
+fi
+
+# Installing dovecot-imapd enables and (where systemd runs) starts the
+# system's Dovecot, listening on 143/993 in the root namespace. The test
+# starts its own Dovecot from a private configuration inside its own
+# namespace and needs none of that: keep the system one from starting at
+# boot and stop it if it runs, so a test machine does not serve IMAP.
+# (`systemctl disable` works without a running systemd, e.g. in a
+# container whose policy-rc.d kept the service from starting at all.)
+if pkg_installed dovecot-core && have systemctl; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  for u in dovecot.socket dovecot.service; do
+    if systemctl is-enabled --quiet "$u" 2>/dev/null; then
+      $SUDO systemctl disable --quiet "$u" 2>/dev/null || echo "setup: could not disable $u" >&2
+    fi
+    if [ -d /run/systemd/system ] && systemctl is-active --quiet "$u" 2>/dev/null; then
+      $SUDO systemctl stop "$u" || echo "setup: could not stop $u" >&2
+    fi
+  done
 fi
 
 if ! have cargo; then
