@@ -7,26 +7,27 @@
 //! The client runs four sessions (one connection each): Python's imaplib
 //! (CREATE; APPEND of six messages of 100 B to 200 kB with flags and
 //! internal dates, synchronizing literals; SELECT; FETCH BODY[],
-//! BODY.PEEK[], RFC822, BODY[HEADER], BODY[TEXT], BODY[]<0.100>, BODY[1];
-//! UID FETCH; a FETCH of every message in one response; EXAMINE; LOGOUT);
-//! a raw socket client (a refused LOGIN; LITERAL+ APPEND and MULTIAPPEND;
-//! SELECT, three FETCHes, one of them BINARY[], and NOOP pipelined in one
-//! write, which Dovecot answers out of order; IDLE, during which a second
-//! imaplib connection appends a message with raw UTF-8 headers and the
-//! server says EXISTS, DONE; a FETCH with ENVELOPE, whose strings Dovecot
-//! sends as literals that are not messages, and BODYSTRUCTURE before the
-//! body; LOGOUT); and a raw client that turns on COMPRESS=DEFLATE
-//! (Dovecot's imap_zlib plugin) and then fetches and appends through raw
-//! deflate both ways.
+//! BODY.PEEK[], RFC822, BODY[HEADER], BODY[TEXT], BODY[]<0.100>, BODY[1],
+//! BODY[HEADER.FIELDS (FROM SUBJECT)]; UID FETCH; a FETCH of every
+//! message in one response; EXAMINE; LOGOUT); a raw socket client (a
+//! refused LOGIN; LITERAL+ APPEND and MULTIAPPEND; SELECT, three FETCHes,
+//! one of them BINARY[], and NOOP pipelined in one write, which Dovecot
+//! answers out of order; IDLE, during which a second imaplib connection
+//! appends a message with raw UTF-8 headers and the server says EXISTS,
+//! DONE; a FETCH with ENVELOPE, whose strings Dovecot sends as literals
+//! that are not messages, and BODYSTRUCTURE before the body; LOGOUT); and
+//! a raw client that turns on COMPRESS=DEFLATE (Dovecot's imap_zlib
+//! plugin) and then fetches and appends through raw deflate both ways.
 //!
 //! Checked: every whole-message FETCH literal and every APPEND payload is
 //! extracted byte-exact, with protocol imap, direction, mailbox, section,
 //! sequence number, UID, UIDVALIDITY, flags, internal date and APPEND
 //! status as the client saw them; header-only, text-only and `<o.n>`
 //! fetches are extracted and flagged partial; a one-part fetch (BODY[1])
-//! is not extracted; imap.log has one row per session (user, login,
-//! failures, mailboxes, commands, message and byte counts, COMPRESS, IDLE,
-//! capabilities, NO responses, last response); conn.log says imap;
+//! and a header-fields fetch are not extracted; imap.log has one row per
+//! session (user, login, failures, mailboxes, commands, message and byte
+//! counts, COMPRESS, IDLE, capabilities, NO responses, last response);
+//! conn.log says imap, with every connection whole (SF, nothing missed);
 //! files.log has the attachments both ways; no weirds.
 //!
 //! Needs root (namespaces), Dovecot (`dovecot-imapd`), tcpdump and

@@ -9,7 +9,8 @@ Four sessions, one TCP connection each:
 * "imaplib": Python's imaplib. CREATE, APPEND of six messages of
   different sizes with flags and internal dates (synchronizing literals),
   SELECT, FETCH BODY[] / BODY.PEEK[] / RFC822 / BODY[HEADER] / BODY[TEXT] /
-  BODY.PEEK[]<0.100> / BODY.PEEK[1], UID FETCH, a FETCH of every message
+  BODY.PEEK[]<0.100> / BODY.PEEK[1] / BODY.PEEK[HEADER.FIELDS (FROM SUBJECT)],
+  UID FETCH, a FETCH of every message
   in one response, EXAMINE, LOGOUT.
 * "raw": a socket client. A refused LOGIN, then LOGIN; APPEND with a
   LITERAL+ literal, a MULTIAPPEND of two LITERAL+ literals; SELECT, three
@@ -303,6 +304,8 @@ def session_imaplib(host, port, user, password, messages):
     fetch("INBOX", "4", "(BODY.PEEK[TEXT])")
     fetch("INBOX", "3", "(BODY.PEEK[]<0.100>)")
     fetch("INBOX", "3", "(BODY.PEEK[1])")  # one MIME part: not a message
+    # Some header fields, for all: not messages either.
+    fetch("INBOX", "1:*", "(BODY.PEEK[HEADER.FIELDS (FROM SUBJECT)])")
     uid5 = int(UID.search(ok(M.fetch("5", "(UID)"))[0]).group(1))
     fetch("INBOX", str(uid5), "(FLAGS INTERNALDATE BODY.PEEK[])", uid=True)
     fetch("INBOX", "1:*", "(UID BODY.PEEK[])")
