@@ -618,6 +618,8 @@ fn dovecot_session_is_logged_and_extracted_as_the_client_saw_it() {
         "timeout",
         "60",
         "python3",
+        // no __pycache__ in the source tree
+        "-B",
         script.to_str().unwrap(),
         SERVER_IP,
         "143",
