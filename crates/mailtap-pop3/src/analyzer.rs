@@ -90,6 +90,9 @@ struct Proto {
     state: State,
     last_state: State,
     guessing: bool,
+    /// Picked up mid-stream at a command valid in either state (CAPA,
+    /// QUIT): `master` is a guess the next state-specific command settles.
+    master_unsure: bool,
     waiting_auth: bool,
     auth_lines: u32,
     request_multi: bool,
@@ -137,6 +140,7 @@ impl Pop3Analyzer {
                 state: State::Start,
                 last_state: State::Start,
                 guessing: false,
+                master_unsure: false,
                 waiting_auth: false,
                 auth_lines: 0,
                 request_multi: false,
@@ -415,6 +419,12 @@ impl Proto {
                 self.master = Master::Authorization;
                 self.state = State::User;
             }
+            // Valid before and after login: a guess, settled by the next
+            // command that is not.
+            Cmd::Capa | Cmd::Quit => {
+                self.master = Master::Transaction;
+                self.master_unsure = true;
+            }
             _ => self.master = Master::Transaction,
         }
         self.client_line(cx, line);
@@ -614,6 +624,15 @@ impl Proto {
             return;
         };
         use Master::*;
+        if self.master_unsure && !matches!(cmd, Cmd::Capa | Cmd::Quit) {
+            self.master_unsure = false;
+            if matches!(
+                cmd,
+                Cmd::User | Cmd::Pass | Cmd::Apop | Cmd::Auth | Cmd::Stls
+            ) {
+                self.master = Authorization;
+            }
+        }
         let tx = self.master == Transaction;
         match cmd {
             Cmd::Ok | Cmd::Err => {

@@ -1015,6 +1015,31 @@ fn midstream_greeting_first_is_a_normal_session() {
 }
 
 #[test]
+fn midstream_pickup_at_capa_before_login_follows_the_login() {
+    // The capture starts with the client's CAPA, before the login: CAPA is
+    // valid in both states, so the guess that the session is past its
+    // login is only a guess, and the AUTH that follows settles it (found
+    // by tests/imperfect_truth.rs: such sessions lost every message).
+    let (h, _, metas) = midstream_run(&[
+        C(b"CAPA\r\n"),
+        S(b"+OK\r\nCAPA\r\nTOP\r\nUSER\r\nSASL PLAIN LOGIN\r\n.\r\n"),
+        C(b"AUTH PLAIN\r\n"),
+        S(b"+ \r\n"),
+        C(b"AGJvYgB4\r\n"),
+        S(b"+OK Logged in.\r\n"),
+        C(b"RETR 1\r\n"),
+        S(b"+OK\r\nSubject: s\r\n\r\nb\r\n.\r\n"),
+        C(b"QUIT\r\n"),
+        S(b"+OK bye\r\n"),
+    ]);
+    assert_eq!(metas.len(), 1, "{metas:?}");
+    assert!(metas[0].complete && !metas[0].partial);
+    assert_eq!(metas[0].user.as_deref(), Some(&b"bob"[..]));
+    let row = &h.pop3()[0];
+    assert_eq!(row.messages_retrieved, 1);
+}
+
+#[test]
 fn midstream_pickup_at_a_capa_response_is_not_a_greeting() {
     // The capture starts with the answer to CAPA: its `+OK` status line is
     // not the greeting, and the lines after it are not client commands
