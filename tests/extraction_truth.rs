@@ -544,6 +544,7 @@ fn imap_sessions_extract_every_message_byte_exact() {
     );
     assert!(count(&|i| !i.append && i.uid.is_some()) >= 20, "UID FETCH");
     assert!(count(&|i| i.compressed) >= 20, "over COMPRESS DEFLATE");
+    assert!(count(&|i| i.pieces > 2) >= 10, "fetched in pieces");
 
     let one = read_extract(&cap, root, "1");
     let mut fails: Vec<String> = Vec::new();

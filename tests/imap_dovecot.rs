@@ -9,7 +9,8 @@
 //! internal dates, synchronizing literals; SELECT; FETCH BODY[],
 //! BODY.PEEK[], RFC822, BODY[HEADER], BODY[TEXT], BODY[]<0.100>, BODY[1],
 //! BODY[HEADER.FIELDS (FROM SUBJECT)]; UID FETCH; a FETCH of every
-//! message in one response; EXAMINE; LOGOUT); a raw socket client (a
+//! message in one response; the 200 kB message in 64 KiB pieces, as
+//! Thunderbird fetches large ones; EXAMINE; LOGOUT); a raw socket client (a
 //! refused LOGIN; LITERAL+ APPEND and MULTIAPPEND; SELECT, three FETCHes,
 //! one of them BINARY[], and NOOP pipelined in one write, which Dovecot
 //! answers out of order; IDLE, during which a second imaplib connection
@@ -23,7 +24,9 @@
 //! extracted byte-exact, with protocol imap, direction, mailbox, section,
 //! sequence number, UID, UIDVALIDITY, flags, internal date and APPEND
 //! status as the client saw them; header-only, text-only and `<o.n>`
-//! fetches are extracted and flagged partial; a one-part fetch (BODY[1])
+//! fetches are extracted and flagged partial, but a run of `<o.n>` pieces
+//! of one message is joined into the whole message (one record, BODY[],
+//! not partial); a one-part fetch (BODY[1])
 //! and a header-fields fetch are not extracted; imap.log has one row per
 //! session (user, login, failures, mailboxes, commands, message and byte
 //! counts, COMPRESS, IDLE, capabilities, NO responses, last response);

@@ -94,6 +94,10 @@ pub struct ImapTruth {
     /// The transfer went over COMPRESS DEFLATE (the `bytes` are the
     /// inflated message, as for every other transfer).
     pub compressed: bool,
+    /// The FETCH responses that carried it: more than one for a message
+    /// fetched in pieces (`BODY.PEEK[]<o.n>` until one comes back short),
+    /// which a sensor joins into the whole message.
+    pub pieces: u32,
 }
 
 impl ImapTruth {

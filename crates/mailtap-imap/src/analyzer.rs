@@ -275,6 +275,8 @@ impl ImapAnalyzer {
             if let Some(f) = dir.msgs.end(cx, true) {
                 self.p.message_done(cx, d == 1, f);
             }
+        } else if d == 0 {
+            self.p.flush_run(cx, &mut dir.msgs);
         }
     }
 
@@ -426,11 +428,7 @@ fn literal_data(
 
 fn literal_end(dir: &mut Dir, p: &mut Proto, cx: &mut ConnCtx<'_>, is_orig: bool) {
     match dir.lit.take() {
-        Some(LitUse::Message) => {
-            if let Some(f) = dir.msgs.end(cx, false) {
-                p.message_done(cx, is_orig, f);
-            }
-        }
+        Some(LitUse::Message) => p.literal_done(cx, is_orig, &mut dir.msgs),
         Some(LitUse::Skip | LitUse::Redact) => dir.parser.skip_literal(),
         _ => {}
     }
@@ -561,6 +559,8 @@ impl TcpAnalyzer for ImapAnalyzer {
                 if let Some(f) = dir.msgs.end(cx, true) {
                     self.p.message_done(cx, d == 1, f);
                 }
+            } else if d == 0 {
+                self.p.flush_run(cx, &mut dir.msgs);
             }
         }
         for dir in &mut self.dirs {

@@ -70,6 +70,11 @@ impl MsgStream {
         self.cur.is_some()
     }
 
+    /// The open message's record (a run of partial fetches goes on in it).
+    pub fn current_mut(&mut self) -> Option<&mut ImapMessage> {
+        self.cur.as_mut().map(|c| &mut c.meta)
+    }
+
     /// Starts message `meta.n`; `headless`: its bytes do not start at the
     /// message's start (BODY[TEXT], a partial from an offset): extracted,
     /// not MIME-parsed.

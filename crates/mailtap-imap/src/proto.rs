@@ -9,7 +9,7 @@ use crate::config::ImapConfig;
 use crate::message::{emit_meta, Finished, MsgStream};
 use crate::parse::{
     decode_base64, parse_fetch_label, parse_number, sasl_plain_user, xoauth2_user, Extract, Limits,
-    LineParser, Marker, Tok, TokKind,
+    LineParser, Marker, SectionKind, Tok, TokKind,
 };
 use crate::record::{Direction, ImapMessage, ImapRecord, ImapWeird};
 use mailtap_core::{Bytes, ConnCtx, Event, Timestamp};
@@ -195,6 +195,18 @@ pub(crate) struct Proto {
     pub(crate) await_refused: bool,
     /// A message literal announced, per direction, to open at its start.
     prepared: [Option<(ImapMessage, bool)>; 2],
+    /// The server literal announced or being read is a piece of a run of
+    /// partial fetches (`BODY[]<0>`, `BODY[]<n>`, ...; see [`Run`]).
+    piece: Option<RunPiece>,
+    /// The announced server literal continues the held run.
+    continuing: bool,
+    /// A run of partial fetches held open in the server's message stream,
+    /// waiting for its next piece.
+    run: Option<Run>,
+    /// Recent FETCH commands for one message with a `BODY[]<o.n>` item
+    /// (what a piece's count is checked against; at most
+    /// `MAX_PARTIAL_ASKS`, the oldest dropped).
+    partial_asks: VecDeque<PartialAsk>,
     pub(crate) switch: Option<Switch>,
     pub(crate) tls: bool,
     pub(crate) compress: bool,
@@ -247,6 +259,10 @@ impl Proto {
             await_tag: None,
             await_refused: false,
             prepared: [None, None],
+            piece: None,
+            continuing: false,
+            run: None,
+            partial_asks: VecDeque::new(),
             switch: None,
             tls: false,
             compress: false,
@@ -330,10 +346,18 @@ impl Proto {
             }
         }
         self.prepared[usize::from(is_orig)] = None;
+        if !is_orig {
+            self.piece = None;
+            self.continuing = false;
+        }
     }
 
     pub(crate) fn drop_prepared(&mut self, d: usize) {
         self.prepared[d] = None;
+        if d == 0 {
+            self.piece = None;
+            self.continuing = false;
+        }
     }
 
     /// Whether a client line starting now is raw (a SASL response while
@@ -462,6 +486,38 @@ impl Proto {
                         if ex != Extract::No {
                             let seq = parse_number(p.raw(&before[1]));
                             let imap_uid = att_number(p, before, b"UID");
+                            // A piece of a run of partial fetches of the
+                            // whole message (spec 5.2): the first, from 0,
+                            // or the next one of the run held open.
+                            let run_piece = sec.kind == SectionKind::Body
+                                && sec.spec.is_empty()
+                                && sec.origin.is_some();
+                            let origin = sec.origin.unwrap_or(0);
+                            let count = if run_piece {
+                                self.take_partial_ask(origin, seq, imap_uid)
+                            } else {
+                                None
+                            };
+                            let piece = RunPiece {
+                                origin,
+                                len: m.len,
+                                count,
+                                size: att_number(p, before, b"RFC822.SIZE"),
+                            };
+                            self.piece = None;
+                            if let Some(r) = &self.run {
+                                if run_piece && r.continued_by(origin, seq, imap_uid) {
+                                    self.piece = Some(RunPiece {
+                                        size: piece.size.or(r.size),
+                                        ..piece
+                                    });
+                                    self.continuing = true;
+                                    return LitUse::Message;
+                                }
+                            }
+                            if run_piece && origin == 0 {
+                                self.piece = Some(piece);
+                            }
                             let meta = ImapMessage {
                                 ts: cx.ts,
                                 direction: Some(Direction::Fetch),
@@ -540,6 +596,18 @@ impl Proto {
         is_orig: bool,
         msgs: &mut MsgStream,
     ) {
+        if !is_orig {
+            if std::mem::take(&mut self.continuing) {
+                // The next piece of the held run: the same message goes on.
+                self.run = None;
+                let len = self.piece.as_ref().map_or(0, |p| p.len);
+                if let Some(m) = msgs.current_mut() {
+                    m.announced = m.announced.saturating_add(len);
+                }
+                return;
+            }
+            self.flush_run(cx, msgs);
+        }
         let d = usize::from(is_orig);
         let Some((mut meta, headless)) = self.prepared[d].take() else {
             return;
@@ -552,8 +620,85 @@ impl Proto {
         msgs.begin(cx, meta, headless, local);
     }
 
+    /// A message literal's payload ended. A piece of a run of partial
+    /// fetches that came back full (as long as asked, and short of
+    /// RFC822.SIZE) is held open for the next piece; a piece that came back
+    /// short, or reached RFC822.SIZE, ends the run: the pieces joined are
+    /// the whole message, `BODY[]`, not partial.
+    pub(crate) fn literal_done(
+        &mut self,
+        cx: &mut ConnCtx<'_>,
+        is_orig: bool,
+        msgs: &mut MsgStream,
+    ) {
+        if let (false, Some(pc)) = (is_orig, self.piece.take()) {
+            let end = pc.origin.saturating_add(pc.len);
+            let whole = pc.size.is_some_and(|s| end >= s) || pc.count.is_some_and(|n| pc.len < n);
+            if whole {
+                if let Some(m) = msgs.current_mut() {
+                    m.section = "BODY[]".into();
+                    m.partial = false;
+                }
+            } else if pc.count.is_some() || pc.size.is_some() {
+                if let Some(m) = msgs.current_mut() {
+                    self.run = Some(Run {
+                        next: end,
+                        seq: m.seq,
+                        uid: m.imap_uid,
+                        size: pc.size,
+                    });
+                    return;
+                }
+            }
+        }
+        if let Some(f) = msgs.end(cx, false) {
+            self.message_done(cx, is_orig, f);
+        }
+    }
+
+    /// Ends a run of partial fetches held open (no next piece came): it is
+    /// written as what it is, the message's first bytes, partial.
+    pub(crate) fn flush_run(&mut self, cx: &mut ConnCtx<'_>, msgs: &mut MsgStream) {
+        if self.run.take().is_none() {
+            return;
+        }
+        if let Some(f) = msgs.end(cx, false) {
+            self.count_message(cx, false, &f);
+            self.finish_message(cx, f);
+        }
+    }
+
+    /// The count a FETCH asked for the piece at `origin` of message
+    /// `seq`/`uid`, if one did (and forgets that ask).
+    fn take_partial_ask(&mut self, origin: u64, seq: Option<u64>, uid: Option<u64>) -> Option<u64> {
+        let i = self.partial_asks.iter().position(|a| {
+            a.origin == origin
+                && if a.uid {
+                    uid == Some(a.id)
+                } else {
+                    seq == Some(a.id)
+                }
+        })?;
+        self.partial_asks.remove(i).map(|a| a.count)
+    }
+
     /// A message literal ended.
     pub(crate) fn message_done(&mut self, cx: &mut ConnCtx<'_>, is_orig: bool, f: Finished) {
+        self.count_message(cx, is_orig, &f);
+        if is_orig {
+            match self.cur() {
+                Some(c) if c.appended.len() < MAX_WAITING => c.appended.push(f),
+                _ => self.finish_message(cx, f),
+            }
+        } else if self.fetch_waiting.len() < MAX_WAITING {
+            self.fetch_waiting.push(f);
+        } else {
+            self.finish_message(cx, f);
+        }
+    }
+
+    /// Counts a message in imap.log and raises `imap_data`.
+    fn count_message(&mut self, cx: &mut ConnCtx<'_>, is_orig: bool, f: &Finished) {
         let size = f.meta.size;
         let section = f.meta.section.clone();
         if is_orig {
@@ -571,16 +716,6 @@ impl Proto {
             section: section.into_bytes(),
             size,
         });
-        if is_orig {
-            match self.cur() {
-                Some(c) if c.appended.len() < MAX_WAITING => c.appended.push(f),
-                _ => self.finish_message(cx, f),
-            }
-        } else if self.fetch_waiting.len() < MAX_WAITING {
-            self.fetch_waiting.push(f);
-        } else {
-            self.finish_message(cx, f);
-        }
     }
 
     fn finish_message(&mut self, cx: &mut ConnCtx<'_>, f: Finished) {
@@ -707,6 +842,27 @@ impl Proto {
             }
             Cmd::Compress if !self.compress => self.switch = Some(Switch::HoldClient),
             Cmd::Idle => self.idle = true,
+            Cmd::Fetch => {
+                // One message (not a set), and a BODY[]<o.n> item.
+                let id = toks.get(args).and_then(|t| parse_number(p.raw(t)));
+                let ask = toks
+                    .get(args + 1..)
+                    .unwrap_or(&[])
+                    .iter()
+                    .filter(|t| t.kind == TokKind::Atom)
+                    .find_map(|t| body_partial(p.raw(t)));
+                if let (Some(id), Some((origin, count))) = (id, ask) {
+                    if self.partial_asks.len() >= MAX_PARTIAL_ASKS {
+                        self.partial_asks.pop_front();
+                    }
+                    self.partial_asks.push_back(PartialAsk {
+                        uid,
+                        id,
+                        origin,
+                        count,
+                    });
+                }
+            }
             _ => {}
         }
         self.pending[i].line_done = true;
@@ -1043,6 +1199,70 @@ impl Proto {
 }
 
 /// The number after the depth-1 attribute `name` (`UID 42`).
+/// A piece of a run of partial fetches (see [`Proto::literal_done`]).
+#[derive(Clone, Copy, Debug)]
+struct RunPiece {
+    /// The response's `<o>`.
+    origin: u64,
+    /// The literal's announced length.
+    len: u64,
+    /// What the FETCH asked for (`<o.n>`'s n), if known.
+    count: Option<u64>,
+    /// RFC822.SIZE, if this or an earlier response of the run gave it.
+    size: Option<u64>,
+}
+
+/// A run of partial fetches of one message held open for its next piece.
+#[derive(Clone, Copy, Debug)]
+struct Run {
+    /// The origin the next piece must have.
+    next: u64,
+    seq: Option<u64>,
+    uid: Option<u64>,
+    size: Option<u64>,
+}
+
+impl Run {
+    /// Whether a response piece at `origin` for message `seq`/`uid` is the
+    /// run's next one: the same message (by UID when both carry one, else
+    /// by sequence number) and no byte missing or repeated in between.
+    fn continued_by(&self, origin: u64, seq: Option<u64>, uid: Option<u64>) -> bool {
+        let same = match (self.uid, uid) {
+            (Some(a), Some(b)) => a == b,
+            _ => self.seq.is_some() && self.seq == seq,
+        };
+        same && origin == self.next
+    }
+}
+
+/// A FETCH of one message (`id`: a UID for UID FETCH, else a sequence
+/// number) that asked for `BODY[]<origin.count>`.
+#[derive(Clone, Copy, Debug)]
+struct PartialAsk {
+    uid: bool,
+    id: u64,
+    origin: u64,
+    count: u64,
+}
+
+/// Partial asks remembered (pipelined chunk fetches of several messages).
+const MAX_PARTIAL_ASKS: usize = 32;
+
+/// The `(o, n)` of a FETCH command item `BODY[]<o.n>` or
+/// `BODY.PEEK[]<o.n>` (the whole message's bytes from `o`, at most `n`).
+fn body_partial(atom: &[u8]) -> Option<(u64, u64)> {
+    let up = atom.to_ascii_uppercase();
+    let rest = up
+        .strip_prefix(b"BODY.PEEK[]<")
+        .or_else(|| up.strip_prefix(b"BODY[]<"))?;
+    let inner = rest.strip_suffix(b">")?;
+    let dot = inner.iter().position(|&b| b == b'.')?;
+    Some((
+        parse_number(&inner[..dot])?,
+        parse_number(&inner[dot + 1..])?,
+    ))
+}
+
 fn att_number(p: &LineParser, toks: &[Tok], name: &[u8]) -> Option<u64> {
     toks.windows(2).find_map(|w| {
         (w[0].depth == 1 && w[0].kind == TokKind::Atom && p.raw(&w[0]).eq_ignore_ascii_case(name))

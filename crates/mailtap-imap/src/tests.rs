@@ -347,6 +347,134 @@ fn partial_and_part_fetches() {
     assert_eq!(r.rec.messages_fetched, 2);
 }
 
+/// A message fetched in pieces, the way Thunderbird fetches large ones
+/// (`BODY.PEEK[]<0.n>`, `<n.n>`, ... until one comes back short): one
+/// message, the pieces joined, `BODY[]`, not partial.
+fn chunked_session(body: &[u8], n: usize, size: bool) -> Vec<Step> {
+    let mut v = vec![
+        s(b"* OK ready\r\n"),
+        c(b"a1 SELECT INBOX\r\n"),
+        s(b"* 3 EXISTS\r\na1 OK [READ-WRITE] done\r\n"),
+    ];
+    let mut o = 0;
+    let mut k = 2;
+    loop {
+        let piece = &body[o.min(body.len())..(o + n).min(body.len())];
+        v.push(c(format!(
+            "a{k} UID FETCH 7 (UID BODY.PEEK[]<{o}.{n}>)\r\n"
+        )
+        .as_bytes()));
+        let pre = if size && o == 0 {
+            format!("* 2 FETCH (UID 7 RFC822.SIZE {} BODY[]<{o}> ", body.len())
+        } else {
+            format!("* 2 FETCH (UID 7 BODY[]<{o}> ")
+        };
+        let mut r = lit(&pre, piece, ")\r\n");
+        r.extend_from_slice(format!("a{k} OK Fetch completed.\r\n").as_bytes());
+        v.push(S(r));
+        o += n;
+        k += 1;
+        if piece.len() < n || (size && o >= body.len()) {
+            break;
+        }
+    }
+    v
+}
+
+#[test]
+fn a_run_of_partial_fetches_is_joined_into_the_whole_message() {
+    let mut body = MSG1.to_vec();
+    for i in 0..30 {
+        body.extend_from_slice(format!("line {i} of a longer body\r\n").as_bytes());
+    }
+    // short last piece; an exact multiple ending in an empty piece; an
+    // exact multiple that RFC822.SIZE ends; one short piece alone
+    for (n, size) in [
+        (100, false),
+        (body.len() / 3, false),
+        (body.len() / 3, true),
+        (4096, false),
+    ] {
+        let r = run(&chunked_session(&body, n, size));
+        let x = r.extracted();
+        assert_eq!(x.len(), 1, "n={n}: one message");
+        assert_eq!(x[&1], body, "n={n}: the pieces joined");
+        let m = r.metas();
+        assert_eq!(m.len(), 1);
+        assert!(m[0].complete && !m[0].partial, "n={n}: {:?}", m[0]);
+        let meta = &r.a.messages()[0];
+        assert_eq!(meta.section, "BODY[]");
+        assert_eq!((meta.imap_uid, meta.seq), (Some(7), Some(2)));
+        assert_eq!(m[0].headers.subject.as_deref(), Some("one"));
+        assert_eq!(
+            (r.rec.messages_fetched, r.rec.bytes_fetched),
+            (1, body.len() as u64)
+        );
+        assert_eq!(r.rec.partial_fetched, 0);
+    }
+}
+
+#[test]
+fn a_run_cut_short_or_broken_stays_partial() {
+    let body: Vec<u8> = MSG1.iter().copied().cycle().take(500).collect();
+    // the first piece, full, then something else: the piece alone, partial
+    let mut steps = chunked_session(&body, 100, false);
+    steps.truncate(5);
+    steps.push(c(b"a9 UID FETCH 8 BODY.PEEK[]\r\n"));
+    steps.push(S(lit(
+        "* 3 FETCH (UID 8 BODY[] ",
+        MSG1,
+        ")\r\na9 OK done\r\n",
+    )));
+    let r = run(&steps);
+    let x = r.extracted();
+    assert_eq!(x[&1], &body[..100]);
+    assert_eq!(x[&2], MSG1);
+    let m = r.a.messages();
+    assert_eq!((m[0].section.as_str(), m[0].partial), ("BODY[]<0>", true));
+    assert_eq!((m[1].section.as_str(), m[1].partial), ("BODY[]", false));
+    // a next piece that skips bytes or names another message is its own
+    let mut steps = chunked_session(&body, 100, false);
+    steps.truncate(5);
+    steps.push(c(b"a8 UID FETCH 7 (UID BODY.PEEK[]<150.100>)\r\n"));
+    steps.push(S(lit(
+        "* 2 FETCH (UID 7 BODY[]<150> ",
+        &body[150..250],
+        ")\r\na8 OK done\r\n",
+    )));
+    steps.push(c(b"a9 UID FETCH 9 (UID BODY.PEEK[]<250.100>)\r\n"));
+    steps.push(S(lit(
+        "* 4 FETCH (UID 9 BODY[]<250> ",
+        &body[250..350],
+        ")\r\na9 OK done\r\n",
+    )));
+    let r = run(&steps);
+    let x = r.extracted();
+    assert_eq!(x.len(), 3);
+    assert_eq!(x[&1], &body[..100]);
+    assert_eq!(x[&2], &body[150..250]);
+    let sections: Vec<_> =
+        r.a.messages()
+            .iter()
+            .map(|m| (m.section.clone(), m.partial))
+            .collect();
+    assert_eq!(
+        sections,
+        [
+            ("BODY[]<0>".to_string(), true),
+            ("BODY[]<150>".into(), true),
+            ("BODY[]<250>".into(), true)
+        ]
+    );
+    // the connection ends while a run waits: what came is written
+    let mut steps = chunked_session(&body, 100, false);
+    steps.truncate(7);
+    let r = run(&steps);
+    assert_eq!(r.extracted()[&1], &body[..200]);
+    assert!(r.a.messages()[0].partial);
+    assert_eq!(r.rec.partial_fetched, 1);
+}
+
 #[test]
 fn idle_pushes_and_done() {
     let r = run(&[

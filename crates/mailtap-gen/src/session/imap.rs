@@ -74,6 +74,13 @@ enum Op {
     Noop,
     /// `COMPRESS DEFLATE`: the rest of the session is deflated.
     Compress,
+    /// One message fetched in pieces, one round trip each, as Thunderbird
+    /// fetches large ones: `BODY.PEEK[]<o.n>` until a piece comes back
+    /// short (or, when the first response gave RFC822.SIZE, until the
+    /// last byte).
+    Chunked {
+        uid: bool,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -136,6 +143,7 @@ impl Imap {
         while left > 0 {
             let op = match rng.below(100) {
                 0..=19 => Op::Append { plus: rng.pct(50) },
+                92..=99 => Op::Chunked { uid: rng.pct(70) },
                 20..=44 if left >= 2 => Op::Fetch {
                     n: rng.range32(2, left.min(4)) as u8,
                     uid: rng.pct(60),
@@ -423,6 +431,7 @@ impl Session {
                 im.next += 1;
                 match op {
                     Op::Fetch { n, uid } => self.im_fetch(ctx, n, uid),
+                    Op::Chunked { uid } => self.im_fetch_chunked(ctx, uid),
                     Op::Append { plus } => self.im_append(ctx, plus),
                     Op::Idle => self.im_idle(),
                     Op::Compress => {
@@ -584,6 +593,7 @@ impl Session {
                 seq: Some(seq),
                 uid: uid.then_some(msg_uid),
                 compressed: self.im().deflate.is_some(),
+                pieces: 1,
             });
             self.report_range(ctx, &m, a as usize, b as usize, partial);
             self.im_span(ctx, S, cmd_off, line_off, lit, run);
@@ -591,6 +601,103 @@ impl Session {
         let d = self.reply_delay(false);
         self.push_data(S, total, d, true);
         self.maybe_client_ack();
+    }
+
+    /// One message fetched in pieces of `n` bytes, one round trip each.
+    fn im_fetch_chunked(&mut self, ctx: &mut Ctx, uid: bool) {
+        let (exists, uidnext) = (self.im().exists, self.im().uidnext);
+        let seq = self.rng.range32(1, exists);
+        let msg_uid = seq + (uidnext - exists - 1);
+        let n = self.rng.range(256, 2_048);
+        let with_size = self.rng.pct(50);
+        let m = self.build_message(ctx);
+        let len = m.len;
+        let mut o = 0u64;
+        let mut first: Option<(u64, u64)> = None;
+        let mut lits = Vec::new();
+        let mut last_run;
+        let mut pieces = 0;
+        loop {
+            let t = self.im().tag();
+            let c = self.mark();
+            if uid {
+                let _ = write!(
+                    self.local,
+                    "{t} UID FETCH {msg_uid} (UID BODY.PEEK[]<{o}.{n}>)\r\n"
+                );
+            } else {
+                let _ = write!(self.local, "{t} FETCH {seq} (BODY.PEEK[]<{o}.{n}>)\r\n");
+            }
+            let r = self.mark();
+            let cmd_off = self.stream_off(C);
+            self.im_queue_local(C, c, r);
+            let think = self.think();
+            self.push_data(C, (r - c) as u64, think, false);
+            let s_off = self.stream_off(S);
+            last_run = self.im_next_run(S);
+            let b = (o + n).min(len);
+            let p = self.mark();
+            let _ = write!(self.local, "* {seq} FETCH (");
+            if uid {
+                let _ = write!(self.local, "UID {msg_uid} ");
+            }
+            if with_size && o == 0 {
+                let _ = write!(self.local, "RFC822.SIZE {len} ");
+            }
+            let _ = write!(self.local, "BODY[]<{o}> {{{}}}\r\n", b - o);
+            let q = self.mark();
+            let mut total = self.im_queue_local(S, p, q);
+            let lit0 = s_off + total;
+            total += super::framing::push_slice(&mut self.flights[S], &m.segs, o, b);
+            lits.push((lit0, s_off + total));
+            pieces += 1;
+            first.get_or_insert((cmd_off, s_off));
+            let e = self.mark();
+            let _ = write!(
+                self.local,
+                ")\r\n{t} OK Fetch completed (0.001 + 0.000 secs).\r\n"
+            );
+            let f = self.mark();
+            total += self.im_queue_local(S, e, f);
+            let d = self.reply_delay(false);
+            self.push_data(S, total, d, true);
+            self.maybe_client_ack();
+            let short = b - o < n;
+            o = b;
+            if short || (with_size && o >= len) {
+                break;
+            }
+        }
+        let mailbox = self.im().mailbox;
+        self.im().cur = Some(ImapTruth {
+            append: false,
+            mailbox,
+            section: "BODY[]",
+            origin: None,
+            seq: Some(seq),
+            uid: uid.then_some(msg_uid),
+            compressed: self.im().deflate.is_some(),
+            pieces,
+        });
+        self.report_range(ctx, &m, 0, len as usize, false);
+        if ctx.on_span.is_none() {
+            return;
+        }
+        let (cmd_off, line_off) = first.expect("one piece at least");
+        let mut sp = self.new_span(S, cmd_off);
+        if self.im().deflate.is_some() {
+            let at = self.im().compress_at;
+            sp.start = at[C];
+            sp.data_mark = (S, at[S]);
+            self.im().pending_spans.push((sp, S, last_run));
+        } else {
+            sp.data_mark = (S, line_off);
+            let end = lits.last().map_or(line_off, |l| l.1);
+            sp.data = lits;
+            sp.end = (S, end);
+            self.span = Some(sp);
+            self.emit_span(ctx);
+        }
     }
 
     /// APPEND of one new message to the Sent mailbox, with flags and an
@@ -648,6 +755,7 @@ impl Session {
             seq: None,
             uid: Some(uid),
             compressed: self.im().deflate.is_some(),
+            pieces: 1,
         });
         self.report_range(ctx, &m, 0, len as usize, false);
         self.im_span(ctx, C, cmd_off, cmd_off, (lit0, lit0 + len), run);
