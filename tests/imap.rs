@@ -304,3 +304,74 @@ fn imap_on_another_port_is_found_only_by_detection() {
         "nothing extracted"
     );
 }
+
+/// COMPRESS costs each session two inflate states (about 150 KB): they
+/// count against the shard's input budget (`flow.buffer_memory`), so a
+/// crowd of COMPRESS sessions cannot take the sensor's memory. With a tiny
+/// budget the sessions that do not fit are left unanalysed after COMPRESS
+/// (weird `imap_compress_over_budget`, counted in the summary) while the
+/// others are still extracted byte for byte; with the default budget all
+/// of them are.
+#[test]
+fn compress_sessions_count_against_the_buffer_budget() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cap = tmp.path().join("compress.pcap");
+    let mut cfg = mailtap_gen::GenConfig {
+        sessions: 600,
+        concurrency: 400,
+        seed: 31,
+        ..mailtap_gen::GenConfig::for_mix(mailtap_gen::TrafficMix::Small)
+    };
+    cfg.mix.imap = 100;
+    cfg.mix.pop3 = 0;
+    let mut truth = Vec::new();
+    let f = std::io::BufWriter::new(std::fs::File::create(&cap).unwrap());
+    mailtap_gen::generate_with_truth(&cfg, f, &mut |t| {
+        truth.push((t.imap.is_some_and(|i| i.compressed), t.bytes.len()));
+    })
+    .unwrap();
+    let compressed = truth.iter().filter(|t| t.0).count();
+    assert!(compressed >= 50, "{compressed} messages over COMPRESS");
+    let extract = |budget: &str| {
+        let (logs, ex) = (
+            tmp.path().join(format!("l{budget}")),
+            tmp.path().join(format!("e{budget}")),
+        );
+        let (o, _) = run(&[
+            "read",
+            "--no-progress",
+            "-o",
+            logs.to_str().unwrap(),
+            "--extract-dir",
+            ex.to_str().unwrap(),
+            "--set",
+            &format!("flow.buffer_memory={budget}"),
+            cap.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let emls = std::fs::read_dir(&ex)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "eml")
+            })
+            .count();
+        let refused = rows(&logs, "weird.log")
+            .iter()
+            .filter(|r| r.contains("\timap_compress_over_budget\t"))
+            .count();
+        (emls, refused, stderr(&o))
+    };
+    let (all, refused, _) = extract("1073741824");
+    assert_eq!((all, refused), (truth.len(), 0));
+    let (some, refused, summary) = extract("1048576");
+    assert!(refused > 0, "no session refused with a 1 MiB budget");
+    assert!(some < all && some >= all - compressed, "{some} of {all}");
+    assert!(
+        summary.contains("IMAP COMPRESS sessions left unanalysed"),
+        "{summary}"
+    );
+}

@@ -171,6 +171,10 @@ weirds! {
     ImapInflateError = "imap_inflate_error",
     /// A content gap in a compressed direction: it is lost.
     ImapGapInCompressedStream = "imap_gap_in_compressed_stream",
+    /// COMPRESS accepted while the shard's buffer budget
+    /// (`flow.buffer_memory`) cannot hold two inflate states: the rest of
+    /// the connection is not analysed.
+    ImapCompressOverBudget = "imap_compress_over_budget",
     /// A content gap in line data: framing lost until a command/response.
     ImapGapLostSync = "imap_gap_lost_sync",
     /// Framing lost (a gap, a literal beyond the cap): resynchronised.
@@ -288,6 +292,7 @@ mod tests {
             "imap_bad_sasl_response",
             "imap_client_command_missing",
             "imap_client_duplicate_starttls",
+            "imap_compress_over_budget",
             "imap_empty_line",
             "imap_excessive_untagged_responses",
             "imap_gap_in_compressed_stream",

@@ -82,7 +82,7 @@ impl Summary {
             // The input-buffer budget was spent at some point: say how
             // much was held at most (per shard, summed).
             parts.push(format!(
-                "input buffers peaked at {:.1} MiB (flow.buffer_memory spent {} times: lines and headers cut, chunks handed over early, holes given up)",
+                "input buffers peaked at {:.1} MiB (flow.buffer_memory spent {} times: lines and headers cut, chunks handed over early, holes given up, IMAP COMPRESS sessions left unanalysed)",
                 f.buffer_peak_bytes as f64 / (1 << 20) as f64,
                 f.buffer_refusals
             ));

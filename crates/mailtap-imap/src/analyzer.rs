@@ -10,7 +10,7 @@ use crate::parse::{Frag, LineParser, Marker};
 use crate::proto::{LitUse, Proto, Switch};
 use crate::record::{ImapMessage, ImapWeird};
 use mailtap_contentline::{LineSplitter, Nuls, Piece};
-use mailtap_core::{ConnCtx, Record, TcpAnalyzer};
+use mailtap_core::{Charge, ConnCtx, Record, TcpAnalyzer};
 use std::sync::Arc;
 
 /// Counters of one analyzer instance.
@@ -36,6 +36,8 @@ pub struct ImapStats {
     pub compressed_bytes: u64,
     pub inflated_bytes: u64,
     pub held_bytes_dropped: u64,
+    /// COMPRESS refused by the shard's buffer budget.
+    pub compress_over_budget: u64,
 }
 
 /// One direction's framing state.
@@ -66,10 +68,18 @@ pub struct ImapAnalyzer {
     p: Proto,
     finished: bool,
     tls_handoff: Option<usize>,
+    /// The inflate states and their output buffers after COMPRESS,
+    /// charged to the shard's buffer budget.
+    inflate_charge: Charge,
 }
 
 /// Inflated bytes handed on at once.
 const INFLATE_CHUNK: usize = 32 * 1024;
+
+/// What COMPRESS costs a connection: per direction a raw-inflate state
+/// (miniz_oxide's, a 32 KiB window and its tables, about 43 KB) and an
+/// `INFLATE_CHUNK` output buffer.
+const INFLATE_MEMORY: usize = 2 * (44 * 1024 + INFLATE_CHUNK);
 
 impl ImapAnalyzer {
     pub fn new(cfg: Arc<ImapConfig>) -> Self {
@@ -95,6 +105,7 @@ impl ImapAnalyzer {
             p: Proto::new(cfg.clone()),
             finished: false,
             tls_handoff: None,
+            inflate_charge: Charge::default(),
         }
     }
 
@@ -195,6 +206,21 @@ impl ImapAnalyzer {
                 Switch::Release { compress } => {
                     let held = self.dirs[1].hold.take().unwrap_or_default();
                     if compress {
+                        // Two inflate states and their output buffers per
+                        // connection: thousands of COMPRESS sessions would
+                        // hold gigabytes, so they count against the
+                        // shard's budget, and one that does not fit is
+                        // not analysed further.
+                        let need = INFLATE_MEMORY;
+                        if !cx.out.buffers.fits(need) {
+                            cx.out.buffers.note_refused();
+                            self.p.stats.compress_over_budget += 1;
+                            self.p.weird(cx, ImapWeird::CompressOverBudget);
+                            self.kill(cx, 0);
+                            self.kill(cx, 1);
+                            return;
+                        }
+                        self.inflate_charge.set(&cx.out.buffers, need);
                         for dir in &mut self.dirs {
                             dir.inflate = Some(Box::new(flate2::Decompress::new(false)));
                         }
@@ -570,6 +596,7 @@ impl TcpAnalyzer for ImapAnalyzer {
             dir.inflate = None;
             dir.scratch = Vec::new();
         }
+        self.inflate_charge.release();
         if let Some(r) = self.p.finish(cx) {
             cx.emit(Record::Imap(Box::new(r)));
         }

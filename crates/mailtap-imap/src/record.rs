@@ -140,6 +140,9 @@ imap_weirds! {
     InflateError = ImapInflateError,
     /// A content gap in a compressed direction: it is lost.
     GapInCompressedStream = ImapGapInCompressedStream,
+    /// COMPRESS while the shard's buffer budget cannot hold the inflate
+    /// states: the rest of the connection is not analysed.
+    CompressOverBudget = ImapCompressOverBudget,
     /// A content gap in line data: framing lost until a command/response.
     GapLostSync = ImapGapLostSync,
     /// Framing lost (a gap, a literal beyond the cap): resynchronised.

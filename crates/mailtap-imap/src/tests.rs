@@ -4,7 +4,7 @@
 use crate::{ImapAnalyzer, ImapConfig, ImapRecord, ImapWeird};
 use mailtap_core::mail::EmailMeta;
 use mailtap_core::testing::Harness;
-use mailtap_core::{Event, Record, TcpAnalyzer, Timestamp};
+use mailtap_core::{BufferBudget, Event, Record, TcpAnalyzer, Timestamp};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -33,8 +33,14 @@ struct Run {
 }
 
 fn run_cfg(cfg: ImapConfig, steps: &[Step]) -> Run {
+    run_budget(cfg, BufferBudget::default(), steps)
+}
+
+/// A run on a shard whose buffer budget is `budget`.
+fn run_budget(cfg: ImapConfig, budget: BufferBudget, steps: &[Step]) -> Run {
     let mut h = Harness::new("192.168.0.4:40001", "10.0.0.2:143");
     h.out.extract_enabled = true;
+    h.out.buffers = budget;
     let mut a = ImapAnalyzer::new(Arc::new(cfg));
     for (i, st) in steps.iter().enumerate() {
         h.ts = Timestamp(1_000_000_000 + i as i64 * 1000);
@@ -650,6 +656,26 @@ fn compress_deflate_is_inflated_in_both_directions() {
     assert_eq!(r.a.pending_commands(), 0);
     assert!(r.a.stats().inflated_bytes > r.a.stats().compressed_bytes);
     assert!(r.imap_weirds().is_empty(), "{:?}", r.imap_weirds());
+}
+
+#[test]
+fn compress_counts_against_the_shard_budget() {
+    let (steps, body) = compressed_session();
+    // room for it: charged while the session runs, given back at its end
+    let budget = BufferBudget::new(1 << 20);
+    let r = run_budget(ImapConfig::default(), budget.clone(), &steps);
+    assert_eq!(r.extracted()[&1], body);
+    assert!(budget.peak() >= 2 * 44 * 1024, "peak {}", budget.peak());
+    assert_eq!(budget.used(), 0);
+    // no room: the session is not analysed past COMPRESS, and says why
+    let budget = BufferBudget::new(64 * 1024);
+    let r = run_budget(ImapConfig::default(), budget.clone(), &steps);
+    assert!(r.extracted().is_empty());
+    assert!(r.weird(ImapWeird::CompressOverBudget));
+    assert_eq!(r.a.stats().compress_over_budget, 1);
+    assert_eq!(budget.refused(), 1);
+    // what came before is kept, nothing after is read
+    assert_eq!(r.commands(), ["SELECT:1", "COMPRESS:1"]);
 }
 
 #[test]
