@@ -22,7 +22,7 @@ for p in build-essential pkg-config tcpdump time ca-certificates \
          clang llvm m4 libelf-dev zlib1g-dev libpcap-dev \
          tcpreplay iproute2 ethtool \
          cmake libcurl4-openssl-dev libsasl2-dev libssl-dev \
-         dovecot-imapd python3; do
+         dovecot-imapd python3 openssl; do
   pkg_installed "$p" || need_apt+=("$p")
 done
 

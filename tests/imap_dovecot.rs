@@ -33,8 +33,14 @@
 //! conn.log says imap, with every connection whole (SF, nothing missed);
 //! files.log has the attachments both ways; no weirds.
 //!
-//! Needs root (namespaces), Dovecot (`dovecot-imapd`), tcpdump and
-//! python3; scripts/setup.sh installs them. Without them the test is
+//! A second test runs Dovecot with TLS (a fresh self-signed certificate):
+//! imaplib sessions that STARTTLS (TLS 1.2 and 1.3), log in, append and
+//! fetch inside TLS; mailtap must hand them to its TLS analyzer (conn.log
+//! `imap,ssl`, ssl.log version, IANA cipher, certificate fingerprint,
+//! x509.log) and extract nothing.
+//!
+//! Needs root (namespaces), Dovecot (`dovecot-imapd`), tcpdump,
+//! python3 and openssl; scripts/setup.sh installs them. Without them the test is
 //! skipped, which `MAILTAP_REQUIRE_ALL=1` turns into a failure.
 
 mod common;
@@ -179,13 +185,15 @@ struct Lab {
 }
 
 impl Lab {
-    fn new() -> Lab {
+    /// Two namespaces joined by a veth pair; `tag` tells apart the labs of
+    /// the tests of this file, which run at once in one process.
+    fn new(tag: char) -> Lab {
         let pid = std::process::id();
         let lab = Lab {
-            server_ns: format!("mtd{pid}s"),
-            client_ns: format!("mtd{pid}c"),
-            server_if: format!("mtd{pid}s0"),
-            client_if: format!("mtd{pid}c0"),
+            server_ns: format!("mtd{pid}{tag}s"),
+            client_ns: format!("mtd{pid}{tag}c"),
+            server_if: format!("mtd{pid}{tag}s0"),
+            client_if: format!("mtd{pid}{tag}c0"),
         };
         assert!(lab.server_if.len() <= 15, "{} too long", lab.server_if);
         // A namespace left by an earlier run with the same pid: gone.
@@ -591,7 +599,7 @@ fn dovecot_session_is_logged_and_extracted_as_the_client_saw_it() {
     let record = dir.join("client.json");
     let dovecot_log = || std::fs::read_to_string(dir.join("dovecot.log")).unwrap_or_default();
 
-    let lab = Lab::new();
+    let lab = Lab::new('a');
     let mut dovecot = lab.spawn(
         &lab.server_ns,
         &["dovecot", "-F", "-c", conf.to_str().unwrap()],
@@ -910,4 +918,229 @@ fn dovecot_session_is_logged_and_extracted_as_the_client_saw_it() {
         sessions.len(),
         started.elapsed().as_secs_f64()
     );
+}
+
+/// Dovecot with TLS: two sessions that turn on STARTTLS (imaplib's
+/// `starttls()`, one limited to TLS 1.2 so the certificate crosses in the
+/// clear, one with TLS 1.3), log in and fetch inside TLS. mailtap hands
+/// each connection to its TLS analyzer after the server's OK: conn.log
+/// says `imap,ssl`, imap.log says STARTTLS and knows nothing of what
+/// followed (the login and the fetch are encrypted: no user, nothing
+/// extracted), ssl.log has the version and cipher the client negotiated,
+/// and for TLS 1.2 the certificate's fingerprint, which x509.log
+/// describes.
+#[test]
+fn dovecot_starttls_sessions_go_to_the_tls_analyzer() {
+    const TEST: &str = "imap_dovecot::dovecot_starttls_sessions_go_to_the_tls_analyzer";
+    if let Some(why) = missing_prerequisite() {
+        skip(TEST, &why);
+        return;
+    }
+    if !runs(&["openssl", "version"]) {
+        skip(TEST, "`openssl` not found");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let conf = dovecot_conf(dir, false);
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    must(&[
+        "openssl",
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "30",
+        "-subj",
+        "/CN=imap.mailtap.test/O=mailtap test",
+        "-keyout",
+        key.to_str().unwrap(),
+        "-out",
+        cert.to_str().unwrap(),
+    ]);
+    let text = std::fs::read_to_string(&conf).unwrap().replace(
+        "ssl = no\n",
+        &format!(
+            "ssl = yes\nssl_cert = <{}\nssl_key = <{}\n",
+            cert.display(),
+            key.display()
+        ),
+    );
+    std::fs::write(&conf, text).unwrap();
+    let pcap = dir.join("tls.pcap");
+    let dovecot_log = || std::fs::read_to_string(dir.join("dovecot.log")).unwrap_or_default();
+
+    let lab = Lab::new('t');
+    let mut dovecot = lab.spawn(
+        &lab.server_ns,
+        &["dovecot", "-F", "-c", conf.to_str().unwrap()],
+        Stdio::inherit(),
+    );
+    wait_for("Dovecot to listen on 143", 15, || {
+        assert!(!dovecot.exited(), "Dovecot exited: {}", dovecot_log());
+        let o = cmd(&[
+            "ip",
+            "netns",
+            "exec",
+            &lab.server_ns,
+            "ss",
+            "-Hltn",
+            "sport = :143",
+        ]);
+        !o.stdout.is_empty()
+    });
+    let capture = Capture::start(&lab, &pcap);
+    // One JSON line per session: the client port, the TLS version and
+    // cipher it negotiated, the server certificate's SHA-256.
+    let script = format!(
+        r#"
+import hashlib, imaplib, json, ssl
+for maxv in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.maximum_version = maxv
+    M = imaplib.IMAP4("{SERVER_IP}", 143)
+    port = M.sock.getsockname()[1]
+    M.starttls(ssl_context=ctx)
+    M.login("{USER}", "{PASSWORD}")
+    M.select("INBOX")
+    M.append("INBOX", None, None, b"Subject: inside TLS\r\n\r\nsecret body\r\n")
+    M.fetch("1", "(BODY.PEEK[])")
+    der = M.sock.getpeercert(binary_form=True)
+    name = M.sock.cipher()[0]
+    suite = [c["id"] & 0xffff for c in ctx.get_ciphers() if c["name"] == name]
+    print(json.dumps({{"port": port, "version": M.sock.version(), "cipher": name,
+                      "suite": suite[0] if suite else None,
+                      "cert": hashlib.sha256(der).hexdigest()}}))
+    M.logout()
+"#
+    );
+    let o = cmd(&[
+        "ip",
+        "netns",
+        "exec",
+        &lab.client_ns,
+        "timeout",
+        "60",
+        "python3",
+        "-B",
+        "-c",
+        &script,
+    ]);
+    assert!(
+        o.status.success(),
+        "client failed ({}): {}{}\nDovecot's log:\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+        dovecot_log()
+    );
+    let seen: Vec<Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(seen.len(), 2);
+    let mut last = (0, Instant::now());
+    wait_for("the capture to settle", 10, || {
+        let len = std::fs::metadata(&pcap).map_or(0, |m| m.len());
+        if len != last.0 {
+            last = (len, Instant::now());
+        }
+        last.1.elapsed() > Duration::from_millis(400)
+    });
+    let (captured, dropped) = capture.stop();
+    assert!(
+        captured > 20 && dropped == 0,
+        "{captured} captured, {dropped} dropped"
+    );
+    let st = dovecot.stop("-TERM");
+    assert!(st.success(), "Dovecot ({st}): {}", dovecot_log());
+    drop(lab);
+
+    let out = dir.join("out");
+    let ex = dir.join("extract");
+    let (o, _) = run(&[
+        "read",
+        "--no-progress",
+        "-o",
+        out.to_str().unwrap(),
+        "--extract-dir",
+        ex.to_str().unwrap(),
+        pcap.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "mailtap read: {}", stderr(&o));
+    let conn = table(&out, "conn.log");
+    let imap = table(&out, "imap.log");
+    let ssl = table(&out, "ssl.log");
+    let x509 = table(&out, "x509.log");
+    assert_eq!((conn.len(), imap.len(), ssl.len()), (2, 2, 2), "{conn:?}");
+    // nothing of what went inside TLS
+    let extracted = std::fs::read_dir(&ex).map_or(0, |d| d.count());
+    assert_eq!(extracted, 0, "a message extracted from inside TLS");
+    for s in &seen {
+        let port = s["port"].as_u64().unwrap().to_string();
+        let ctx = format!("session {s}");
+        let by_port = |t: &[BTreeMap<String, String>]| {
+            t.iter()
+                .find(|r| r["id.orig_p"] == port)
+                .cloned()
+                .unwrap_or_else(|| panic!("{ctx}: no row for port {port}"))
+        };
+        let (c, i, l) = (by_port(&conn), by_port(&imap), by_port(&ssl));
+        assert_eq!(c["service"], "imap,ssl", "{ctx}");
+        assert_eq!(i["starttls"], "T", "{ctx}");
+        assert_eq!(i["user"], "-", "{ctx}: the login was encrypted");
+        assert_eq!(
+            (
+                i["messages_fetched"].as_str(),
+                i["messages_appended"].as_str()
+            ),
+            ("0", "0")
+        );
+        assert!(
+            i["commands"].contains("STARTTLS:1"),
+            "{ctx}: {}",
+            i["commands"]
+        );
+        let version = s["version"].as_str().unwrap().replace('.', "");
+        assert_eq!(l["version"], version, "{ctx}");
+        // Zeek logs IANA names; Python says OpenSSL's (the same in TLS
+        // 1.3). The suites OpenSSL 3 picks here, from RFC 5289 / 7905.
+        let iana = match s["suite"].as_u64() {
+            Some(0xC02F) => "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+            Some(0xC030) => "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+            Some(0xCCA8) => "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+            Some(0x1301) => "TLS_AES_128_GCM_SHA256",
+            Some(0x1302) => "TLS_AES_256_GCM_SHA384",
+            Some(0x1303) => "TLS_CHACHA20_POLY1305_SHA256",
+            other => panic!("{ctx}: suite {other:?} not in the test's table"),
+        };
+        assert_eq!(l["cipher"], iana, "{ctx}");
+        assert_eq!(l["established"], "T", "{ctx}");
+        assert_eq!(l["uid"], c["uid"], "{ctx}");
+        let cert = s["cert"].as_str().unwrap();
+        if version == "TLSv12" {
+            assert_eq!(l["cert_chain_fps"], cert, "{ctx}");
+            let x = x509
+                .iter()
+                .find(|r| r["fingerprint"] == cert)
+                .unwrap_or_else(|| panic!("{ctx}: no x509.log row for {cert}: {x509:?}"));
+            assert!(
+                x["certificate.subject"].contains("CN=imap.mailtap.test"),
+                "{x:?}"
+            );
+            assert_eq!(x["certificate.key_alg"], "rsaEncryption");
+            assert_eq!(x["certificate.key_length"], "2048");
+        } else {
+            assert_eq!(version, "TLSv13", "{ctx}");
+            // TLS 1.3 encrypts the Certificate message: unset, as Zeek
+            // 8.2.2 logs it (its out/tls TLS 1.3 rows)
+            assert_eq!(l["cert_chain_fps"], "-", "{ctx}");
+        }
+    }
+    let weirds = rows(&out, "weird.log");
+    assert!(weirds.is_empty(), "{weirds:?}");
 }
