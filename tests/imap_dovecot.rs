@@ -330,6 +330,44 @@ fn dovecot_conf(dir: &Path, compress: bool) -> PathBuf {
     path
 }
 
+/// Starts Dovecot with `conf` in the lab's server namespace and waits
+/// until it listens on 143 (its log is `dir/dovecot.log`).
+fn start_dovecot(lab: &Lab, conf: &Path, dir: &Path) -> Proc {
+    let mut dovecot = lab.spawn(
+        &lab.server_ns,
+        &["dovecot", "-F", "-c", conf.to_str().unwrap()],
+        Stdio::inherit(),
+    );
+    wait_for("Dovecot to listen on 143", 15, || {
+        let log = std::fs::read_to_string(dir.join("dovecot.log")).unwrap_or_default();
+        assert!(!dovecot.exited(), "Dovecot exited: {log}");
+        let o = cmd(&[
+            "ip",
+            "netns",
+            "exec",
+            &lab.server_ns,
+            "ss",
+            "-Hltn",
+            "sport = :143",
+        ]);
+        !o.stdout.is_empty()
+    });
+    dovecot
+}
+
+/// Waits for the last FIN/ACK exchange: until the capture file has not
+/// grown for 400 ms.
+fn wait_until_settled(pcap: &Path) {
+    let mut last = (0, Instant::now());
+    wait_for("the capture to settle", 10, || {
+        let len = std::fs::metadata(pcap).map_or(0, |m| m.len());
+        if len != last.0 {
+            last = (len, Instant::now());
+        }
+        last.1.elapsed() > Duration::from_millis(400)
+    });
+}
+
 /// Whether Debian's Dovecot has the imap_zlib plugin (dovecot-imapd
 /// ships it with Dovecot 2.3).
 fn has_imap_zlib() -> bool {
@@ -600,24 +638,7 @@ fn dovecot_session_is_logged_and_extracted_as_the_client_saw_it() {
     let dovecot_log = || std::fs::read_to_string(dir.join("dovecot.log")).unwrap_or_default();
 
     let lab = Lab::new('a');
-    let mut dovecot = lab.spawn(
-        &lab.server_ns,
-        &["dovecot", "-F", "-c", conf.to_str().unwrap()],
-        Stdio::inherit(),
-    );
-    wait_for("Dovecot to listen on 143", 15, || {
-        assert!(!dovecot.exited(), "Dovecot exited: {}", dovecot_log());
-        let o = cmd(&[
-            "ip",
-            "netns",
-            "exec",
-            &lab.server_ns,
-            "ss",
-            "-Hltn",
-            "sport = :143",
-        ]);
-        !o.stdout.is_empty()
-    });
+    let mut dovecot = start_dovecot(&lab, &conf, dir);
     let capture = Capture::start(&lab, &pcap);
 
     let script = repo().join("tests/imap_dovecot/client.py");
@@ -652,14 +673,7 @@ fn dovecot_session_is_logged_and_extracted_as_the_client_saw_it() {
     );
     // The last FIN/ACK exchange: wait until the file stops growing, then
     // stop the capture (SIGINT: flushed and closed).
-    let mut last = (0, Instant::now());
-    wait_for("the capture to settle", 10, || {
-        let len = std::fs::metadata(&pcap).map_or(0, |m| m.len());
-        if len != last.0 {
-            last = (len, Instant::now());
-        }
-        last.1.elapsed() > Duration::from_millis(400)
-    });
+    wait_until_settled(&pcap);
     let (captured, dropped) = capture.stop();
     assert!(captured > 100, "only {captured} packets captured");
     assert_eq!(
@@ -973,24 +987,7 @@ fn dovecot_starttls_sessions_go_to_the_tls_analyzer() {
     let dovecot_log = || std::fs::read_to_string(dir.join("dovecot.log")).unwrap_or_default();
 
     let lab = Lab::new('t');
-    let mut dovecot = lab.spawn(
-        &lab.server_ns,
-        &["dovecot", "-F", "-c", conf.to_str().unwrap()],
-        Stdio::inherit(),
-    );
-    wait_for("Dovecot to listen on 143", 15, || {
-        assert!(!dovecot.exited(), "Dovecot exited: {}", dovecot_log());
-        let o = cmd(&[
-            "ip",
-            "netns",
-            "exec",
-            &lab.server_ns,
-            "ss",
-            "-Hltn",
-            "sport = :143",
-        ]);
-        !o.stdout.is_empty()
-    });
+    let mut dovecot = start_dovecot(&lab, &conf, dir);
     let capture = Capture::start(&lab, &pcap);
     // One JSON line per session: the client port, the TLS version and
     // cipher it negotiated, the server certificate's SHA-256.
@@ -1043,14 +1040,7 @@ for maxv in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(seen.len(), 2);
-    let mut last = (0, Instant::now());
-    wait_for("the capture to settle", 10, || {
-        let len = std::fs::metadata(&pcap).map_or(0, |m| m.len());
-        if len != last.0 {
-            last = (len, Instant::now());
-        }
-        last.1.elapsed() > Duration::from_millis(400)
-    });
+    wait_until_settled(&pcap);
     let (captured, dropped) = capture.stop();
     assert!(
         captured > 20 && dropped == 0,
