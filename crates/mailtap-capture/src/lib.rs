@@ -120,12 +120,7 @@ pub struct RxPacket<'a> {
 
 /// The wall clock as a packet timestamp (vDSO, no syscall).
 pub fn now() -> Timestamp {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec we own.
-    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+    let ts = rustix::time::clock_gettime(rustix::time::ClockId::Realtime);
     Timestamp::from_secs_nanos(ts.tv_sec, ts.tv_nsec)
 }
 

@@ -125,13 +125,7 @@ pub const MIN_SNAPLEN: u32 = 64;
 const BLOCK_OVERHEAD: u32 = 256;
 
 fn page_size() -> u32 {
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if p > 0 {
-        p as u32
-    } else {
-        4096
-    }
+    u32::try_from(rustix::param::page_size()).unwrap_or(4096)
 }
 
 impl PacketRingConfig {

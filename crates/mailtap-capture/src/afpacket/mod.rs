@@ -466,52 +466,46 @@ impl PacketRing {
             .as_nanos()
             .div_ceil(1_000_000)
             .min(libc::c_int::MAX as u128) as libc::c_int;
-        let mut pfd = libc::pollfd {
-            fd: self.fd.as_raw_fd(),
-            events: libc::POLLIN | libc::POLLRDNORM,
-            revents: 0,
+        let timeout = rustix::time::Timespec {
+            tv_sec: i64::from(ms / 1000),
+            tv_nsec: i64::from(ms % 1000) * 1_000_000,
         };
-        // SAFETY: pfd is a valid pollfd and we pass a count of 1.
-        let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
-        if rc < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                return Ok(false);
+        let mut pfd = [rustix::event::PollFd::new(
+            &self.fd,
+            rustix::event::PollFlags::IN | rustix::event::PollFlags::RDNORM,
+        )];
+        let n = match rustix::event::poll(&mut pfd, Some(&timeout)) {
+            Ok(n) => n,
+            Err(rustix::io::Errno::INTR) => return Ok(false),
+            Err(e) => {
+                return Err(CaptureError::new(
+                    format!("poll on the AF_PACKET ring of {}", self.ifname),
+                    e.into(),
+                ))
             }
-            return Err(CaptureError::new(
-                format!("poll on the AF_PACKET ring of {}", self.ifname),
-                e,
-            ));
-        }
-        if rc == 0 {
+        };
+        if n == 0 {
             return Ok(false);
         }
-        if pfd.revents & libc::POLLNVAL != 0 {
+        let revents = pfd[0].revents();
+        if revents.contains(rustix::event::PollFlags::NVAL) {
             return Err(CaptureError::new(
                 format!("poll on the AF_PACKET ring of {}", self.ifname),
                 io::Error::from_raw_os_error(libc::EBADF),
             ));
         }
-        if pfd.revents & libc::POLLERR != 0 {
+        if revents.contains(rustix::event::PollFlags::ERR) {
             // Reading SO_ERROR clears it.
-            let mut err: libc::c_int = 0;
-            let mut len = size_of::<libc::c_int>() as libc::socklen_t;
-            // SAFETY: err and len are valid for writes of their sizes.
-            let rc = unsafe {
-                libc::getsockopt(
-                    self.fd.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    libc::SO_ERROR,
-                    (&mut err as *mut libc::c_int).cast(),
-                    &mut len,
-                )
+            let err = match rustix::net::sockopt::socket_error(&self.fd) {
+                Ok(Ok(())) => 0,
+                Ok(Err(e)) => e.raw_os_error(),
+                Err(e) => {
+                    return Err(CaptureError::new(
+                        format!("SO_ERROR on the AF_PACKET ring of {}", self.ifname),
+                        e.into(),
+                    ))
+                }
             };
-            if rc != 0 {
-                return Err(CaptureError::last_os(format!(
-                    "SO_ERROR on the AF_PACKET ring of {}",
-                    self.ifname
-                )));
-            }
             match err {
                 0 => {}
                 libc::ENETDOWN => {

@@ -65,12 +65,14 @@ pub use map::BypassMap;
 pub(crate) use map::{map_entries, percpu_sum};
 pub use sockfilter::SocketBypass;
 
+use crate::steering::{bpf_error, os_code};
 use crate::CaptureError;
-use std::ffi::{c_void, CStr};
+use libbpf_rs::{Map, MapCore, MapFlags, MapHandle, Object, ObjectBuilder, ProgramMut};
+use std::ffi::c_void;
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv6Addr};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -247,16 +249,11 @@ pub fn seq_after(a: u32, b: u32) -> bool {
 /// packet shift the result by the step.
 pub fn monotonic_to_unix_ns(mono_ns: u64) -> i64 {
     let read = |clock| {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: clock_gettime writes into the timespec we own.
-        unsafe { libc::clock_gettime(clock, &mut ts) };
+        let ts = rustix::time::clock_gettime(clock);
         i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
     };
-    let mono_now = read(libc::CLOCK_MONOTONIC);
-    let real_now = read(libc::CLOCK_REALTIME);
+    let mono_now = read(rustix::time::ClockId::Monotonic);
+    let real_now = read(rustix::time::ClockId::Realtime);
     (real_now - mono_now + i128::from(mono_ns)) as i64
 }
 
@@ -409,12 +406,7 @@ mod tests {
 
     #[test]
     fn bypass_monotonic_to_unix() {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: writes into ts.
-        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        let ts = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
         let mono = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
         let unix = monotonic_to_unix_ns(mono);
         let now = std::time::SystemTime::now()

@@ -116,33 +116,42 @@ pub(super) fn has_capability(cap: u32) -> bool {
 
 /// `BPF_LINK_CREATE` of an XDP link on `ifidx` with `flags`
 /// (`XDP_FLAGS_DRV_MODE` or `XDP_FLAGS_SKB_MODE`).
-pub(super) fn link_create(
-    prog_fd: RawFd,
-    ifidx: u32,
-    flags: u32,
-) -> io::Result<std::os::fd::OwnedFd> {
-    use std::os::fd::FromRawFd;
-    // SAFETY: all-zero is the "no options" value of this C struct.
-    let mut opts: libbpf_sys::bpf_link_create_opts = unsafe { std::mem::zeroed() };
-    opts.sz = std::mem::size_of::<libbpf_sys::bpf_link_create_opts>() as _;
-    opts.flags = flags;
-    // SAFETY: prog_fd is a loaded XDP program; opts is valid for the call.
-    let fd =
-        unsafe { libbpf_sys::bpf_link_create(prog_fd, ifidx as c_int, libbpf_sys::BPF_XDP, &opts) };
+///
+/// Raw libbpf: libbpf-rs's `Program::attach_xdp` creates the link with
+/// no flags, which lets the kernel pick the mode (native when the driver
+/// has it), so neither a forced SKB mode nor Auto's native-then-SKB
+/// fallback could be expressed.
+pub(super) fn link_create(prog: BorrowedFd<'_>, ifidx: u32, flags: u32) -> io::Result<OwnedFd> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let opts = libbpf_sys::bpf_link_create_opts {
+        sz: std::mem::size_of::<libbpf_sys::bpf_link_create_opts>() as _,
+        flags,
+        ..Default::default()
+    };
+    // SAFETY: prog is a loaded XDP program's fd; opts is valid for the
+    // call (sz set, the rest the "no options" zeros).
+    let fd = unsafe {
+        libbpf_sys::bpf_link_create(prog.as_raw_fd(), ifidx as c_int, libbpf_sys::BPF_XDP, &opts)
+    };
     if fd < 0 {
         return Err(lib_error(-fd));
     }
-    // SAFETY: a new fd that nothing else owns.
-    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+    // SAFETY: a new fd from the kernel that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// The XDP program attached to `ifidx` (netlink; no capability needed):
 /// (program id, attach mode as `XDP_ATTACHED_*`), id 0 when none.
+///
+/// Raw libbpf: libbpf-rs's `Xdp::query` wants a program fd, which there
+/// is none of here.
 pub(super) fn xdp_query(ifidx: u32) -> io::Result<(u32, u8)> {
-    // SAFETY: all-zero is a valid query result buffer (sz set).
-    let mut opts: libbpf_sys::bpf_xdp_query_opts = unsafe { std::mem::zeroed() };
-    opts.sz = std::mem::size_of::<libbpf_sys::bpf_xdp_query_opts>() as _;
-    // SAFETY: opts is valid for the call.
+    let mut opts = libbpf_sys::bpf_xdp_query_opts {
+        sz: std::mem::size_of::<libbpf_sys::bpf_xdp_query_opts>() as _,
+        ..Default::default()
+    };
+    // SAFETY: opts is a valid, writable query result buffer (sz set) for
+    // the call.
     let rc = unsafe { libbpf_sys::bpf_xdp_query(ifidx as c_int, 0, &mut opts) };
     if rc < 0 {
         return Err(lib_error(-rc));
@@ -150,25 +159,21 @@ pub(super) fn xdp_query(ifidx: u32) -> io::Result<(u32, u8)> {
     Ok((opts.prog_id, opts.attach_mode))
 }
 
-/// The name of the program behind `fd`.
-pub(super) fn prog_name(fd: RawFd) -> io::Result<String> {
-    // SAFETY: all-zero is a valid bpf_prog_info to fill.
-    let mut info: libbpf_sys::bpf_prog_info = unsafe { std::mem::zeroed() };
+/// The name of the program behind `fd`. (Raw libbpf: libbpf-rs 0.25
+/// reads a program's info by fd only for its id.)
+pub(super) fn prog_name(fd: BorrowedFd<'_>) -> io::Result<String> {
+    use std::os::fd::AsRawFd;
+    let mut info = libbpf_sys::bpf_prog_info::default();
     let mut len = std::mem::size_of::<libbpf_sys::bpf_prog_info>() as u32;
-    // SAFETY: info has len bytes.
-    let rc = unsafe { libbpf_sys::bpf_prog_get_info_by_fd(fd, &mut info, &mut len) };
+    // SAFETY: info is a writable bpf_prog_info of len bytes.
+    let rc = unsafe { libbpf_sys::bpf_prog_get_info_by_fd(fd.as_raw_fd(), &mut info, &mut len) };
     if rc < 0 {
         return Err(lib_error(-rc));
     }
-    // SAFETY: the kernel NUL-terminates the name (16 bytes at most).
-    let name = unsafe { CStr::from_ptr(info.name.as_ptr()) };
+    // The kernel NUL-terminates the name (16 bytes at most).
+    let bytes = info.name.map(|c| c as u8);
+    let name = CStr::from_bytes_until_nul(&bytes).unwrap_or_default();
     Ok(name.to_string_lossy().into_owned())
-}
-
-/// Closes a raw fd we own.
-pub(super) fn close_fd(fd: RawFd) {
-    // SAFETY: the caller owns fd and does not use it again.
-    unsafe { libc::close(fd) };
 }
 
 /// A program was in the way of the BPF link. Removes it when it is a
@@ -188,25 +193,24 @@ pub(super) fn replace_stale_without_link(ifname: &str, ifidx: u32) -> Result<(),
         _ => 0,
     };
     // With CAP_SYS_ADMIN the program can be looked at directly.
-    // SAFETY: a plain syscall wrapper.
-    let fd = unsafe { libbpf_sys::bpf_prog_get_fd_by_id(id) };
-    let identified: Option<(String, RawFd)> = if fd >= 0 {
-        let name = prog_name(fd).unwrap_or_default();
-        Some((name, fd))
-    } else {
-        None
-    };
+    let identified: Option<(String, OwnedFd)> = libbpf_rs::Program::fd_from_id(id)
+        .ok()
+        .map(|fd| (prog_name(fd.as_fd()).unwrap_or_default(), fd));
     match identified {
         Some((name, fd)) if name == PROG_NAME => {
             tracing::warn!(ifname, program_id = id, "replacing a stale {PROG_NAME} XDP program left on the interface by an earlier mailtap run");
-            // SAFETY: all-zero opts with sz set; old_prog_fd pins the
-            // detach to exactly that program.
-            let mut opts: libbpf_sys::bpf_xdp_attach_opts = unsafe { std::mem::zeroed() };
-            opts.sz = std::mem::size_of::<libbpf_sys::bpf_xdp_attach_opts>() as _;
-            opts.old_prog_fd = fd;
-            // SAFETY: opts valid for the call.
+            // Raw libbpf: libbpf-rs's `Xdp::detach` cannot pin the detach
+            // to one program (old_prog_fd).
+            let opts = libbpf_sys::bpf_xdp_attach_opts {
+                sz: std::mem::size_of::<libbpf_sys::bpf_xdp_attach_opts>() as _,
+                old_prog_fd: std::os::fd::AsRawFd::as_raw_fd(&fd),
+                ..Default::default()
+            };
+            // SAFETY: opts is valid for the call (sz set); old_prog_fd,
+            // open until `fd` drops below, pins the detach to exactly
+            // that program.
             let rc = unsafe { libbpf_sys::bpf_xdp_detach(ifidx as c_int, mode_flags, &opts) };
-            close_fd(fd);
+            drop(fd);
             if rc < 0 {
                 return Err(CaptureError::new(
                     what(&format!("detaching the stale {PROG_NAME} (id {id})")),
@@ -216,11 +220,11 @@ pub(super) fn replace_stale_without_link(ifname: &str, ifidx: u32) -> Result<(),
             Ok(())
         }
         Some((name, fd)) if name == "xdp_dispatcher" => {
-            close_fd(fd);
+            drop(fd);
             remove_stale(ifname, ifidx)
         }
         Some((name, fd)) => {
-            close_fd(fd);
+            drop(fd);
             Err(CaptureError::new(
                 what("attaching"),
                 io::Error::from_raw_os_error(libc::EBUSY),
@@ -277,15 +281,8 @@ pub(super) fn dispatcher_components(ifidx: u32, id: u32) -> Option<Vec<String>> 
         if !(n.starts_with("prog") && n.ends_with("-prog")) {
             continue;
         }
-        let path = std::ffi::CString::new(e.path().as_os_str().as_encoded_bytes()).ok()?;
-        // SAFETY: a NUL-terminated path.
-        let fd = unsafe { libbpf_sys::bpf_obj_get(path.as_ptr()) };
-        if fd < 0 {
-            return None;
-        }
-        let name = prog_name(fd);
-        close_fd(fd);
-        names.push(name.ok()?);
+        let fd = libbpf_rs::Program::fd_from_pinned_path(e.path()).ok()?;
+        names.push(prog_name(fd.as_fd()).ok()?);
     }
     Some(names)
 }

@@ -3,22 +3,31 @@
 use super::*;
 
 /// Sends libbpf's and libxdp's messages (verifier logs, dispatcher
-/// fallbacks) to `tracing` instead of stderr. Only on x86_64, where the C
-/// `va_list` they pass is a pointer we can hand on to `vsnprintf`;
-/// elsewhere the libraries keep printing to stderr.
+/// fallbacks) to `tracing` instead of stderr. libbpf's go through
+/// libbpf-rs, which formats them on every architecture; libxdp's only on
+/// x86_64, where the C `va_list` it passes is a pointer we can hand on to
+/// `vsnprintf` (elsewhere libxdp keeps printing to stderr).
 pub(crate) fn route_library_logs() {
-    #[cfg(target_arch = "x86_64")]
-    {
-        static ONCE: std::sync::Once = std::sync::Once::new();
-        ONCE.call_once(|| {
-            // SAFETY: installs callbacks with the signatures the libraries
-            // declare; they are 'static functions.
-            unsafe {
-                xdp::libxdp_set_print(Some(logs::libxdp_print));
-                libbpf_sys::libbpf_set_print(Some(logs::libbpf_print));
-            }
-        });
-    }
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        libbpf_rs::set_print(Some((libbpf_rs::PrintLevel::Debug, libbpf_print)));
+        #[cfg(target_arch = "x86_64")]
+        {
+            // SAFETY: installs a callback with the signature libxdp
+            // declares; it is a 'static function.
+            unsafe { xdp::libxdp_set_print(Some(logs::libxdp_print)) };
+        }
+    });
+}
+
+/// libbpf's messages, formatted by libbpf-rs.
+fn libbpf_print(level: libbpf_rs::PrintLevel, msg: String) {
+    let level = match level {
+        libbpf_rs::PrintLevel::Warn => LibLevel::Warn,
+        libbpf_rs::PrintLevel::Info => LibLevel::Info,
+        libbpf_rs::PrintLevel::Debug => LibLevel::Debug,
+    };
+    lib_log(level, msg.trim_end());
 }
 
 /// A libbpf/libxdp message level.
@@ -129,20 +138,6 @@ pub(super) mod logs {
             _ => LibLevel::Debug,
         };
         // SAFETY: called by libxdp with its format and arguments.
-        unsafe { format(level, fmt, ap.cast()) }
-    }
-
-    pub(super) unsafe extern "C" fn libbpf_print(
-        level: libbpf_sys::libbpf_print_level,
-        fmt: *const c_char,
-        ap: *mut libbpf_sys::__va_list_tag,
-    ) -> c_int {
-        let level = match level {
-            libbpf_sys::LIBBPF_WARN => LibLevel::Warn,
-            libbpf_sys::LIBBPF_INFO => LibLevel::Info,
-            _ => LibLevel::Debug,
-        };
-        // SAFETY: called by libbpf with its format and arguments.
         unsafe { format(level, fmt, ap.cast()) }
     }
 }

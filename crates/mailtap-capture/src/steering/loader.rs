@@ -1,119 +1,142 @@
-//! Opening the embedded object with libbpf, filling its maps, reading its
-//! counters, and libbpf's error codes.
+//! Opening the embedded object (libbpf-rs), libxdp's program handle on
+//! it, filling its maps, reading its counters, and libbpf's error codes.
 
 use super::*;
 
-/// Opens the embedded object with `xsks_map` sized for `queues`, and
-/// wraps its program for libxdp. Nothing is loaded into the kernel yet.
-pub(super) fn open_object(queues: u32, bypass_entries: u32) -> io::Result<Loaded> {
-    let mut loaded = open_object_unwrapped(queues, bypass_entries)?;
-    // SAFETY: obj is valid; a null section name takes its first program.
-    let prog = unsafe { xdp::xdp_program__from_bpf_obj(loaded.obj, std::ptr::null()) };
-    // SAFETY: only inspects the pointer value.
-    let err = unsafe { xdp::libxdp_get_error(prog as *const c_void) };
-    if err != 0 || prog.is_null() {
-        return Err(lib_error(if err != 0 { -err as i32 } else { libc::ENOENT }));
+/// Opens the embedded object with `xsks_map` sized for `queues` and
+/// `mailtap_bypass` for `bypass_entries`. Nothing is loaded into the
+/// kernel yet.
+pub(super) fn open_object(queues: u32, bypass_entries: u32) -> io::Result<OpenObject> {
+    let mut obj = ObjectBuilder::default()
+        .name("mailtap_xdp")
+        .and_then(|b| b.open_memory(OBJECT))
+        .map_err(bpf_error)?;
+    for (name, entries) in [("xsks_map", queues), ("mailtap_bypass", bypass_entries)] {
+        let mut map = obj.maps_mut().find(|m| m.name() == name).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no {name} in the embedded object"),
+            )
+        })?;
+        map.set_max_entries(entries.max(1)).map_err(bpf_error)?;
     }
-    loaded.prog = prog;
-    Ok(loaded)
+    Ok(obj)
 }
 
-/// Opens the embedded object with its maps sized; no libxdp handle.
-pub(super) fn open_object_unwrapped(queues: u32, bypass_entries: u32) -> io::Result<Loaded> {
-    // SAFETY: bpf_object_open_opts is a plain C struct for which all-zero
-    // is the documented "no options" value (sz set below).
-    let mut opts: xdp::bpf_object_open_opts = unsafe { std::mem::zeroed() };
-    opts.sz = std::mem::size_of::<xdp::bpf_object_open_opts>();
-    opts.object_name = c"mailtap_xdp".as_ptr();
-    // SAFETY: OBJECT is 'static and never written; libbpf reads the ELF
-    // image from it (bpftool skeletons do the same with const data).
-    let obj = unsafe { xdp::bpf_object__open_mem(OBJECT.as_ptr().cast(), OBJECT.len(), &opts) };
-    if obj.is_null() {
-        return Err(io::Error::last_os_error());
-    }
-    let loaded = Loaded {
-        obj,
-        prog: std::ptr::null_mut(),
-        link: None,
-    };
-    // SAFETY: obj is a valid, not yet loaded object.
-    let map = unsafe { xdp::bpf_object__find_map_by_name(obj, c"xsks_map".as_ptr()) };
-    if map.is_null() {
-        return Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            "no xsks_map in the embedded object",
-        ));
-    }
-    // SAFETY: map belongs to the unloaded object; resizing is allowed
-    // before load.
-    let rc = unsafe { xdp::bpf_map__set_max_entries(map, queues.max(1)) };
-    if rc < 0 {
-        return Err(lib_error(-rc));
-    }
-    // SAFETY: as above.
-    let map = unsafe { xdp::bpf_object__find_map_by_name(obj, c"mailtap_bypass".as_ptr()) };
-    if map.is_null() {
-        return Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            "no mailtap_bypass in the embedded object",
-        ));
-    }
-    // SAFETY: as above.
-    let rc = unsafe { xdp::bpf_map__set_max_entries(map, bypass_entries.max(1)) };
-    if rc < 0 {
-        return Err(lib_error(-rc));
-    }
-    Ok(loaded)
+/// The loaded program `name` of `obj`.
+pub(super) fn find_program<'a>(obj: &'a Object, name: &str) -> Option<Program<'a>> {
+    obj.progs().find(|p| p.name() == name)
 }
 
-/// The file descriptors of a loaded object's maps that the handle keeps.
+/// libxdp's handle on the program of an object we opened
+/// (`xdp_program__from_bpf_obj`). It does not own the object but points
+/// into it, so it is closed first: [`Loaded`] and [`LibxdpOpen`] declare
+/// it before the object, and nothing else holds one.
+pub(super) struct XdpProg(NonNull<xdp::xdp_program>);
+
+// SAFETY: the handle is a heap object of libxdp's, tied to no thread. Its
+// pointer is reached only through `&mut self` (`ptr`) and `Drop`, so it
+// is used by one thread at a time wherever the value moves.
+unsafe impl Send for XdpProg {}
+// SAFETY: a shared `&XdpProg` gives no access to the pointer at all.
+unsafe impl Sync for XdpProg {}
+
+impl XdpProg {
+    pub(super) fn ptr(&mut self) -> *mut xdp::xdp_program {
+        self.0.as_ptr()
+    }
+}
+
+impl Drop for XdpProg {
+    fn drop(&mut self) {
+        // SAFETY: a valid handle from xdp_program__from_bpf_obj, closed
+        // once, here, while its object is still open (see the type).
+        // Created from an external object, it leaves that object to us.
+        unsafe { xdp::xdp_program__close(self.0.as_ptr()) }
+    }
+}
+
+/// The opened object and libxdp's handle on its program: what the libxdp
+/// attach path tries each mode with.
+pub(super) struct LibxdpOpen {
+    /// Before `open`: closed first.
+    prog: XdpProg,
+    open: OpenObject,
+}
+
+impl LibxdpOpen {
+    /// Wraps the object's first program for libxdp.
+    pub(super) fn new(open: OpenObject) -> io::Result<LibxdpOpen> {
+        let raw = open.as_libbpf_object().as_ptr().cast::<xdp::bpf_object>();
+        // SAFETY: raw is the opened, not yet loaded object, which the
+        // returned value keeps open for as long as the handle; a null
+        // section name takes its first program.
+        let prog = unsafe { xdp::xdp_program__from_bpf_obj(raw, std::ptr::null()) };
+        // SAFETY: only inspects the pointer value.
+        let err = unsafe { xdp::libxdp_get_error(prog as *const c_void) };
+        match NonNull::new(prog) {
+            Some(p) if err == 0 => Ok(LibxdpOpen {
+                prog: XdpProg(p),
+                open,
+            }),
+            _ => Err(lib_error(if err != 0 { -err as i32 } else { libc::ENOENT })),
+        }
+    }
+
+    /// libxdp loads the program and attaches it to `ifidx` in `mode`
+    /// (through its dispatcher when it can). On failure both handles are
+    /// closed: a failed attempt may have loaded the program already.
+    pub(super) fn attach(self, ifidx: u32, mode: XdpMode) -> io::Result<Loaded> {
+        let LibxdpOpen { mut prog, open } = self;
+        // SAFETY: prog is a valid handle on the open object; flags must
+        // be 0.
+        let rc = unsafe { xdp::xdp_program__attach(prog.ptr(), ifidx as c_int, mode.libxdp(), 0) };
+        if rc < 0 {
+            drop(prog);
+            drop(open);
+            return Err(lib_error(-rc));
+        }
+        // SAFETY: the attach loaded the object (libxdp loads the program's
+        // bpf_object before attaching it, and the maps are read from it
+        // below); ownership of the pointer moves from `open`.
+        let obj = unsafe { Object::from_ptr(open.take_ptr()) };
+        Ok(Loaded {
+            link: None,
+            xdp: Some(prog),
+            obj,
+        })
+    }
+}
+
+/// Handles on a loaded object's maps (duplicated descriptors, so they do
+/// not borrow the object).
 pub(super) struct Maps {
-    pub(super) xsks_fd: RawFd,
-    pub(super) stats_fd: RawFd,
-    pub(super) bypass_fd: RawFd,
+    pub(super) xsks: MapHandle,
+    pub(super) stats: MapHandle,
+    pub(super) bypass: MapHandle,
 }
 
-/// The value of the `mailtap_cfg` map: `struct mailtap_cfg`.
-#[repr(C)]
-pub(super) struct CfgValue {
-    all_tcp: u32,
-    /// 0: bypass off; else the XDP action for bypassed packets.
-    bypass_action: u32,
-}
+/// Bytes of the `mailtap_cfg` value, `struct mailtap_cfg`: `all_tcp` and
+/// `bypass_action` (0: bypass off; else the XDP action for bypassed
+/// packets), two u32.
+pub(super) const CFG_VALUE_BYTES: usize = 8;
 
 /// Checks a loaded object's maps against the layouts here and writes the
 /// port set and config into them. Errors say which map.
-pub(super) fn fill_maps(
-    obj: *mut xdp::bpf_object,
-    cfg: &SteeringConfig,
-) -> Result<Maps, (String, io::Error)> {
-    let map = |name: &CStr| -> Result<(RawFd, u32, u32), (String, io::Error)> {
-        // SAFETY: obj is a loaded object, alive for this call (caller).
-        let m = unsafe { xdp::bpf_object__find_map_by_name(obj, name.as_ptr()) };
-        if m.is_null() {
-            return Err((
+pub(super) fn fill_maps(obj: &Object, cfg: &SteeringConfig) -> Result<Maps, (String, io::Error)> {
+    let map = |name: &str| -> Result<Map<'_>, (String, io::Error)> {
+        obj.maps().find(|m| m.name() == name).ok_or_else(|| {
+            (
                 format!("map {name:?}"),
                 io::Error::new(io::ErrorKind::NotFound, "not in the embedded object"),
-            ));
-        }
-        // SAFETY: m is a map of the loaded object.
-        let (fd, ksize, size) = unsafe {
-            (
-                xdp::bpf_map__fd(m),
-                xdp::bpf_map__key_size(m),
-                xdp::bpf_map__value_size(m),
             )
-        };
-        if fd < 0 {
-            return Err((format!("map {name:?}"), lib_error(-fd)));
-        }
-        Ok((fd, ksize, size))
+        })
     };
-    let (xsks_fd, _, _) = map(c"xsks_map")?;
-    let (stats_fd, _, stats_size) = map(c"mailtap_stats")?;
-    let (ports_fd, _, ports_size) = map(c"mail_ports")?;
-    let (cfg_fd, _, cfg_size) = map(c"mailtap_cfg")?;
-    let (bypass_fd, bypass_ksize, bypass_size) = map(c"mailtap_bypass")?;
+    let xsks = map("xsks_map")?;
+    let stats = map("mailtap_stats")?;
+    let ports = map("mail_ports")?;
+    let cfg_map = map("mailtap_cfg")?;
+    let bypass = map("mailtap_bypass")?;
     let mismatch = |name: &str| {
         (
             format!("map {name}"),
@@ -123,37 +146,46 @@ pub(super) fn fill_maps(
             ),
         )
     };
-    if stats_size as usize != std::mem::size_of::<StatsValue>() {
+    if stats.value_size() as usize != STATS_FIELDS * 8 {
         return Err(mismatch("mailtap_stats"));
     }
-    if ports_size as usize != PORT_BITMAP_BYTES {
+    if ports.value_size() as usize != PORT_BITMAP_BYTES {
         return Err(mismatch("mail_ports"));
     }
-    if cfg_size as usize != std::mem::size_of::<CfgValue>() {
+    if cfg_map.value_size() as usize != CFG_VALUE_BYTES {
         return Err(mismatch("mailtap_cfg"));
     }
-    if bypass_ksize as usize != bypass::KEY_SIZE || bypass_size as usize != bypass::VALUE_SIZE {
+    if bypass.key_size() as usize != bypass::KEY_SIZE
+        || bypass.value_size() as usize != bypass::VALUE_SIZE
+    {
         return Err(mismatch("mailtap_bypass"));
     }
 
-    let bitmap = port_bitmap(&cfg.ports);
-    map_update(ports_fd, 0, bitmap.as_ptr().cast())
+    map_update(&ports, 0, &port_bitmap(&cfg.ports))
         .map_err(|e| ("writing the mail port set".to_string(), e))?;
-    let value = CfgValue {
-        all_tcp: cfg.all_tcp.into(),
-        bypass_action: if cfg.bypass_entries > 0 {
-            cfg.bypass_action.xdp_action()
-        } else {
-            0
-        },
+    map_update(&cfg_map, 0, &cfg_value(cfg)).map_err(|e| ("writing the config".to_string(), e))?;
+    let dup = |m: &Map<'_>, name: &str| {
+        MapHandle::try_from(m).map_err(|e| (format!("duplicating the {name} map fd"), bpf_error(e)))
     };
-    map_update(cfg_fd, 0, (&value as *const CfgValue).cast())
-        .map_err(|e| ("writing the config".to_string(), e))?;
     Ok(Maps {
-        xsks_fd,
-        stats_fd,
-        bypass_fd,
+        xsks: dup(&xsks, "xsks_map")?,
+        stats: dup(&stats, "mailtap_stats")?,
+        bypass: dup(&bypass, "mailtap_bypass")?,
     })
+}
+
+/// The `mailtap_cfg` value for `cfg`.
+pub(super) fn cfg_value(cfg: &SteeringConfig) -> [u8; CFG_VALUE_BYTES] {
+    let all_tcp = u32::from(cfg.all_tcp);
+    let bypass_action = if cfg.bypass_entries > 0 {
+        cfg.bypass_action.xdp_action()
+    } else {
+        0
+    };
+    let mut v = [0u8; CFG_VALUE_BYTES];
+    v[..4].copy_from_slice(&all_tcp.to_ne_bytes());
+    v[4..].copy_from_slice(&bypass_action.to_ne_bytes());
+    v
 }
 
 /// The `mail_ports` value: bit `p & 7` of byte `p >> 3` set for each port.
@@ -166,39 +198,19 @@ pub(super) fn port_bitmap(ports: &[u16]) -> Vec<u8> {
 }
 
 /// Sums the per-CPU values of the `mailtap_stats` map.
-pub(super) fn read_stats(stats_fd: RawFd) -> io::Result<SteeringCounters> {
-    // SAFETY: a plain query of the possible-CPU mask.
-    let ncpu = unsafe { libbpf_sys::libbpf_num_possible_cpus() };
-    if ncpu <= 0 {
-        return Err(lib_error(-ncpu));
-    }
-    // A per-CPU lookup returns one value (its size rounded up to 8 bytes;
-    // ours is a multiple of 8 already) per possible CPU.
-    let mut vals = vec![StatsValue::default(); ncpu as usize];
-    let key = 0u32;
-    // SAFETY: vals has room for ncpu values of the map's value size
-    // (checked against StatsValue in fill_maps).
-    let rc = unsafe {
-        xdp::bpf_map_lookup_elem(
-            stats_fd,
-            (&key as *const u32).cast(),
-            vals.as_mut_ptr().cast::<c_void>(),
-        )
-    };
-    if rc < 0 {
-        return Err(lib_error(-rc));
-    }
-    Ok(vals.iter().fold(SteeringCounters::default(), |mut c, v| {
-        c.redirected += v.redirected;
-        c.passed_not_tcp += v.passed_not_tcp;
-        c.passed_other_port += v.passed_other_port;
-        c.passed_fragment += v.passed_fragment;
-        c.passed_malformed += v.passed_malformed;
-        c.passed_no_socket += v.passed_no_socket;
-        c.bypassed_packets += v.bypassed_packets;
-        c.bypassed_bytes += v.bypassed_bytes;
-        c
-    }))
+pub(super) fn read_stats(stats: &MapHandle) -> io::Result<SteeringCounters> {
+    let [redirected, passed_not_tcp, passed_other_port, passed_fragment, passed_malformed, passed_no_socket, bypassed_packets, bypassed_bytes] =
+        bypass::percpu_sum::<STATS_FIELDS>(stats)?;
+    Ok(SteeringCounters {
+        redirected,
+        passed_not_tcp,
+        passed_other_port,
+        passed_fragment,
+        passed_malformed,
+        passed_no_socket,
+        bypassed_packets,
+        bypassed_bytes,
+    })
 }
 
 /// An interface name for a message: as is when it could be one, quoted
@@ -211,17 +223,11 @@ pub(super) fn shown_name(name: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// `bpf_map_update_elem(fd, &key, value, BPF_ANY)`.
-pub(super) fn map_update(fd: RawFd, key: u32, value: *const c_void) -> io::Result<()> {
-    // SAFETY: key is a u32 (all our maps have 4-byte keys) and the caller
-    // passes a value of the map's value size.
-    let rc = unsafe {
-        xdp::bpf_map_update_elem(fd, (&key as *const u32).cast(), value, xdp::BPF_ANY as u64)
-    };
-    if rc < 0 {
-        return Err(lib_error(-rc));
-    }
-    Ok(())
+/// `bpf_map_update_elem(fd, &key, value, BPF_ANY)` on a map with 4-byte
+/// keys; `value` must be of the map's value size.
+pub(crate) fn map_update(map: &impl MapCore, key: u32, value: &[u8]) -> io::Result<()> {
+    map.update(&key.to_ne_bytes(), value, MapFlags::ANY)
+        .map_err(bpf_error)
 }
 
 /// An error from a negative libbpf/libxdp return: an errno, or one of
@@ -238,6 +244,40 @@ pub(crate) fn lib_error(code: i32) -> io::Error {
         .to_string_lossy()
         .into_owned();
     io::Error::other(format!("libbpf error {code}: {msg}"))
+}
+
+/// The errno (or libbpf code) a libbpf-rs error came from, if any.
+/// libbpf-rs 0.25 keeps the `io::Error` it made from the negative return
+/// (or errno) but does not hand it out; its alternate form ends with that
+/// error's "(os error N)" (pinned by the test
+/// `steering_libbpf_rs_errors_keep_the_errno`).
+pub(crate) fn os_code(e: &libbpf_rs::Error) -> Option<i32> {
+    let s = format!("{e:#}");
+    let rest = s.strip_suffix(')')?;
+    let at = rest.rfind("(os error ")?;
+    rest[at + "(os error ".len()..]
+        .parse()
+        .ok()
+        .filter(|&c: &i32| c > 0)
+}
+
+/// A libbpf-rs error as the `io::Error` the raw call gave: the errno, or
+/// libbpf's own code named by [`lib_error`]; else its message.
+pub(crate) fn bpf_error(e: libbpf_rs::Error) -> io::Error {
+    if let Some(code) = os_code(&e) {
+        return lib_error(code);
+    }
+    let kind = match e.kind() {
+        libbpf_rs::ErrorKind::NotFound => io::ErrorKind::NotFound,
+        libbpf_rs::ErrorKind::PermissionDenied => io::ErrorKind::PermissionDenied,
+        libbpf_rs::ErrorKind::AlreadyExists => io::ErrorKind::AlreadyExists,
+        libbpf_rs::ErrorKind::InvalidInput => io::ErrorKind::InvalidInput,
+        libbpf_rs::ErrorKind::InvalidData => io::ErrorKind::InvalidData,
+        libbpf_rs::ErrorKind::Unsupported => io::ErrorKind::Unsupported,
+        libbpf_rs::ErrorKind::OutOfMemory => io::ErrorKind::OutOfMemory,
+        _ => io::ErrorKind::Other,
+    };
+    io::Error::new(kind, format!("{e:#}"))
 }
 
 /// The inode of the calling thread's network namespace.
